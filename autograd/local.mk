@@ -1,0 +1,1 @@
+nobase_flowgradinclude_HEADERS += autograd/autograd.h

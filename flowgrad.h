@@ -1,0 +1,6 @@
+/* flowgrad: one include for the whole public API. */
+#ifndef FLOWGRAD_H
+#define FLOWGRAD_H
+#include "tensor/tensor.h"
+#include "autograd/autograd.h"
+#endif

@@ -1,0 +1,2 @@
+nobase_flowgradinclude_HEADERS += tensor/tensor.h
+libflowgrad_la_SOURCES +=
