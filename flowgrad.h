@@ -3,4 +3,5 @@
 #define FLOWGRAD_H
 #include "tensor/tensor.h"
 #include "autograd/autograd.h"
+#include "nn/nn.h"
 #endif

@@ -1,1 +1,1 @@
-# nn
+nobase_flowgradinclude_HEADERS += nn/nn.h
