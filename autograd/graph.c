@@ -1,0 +1,127 @@
+/* The graph: a per-step arena, the tape, and the reverse pass. */
+#include "autograd/internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define GRAPH_CHUNK (64u << 20)
+#define SCRATCH_CHUNK (16u << 20)
+
+fg_graph *fg_graph_create(void)
+{
+    fg_graph *g = fg_xcalloc(1, sizeof *g, "graph");
+    g->arena = fg_arena_create(GRAPH_CHUNK);
+    g->scratch = fg_arena_create(SCRATCH_CHUNK);
+    g->grad_enabled = 1;
+    return g;
+}
+
+void fg_graph_destroy(fg_graph *g)
+{
+    if (!g) return;
+    fg_arena_destroy(g->arena);
+    fg_arena_destroy(g->scratch);
+    free(g);
+}
+
+void fg_graph_reset(fg_graph *g)
+{
+    fg_arena_reset(g->arena);
+    fg_arena_reset(g->scratch);
+    g->tail = NULL;
+    g->n_nodes = 0;
+}
+
+fg_arena *fg_graph_arena(fg_graph *g) { return g->arena; }
+size_t fg_graph_nodes(const fg_graph *g) { return g->n_nodes; }
+int fg_grad_enabled(const fg_graph *g) { return g->grad_enabled; }
+
+int fg_set_grad_enabled(fg_graph *g, int enabled)
+{
+    int old = g->grad_enabled;
+    g->grad_enabled = enabled != 0;
+    return old;
+}
+
+fg_var *fg_var_new(fg_graph *g, int ndim, const int *shape)
+{
+    FG_CHECK(ndim >= 1 && ndim <= FG_MAX_DIMS, "var", "%d dimensions (1 to %d allowed)",
+             ndim, FG_MAX_DIMS);
+    fg_var *v = fg_arena_calloc(g->arena, sizeof *v);
+    v->t.ndim = ndim;
+    for (int i = 0; i < ndim; i++) {
+        FG_CHECK(shape[i] >= 0, "var", "negative dimension %d", shape[i]);
+        v->t.shape[i] = shape[i];
+    }
+    v->t.data = fg_arena_alloc(g->arena, fg_numel(&v->t) * sizeof(float));
+    return v;
+}
+
+fg_var *fg_var_like(fg_graph *g, const fg_var *v)
+{
+    return fg_var_new(g, v->t.ndim, v->t.shape);
+}
+
+fg_node *fg_record(fg_graph *g, const char *op, fg_backward_fn bw, fg_var *out,
+                   int nin, fg_var *a, fg_var *b, fg_var *c)
+{
+    fg_var *ins[3] = {a, b, c};
+    int need = 0;
+    for (int i = 0; i < nin; i++) need |= ins[i] && ins[i]->requires_grad;
+    if (!g->grad_enabled || !need) return NULL;
+    fg_node *n = fg_arena_calloc(g->arena, sizeof *n);
+    n->op = op;
+    n->backward = bw;
+    n->out = out;
+    n->nin = nin;
+    for (int i = 0; i < nin; i++) n->in[i] = ins[i];
+    n->prev = g->tail;
+    g->tail = n;
+    g->n_nodes++;
+    out->node = n;
+    out->requires_grad = 1;
+    return n;
+}
+
+float *fg_grad(fg_graph *g, fg_var *v)
+{
+    if (!v->grad) v->grad = fg_arena_calloc(g->arena, fg_var_numel(v) * sizeof(float));
+    return v->grad;
+}
+
+void fg_backward_with(fg_graph *g, fg_var *out, const float *seed)
+{
+    FG_CHECK(out->requires_grad, "backward", "the output does not depend on any variable that requires a gradient");
+    float *go = fg_grad(g, out);
+    fg_k_add(fg_var_numel(out), go, seed, go);
+    int was = fg_set_grad_enabled(g, 0);
+    /* Nodes appended after out cannot influence it; their out->grad stays
+     * NULL and they are skipped. */
+    for (fg_node *n = g->tail; n; n = n->prev) {
+        if (!n->out->grad) continue;
+        n->backward(g, n);
+    }
+    fg_set_grad_enabled(g, was);
+}
+
+void fg_backward(fg_graph *g, fg_var *loss)
+{
+    FG_CHECK(fg_var_numel(loss) == 1, "backward", "the loss must have one element, it has %zu",
+             fg_var_numel(loss));
+    const float one = 1.0f;
+    fg_backward_with(g, loss, &one);
+}
+
+void fg_require_same_shape(const char *op, const fg_var *a, const fg_var *b)
+{
+    if (fg_same_shape(&a->t, &b->t)) return;
+    char sa[FG_SHAPE_STR_LEN], sb[FG_SHAPE_STR_LEN];
+    fg_fatal(op, "shapes differ: %s and %s", fg_shape_str(&a->t, sa, sizeof sa),
+             fg_shape_str(&b->t, sb, sizeof sb));
+}
+
+void fg_require_ndim(const char *op, const fg_var *a, int ndim)
+{
+    if (a->t.ndim == ndim) return;
+    char sa[FG_SHAPE_STR_LEN];
+    fg_fatal(op, "expected %d dimensions, got %s", ndim, fg_shape_str(&a->t, sa, sizeof sa));
+}

@@ -1,0 +1,44 @@
+/* Internals shared by the autograd sources; not installed. */
+#ifndef FLOWGRAD_AUTOGRAD_INTERNAL_H
+#define FLOWGRAD_AUTOGRAD_INTERNAL_H
+
+#include "autograd/autograd.h"
+
+typedef void (*fg_backward_fn)(fg_graph *g, fg_node *n);
+
+struct fg_node {
+    const char *op;
+    fg_backward_fn backward;
+    fg_var *out;
+    fg_var *in[3];
+    int nin;
+    void *saved;        /* op-specific, from the arena */
+    float f;            /* op-specific scalar (e.g. the factor of fg_scale) */
+    int i[4];           /* op-specific integers */
+    fg_node *prev;
+};
+
+struct fg_graph {
+    fg_arena *arena;    /* values, grads and nodes of the current step */
+    fg_arena *scratch;  /* transient kernel workspace, reset after each use */
+    fg_node *tail;
+    size_t n_nodes;
+    int grad_enabled;
+};
+
+/* A fresh arena variable (value not initialized, no grad). */
+fg_var *fg_var_new(fg_graph *g, int ndim, const int *shape);
+fg_var *fg_var_like(fg_graph *g, const fg_var *v);
+/* Records a node for out when gradients are on and any input needs one;
+ * returns the node (to fill saved state) or NULL when nothing is recorded. */
+fg_node *fg_record(fg_graph *g, const char *op, fg_backward_fn bw, fg_var *out,
+                   int nin, fg_var *a, fg_var *b, fg_var *c);
+/* The gradient buffer of v, allocated zeroed on first use. */
+float *fg_grad(fg_graph *g, fg_var *v);
+/* Stops with the op name and both shapes when a and b differ. */
+void fg_require_same_shape(const char *op, const fg_var *a, const fg_var *b);
+void fg_require_ndim(const char *op, const fg_var *a, int ndim);
+static inline size_t fg_var_numel(const fg_var *v) { return fg_numel(&v->t); }
+static inline int fg_needs_grad(const fg_var *v) { return v->requires_grad; }
+
+#endif

@@ -1,0 +1,208 @@
+/* Per-channel broadcasts and channel layout ops on (N, C, ...) tensors. */
+#include "autograd/internal.h"
+#include <string.h>
+
+static size_t spatial(const fg_var *v)
+{
+    size_t n = 1;
+    for (int d = 2; d < v->t.ndim; d++) n *= (size_t)v->t.shape[d];
+    return n;
+}
+
+static void require_channels(const char *op, const fg_var *x)
+{
+    FG_CHECK(x->t.ndim >= 2, op, "needs (N, C, ...), got %d dimensions", x->t.ndim);
+}
+
+static void require_vector(const char *op, const fg_var *x, const fg_var *v)
+{
+    require_channels(op, x);
+    char sx[FG_SHAPE_STR_LEN], sv[FG_SHAPE_STR_LEN];
+    FG_CHECK(fg_var_numel(v) == (size_t)x->t.shape[1], op, "x %s needs %d channel values, got %s",
+             fg_shape_str(&x->t, sx, sizeof sx), x->t.shape[1], fg_shape_str(&v->t, sv, sizeof sv));
+}
+
+/* ------------------------------------------------------------- add_channel */
+static void add_channel_backward(fg_graph *g, fg_node *nd)
+{
+    fg_var *x = nd->in[0], *v = nd->in[1];
+    const float *gy = nd->out->grad;
+    size_t n = fg_var_numel(x);
+    if (x->requires_grad) { float *gx = fg_grad(g, x); fg_k_add(n, gx, gy, gx); }
+    if (v->requires_grad) {
+        int N = x->t.shape[0], C = x->t.shape[1];
+        double *acc = fg_arena_alloc(fg_graph_arena(g), (size_t)C * sizeof(double));
+        fg_k_sum_per_channel(N, C, (int)spatial(x), gy, acc, NULL);
+        float *gv = fg_grad(g, v);
+        for (int c = 0; c < C; c++) gv[c] += (float)acc[c];
+    }
+}
+
+fg_var *fg_add_channel(fg_graph *g, fg_var *x, fg_var *v)
+{
+    require_vector("add_channel", x, v);
+    fg_var *y = fg_var_like(g, x);
+    fg_k_add_channel(x->t.shape[0], x->t.shape[1], (int)spatial(x), x->t.data, v->t.data, y->t.data);
+    fg_record(g, "add_channel", add_channel_backward, y, 2, x, v, NULL);
+    return y;
+}
+
+/* ------------------------------------------------------------- mul_channel */
+static void mul_channel_backward(fg_graph *g, fg_node *nd)
+{
+    fg_var *x = nd->in[0], *v = nd->in[1];
+    int N = x->t.shape[0], C = x->t.shape[1];
+    size_t HW = spatial(x);
+    const float *gy = nd->out->grad;
+    if (x->requires_grad) {
+        float *gx = fg_grad(g, x);
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++) {
+                size_t off = ((size_t)n * C + c) * HW;
+                fg_k_axpy(HW, v->t.data[c], gy + off, gx + off);
+            }
+    }
+    if (v->requires_grad) {
+        float *gv = fg_grad(g, v);
+        for (int c = 0; c < C; c++) {
+            double s = 0.0;
+            for (int n = 0; n < N; n++) {
+                size_t off = ((size_t)n * C + c) * HW;
+                s += fg_k_dot(HW, gy + off, x->t.data + off);
+            }
+            gv[c] += (float)s;
+        }
+    }
+}
+
+fg_var *fg_mul_channel(fg_graph *g, fg_var *x, fg_var *v)
+{
+    require_vector("mul_channel", x, v);
+    fg_var *y = fg_var_like(g, x);
+    fg_k_mul_channel(x->t.shape[0], x->t.shape[1], (int)spatial(x), x->t.data, v->t.data, y->t.data);
+    fg_record(g, "mul_channel", mul_channel_backward, y, 2, x, v, NULL);
+    return y;
+}
+
+/* ------------------------------------------------------------- gather
+ * Every layout op below copies whole channel planes: output channel j of
+ * sample n comes from input channel src[j]. The backward adds the planes
+ * back, so slice, even/odd and permute share one rule. */
+static void gather_planes(int N, int Cin, int Cout, size_t HW, const int *src,
+                          const float *x, float *y)
+{
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < Cout; j++)
+            memcpy(y + ((size_t)n * Cout + j) * HW, x + ((size_t)n * Cin + src[j]) * HW,
+                   HW * sizeof(float));
+}
+
+static void gather_backward(fg_graph *g, fg_node *nd)
+{
+    fg_var *x = nd->in[0], *y = nd->out;
+    int N = x->t.shape[0], Cin = x->t.shape[1], Cout = y->t.shape[1];
+    size_t HW = spatial(x);
+    const int *src = nd->saved;
+    float *gx = fg_grad(g, x);
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < Cout; j++) {
+            float *d = gx + ((size_t)n * Cin + src[j]) * HW;
+            fg_k_add(HW, d, y->grad + ((size_t)n * Cout + j) * HW, d);
+        }
+}
+
+static fg_var *gather(fg_graph *g, const char *op, fg_var *x, int Cout, int *src)
+{
+    fg_var *y;
+    int shape[FG_MAX_DIMS];
+    memcpy(shape, x->t.shape, sizeof shape);
+    shape[1] = Cout;
+    y = fg_var_new(g, x->t.ndim, shape);
+    gather_planes(x->t.shape[0], x->t.shape[1], Cout, spatial(x), src, x->t.data, y->t.data);
+    fg_node *nd = fg_record(g, op, gather_backward, y, 1, x, NULL, NULL);
+    if (nd) nd->saved = src;
+    return y;
+}
+
+static int *index_buf(fg_graph *g, int n)
+{
+    return fg_arena_alloc(fg_graph_arena(g), (size_t)(n > 0 ? n : 1) * sizeof(int));
+}
+
+fg_var *fg_channel_slice(fg_graph *g, fg_var *x, int c0, int c1)
+{
+    require_channels("channel_slice", x);
+    FG_CHECK(0 <= c0 && c0 <= c1 && c1 <= x->t.shape[1], "channel_slice",
+             "range [%d, %d) outside %d channels", c0, c1, x->t.shape[1]);
+    int *src = index_buf(g, c1 - c0);
+    for (int j = 0; j < c1 - c0; j++) src[j] = c0 + j;
+    return gather(g, "channel_slice", x, c1 - c0, src);
+}
+
+static fg_var *every_other(fg_graph *g, const char *op, fg_var *x, int first)
+{
+    require_channels(op, x);
+    int C = x->t.shape[1];
+    int Cout = (C - first + 1) / 2;
+    int *src = index_buf(g, Cout);
+    for (int j = 0; j < Cout; j++) src[j] = first + 2 * j;
+    return gather(g, op, x, Cout, src);
+}
+
+fg_var *fg_channel_even(fg_graph *g, fg_var *x) { return every_other(g, "channel_even", x, 0); }
+fg_var *fg_channel_odd(fg_graph *g, fg_var *x) { return every_other(g, "channel_odd", x, 1); }
+
+fg_var *fg_channel_permute(fg_graph *g, fg_var *x, const int *perm)
+{
+    require_channels("channel_permute", x);
+    int C = x->t.shape[1];
+    int *src = index_buf(g, C);
+    for (int j = 0; j < C; j++) {
+        FG_CHECK(perm[j] >= 0 && perm[j] < C, "channel_permute", "index %d outside %d channels",
+                 perm[j], C);
+        src[j] = perm[j];
+    }
+    return gather(g, "channel_permute", x, C, src);
+}
+
+/* ------------------------------------------------------------- concat */
+static void concat_backward(fg_graph *g, fg_node *nd)
+{
+    fg_var *a = nd->in[0], *b = nd->in[1], *y = nd->out;
+    int N = y->t.shape[0], Ca = a->t.shape[1], Cb = b->t.shape[1], C = Ca + Cb;
+    size_t HW = spatial(y);
+    for (int n = 0; n < N; n++) {
+        const float *gy = y->grad + (size_t)n * C * HW;
+        if (a->requires_grad) {
+            float *d = fg_grad(g, a) + (size_t)n * Ca * HW;
+            fg_k_add((size_t)Ca * HW, d, gy, d);
+        }
+        if (b->requires_grad) {
+            float *d = fg_grad(g, b) + (size_t)n * Cb * HW;
+            fg_k_add((size_t)Cb * HW, d, gy + (size_t)Ca * HW, d);
+        }
+    }
+}
+
+fg_var *fg_channel_concat(fg_graph *g, fg_var *a, fg_var *b)
+{
+    require_channels("channel_concat", a);
+    char sa[FG_SHAPE_STR_LEN], sb[FG_SHAPE_STR_LEN];
+    int ok = a->t.ndim == b->t.ndim && a->t.shape[0] == b->t.shape[0];
+    for (int d = 2; ok && d < a->t.ndim; d++) ok = a->t.shape[d] == b->t.shape[d];
+    FG_CHECK(ok, "channel_concat", "shapes %s and %s differ outside the channel dimension",
+             fg_shape_str(&a->t, sa, sizeof sa), fg_shape_str(&b->t, sb, sizeof sb));
+    int shape[FG_MAX_DIMS];
+    memcpy(shape, a->t.shape, sizeof shape);
+    int N = a->t.shape[0], Ca = a->t.shape[1], Cb = b->t.shape[1];
+    shape[1] = Ca + Cb;
+    fg_var *y = fg_var_new(g, a->t.ndim, shape);
+    size_t HW = spatial(a);
+    for (int n = 0; n < N; n++) {
+        float *o = y->t.data + (size_t)n * (Ca + Cb) * HW;
+        memcpy(o, a->t.data + (size_t)n * Ca * HW, (size_t)Ca * HW * sizeof(float));
+        memcpy(o + (size_t)Ca * HW, b->t.data + (size_t)n * Cb * HW, (size_t)Cb * HW * sizeof(float));
+    }
+    fg_record(g, "channel_concat", concat_backward, y, 2, a, b, NULL);
+    return y;
+}
