@@ -195,7 +195,7 @@ void fg_k_unsqueeze2d(int N, int C, int H, int W, const float *x, float *y); /* 
 int fg_lu_decompose(int n, double *a, int *piv, int *sign); /* in place, PA = LU */
 int fg_mat_inverse(int n, const double *a, double *inv);
 /* log|det a| and the sign of det a (0 if singular). */
-void fg_slogdet(int n, const double *a, double *logabsdet, int *sign);
+void fg_mat_slogdet(int n, const double *a, double *logabsdet, int *sign);
 /* Householder QR: q (n x n) orthogonal, r (n x n) upper triangular. */
 void fg_qr(int n, const double *a, double *q, double *r);
 /* Haar-distributed random orthogonal matrix (QR of a Gaussian matrix with
