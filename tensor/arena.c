@@ -1,0 +1,132 @@
+/* Bump allocator for the intermediates of one step.
+ *
+ * Memory is a list of chunks. Reset rewinds to the first chunk without
+ * freeing anything, so after the first step a loop allocates nothing from the
+ * system. When one step outgrows the chunk list, a new chunk is appended;
+ * on the next reset all chunks are merged into one big enough for the peak,
+ * which keeps later steps in a single chunk. */
+#include "tensor/tensor.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define ARENA_ALIGN 64
+
+typedef struct chunk {
+    struct chunk *next;
+    char *base;
+    size_t size;
+} chunk;
+
+struct fg_arena {
+    chunk *first;
+    chunk *cur;      /* chunk being filled */
+    size_t offset;   /* bytes used in cur */
+    size_t used;     /* bytes handed out since reset (with padding) */
+    size_t peak;
+    size_t reserved;
+    size_t chunk_bytes;
+};
+
+static size_t round_up(size_t n)
+{
+    return (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+}
+
+static chunk *chunk_new(size_t size)
+{
+    chunk *c = fg_xmalloc(sizeof *c, "arena chunk header");
+    c->base = fg_aligned_alloc(size, "arena chunk");
+    c->size = size;
+    c->next = NULL;
+    return c;
+}
+
+fg_arena *fg_arena_create(size_t chunk_bytes)
+{
+    fg_arena *a = fg_xcalloc(1, sizeof *a, "arena");
+    a->chunk_bytes = round_up(chunk_bytes < 4096 ? 4096 : chunk_bytes);
+    a->first = a->cur = chunk_new(a->chunk_bytes);
+    a->reserved = a->chunk_bytes;
+    return a;
+}
+
+static void free_chunks(chunk *c)
+{
+    while (c) {
+        chunk *next = c->next;
+        fg_aligned_free(c->base);
+        free(c);
+        c = next;
+    }
+}
+
+void fg_arena_destroy(fg_arena *a)
+{
+    if (!a)
+        return;
+    free_chunks(a->first);
+    free(a);
+}
+
+void *fg_arena_alloc(fg_arena *a, size_t bytes)
+{
+    size_t need = round_up(bytes ? bytes : 1);
+    while (a->offset + need > a->cur->size) {
+        if (a->cur->next) {
+            a->cur = a->cur->next;
+        } else {
+            size_t size = need > a->chunk_bytes ? need : a->chunk_bytes;
+            a->cur->next = chunk_new(size);
+            a->reserved += size;
+            a->cur = a->cur->next;
+        }
+        a->offset = 0;
+    }
+    void *p = a->cur->base + a->offset;
+    a->offset += need;
+    a->used += need;
+    if (a->used > a->peak)
+        a->peak = a->used;
+    return p;
+}
+
+void *fg_arena_calloc(fg_arena *a, size_t bytes)
+{
+    void *p = fg_arena_alloc(a, bytes);
+    memset(p, 0, bytes);
+    return p;
+}
+
+void fg_arena_reset(fg_arena *a)
+{
+    /* Several chunks mean a step did not fit: replace them by one chunk
+     * sized for the peak so the next steps never spill again. The peak
+     * counts padding, so a step of the same allocations fits exactly. */
+    if (a->first->next) {
+        size_t size = round_up(a->peak);
+        if (size < a->chunk_bytes)
+            size = a->chunk_bytes;
+        free_chunks(a->first);
+        a->first = chunk_new(size);
+        a->reserved = size;
+    }
+    a->cur = a->first;
+    a->offset = 0;
+    a->used = 0;
+}
+
+size_t fg_arena_used(const fg_arena *a)
+{
+    return a->used;
+}
+
+size_t fg_arena_reserved(const fg_arena *a)
+{
+    return a->reserved;
+}
+
+size_t fg_arena_peak(const fg_arena *a)
+{
+    return a->peak;
+}
