@@ -1,8 +1,202 @@
 /* The one GEMM entry point of flowgrad: every matrix product goes through
- * fg_gemm_ex so that every caller gets the tuned BLIS context. */
+ * fg_gemm_ex so that every caller gets the tuned BLIS context.
+ *
+ * Debian's BLIS 0.9.0 falls back to its generic configuration on CPUs it does
+ * not know (e.g. AMD Zen 5), a sixth of the machine's speed. BLIS still owns
+ * packing, cache blocking and threading; we hand it a copy of its native
+ * context in which our microkernels and packing kernels replace the generic
+ * ones. Each copy is built once and never changed, so concurrent callers may
+ * share it. */
 #include "tensor/tensor.h"
+#include "tensor/gemm_internal.h"
+#include "tensor/kernels/sgemm_kernels.h"
 
-#include <blis.h>
+#include "tensor/kernels/sgemm_kernels.h" /* blis.h, quietly */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int mr, nr;
+    int mc, kc, nc; /* chosen by the sweep recorded in BENCHMARKS.md */
+    void_fp ukr, pack_mr, pack_nr;
+} kernel_set;
+
+static const kernel_set kernel_sets[FG_GEMM_NPATHS] = {
+    [FG_GEMM_BLIS] = {"blis", 0, 0, 0, 0, 0, NULL, NULL, NULL},
+    [FG_GEMM_SCALAR] = {"scalar", FG_SCALAR_MR, FG_SCALAR_NR, 128, 256, 4096,
+                        (void_fp)fg_sgemm_ukr_scalar, (void_fp)fg_spack_4_scalar,
+                        (void_fp)fg_spack_8_scalar},
+    [FG_GEMM_AVX2] = {"avx2", FG_AVX2_MR, FG_AVX2_NR, 168, 256, 4080,
+                      (void_fp)fg_sgemm_ukr_avx2, (void_fp)fg_spack_6_avx2,
+                      (void_fp)fg_spack_16_avx2},
+    [FG_GEMM_AVX512] = {"avx512", FG_AVX512_MR, FG_AVX512_NR, 336, 384, 4080,
+                        (void_fp)fg_sgemm_ukr_avx512, (void_fp)fg_spack_14_avx512,
+                        (void_fp)fg_spack_16_avx512},
+};
+
+static cntx_t contexts[FG_GEMM_NPATHS];
+static int blocks[FG_GEMM_NPATHS][5];
+static pthread_once_t contexts_once = PTHREAD_ONCE_INIT;
+static int default_path;
+static _Atomic int forced_path = FG_GEMM_AUTO;
+
+int fg_gemm_path_supported(int path)
+{
+    __builtin_cpu_init();
+    switch (path) {
+    case FG_GEMM_BLIS:
+    case FG_GEMM_SCALAR:
+        return 1;
+    case FG_GEMM_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case FG_GEMM_AVX512:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+               fg_gemm_path_supported(FG_GEMM_AVX2);
+    default:
+        return 0;
+    }
+}
+
+const char *fg_gemm_path_name(int path)
+{
+    if (path == FG_GEMM_AUTO)
+        return "auto";
+    return path >= 0 && path < FG_GEMM_NPATHS ? kernel_sets[path].name : "?";
+}
+
+int fg_gemm_path_from_name(const char *name)
+{
+    if (strcmp(name, "auto") == 0 || *name == '\0')
+        return FG_GEMM_AUTO;
+    for (int p = 0; p < FG_GEMM_NPATHS; p++)
+        if (strcmp(name, kernel_sets[p].name) == 0)
+            return p;
+    return -2;
+}
+
+static int round_up(int x, int multiple)
+{
+    return (x + multiple - 1) / multiple * multiple;
+}
+
+/* FLOWGRAD_GEMM_BLOCKS=MC,KC,NC overrides the cache blocks of the tuned
+ * paths: it exists for the blocksize sweep. A malformed value is ignored. */
+static void read_block_override(int *mc, int *kc, int *nc)
+{
+    const char *s = getenv("FLOWGRAD_GEMM_BLOCKS");
+    int a, b, c;
+    if (s && sscanf(s, "%d,%d,%d", &a, &b, &c) == 3 && a > 0 && b > 0 && c > 0) {
+        *mc = a;
+        *kc = b;
+        *nc = c;
+    }
+}
+
+static void set_block(cntx_t *cx, bszid_t id, int value)
+{
+    bli_cntx_set_blksz_def_dt(BLIS_FLOAT, id, value, cx);
+    bli_cntx_set_blksz_max_dt(BLIS_FLOAT, id, value, cx);
+}
+
+static void build_context(int path)
+{
+    const kernel_set *ks = &kernel_sets[path];
+    cntx_t *cx = &contexts[path];
+    *cx = *bli_gks_query_nat_cntx();
+    if (path == FG_GEMM_BLIS) {
+        blocks[path][0] = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MR, cx);
+        blocks[path][1] = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NR, cx);
+        blocks[path][2] = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MC, cx);
+        blocks[path][3] = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_KC, cx);
+        blocks[path][4] = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NC, cx);
+        return;
+    }
+    int mc = ks->mc, kc = ks->kc, nc = ks->nc;
+    read_block_override(&mc, &kc, &nc);
+    /* BLIS requires MC and NC to be multiples of the register block. */
+    mc = round_up(mc, ks->mr);
+    nc = round_up(nc, ks->nr);
+
+    /* The exported setter fills both the native and the virtual slot, and
+     * the macrokernel calls the virtual one. Rows are preferred: the kernel
+     * holds rows of C in vectors, and BLIS transposes the problem when C is
+     * column-stored. */
+    bli_cntx_set_l3_nat_ukrs(1, BLIS_GEMM_UKR, BLIS_FLOAT, ks->ukr, TRUE, cx);
+    set_block(cx, BLIS_KR, 1);
+    set_block(cx, BLIS_MR, ks->mr);
+    set_block(cx, BLIS_NR, ks->nr);
+    set_block(cx, BLIS_MC, mc);
+    set_block(cx, BLIS_KC, kc);
+    set_block(cx, BLIS_NC, nc);
+    /* Packing kernels are looked up by panel width; widths of 32 and more
+     * have no slot and would silently use BLIS's scalar copy. */
+    bli_cntx_set_packm_kers(2, (l1mkr_t)ks->mr, BLIS_FLOAT, ks->pack_mr,
+                            (l1mkr_t)ks->nr, BLIS_FLOAT, ks->pack_nr, cx);
+    /* Small problems would otherwise go to BLIS's unpacked 'sup' code with
+     * its generic kernels. */
+    blksz_t zero;
+    bli_blksz_init_easy(&zero, 0, 0, 0, 0);
+    bli_cntx_set_l3_sup_thresh(3, BLIS_MT, &zero, BLIS_NT, &zero, BLIS_KT, &zero, cx);
+
+    blocks[path][0] = ks->mr;
+    blocks[path][1] = ks->nr;
+    blocks[path][2] = mc;
+    blocks[path][3] = kc;
+    blocks[path][4] = nc;
+}
+
+static int best_supported_path(void)
+{
+    for (int p = FG_GEMM_NPATHS - 1; p > FG_GEMM_SCALAR; p--)
+        if (fg_gemm_path_supported(p))
+            return p;
+    return FG_GEMM_SCALAR;
+}
+
+static void build_contexts(void)
+{
+    for (int p = 0; p < FG_GEMM_NPATHS; p++)
+        build_context(p);
+    /* A tuning knob, not data: an unknown or unsupported value falls back to
+     * the best path with a warning rather than stopping the program. */
+    default_path = best_supported_path();
+    const char *s = getenv("FLOWGRAD_GEMM_KERNEL");
+    if (s && *s) {
+        int p = fg_gemm_path_from_name(s);
+        if (p >= 0 && fg_gemm_path_supported(p))
+            default_path = p;
+        else if (p != FG_GEMM_AUTO)
+            fprintf(stderr, "flowgrad: FLOWGRAD_GEMM_KERNEL=%s is not available "
+                            "here, using %s\n", s, kernel_sets[default_path].name);
+    }
+}
+
+int fg_gemm_set_path(int path)
+{
+    if (path != FG_GEMM_AUTO && !fg_gemm_path_supported(path))
+        return fg_error("gemm: kernel path %s is not supported by this CPU",
+                        fg_gemm_path_name(path));
+    atomic_store(&forced_path, path);
+    return FG_OK;
+}
+
+int fg_gemm_get_path(void)
+{
+    pthread_once(&contexts_once, build_contexts);
+    int p = atomic_load(&forced_path);
+    return p == FG_GEMM_AUTO ? default_path : p;
+}
+
+void fg_gemm_path_blocks(int path, int out[5])
+{
+    pthread_once(&contexts_once, build_contexts);
+    memcpy(out, blocks[path], sizeof blocks[path]);
+}
 
 /* Strides of a dimension of length 1 are meaningless to the caller but BLIS
  * checks them for consistency; give such a dimension the stride a contiguous
@@ -48,12 +242,16 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
     normalize_strides(trans_b ? N : K, trans_b ? K : N, &brs, &bcs);
     normalize_strides(M, N, &crs, &ccs);
 
+    int path = fg_gemm_get_path();
     rntm_t rntm;
     bli_rntm_init_from_global(&rntm);
+    bli_rntm_set_num_threads(fg_get_threads(), &rntm);
+    if (path != FG_GEMM_BLIS)
+        bli_rntm_disable_l3_sup(&rntm);
     bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                  trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                  M, N, K, &alpha, (float *)A, ars, acs, (float *)B, brs, bcs,
-                 &beta, C, crs, ccs, NULL, &rntm);
+                 &beta, C, crs, ccs, &contexts[path], &rntm);
 }
 
 void fg_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,

@@ -1,3 +1,15 @@
 nobase_flowgradinclude_HEADERS += tensor/tensor.h
 libflowgrad_la_SOURCES +=
 libflowgrad_la_SOURCES += tensor/gemm.c
+
+# GEMM: the entry point and the microkernels it registers into BLIS.
+libflowgrad_la_SOURCES += tensor/gemm_internal.h \
+	tensor/kernels/sgemm_kernels.h tensor/kernels/transpose8.h \
+	tensor/kernels/sgemm_scalar.c tensor/kernels/sgemm_avx2.c \
+	tensor/kernels/sgemm_avx512.c
+
+check_PROGRAMS += tests/test_gemm
+TESTS += tests/test_gemm
+tests_test_gemm_SOURCES = tests/test_gemm.c
+tests_test_gemm_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_gemm_LDADD = $(FG_TEST_LIBS)

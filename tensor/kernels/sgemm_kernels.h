@@ -1,0 +1,58 @@
+/* sgemm microkernels and packing kernels in the form BLIS 0.9.0 calls them
+ * through a context. Each instruction set has one register block (MR x NR),
+ * one microkernel, and packing kernels for panels of width MR and NR. */
+#ifndef FLOWGRAD_SGEMM_KERNELS_H
+#define FLOWGRAD_SGEMM_KERNELS_H
+
+/* blis.h trips -Wextra in its own inline functions. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wtype-limits"
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include <blis.h>
+#pragma GCC diagnostic pop
+
+#define FG_SGEMM_UKR_ARGS                                                    \
+    dim_t m, dim_t n, dim_t k, float *restrict alpha, float *restrict a,     \
+    float *restrict b, float *restrict beta, float *restrict c, inc_t rs_c,  \
+    inc_t cs_c, auxinfo_t *restrict aux, cntx_t *restrict cntx
+
+/* Copies a cdim x n panel (inca along the panel, lda along its length),
+ * scaled by kappa, to p[i + l*ldp]; zero-fills rows cdim..width-1 and
+ * columns n..n_max-1 so that the microkernel may always compute full tiles. */
+#define FG_SPACK_ARGS                                                        \
+    conj_t conja, pack_t schema, dim_t cdim, dim_t n, dim_t n_max,           \
+    float *restrict kappa, float *restrict a, inc_t inca, inc_t lda,         \
+    float *restrict p, inc_t ldp, cntx_t *restrict cntx
+
+/* AVX-512: 14 x 16 (one zmm of B, 14 broadcasts of A). */
+enum { FG_AVX512_MR = 14, FG_AVX512_NR = 16 };
+void fg_sgemm_ukr_avx512(FG_SGEMM_UKR_ARGS);
+void fg_spack_14_avx512(FG_SPACK_ARGS);
+void fg_spack_16_avx512(FG_SPACK_ARGS);
+
+/* AVX2 + FMA: 6 x 16 (two ymm of B, 6 broadcasts of A). */
+enum { FG_AVX2_MR = 6, FG_AVX2_NR = 16 };
+void fg_sgemm_ukr_avx2(FG_SGEMM_UKR_ARGS);
+void fg_spack_6_avx2(FG_SPACK_ARGS);
+void fg_spack_16_avx2(FG_SPACK_ARGS);
+
+/* Portable C for any x86-64 (the compiler may use SSE2). */
+enum { FG_SCALAR_MR = 4, FG_SCALAR_NR = 8 };
+void fg_sgemm_ukr_scalar(FG_SGEMM_UKR_ARGS);
+void fg_spack_4_scalar(FG_SPACK_ARGS);
+void fg_spack_8_scalar(FG_SPACK_ARGS);
+
+/* Shared by the packing kernels of every path: the slow general case and
+ * the zero fill of the panel's padding. */
+void fg_spack_generic(int width, dim_t cdim, dim_t n, dim_t n_max, float kappa,
+                      const float *a, inc_t inca, inc_t lda, float *p,
+                      inc_t ldp);
+void fg_spack_zero_tail(int width, dim_t n, dim_t n_max, float *p, inc_t ldp);
+
+/* Writes an m x n tile held in a row-major buffer t (row stride ldt) to C
+ * with general strides: C = alpha t + beta C, C unread when beta is 0. */
+void fg_sgemm_store_tile(dim_t m, dim_t n, float alpha, const float *t,
+                         int ldt, float beta, float *c, inc_t rs_c,
+                         inc_t cs_c);
+
+#endif
