@@ -1,6 +1,14 @@
 nobase_flowgradinclude_HEADERS += tensor/tensor.h
-libflowgrad_la_SOURCES +=
+libflowgrad_la_SOURCES += tensor/error.c tensor/threads.c tensor/arena.c \
+	tensor/tensor.c tensor/rng.c tensor/elementwise.c tensor/reduce.c \
+	tensor/conv.c tensor/layout.c tensor/linalg.c
 libflowgrad_la_SOURCES += tensor/gemm.c
+
+check_PROGRAMS += tests/test_tensor
+TESTS += tests/test_tensor
+tests_test_tensor_SOURCES = tests/test_tensor.c
+tests_test_tensor_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_tensor_LDADD = $(FG_TEST_LIBS)
 
 # GEMM: the entry point and the microkernels it registers into BLIS.
 libflowgrad_la_SOURCES += tensor/gemm_internal.h \
