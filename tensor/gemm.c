@@ -23,22 +23,25 @@ typedef struct {
     int mr, nr;
     int mc, kc, nc; /* chosen by the sweep recorded in BENCHMARKS.md */
     void_fp ukr, pack_mr, pack_nr;
+    void_fp ukr_t; /* NR x MR with column-stored C, or NULL */
 } kernel_set;
 
 static const kernel_set kernel_sets[FG_GEMM_NPATHS] = {
-    [FG_GEMM_BLIS] = {"blis", 0, 0, 0, 0, 0, NULL, NULL, NULL},
+    [FG_GEMM_BLIS] = {"blis", 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL},
     [FG_GEMM_SCALAR] = {"scalar", FG_SCALAR_MR, FG_SCALAR_NR, 128, 256, 4096,
                         (void_fp)fg_sgemm_ukr_scalar, (void_fp)fg_spack_4_scalar,
-                        (void_fp)fg_spack_8_scalar},
+                        (void_fp)fg_spack_8_scalar, NULL},
     [FG_GEMM_AVX2] = {"avx2", FG_AVX2_MR, FG_AVX2_NR, 168, 256, 4080,
                       (void_fp)fg_sgemm_ukr_avx2, (void_fp)fg_spack_6_avx2,
-                      (void_fp)fg_spack_16_avx2},
+                      (void_fp)fg_spack_16_avx2, NULL},
     [FG_GEMM_AVX512] = {"avx512", FG_AVX512_MR, FG_AVX512_NR, 336, 384, 4080,
                         (void_fp)fg_sgemm_ukr_avx512, (void_fp)fg_spack_14_avx512,
-                        (void_fp)fg_spack_16_avx512},
+                        (void_fp)fg_spack_16_avx512, (void_fp)fg_sgemm_ukr_avx512_t},
 };
 
 static cntx_t contexts[FG_GEMM_NPATHS];
+/* Contexts with the transposed kernel, for products with a small N. */
+static cntx_t contexts_t[FG_GEMM_NPATHS];
 static int blocks[FG_GEMM_NPATHS][5];
 static pthread_once_t contexts_once = PTHREAD_ONCE_INIT;
 static int default_path;
@@ -103,6 +106,31 @@ static void set_block(cntx_t *cx, bszid_t id, int value)
     bli_cntx_set_blksz_max_dt(BLIS_FLOAT, id, value, cx);
 }
 
+static void fill_context(cntx_t *cx, int mr, int nr, void_fp ukr, bool row_pref,
+                         void_fp pack_mr, void_fp pack_nr, int mc, int kc, int nc)
+{
+    /* The exported setter fills both the native and the virtual slot, and
+     * the macrokernel calls the virtual one. A kernel that holds rows of C
+     * in vectors prefers rows: BLIS then transposes the problem when C is
+     * column-stored. */
+    bli_cntx_set_l3_nat_ukrs(1, BLIS_GEMM_UKR, BLIS_FLOAT, ukr, (int)row_pref, cx);
+    set_block(cx, BLIS_KR, 1);
+    set_block(cx, BLIS_MR, mr);
+    set_block(cx, BLIS_NR, nr);
+    set_block(cx, BLIS_MC, mc);
+    set_block(cx, BLIS_KC, kc);
+    set_block(cx, BLIS_NC, nc);
+    /* Packing kernels are looked up by panel width; widths of 32 and more
+     * have no slot and would silently use BLIS's scalar copy. */
+    bli_cntx_set_packm_kers(2, (l1mkr_t)mr, BLIS_FLOAT, pack_mr, (l1mkr_t)nr, BLIS_FLOAT,
+                            pack_nr, cx);
+    /* Small problems would otherwise go to BLIS's unpacked 'sup' code with
+     * its generic kernels. */
+    blksz_t zero;
+    bli_blksz_init_easy(&zero, 0, 0, 0, 0);
+    bli_cntx_set_l3_sup_thresh(3, BLIS_MT, &zero, BLIS_NT, &zero, BLIS_KT, &zero, cx);
+}
+
 static void build_context(int path)
 {
     const kernel_set *ks = &kernel_sets[path];
@@ -122,26 +150,12 @@ static void build_context(int path)
     mc = round_up(mc, ks->mr);
     nc = round_up(nc, ks->nr);
 
-    /* The exported setter fills both the native and the virtual slot, and
-     * the macrokernel calls the virtual one. Rows are preferred: the kernel
-     * holds rows of C in vectors, and BLIS transposes the problem when C is
-     * column-stored. */
-    bli_cntx_set_l3_nat_ukrs(1, BLIS_GEMM_UKR, BLIS_FLOAT, ks->ukr, TRUE, cx);
-    set_block(cx, BLIS_KR, 1);
-    set_block(cx, BLIS_MR, ks->mr);
-    set_block(cx, BLIS_NR, ks->nr);
-    set_block(cx, BLIS_MC, mc);
-    set_block(cx, BLIS_KC, kc);
-    set_block(cx, BLIS_NC, nc);
-    /* Packing kernels are looked up by panel width; widths of 32 and more
-     * have no slot and would silently use BLIS's scalar copy. */
-    bli_cntx_set_packm_kers(2, (l1mkr_t)ks->mr, BLIS_FLOAT, ks->pack_mr,
-                            (l1mkr_t)ks->nr, BLIS_FLOAT, ks->pack_nr, cx);
-    /* Small problems would otherwise go to BLIS's unpacked 'sup' code with
-     * its generic kernels. */
-    blksz_t zero;
-    bli_blksz_init_easy(&zero, 0, 0, 0, 0);
-    bli_cntx_set_l3_sup_thresh(3, BLIS_MT, &zero, BLIS_NT, &zero, BLIS_KT, &zero, cx);
+    fill_context(cx, ks->mr, ks->nr, ks->ukr, TRUE, ks->pack_mr, ks->pack_nr, mc, kc, nc);
+    if (ks->ukr_t) {
+        contexts_t[path] = *bli_gks_query_nat_cntx();
+        fill_context(&contexts_t[path], ks->nr, ks->mr, ks->ukr_t, FALSE, ks->pack_nr,
+                     ks->pack_mr, round_up(mc, ks->nr), kc, round_up(nc, ks->mr));
+    }
 
     blocks[path][0] = ks->mr;
     blocks[path][1] = ks->nr;
@@ -223,6 +237,26 @@ static void scale_c(int M, int N, float beta, float *C, long rs_c, long cs_c)
         }
 }
 
+/* Rows of FMAs the AVX-512 kernel spends on m rows: it trims edge tiles to 4
+ * or 8 rows, but pads columns to a full vector of NR. */
+static long padded_rows(long m, int mr)
+{
+    long r = m % mr, pad = r == 0 ? 0 : r <= 4 ? 4 : r <= 8 ? 8 : mr;
+    return m - r + pad;
+}
+
+/* With a small N (e.g. 18 columns: 16 + 2, the second vector almost empty)
+ * the transposed kernel wastes less: there N falls on the trimmed rows. */
+static int use_transposed_kernel(int path, int M, int N)
+{
+    const kernel_set *ks = &kernel_sets[path];
+    if (!ks->ukr_t)
+        return 0;
+    long row = padded_rows(M, ks->mr) * ((N + ks->nr - 1) / ks->nr);
+    long col = padded_rows(N, ks->mr) * ((M + ks->nr - 1) / ks->nr);
+    return col * 10 < row * 9;
+}
+
 void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
                 const float *A, long rs_a, long cs_a,
                 const float *B, long rs_b, long cs_b, float beta,
@@ -243,6 +277,7 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
     normalize_strides(M, N, &crs, &ccs);
 
     int path = fg_gemm_get_path();
+    cntx_t *cx = use_transposed_kernel(path, M, N) ? &contexts_t[path] : &contexts[path];
     rntm_t rntm;
     bli_rntm_init_from_global(&rntm);
     bli_rntm_set_num_threads(fg_get_threads(), &rntm);
@@ -251,7 +286,7 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
     bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                  trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                  M, N, K, &alpha, (float *)A, ars, acs, (float *)B, brs, bcs,
-                 &beta, C, crs, ccs, &contexts[path], &rntm);
+                 &beta, C, crs, ccs, cx, &rntm);
 }
 
 void fg_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,

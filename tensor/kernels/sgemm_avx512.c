@@ -57,8 +57,11 @@ AVX512 void fg_spack_16_avx512(FG_SPACK_ARGS)
     pack(NR, cdim, n, n_max, *kappa, a, inca, lda, p, ldp);
 }
 
-#define FMA_ROW(i, u) \
-    c##i = _mm512_fmadd_ps(_mm512_set1_ps(pa[(u) * MR + (i)]), bv, c##i)
+/* Rows beyond 'rows' are neither loaded nor computed: an m = 4 edge tile (or
+ * a whole M = 4 product) costs 4 rows of FMAs, not 14. */
+#define FMA_ROW(i, u)                                                        \
+    if ((i) < rows)                                                          \
+        c##i = _mm512_fmadd_ps(_mm512_set1_ps(pa[(u) * MR + (i)]), bv, c##i)
 #define STEP(u)                                                              \
     do {                                                                     \
         __m512 bv = _mm512_loadu_ps(pb + (u) * NR);                          \
@@ -70,7 +73,8 @@ AVX512 void fg_spack_16_avx512(FG_SPACK_ARGS)
 #define FOR_ROWS(X) \
     X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
 
-AVX512 void fg_sgemm_ukr_avx512(FG_SGEMM_UKR_ARGS)
+static inline AVX512 __attribute__((always_inline))
+void kernel(const int rows, FG_SGEMM_UKR_ARGS)
 {
 #define ZERO(i) __m512 c##i = _mm512_setzero_ps();
     FOR_ROWS(ZERO)
@@ -124,4 +128,23 @@ AVX512 void fg_sgemm_ukr_avx512(FG_SGEMM_UKR_ARGS)
 #undef SPILL
         fg_sgemm_store_tile(m, n, *alpha, t, NR, beta_s, c, rs_c, cs_c);
     }
+}
+
+AVX512 void fg_sgemm_ukr_avx512(FG_SGEMM_UKR_ARGS)
+{
+    if (m <= 4)
+        kernel(4, m, n, k, alpha, a, b, beta, c, rs_c, cs_c, aux, cntx);
+    else if (m <= 8)
+        kernel(8, m, n, k, alpha, a, b, beta, c, rs_c, cs_c, aux, cntx);
+    else
+        kernel(MR, m, n, k, alpha, a, b, beta, c, rs_c, cs_c, aux, cntx);
+}
+
+/* The same tile seen transposed: a 16 x 14 kernel whose columns of C are
+ * vectors. A context with this kernel (it prefers column-stored C) makes
+ * BLIS compute C^T, which puts a small N where the row dispatch above
+ * trims the work. */
+AVX512 void fg_sgemm_ukr_avx512_t(FG_SGEMM_UKR_ARGS)
+{
+    fg_sgemm_ukr_avx512(n, m, k, alpha, b, a, beta, c, cs_c, rs_c, aux, cntx);
 }

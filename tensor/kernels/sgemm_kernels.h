@@ -27,6 +27,8 @@
 /* AVX-512: 14 x 16 (one zmm of B, 14 broadcasts of A). */
 enum { FG_AVX512_MR = 14, FG_AVX512_NR = 16 };
 void fg_sgemm_ukr_avx512(FG_SGEMM_UKR_ARGS);
+/* The same kernel as a 16 x 14 tile with columns of C in vectors. */
+void fg_sgemm_ukr_avx512_t(FG_SGEMM_UKR_ARGS);
 void fg_spack_14_avx512(FG_SPACK_ARGS);
 void fg_spack_16_avx512(FG_SPACK_ARGS);
 
