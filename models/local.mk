@@ -1,1 +1,49 @@
-# models
+# models: YAML model configs (parsing, validation, preset expansion) and the
+# model zoo.
+nobase_flowgradinclude_HEADERS += models/config.h
+libflowgrad_la_SOURCES += \
+	models/config_internal.h \
+	models/config_tree.c \
+	models/config_schema.c \
+	models/config_shape.c \
+	models/config_flow.c \
+	models/config_glow.c \
+	models/config_model.c \
+	models/config_train.c \
+	models/config_load.c \
+	models/config_print.c
+
+dist_pkgdata_DATA += \
+	models/fmnist-quick.yaml \
+	models/mnist.yaml \
+	models/cifar10.yaml \
+	models/generic-example.yaml
+
+check_PROGRAMS += tests/test_config
+TESTS += tests/test_config
+tests_test_config_SOURCES = tests/test_config.c
+tests_test_config_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_config_LDADD = $(FG_TEST_LIBS)
+EXTRA_DIST += \
+	tests/configs/good-generic.yaml \
+	tests/configs/bad-unknown-key.yaml \
+	tests/configs/bad-wrong-type.yaml \
+	tests/configs/bad-out-of-range.yaml \
+	tests/configs/bad-missing-required.yaml \
+	tests/configs/bad-too-many-levels.yaml \
+	tests/configs/bad-odd-split.yaml \
+	tests/configs/bad-odd-coupling.yaml \
+	tests/configs/bad-squeeze-in-repeat.yaml \
+	tests/configs/bad-split-last.yaml \
+	tests/configs/bad-duplicate-key.yaml \
+	tests/configs/bad-alias-bomb.yaml \
+	tests/configs/bad-deep-nesting.yaml \
+	tests/configs/bad-two-documents.yaml \
+	tests/configs/bad-syntax.yaml \
+	tests/configs/bad-dataset-shape.yaml \
+	tests/configs/bad-epochs-and-steps.yaml \
+	tests/configs/bad-quoted-number.yaml \
+	tests/configs/bad-tag.yaml \
+	tests/configs/bad-unknown-layer.yaml \
+	tests/configs/bad-additive-scale.yaml \
+	tests/configs/bad-lr.yaml

@@ -1,0 +1,251 @@
+/* flowgrad model configs: YAML in, a plain validated description out.
+ *
+ * A config is parsed, checked and expanded here; nothing is built. The
+ * result is a flat list of layer specs with the tensor shape entering and
+ * leaving each one, plus the top prior and the training settings, so the
+ * code that builds flows sees one form whatever the user wrote.
+ *
+ * Every error is input error: the loaders return FG_ERR and set fg_error()
+ * to "NAME:LINE:COLUMN: message" (1-based, pointing at the offending node)
+ * saying what was expected. They never abort on any input.
+ *
+ * ------------------------------------------------------------------ format
+ *
+ * The document is one mapping with these keys:
+ *
+ *   description: text            optional, free text (ignored)
+ *   model:       mapping         required, see below
+ *   train:       mapping         optional; absent means has_train = 0
+ *
+ * model, common keys (both forms):
+ *   type:        glow | flow     required: the preset or the generic list
+ *   height, width, channels      required, integers >= 1: the image shape
+ *   n_bits:      1..8            default 8: bits per pixel kept by
+ *                                dequantization
+ *   learn_top:   bool            default true: top prior mean and log-std
+ *                                from a zero-initialized conv (else N(0, 1))
+ *   y_condition: bool            default false: class-conditional top prior
+ *   classes:     2..100000       required when y_condition is true
+ *   weight_y:    >= 0            default 0.01: weight of the classification
+ *                                loss when y_condition is true
+ *
+ * model, type: glow (the preset of Kingma & Dhariwal 2018):
+ *   levels:      1..16           required: L; each level squeezes by 2, so
+ *                                height and width must divide by 2^L
+ *   steps:       1..4096         required: K flow steps per level
+ *   hidden:      1..65536        default 512: coupling network width
+ *   coupling:    additive | affine          default affine
+ *   permutation: invconv | shuffle | reverse default invconv
+ *   lu:          bool            default true; only with permutation invconv
+ *   actnorm_scale: > 0           default 1.0
+ * It expands to, for each level l = 0..L-1:
+ *   squeeze, K x [actnorm, invconv | permute, coupling], split (not after
+ *   the last level; learned conv prior)
+ *
+ * model, type: flow (the generic layer list):
+ *   flow:        sequence        required, at least one entry. An entry is a
+ *                                layer name alone (`- squeeze`), a layer name
+ *                                mapped to its options (`- coupling: {hidden:
+ *                                64}`; null or {} means all defaults), or a
+ *                                repeat block:
+ *                                  - repeat: N      (1..100000)
+ *                                    flow: [...]    the entries to repeat
+ *   layers and their options:
+ *     squeeze                    no options; height and width must be even
+ *     actnorm   scale: > 0       default 1.0
+ *     invconv   lu: bool         default true
+ *     permute   type: reverse | shuffle          required
+ *     coupling  type: additive | affine          default affine
+ *               hidden: 1..65536                 default 512
+ *               mask: channel | channel_flip | checkerboard |
+ *                     checkerboard_flip          default channel
+ *               scale: sigmoid | tanh            default sigmoid; affine only
+ *               channel masks need an even channel count; checkerboard masks
+ *               need at least two pixels
+ *     split     prior: learned | standard        default learned; needs an
+ *               even channel count and must not be the last entry
+ *   The whole list may expand to at most FG_CONFIG_MAX_LAYERS layers.
+ *
+ * train:
+ *   dataset:     mapping         required
+ *     name:      fashion-mnist | mnist | cifar10 | synthetic   required
+ *     path:      text            default: the data loader's default location
+ *     The image shape must match the dataset (28x28x1 for the MNISTs,
+ *     32x32x3 for CIFAR-10; synthetic takes any shape), and classes, when
+ *     given, must be 10 for the three real datasets.
+ *   batch:       1..65536        default 64
+ *   optimizer:   adam | adamax   default adam
+ *   lr:          (0, 1]          default 1e-3
+ *   warmup:      >= 0            default 0: steps of linear LR warmup
+ *   grad_clip:   >= 0            default 0: global gradient-norm clip, 0 = off
+ *   ema:         [0, 1)          default 0: EMA decay of weights, 0 = off
+ *   epochs:      1..1000000      default 1 when steps is absent
+ *   steps:       1..2^40         training steps; give epochs or steps, not both
+ *   seed:        0..2^63-1       default 0
+ *   checkpoint_every: >= 0       default 0: steps between checkpoints, 0 = at
+ *                                the end of each epoch
+ *   sample_every: >= 0           default 0: steps between sample grids, 0 = at
+ *                                the end of each epoch
+ *   test_every:  >= 0            default 0: steps between test evaluations,
+ *                                0 = at the end of each epoch
+ *   temperature: [0, 10]         default 0.7: sampling temperature
+ *
+ * ------------------------------------------------------------------ limits
+ * Hostile input stays bounded: input of at most FG_CONFIG_MAX_BYTES, one
+ * document, nesting of at most FG_CONFIG_MAX_DEPTH, scalars of at most
+ * FG_CONFIG_MAX_SCALAR bytes, no anchors, aliases or tags, no duplicate
+ * keys, UTF-8 only (NUL and other control bytes are refused by the YAML
+ * reader). Integers and booleans must be plain (unquoted) scalars. */
+#ifndef FLOWGRAD_MODELS_CONFIG_H
+#define FLOWGRAD_MODELS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tensor/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FG_CONFIG_MAX_BYTES (1 << 20)
+#define FG_CONFIG_MAX_DEPTH 64
+#define FG_CONFIG_MAX_SCALAR 4096
+#define FG_CONFIG_MAX_NODES 100000
+#define FG_CONFIG_MAX_KEYS 256
+#define FG_CONFIG_MAX_LAYERS 100000
+
+typedef enum {
+    FG_LAYER_SQUEEZE,
+    FG_LAYER_ACTNORM,
+    FG_LAYER_INVCONV,
+    FG_LAYER_PERMUTE,
+    FG_LAYER_COUPLING,
+    FG_LAYER_SPLIT
+} fg_layer_kind;
+
+typedef enum { FG_PERMUTE_REVERSE, FG_PERMUTE_SHUFFLE } fg_permute_kind;
+typedef enum { FG_COUPLING_ADDITIVE, FG_COUPLING_AFFINE } fg_coupling_kind;
+/* Which half a coupling conditions on: channel halves (the first half
+ * conditions the second), a spatial checkerboard, or their complements. */
+typedef enum {
+    FG_MASK_CHANNEL,
+    FG_MASK_CHANNEL_FLIP,
+    FG_MASK_CHECKERBOARD,
+    FG_MASK_CHECKERBOARD_FLIP
+} fg_mask_kind;
+/* Bound on an affine coupling's scale: sigmoid(h + 2) as in Glow, or
+ * exp(tanh(h)) as in RealNVP. */
+typedef enum { FG_SCALE_SIGMOID, FG_SCALE_TANH } fg_scale_kind;
+/* Prior of the half a split factors out: Gaussian with mean and log-std
+ * from a zero-initialized conv on the kept half, or N(0, 1). */
+typedef enum { FG_SPLIT_LEARNED, FG_SPLIT_STANDARD } fg_split_prior;
+
+/* Shape of one sample, channels first. */
+typedef struct fg_chw {
+    int c, h, w;
+} fg_chw;
+
+typedef struct fg_layer_spec {
+    fg_layer_kind kind;
+    fg_chw in;          /* shape entering the layer */
+    fg_chw out;         /* shape leaving it (for split: the kept half) */
+    int level;          /* number of splits before this layer */
+    int line, column;   /* where it was declared, 1-based (for messages) */
+    union {
+        struct { float scale; } actnorm;
+        struct { int lu; } invconv;
+        struct { fg_permute_kind type; } permute;
+        struct {
+            fg_coupling_kind type;
+            int hidden;
+            fg_mask_kind mask;
+            fg_scale_kind scale;   /* affine only */
+        } coupling;
+        struct { fg_split_prior prior; } split;
+    } u;
+} fg_layer_spec;
+
+typedef enum { FG_MODEL_GLOW, FG_MODEL_FLOW } fg_model_type;
+typedef enum { FG_PERMUTATION_INVCONV, FG_PERMUTATION_SHUFFLE,
+               FG_PERMUTATION_REVERSE } fg_permutation;
+
+typedef struct fg_model_spec {
+    fg_model_type type;       /* how it was declared; layers is what counts */
+    fg_chw input;             /* (channels, height, width) */
+    int n_bits;
+    /* top prior */
+    int learn_top;
+    int y_condition;
+    int classes;              /* 0 when not given */
+    float weight_y;
+    /* the glow preset as written (meaningful when type == FG_MODEL_GLOW) */
+    int levels, steps, hidden;
+    fg_coupling_kind coupling;
+    fg_permutation permutation;
+    int lu;
+    float actnorm_scale;
+    /* the expanded layer list, the one thing builders read */
+    int n_layers;
+    fg_layer_spec *layers;
+    fg_chw top;               /* shape reaching the top prior */
+} fg_model_spec;
+
+typedef enum { FG_DATASET_NONE, FG_DATASET_FASHION_MNIST, FG_DATASET_MNIST,
+               FG_DATASET_CIFAR10, FG_DATASET_SYNTHETIC } fg_dataset_kind;
+typedef enum { FG_OPTIM_ADAM, FG_OPTIM_ADAMAX } fg_optim_kind;
+
+typedef struct fg_train_spec {
+    fg_dataset_kind dataset;  /* FG_DATASET_NONE when there is no train: */
+    char *data_path;          /* NULL: the loader's default location */
+    int batch;
+    fg_optim_kind optimizer;
+    double lr;
+    int64_t warmup;
+    double grad_clip;         /* 0 = off */
+    double ema;               /* 0 = off */
+    int epochs;               /* 0 when steps is given */
+    int64_t steps;            /* 0 when counted in epochs */
+    uint64_t seed;
+    int64_t checkpoint_every; /* 0 = end of each epoch */
+    int64_t sample_every;     /* 0 = end of each epoch */
+    int64_t test_every;       /* 0 = end of each epoch */
+    double temperature;
+} fg_train_spec;
+
+typedef struct fg_config {
+    char *name;               /* display name used in messages */
+    char *text;               /* the YAML as given, NUL-terminated */
+    size_t text_len;
+    fg_model_spec model;
+    int has_train;
+    fg_train_spec train;
+} fg_config;
+
+/* Parse, validate and expand. On success *out owns a config to release
+ * with fg_config_free; on FG_ERR *out is NULL and fg_last_error() says
+ * "NAME:LINE:COLUMN: what was expected". */
+int fg_config_load_file(const char *path, fg_config **out);
+/* name labels messages (e.g. "run/checkpoint.safetensors:config"); text
+ * need not be NUL-terminated. */
+int fg_config_load_string(const char *text, size_t len, const char *name,
+                          fg_config **out);
+void fg_config_free(fg_config *cfg);
+
+/* Human-readable dump: model summary, one line per expanded layer with its
+ * level and shapes, the top prior, and the training settings. */
+void fg_config_print(const fg_config *cfg, FILE *f);
+void fg_model_spec_print(const fg_model_spec *m, FILE *f);
+/* "coupling affine hidden=512 mask=channel scale=sigmoid" into buf. */
+const char *fg_layer_spec_describe(const fg_layer_spec *l, char *buf, size_t n);
+
+/* Names as written in YAML. */
+const char *fg_layer_kind_name(fg_layer_kind k);
+const char *fg_dataset_name(fg_dataset_kind d);
+const char *fg_optim_name(fg_optim_kind o);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

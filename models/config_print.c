@@ -1,0 +1,121 @@
+/* Human-readable dump of a loaded config: the expanded layer list with the
+ * shape entering and leaving each layer, the priors, the training plan. */
+#include <inttypes.h>
+
+#include "models/config_internal.h"
+
+static const char *const kind_names[] = {
+    "squeeze", "actnorm", "invconv", "permute", "coupling", "split"
+};
+static const char *const coupling_names[] = { "additive", "affine" };
+static const char *const permute_names[] = { "reverse", "shuffle" };
+static const char *const permutation_names[] = { "invconv", "shuffle", "reverse" };
+static const char *const mask_names[] = {
+    "channel", "channel_flip", "checkerboard", "checkerboard_flip"
+};
+static const char *const scale_names[] = { "sigmoid", "tanh" };
+static const char *const prior_names[] = { "learned", "standard" };
+
+const char *fg_layer_kind_name(fg_layer_kind k)
+{
+    return (unsigned)k <= FG_LAYER_SPLIT ? kind_names[k] : "?";
+}
+
+const char *fg_layer_spec_describe(const fg_layer_spec *l, char *buf, size_t n)
+{
+    switch (l->kind) {
+    case FG_LAYER_ACTNORM:
+        snprintf(buf, n, "actnorm scale=%g", (double)l->u.actnorm.scale);
+        break;
+    case FG_LAYER_INVCONV:
+        snprintf(buf, n, "invconv lu=%s", l->u.invconv.lu ? "true" : "false");
+        break;
+    case FG_LAYER_PERMUTE:
+        snprintf(buf, n, "permute %s", permute_names[l->u.permute.type]);
+        break;
+    case FG_LAYER_COUPLING:
+        if (l->u.coupling.type == FG_COUPLING_AFFINE)
+            snprintf(buf, n, "coupling affine hidden=%d mask=%s scale=%s",
+                     l->u.coupling.hidden, mask_names[l->u.coupling.mask],
+                     scale_names[l->u.coupling.scale]);
+        else
+            snprintf(buf, n, "coupling additive hidden=%d mask=%s", l->u.coupling.hidden,
+                     mask_names[l->u.coupling.mask]);
+        break;
+    case FG_LAYER_SPLIT:
+        snprintf(buf, n, "split prior=%s", prior_names[l->u.split.prior]);
+        break;
+    default:
+        snprintf(buf, n, "%s", fg_layer_kind_name(l->kind));
+        break;
+    }
+    return buf;
+}
+
+void fg_model_spec_print(const fg_model_spec *m, FILE *f)
+{
+    char in[48], out[48], what[128];
+    cfg_shape_str(m->input, in, sizeof in);
+    if (m->type == FG_MODEL_GLOW)
+        fprintf(f, "model: glow preset, input %s (CxHxW), levels=%d steps=%d hidden=%d "
+                "coupling=%s permutation=%s%s actnorm_scale=%g n_bits=%d\n", in,
+                m->levels, m->steps, m->hidden, coupling_names[m->coupling],
+                permutation_names[m->permutation],
+                m->permutation == FG_PERMUTATION_INVCONV ? (m->lu ? " lu=true" : " lu=false") : "",
+                (double)m->actnorm_scale, m->n_bits);
+    else
+        fprintf(f, "model: layer list, input %s (CxHxW), n_bits=%d\n", in, m->n_bits);
+    fprintf(f, "%5s %5s  %-48s %10s -> %s\n", "#", "level", "layer", "in", "out");
+    for (int i = 0; i < m->n_layers; i++) {
+        const fg_layer_spec *l = &m->layers[i];
+        cfg_shape_str(l->in, in, sizeof in);
+        cfg_shape_str(l->out, out, sizeof out);
+        fprintf(f, "%5d %5d  %-48s %10s -> %s\n", i, l->level,
+                fg_layer_spec_describe(l, what, sizeof what), in, out);
+    }
+    cfg_shape_str(m->top, out, sizeof out);
+    fprintf(f, "top prior: %s, shape %s", m->learn_top ? "learned" : "standard normal", out);
+    if (m->y_condition)
+        fprintf(f, ", class-conditional (classes=%d weight_y=%g)", m->classes,
+                (double)m->weight_y);
+    fputc('\n', f);
+}
+
+static void print_every(FILE *f, const char *what, int64_t every)
+{
+    if (every)
+        fprintf(f, " %s every %" PRId64 " steps,", what, every);
+    else
+        fprintf(f, " %s each epoch,", what);
+}
+
+void fg_config_print(const fg_config *cfg, FILE *f)
+{
+    fprintf(f, "config: %s\n", cfg->name);
+    fg_model_spec_print(&cfg->model, f);
+    if (!cfg->has_train) {
+        fprintf(f, "train: (no train section)\n");
+        return;
+    }
+    const fg_train_spec *t = &cfg->train;
+    fprintf(f, "train: dataset %s (%s), batch %d, %s lr=%g warmup=%" PRId64 " steps,",
+            fg_dataset_name(t->dataset), t->data_path ? t->data_path : "default path",
+            t->batch, fg_optim_name(t->optimizer), t->lr, t->warmup);
+    if (t->grad_clip > 0)
+        fprintf(f, " grad_clip=%g,", t->grad_clip);
+    else
+        fprintf(f, " grad_clip off,");
+    if (t->ema > 0)
+        fprintf(f, " ema=%g,", t->ema);
+    else
+        fprintf(f, " ema off,");
+    if (t->steps)
+        fprintf(f, " %" PRId64 " steps,", t->steps);
+    else
+        fprintf(f, " %d epochs,", t->epochs);
+    fprintf(f, " seed %" PRIu64 "\n      ", t->seed);
+    print_every(f, "checkpoint", t->checkpoint_every);
+    print_every(f, "samples", t->sample_every);
+    print_every(f, "test", t->test_every);
+    fprintf(f, " temperature %g\n", t->temperature);
+}

@@ -1,0 +1,115 @@
+/* The `train:` mapping: data, optimizer, schedule and intervals, with the
+ * dataset checked against the model's image shape. */
+#include <math.h>
+#include <string.h>
+
+#include "models/config_internal.h"
+
+static const char *const train_keys[] = {
+    "dataset", "batch", "optimizer", "lr", "warmup", "grad_clip", "ema", "epochs",
+    "steps", "seed", "checkpoint_every", "sample_every", "test_every", "temperature",
+    NULL
+};
+static const char *const dataset_keys[] = { "name", "path", NULL };
+/* Indexed by fg_dataset_kind. */
+static const char *const dataset_names[] = {
+    "none", "fashion-mnist", "mnist", "cifar10", "synthetic", NULL
+};
+static const char *const optim_names[] = { "adam", "adamax", NULL };
+
+#define MAX_STEPS (1LL << 40)
+
+const char *fg_dataset_name(fg_dataset_kind d)
+{
+    return (unsigned)d <= FG_DATASET_SYNTHETIC ? dataset_names[d] : "?";
+}
+
+const char *fg_optim_name(fg_optim_kind o)
+{
+    return (unsigned)o <= FG_OPTIM_ADAMAX ? optim_names[o] : "?";
+}
+
+static int read_dataset(const cfg_ctx *ctx, const cfg_node *d, const fg_model_spec *m,
+                        fg_train_spec *t)
+{
+    if (cfg_expect_map(ctx, d, "dataset")
+        || cfg_check_keys(ctx, d, "dataset", dataset_keys)
+        || cfg_require(ctx, d, "dataset", "name", "fashion-mnist, mnist, cifar10 or "
+                       "synthetic"))
+        return FG_ERR;
+    /* "none" is the absent state, not a choice: offer the rest. */
+    int kind = 0;
+    if (cfg_enum(ctx, d, "dataset", "name", dataset_names + 1, &kind))
+        return FG_ERR;
+    t->dataset = (fg_dataset_kind)(kind + 1);
+    const char *path = NULL;
+    if (cfg_string(ctx, d, "dataset", "path", &path))
+        return FG_ERR;
+    if (path) {
+        t->data_path = fg_xmalloc(strlen(path) + 1, "dataset path");
+        strcpy(t->data_path, path);
+    }
+
+    fg_chw want;
+    switch (t->dataset) {
+    case FG_DATASET_FASHION_MNIST:
+    case FG_DATASET_MNIST: want = (fg_chw){ 1, 28, 28 }; break;
+    case FG_DATASET_CIFAR10: want = (fg_chw){ 3, 32, 32 }; break;
+    default: return FG_OK;   /* synthetic data takes the model's shape */
+    }
+    const cfg_node *name = cfg_get(d, "name");
+    if (want.c != m->input.c || want.h != m->input.h || want.w != m->input.w)
+        return cfg_fail(ctx, name, "dataset '%s' has %dx%dx%d images but the model expects "
+                        "%dx%dx%d (expected model height: %d, width: %d, channels: %d)",
+                        fg_dataset_name(t->dataset), want.h, want.w, want.c, m->input.h,
+                        m->input.w, m->input.c, want.h, want.w, want.c);
+    if (m->classes && m->classes != 10)
+        return cfg_fail(ctx, name, "dataset '%s' has 10 classes but the model says "
+                        "classes: %d", fg_dataset_name(t->dataset), m->classes);
+    return FG_OK;
+}
+
+int cfg_read_train(const cfg_ctx *ctx, const cfg_node *train, const fg_model_spec *m,
+                   fg_train_spec *t)
+{
+    const char *where = "train";
+    memset(t, 0, sizeof *t);
+    t->batch = 64;
+    t->optimizer = FG_OPTIM_ADAM;
+    t->lr = 1e-3;
+    t->temperature = 0.7;
+    if (cfg_expect_map(ctx, train, where)
+        || cfg_check_keys(ctx, train, where, train_keys)
+        || cfg_require(ctx, train, where, "dataset", "{name: fashion-mnist}"))
+        return FG_ERR;
+    int optim = FG_OPTIM_ADAM;
+    long long warmup = 0, steps = 0, seed = 0, ckpt = 0, sample = 0, test = 0;
+    if (read_dataset(ctx, cfg_get(train, "dataset"), m, t)
+        || cfg_int32(ctx, train, where, "batch", 1, 65536, &t->batch)
+        || cfg_enum(ctx, train, where, "optimizer", optim_names, &optim)
+        || cfg_real(ctx, train, where, "lr", 0, 1, 1, 0, &t->lr)
+        || cfg_int(ctx, train, where, "warmup", 0, MAX_STEPS, &warmup)
+        || cfg_real(ctx, train, where, "grad_clip", 0, 0, HUGE_VAL, 0, &t->grad_clip)
+        || cfg_real(ctx, train, where, "ema", 0, 0, 1, 1, &t->ema)
+        || cfg_int32(ctx, train, where, "epochs", 1, 1000000, &t->epochs)
+        || cfg_int(ctx, train, where, "steps", 1, MAX_STEPS, &steps)
+        || cfg_int(ctx, train, where, "seed", 0, INT64_MAX, &seed)
+        || cfg_int(ctx, train, where, "checkpoint_every", 0, MAX_STEPS, &ckpt)
+        || cfg_int(ctx, train, where, "sample_every", 0, MAX_STEPS, &sample)
+        || cfg_int(ctx, train, where, "test_every", 0, MAX_STEPS, &test)
+        || cfg_real(ctx, train, where, "temperature", 0, 0, 10, 0, &t->temperature))
+        return FG_ERR;
+    if (cfg_get(train, "epochs") && cfg_get(train, "steps"))
+        return cfg_fail(ctx, cfg_get_key(train, "steps"), "give either 'epochs' or "
+                        "'steps' in 'train', not both");
+    if (!cfg_get(train, "epochs") && !cfg_get(train, "steps"))
+        t->epochs = 1;
+    t->optimizer = (fg_optim_kind)optim;
+    t->warmup = warmup;
+    t->steps = steps;
+    t->seed = (uint64_t)seed;
+    t->checkpoint_every = ckpt;
+    t->sample_every = sample;
+    t->test_every = test;
+    return FG_OK;
+}

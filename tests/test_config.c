@@ -1,0 +1,636 @@
+/* YAML model configs: the zoo loads, the glow preset expands to the layer
+ * sequence and shapes worked out by hand, the generic list matches the
+ * preset it imitates, and every bad input is reported at the right line
+ * and column. */
+#define _POSIX_C_SOURCE 200809L   /* open_memstream */
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/config.h"
+#include "check_main.h"
+
+static fg_config *load_ok(const char *rel)
+{
+    char path[1024];
+    fg_config *cfg = NULL;
+    int rc = fg_config_load_file(fg_test_path(rel, path, sizeof path), &cfg);
+    ck_assert_msg(rc == FG_OK, "%s: %s", rel, fg_last_error());
+    ck_assert_ptr_nonnull(cfg);
+    return cfg;
+}
+
+static fg_config *load_str_ok(const char *text)
+{
+    fg_config *cfg = NULL;
+    int rc = fg_config_load_string(text, strlen(text), "inline", &cfg);
+    ck_assert_msg(rc == FG_OK, "%s", fg_last_error());
+    return cfg;
+}
+
+static void assert_shape(fg_chw s, int c, int h, int w)
+{
+    ck_assert_msg(s.c == c && s.h == h && s.w == w, "shape %dx%dx%d, expected %dx%dx%d",
+                  s.c, s.h, s.w, c, h, w);
+}
+
+static long file_size(const char *rel)
+{
+    char path[1024];
+    FILE *f = fopen(fg_test_path(rel, path, sizeof path), "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+/* ------------------------------------------------------------------ zoo */
+
+START_TEST(zoo_configs_load)
+{
+    static const char *const zoo[] = {
+        "models/fmnist-quick.yaml", "models/mnist.yaml", "models/cifar10.yaml",
+        "models/generic-example.yaml"
+    };
+    for (int i = 0; i < 4; i++) {
+        fg_config *cfg = load_ok(zoo[i]);
+        ck_assert_int_gt(cfg->model.n_layers, 0);
+        ck_assert_int_eq(cfg->has_train, 1);
+        ck_assert_int_ne(cfg->train.dataset, FG_DATASET_NONE);
+        /* the text is kept verbatim for checkpoint metadata */
+        ck_assert_int_eq((long)cfg->text_len, file_size(zoo[i]));
+        ck_assert_uint_eq(strlen(cfg->text), cfg->text_len);
+        /* every layer hands its output shape to the next one */
+        const fg_model_spec *m = &cfg->model;
+        assert_shape(m->layers[0].in, m->input.c, m->input.h, m->input.w);
+        for (int k = 1; k < m->n_layers; k++)
+            assert_shape(m->layers[k].in, m->layers[k - 1].out.c, m->layers[k - 1].out.h,
+                         m->layers[k - 1].out.w);
+        fg_chw last = m->layers[m->n_layers - 1].out;
+        assert_shape(m->top, last.c, last.h, last.w);
+        fg_config_free(cfg);
+    }
+}
+END_TEST
+
+START_TEST(quick_config_is_the_yardstick_glow)
+{
+    fg_config *cfg = load_ok("models/fmnist-quick.yaml");
+    const fg_model_spec *m = &cfg->model;
+    ck_assert_int_eq(m->type, FG_MODEL_GLOW);
+    assert_shape(m->input, 1, 28, 28);
+    ck_assert_int_eq(m->levels, 2);
+    ck_assert_int_eq(m->steps, 8);
+    ck_assert_int_eq(m->hidden, 128);
+    ck_assert_int_eq(m->coupling, FG_COUPLING_AFFINE);
+    ck_assert_int_eq(m->permutation, FG_PERMUTATION_INVCONV);
+    ck_assert_int_eq(m->lu, 1);
+    ck_assert_int_eq(m->learn_top, 1);
+    ck_assert_int_eq(m->n_bits, 8);
+    ck_assert_int_eq(cfg->train.dataset, FG_DATASET_FASHION_MNIST);
+    ck_assert_int_eq(cfg->train.batch, 64);
+    ck_assert_int_eq(cfg->train.optimizer, FG_OPTIM_ADAM);
+    ck_assert_double_eq(cfg->train.lr, 1e-3);
+    ck_assert_int_eq(cfg->train.warmup, 200);
+    fg_config_free(cfg);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ preset */
+
+/* Expected glow sequence written out directly: level 0 on 4x14x14, split
+ * to 2x14x14, level 1 on 8x7x7. */
+START_TEST(glow_preset_expands_fmnist)
+{
+    fg_config *cfg = load_ok("models/fmnist-quick.yaml");
+    const fg_model_spec *m = &cfg->model;
+    ck_assert_int_eq(m->n_layers, 51);   /* 2 squeezes, 16 x 3 step layers, 1 split */
+    int i = 0;
+    for (int level = 0; level < 2; level++) {
+        int c = level == 0 ? 4 : 8, hw = level == 0 ? 14 : 7;
+        const fg_layer_spec *l = &m->layers[i++];
+        ck_assert_int_eq(l->kind, FG_LAYER_SQUEEZE);
+        ck_assert_int_eq(l->level, level);
+        assert_shape(l->in, level == 0 ? 1 : 2, 2 * hw, 2 * hw);
+        assert_shape(l->out, c, hw, hw);
+        for (int k = 0; k < 8; k++) {
+            static const fg_layer_kind step[3] = {
+                FG_LAYER_ACTNORM, FG_LAYER_INVCONV, FG_LAYER_COUPLING
+            };
+            for (int j = 0; j < 3; j++) {
+                l = &m->layers[i++];
+                ck_assert_int_eq(l->kind, step[j]);
+                ck_assert_int_eq(l->level, level);
+                assert_shape(l->in, c, hw, hw);
+                assert_shape(l->out, c, hw, hw);
+            }
+            ck_assert_float_eq(m->layers[i - 3].u.actnorm.scale, 1.0f);
+            ck_assert_int_eq(m->layers[i - 2].u.invconv.lu, 1);
+            ck_assert_int_eq(m->layers[i - 1].u.coupling.type, FG_COUPLING_AFFINE);
+            ck_assert_int_eq(m->layers[i - 1].u.coupling.hidden, 128);
+            ck_assert_int_eq(m->layers[i - 1].u.coupling.mask, FG_MASK_CHANNEL);
+            ck_assert_int_eq(m->layers[i - 1].u.coupling.scale, FG_SCALE_SIGMOID);
+        }
+        if (level == 0) {
+            l = &m->layers[i++];
+            ck_assert_int_eq(l->kind, FG_LAYER_SPLIT);
+            ck_assert_int_eq(l->u.split.prior, FG_SPLIT_LEARNED);
+            assert_shape(l->in, 4, 14, 14);
+            assert_shape(l->out, 2, 14, 14);
+        }
+    }
+    ck_assert_int_eq(i, m->n_layers);
+    assert_shape(m->top, 8, 7, 7);
+    /* preset layers point at the 'type: glow' line of the file */
+    ck_assert_int_eq(m->layers[0].line, 9);
+    ck_assert_int_eq(m->layers[0].column, 9);
+    fg_config_free(cfg);
+}
+END_TEST
+
+START_TEST(glow_preset_expands_cifar10)
+{
+    fg_config *cfg = load_ok("models/cifar10.yaml");
+    const fg_model_spec *m = &cfg->model;
+    ck_assert_int_eq(m->levels, 3);
+    ck_assert_int_eq(m->steps, 32);
+    ck_assert_int_eq(m->hidden, 512);
+    ck_assert_int_eq(cfg->train.optimizer, FG_OPTIM_ADAMAX);
+    ck_assert_int_eq(m->n_layers, 3 * (1 + 3 * 32) + 2);
+    /* 3x32x32 -> 12x16x16 -> split 6x16x16 -> 24x8x8 -> split 12x8x8 -> 48x4x4 */
+    static const int split_out[2][3] = { { 6, 16, 16 }, { 12, 8, 8 } };
+    int splits = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].kind == FG_LAYER_SPLIT) {
+            ck_assert_int_lt(splits, 2);
+            assert_shape(m->layers[i].out, split_out[splits][0], split_out[splits][1],
+                         split_out[splits][2]);
+            splits++;
+        }
+    ck_assert_int_eq(splits, 2);
+    assert_shape(m->top, 48, 4, 4);
+    fg_config_free(cfg);
+}
+END_TEST
+
+START_TEST(glow_preset_options)
+{
+    fg_config *cfg = load_str_ok(
+        "model: {type: glow, height: 4, width: 6, channels: 2, levels: 1, steps: 2,\n"
+        "        hidden: 7, coupling: additive, permutation: shuffle,\n"
+        "        actnorm_scale: 0.5, learn_top: false, y_condition: true,\n"
+        "        classes: 3, weight_y: 2.5, n_bits: 5}\n");
+    const fg_model_spec *m = &cfg->model;
+    static const fg_layer_kind want[] = {
+        FG_LAYER_SQUEEZE, FG_LAYER_ACTNORM, FG_LAYER_PERMUTE, FG_LAYER_COUPLING,
+        FG_LAYER_ACTNORM, FG_LAYER_PERMUTE, FG_LAYER_COUPLING
+    };
+    ck_assert_int_eq(m->n_layers, 7);
+    for (int i = 0; i < 7; i++)
+        ck_assert_int_eq(m->layers[i].kind, want[i]);
+    assert_shape(m->layers[0].out, 8, 2, 3);
+    ck_assert_float_eq(m->layers[1].u.actnorm.scale, 0.5f);
+    ck_assert_int_eq(m->layers[2].u.permute.type, FG_PERMUTE_SHUFFLE);
+    ck_assert_int_eq(m->layers[3].u.coupling.type, FG_COUPLING_ADDITIVE);
+    ck_assert_int_eq(m->layers[3].u.coupling.hidden, 7);
+    assert_shape(m->top, 8, 2, 3);
+    ck_assert_int_eq(m->learn_top, 0);
+    ck_assert_int_eq(m->y_condition, 1);
+    ck_assert_int_eq(m->classes, 3);
+    ck_assert_float_eq(m->weight_y, 2.5f);
+    ck_assert_int_eq(m->n_bits, 5);
+    ck_assert_int_eq(cfg->has_train, 0);
+    fg_config_free(cfg);
+
+    cfg = load_str_ok("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1,\n"
+                      "        steps: 1, permutation: reverse}\n");
+    ck_assert_int_eq(cfg->model.layers[2].kind, FG_LAYER_PERMUTE);
+    ck_assert_int_eq(cfg->model.layers[2].u.permute.type, FG_PERMUTE_REVERSE);
+    fg_config_free(cfg);
+
+    cfg = load_str_ok("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1,\n"
+                      "        steps: 1, lu: false}\n");
+    ck_assert_int_eq(cfg->model.layers[2].kind, FG_LAYER_INVCONV);
+    ck_assert_int_eq(cfg->model.layers[2].u.invconv.lu, 0);
+    fg_config_free(cfg);
+}
+END_TEST
+
+START_TEST(defaults_fill_optional_keys)
+{
+    fg_config *cfg = load_str_ok(
+        "model: {type: glow, height: 8, width: 8, channels: 1, levels: 2, steps: 1}\n"
+        "train: {dataset: {name: synthetic}}\n");
+    const fg_model_spec *m = &cfg->model;
+    ck_assert_int_eq(m->hidden, 512);
+    ck_assert_int_eq(m->coupling, FG_COUPLING_AFFINE);
+    ck_assert_int_eq(m->permutation, FG_PERMUTATION_INVCONV);
+    ck_assert_int_eq(m->lu, 1);
+    ck_assert_float_eq(m->actnorm_scale, 1.0f);
+    ck_assert_int_eq(m->learn_top, 1);
+    ck_assert_int_eq(m->y_condition, 0);
+    ck_assert_int_eq(m->classes, 0);
+    ck_assert_int_eq(m->n_bits, 8);
+    const fg_train_spec *t = &cfg->train;
+    ck_assert_int_eq(cfg->has_train, 1);
+    ck_assert_int_eq(t->dataset, FG_DATASET_SYNTHETIC);
+    ck_assert_ptr_null(t->data_path);
+    ck_assert_int_eq(t->batch, 64);
+    ck_assert_int_eq(t->optimizer, FG_OPTIM_ADAM);
+    ck_assert_double_eq(t->lr, 1e-3);
+    ck_assert_int_eq(t->warmup, 0);
+    ck_assert_double_eq(t->grad_clip, 0);
+    ck_assert_double_eq(t->ema, 0);
+    ck_assert_int_eq(t->epochs, 1);
+    ck_assert_int_eq(t->steps, 0);
+    ck_assert_uint_eq(t->seed, 0);
+    ck_assert_int_eq(t->checkpoint_every, 0);
+    ck_assert_int_eq(t->test_every, 0);
+    ck_assert_double_eq(t->temperature, 0.7);
+    fg_config_free(cfg);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ generic */
+
+START_TEST(generic_list_expands)
+{
+    fg_config *cfg = load_ok("tests/configs/good-generic.yaml");
+    const fg_model_spec *m = &cfg->model;
+    ck_assert_int_eq(m->type, FG_MODEL_FLOW);
+    static const struct { fg_layer_kind kind; int in[3], out[3], level; } want[] = {
+        { FG_LAYER_COUPLING, { 3, 8, 8 }, { 3, 8, 8 }, 0 },
+        { FG_LAYER_COUPLING, { 3, 8, 8 }, { 3, 8, 8 }, 0 },
+        { FG_LAYER_SQUEEZE, { 3, 8, 8 }, { 12, 4, 4 }, 0 },
+        { FG_LAYER_ACTNORM, { 12, 4, 4 }, { 12, 4, 4 }, 0 },
+        { FG_LAYER_PERMUTE, { 12, 4, 4 }, { 12, 4, 4 }, 0 },
+        { FG_LAYER_COUPLING, { 12, 4, 4 }, { 12, 4, 4 }, 0 },
+        { FG_LAYER_ACTNORM, { 12, 4, 4 }, { 12, 4, 4 }, 0 },
+        { FG_LAYER_PERMUTE, { 12, 4, 4 }, { 12, 4, 4 }, 0 },
+        { FG_LAYER_COUPLING, { 12, 4, 4 }, { 12, 4, 4 }, 0 },
+        { FG_LAYER_SPLIT, { 12, 4, 4 }, { 6, 4, 4 }, 0 },
+        { FG_LAYER_INVCONV, { 6, 4, 4 }, { 6, 4, 4 }, 1 },
+        { FG_LAYER_INVCONV, { 6, 4, 4 }, { 6, 4, 4 }, 1 },
+        { FG_LAYER_SQUEEZE, { 6, 4, 4 }, { 24, 2, 2 }, 1 },
+        { FG_LAYER_PERMUTE, { 24, 2, 2 }, { 24, 2, 2 }, 1 },
+        { FG_LAYER_COUPLING, { 24, 2, 2 }, { 24, 2, 2 }, 1 },
+    };
+    int n = (int)(sizeof want / sizeof want[0]);
+    ck_assert_int_eq(m->n_layers, n);
+    for (int i = 0; i < n; i++) {
+        const fg_layer_spec *l = &m->layers[i];
+        ck_assert_msg(l->kind == want[i].kind, "layer %d is %s", i, fg_layer_kind_name(l->kind));
+        assert_shape(l->in, want[i].in[0], want[i].in[1], want[i].in[2]);
+        assert_shape(l->out, want[i].out[0], want[i].out[1], want[i].out[2]);
+        ck_assert_int_eq(l->level, want[i].level);
+    }
+    const fg_layer_spec *L = m->layers;
+    ck_assert_int_eq(L[0].u.coupling.mask, FG_MASK_CHECKERBOARD);
+    ck_assert_int_eq(L[0].u.coupling.scale, FG_SCALE_TANH);
+    ck_assert_int_eq(L[0].u.coupling.hidden, 16);
+    ck_assert_int_eq(L[1].u.coupling.mask, FG_MASK_CHECKERBOARD_FLIP);
+    ck_assert_float_eq(L[3].u.actnorm.scale, 2.0f);
+    ck_assert_int_eq(L[4].u.permute.type, FG_PERMUTE_REVERSE);
+    ck_assert_int_eq(L[5].u.coupling.type, FG_COUPLING_ADDITIVE);
+    ck_assert_int_eq(L[5].u.coupling.hidden, 8);
+    ck_assert_int_eq(L[5].u.coupling.mask, FG_MASK_CHANNEL_FLIP);
+    ck_assert_int_eq(L[9].u.split.prior, FG_SPLIT_STANDARD);
+    ck_assert_int_eq(L[10].u.invconv.lu, 0);
+    ck_assert_int_eq(L[11].u.invconv.lu, 1);
+    ck_assert_int_eq(L[13].u.permute.type, FG_PERMUTE_SHUFFLE);
+    ck_assert_int_eq(L[14].u.coupling.type, FG_COUPLING_AFFINE);
+    ck_assert_int_eq(L[14].u.coupling.hidden, 512);
+    ck_assert_int_eq(L[14].u.coupling.mask, FG_MASK_CHANNEL);
+    /* repeated layers point at their declaration, both passes alike */
+    ck_assert_int_eq(L[5].line, 20);
+    ck_assert_int_eq(L[5].column, 11);
+    ck_assert_int_eq(L[8].line, 20);
+    assert_shape(m->top, 24, 2, 2);
+    ck_assert_int_eq(m->n_bits, 5);
+    ck_assert_int_eq(m->learn_top, 0);
+    ck_assert_int_eq(m->y_condition, 1);
+    ck_assert_int_eq(m->classes, 10);
+    ck_assert_float_eq(m->weight_y, 0.5f);
+
+    const fg_train_spec *t = &cfg->train;
+    ck_assert_int_eq(t->dataset, FG_DATASET_SYNTHETIC);
+    ck_assert_int_eq(t->batch, 16);
+    ck_assert_int_eq(t->optimizer, FG_OPTIM_ADAMAX);
+    ck_assert_double_eq(t->lr, 5e-4);
+    ck_assert_int_eq(t->warmup, 10);
+    ck_assert_double_eq(t->grad_clip, 100.0);
+    ck_assert_double_eq(t->ema, 0.999);
+    ck_assert_int_eq(t->steps, 50);
+    ck_assert_int_eq(t->epochs, 0);
+    ck_assert_uint_eq(t->seed, 12345);
+    ck_assert_int_eq(t->checkpoint_every, 25);
+    ck_assert_int_eq(t->sample_every, 20);
+    ck_assert_int_eq(t->test_every, 10);
+    ck_assert_double_eq(t->temperature, 0.5);
+    fg_config_free(cfg);
+}
+END_TEST
+
+/* The preset and the list it stands for give identical layer specs. */
+START_TEST(generic_list_equals_preset)
+{
+    fg_config *preset = load_str_ok(
+        "model: {type: glow, height: 8, width: 8, channels: 1, levels: 2, steps: 3,\n"
+        "        hidden: 32, actnorm_scale: 0.7}\n");
+    fg_config *list = load_str_ok(
+        "model:\n"
+        "  type: flow\n"
+        "  height: 8\n"
+        "  width: 8\n"
+        "  channels: 1\n"
+        "  flow:\n"
+        "    - squeeze\n"
+        "    - repeat: 3\n"
+        "      flow: [actnorm: {scale: 0.7}, invconv, coupling: {hidden: 32}]\n"
+        "    - split\n"
+        "    - squeeze\n"
+        "    - repeat: 3\n"
+        "      flow:\n"
+        "        - actnorm: {scale: 0.7}\n"
+        "        - invconv: {lu: true}\n"
+        "        - coupling: {type: affine, hidden: 32, mask: channel, scale: sigmoid}\n");
+    const fg_model_spec *a = &preset->model, *b = &list->model;
+    ck_assert_int_eq(a->n_layers, 2 * 10 + 1);
+    ck_assert_int_eq(a->n_layers, b->n_layers);
+    for (int i = 0; i < a->n_layers; i++) {
+        fg_layer_spec x = a->layers[i], y = b->layers[i];
+        x.line = y.line = x.column = y.column = 0;
+        ck_assert_msg(memcmp(&x, &y, sizeof x) == 0, "layer %d differs", i);
+    }
+    assert_shape(b->top, 8, 2, 2);
+    fg_config_free(preset);
+    fg_config_free(list);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ text */
+
+START_TEST(string_load_keeps_name_and_text)
+{
+    fg_config *cfg = load_ok("models/generic-example.yaml");
+    fg_config *again = NULL;
+    ck_assert_int_eq(fg_config_load_string(cfg->text, cfg->text_len, "ckpt:config",
+                                           &again), FG_OK);
+    ck_assert_str_eq(again->name, "ckpt:config");
+    ck_assert_str_eq(again->text, cfg->text);
+    ck_assert_int_eq(again->model.n_layers, cfg->model.n_layers);
+    ck_assert_int_eq(memcmp(again->model.layers, cfg->model.layers,
+                            (size_t)cfg->model.n_layers * sizeof(fg_layer_spec)), 0);
+    fg_config_free(again);
+    fg_config_free(cfg);
+
+    /* text needs no terminator: the length bounds it */
+    const char *text = "model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, "
+                       "steps: 1}\nGARBAGE: [";
+    ck_assert_int_eq(fg_config_load_string(text, strlen(text) - 10, "n", &cfg), FG_OK);
+    ck_assert_uint_eq(cfg->text_len, strlen(text) - 10);
+    fg_config_free(cfg);
+    ck_assert_int_eq(fg_config_load_string(text, strlen(text), "ckpt:config", &cfg), FG_ERR);
+    ck_assert_ptr_null(cfg);
+    ck_assert_msg(strncmp(fg_last_error(), "ckpt:config:", 12) == 0, "%s", fg_last_error());
+}
+END_TEST
+
+START_TEST(print_lists_layers_with_shapes)
+{
+    fg_config *cfg = load_ok("models/fmnist-quick.yaml");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ck_assert_ptr_nonnull(f);
+    fg_config_print(cfg, f);
+    fclose(f);
+    /* one line per layer, plus the headers and the prior and train lines */
+    int lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += buf[i] == '\n';
+    ck_assert_int_eq(lines, 51 + 6);
+    ck_assert_ptr_nonnull(strstr(buf, "squeeze"));
+    ck_assert_ptr_nonnull(strstr(buf, "1x28x28 -> 4x14x14"));
+    ck_assert_ptr_nonnull(strstr(buf, "4x14x14 -> 2x14x14"));
+    ck_assert_ptr_nonnull(strstr(buf, "2x14x14 -> 8x7x7"));
+    ck_assert_ptr_nonnull(strstr(buf, "coupling affine hidden=128 mask=channel scale=sigmoid"));
+    ck_assert_ptr_nonnull(strstr(buf, "top prior: learned, shape 8x7x7"));
+    free(buf);
+    fg_config_free(cfg);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ errors */
+
+static void expect_error_at(const char *name, int rc, fg_config *cfg, int line, int column,
+                            const char *phrase)
+{
+    char prefix[1100];
+    ck_assert_msg(rc == FG_ERR, "%s: accepted", name);
+    ck_assert_ptr_null(cfg);
+    const char *msg = fg_last_error();
+    snprintf(prefix, sizeof prefix, "%s:%d:%d: ", name, line, column);
+    ck_assert_msg(strncmp(msg, prefix, strlen(prefix)) == 0, "expected '%s...', got '%s'",
+                  prefix, msg);
+    ck_assert_msg(strstr(msg, phrase) != NULL, "expected '%s' in '%s'", phrase, msg);
+}
+
+static const struct bad_file {
+    const char *file;
+    int line, column;
+    const char *phrase;
+} bad_files[] = {
+    { "bad-unknown-key.yaml", 8, 3, "unknown key 'hiden' in 'model' (expected one of: type," },
+    { "bad-wrong-type.yaml", 7, 10, "'steps' in 'model' must be a whole number from 1 to 4096 (got 'eight')" },
+    { "bad-out-of-range.yaml", 8, 11, "'n_bits' in 'model' is out of range (expected 1..8, got 9)" },
+    { "bad-missing-required.yaml", 3, 5, "missing required key 'levels' in 'model'" },
+    { "bad-too-many-levels.yaml", 6, 13, "28x28 image cannot be squeezed 3 times" },
+    { "bad-odd-split.yaml", 8, 7, "split needs an even number of channels" },
+    { "bad-odd-coupling.yaml", 6, 19, "coupling with a channel mask needs an even number of channels" },
+    { "bad-squeeze-in-repeat.yaml", 9, 11, "shape here is 16x3x3 (CxHxW) (in pass 3 of 3 of the repeat at line 7)" },
+    { "bad-split-last.yaml", 9, 9, "split is the last layer" },
+    { "bad-duplicate-key.yaml", 8, 3, "duplicate key 'width' (first given at line 4, column 3" },
+    { "bad-alias-bomb.yaml", 1, 4, "anchor '&a' is not supported" },
+    { "bad-deep-nesting.yaml", 1, 71, "nesting deeper than 64 levels" },
+    { "bad-two-documents.yaml", 8, 1, "a second YAML document" },
+    { "bad-syntax.yaml", 5, 11, "YAML syntax error: did not find expected ',' or ']'" },
+    { "bad-dataset-shape.yaml", 9, 19, "dataset 'fashion-mnist' has 28x28x1 images but the model expects 32x32x3" },
+    { "bad-epochs-and-steps.yaml", 5, 3, "give either 'epochs' or 'steps'" },
+    { "bad-quoted-number.yaml", 1, 73, "'steps' in 'model' must be a whole number" },
+    { "bad-tag.yaml", 1, 73, "tag 'tag:yaml.org,2002:int' is not supported" },
+    { "bad-unknown-layer.yaml", 8, 7, "unknown layer 'conv' (expected one of: squeeze," },
+    { "bad-additive-scale.yaml", 7, 34, "'scale' only applies to affine couplings" },
+    { "bad-lr.yaml", 4, 7, "'lr' in 'train' must be a number (0, 1] (got 'nan')" },
+};
+
+START_TEST(bad_file_reported_at_line_and_column)
+{
+    const struct bad_file *b = &bad_files[_i];
+    char rel[256], path[1024];
+    snprintf(rel, sizeof rel, "tests/configs/%s", b->file);
+    fg_test_path(rel, path, sizeof path);
+    fg_config *cfg = (fg_config *)1;
+    int rc = fg_config_load_file(path, &cfg);
+    expect_error_at(path, rc, cfg, b->line, b->column, b->phrase);
+}
+END_TEST
+
+static void expect_string_error(const char *text, size_t len, int line, int column,
+                                const char *phrase)
+{
+    fg_config *cfg = (fg_config *)1;
+    int rc = fg_config_load_string(text, len, "t.yaml", &cfg);
+    expect_error_at("t.yaml", rc, cfg, line, column, phrase);
+}
+
+#define BAD(text, line, column, phrase) \
+    expect_string_error(text, sizeof(text) - 1, line, column, phrase)
+
+START_TEST(bad_bytes_are_refused)
+{
+    /* NUL inside a value: offset 17 is line 2, column 11 */
+    BAD("model:\n  type: gl\0ow\n", 2, 11, "control characters are not allowed (byte 0x00");
+    BAD("model:\n  type: \xff\n", 2, 9, "invalid leading UTF-8 octet (byte 0xFF");
+    /* an unfinished sequence is reported at the byte that breaks it */
+    BAD("model:\n  type: \xc3\n", 2, 10, "invalid trailing UTF-8 octet (byte 0x0A; expected valid UTF-8");
+    /* UTF-16 with a BOM is not taken as another encoding */
+    BAD("\xff\xfem\0", 1, 1, "invalid input");
+    /* a multi-byte character counts as one column */
+    BAD("model:\n  bad: \xc3\xa9\xc3\xa9\x01\n", 2, 10, "control characters");
+}
+END_TEST
+
+START_TEST(bad_structures_are_refused)
+{
+    BAD("model: *x\n", 1, 8, "alias is not supported");
+    BAD("", 1, 1, "empty config");
+    BAD("# only a comment\n", 1, 1, "empty config");
+    BAD("- model\n", 1, 1, "the config must be a mapping");
+    BAD("model: 3\n", 1, 8, "'model' must be a mapping");
+    BAD("train: {}\n", 1, 1, "missing required key 'model'");
+    BAD("model: {type: glow}\nmodel2: 1\n", 2, 1, "unknown key 'model2' in 'config'");
+    BAD("model: {type: resnet}\n", 1, 15, "'type' in 'model' must be one of: glow, flow (got 'resnet')");
+    BAD("model: {height: 2}\n", 1, 8, "missing required key 'type' in 'model'");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, levels: 1}\n", 1, 55,
+        "unknown key 'levels' in 'model' (expected one of:");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2}\n", 1, 8,
+        "missing required key 'flow' in 'model'");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: []}\n", 1, 61,
+        "'flow' in 'model' is empty");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: actnorm}\n", 1, 61,
+        "'flow' in 'model' must be a list");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [{actnorm: {}, invconv: {}}]}\n",
+        1, 76, "a flow entry is one layer");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [actnorm: 3]}\n", 1, 71,
+        "options of 'actnorm' must be a mapping");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [squeeze: {x: 1}]}\n", 1, 72,
+        "squeeze takes no options");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [permute]}\n", 1, 62,
+        "missing required key 'type' in 'permute'");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [coupling: {hiden: 3}]}\n",
+        1, 73, "unknown key 'hiden' in 'coupling' (expected one of: type, hidden, mask, scale)");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [{repeat: 0, flow: [actnorm]}]}\n",
+        1, 71, "'repeat' in 'repeat' is out of range (expected 1..100000, got 0)");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [{repeat: 2}]}\n",
+        1, 62, "missing required key 'flow' in 'repeat'");
+    BAD("model: {type: flow, height: 1, width: 1, channels: 2,\n"
+        "        flow: [coupling: {mask: checkerboard}]}\n", 2, 16,
+        "checkerboard mask needs at least 2 pixels");
+    BAD("model: {type: glow, height: 8, width: 8, channels: 1, levels: 1, steps: 1,\n"
+        "        permutation: shuffle, lu: true}\n", 2, 31, "'lu' only applies to permutation: invconv");
+    BAD("model: {type: glow, height: 8, width: 8, channels: 1, levels: 1, steps: 1,\n"
+        "        y_condition: true}\n", 1, 8, "missing required key 'classes'");
+    BAD("model: {type: glow, height: 6, width: 8, channels: 1, levels: 1, steps: 1,\n"
+        "        actnorm_scale: 0}\n", 2, 24, "'actnorm_scale' in 'model' is out of range (expected (0, 1e+06], got 0)");
+    BAD("model: {type: glow, height: 7, width: 8, channels: 1, levels: 1, steps: 1}\n", 1, 63,
+        "a 7x8 image cannot be squeezed even once");
+    BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1, lu: yes}\n",
+        1, 80, "'lu' in 'model' must be true or false (got 'yes')");
+    BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1}\n"
+        "train: {batch: 3}\n", 2, 8, "missing required key 'dataset' in 'train'");
+    BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1}\n"
+        "train: {dataset: {name: imagenet}}\n", 2, 25,
+        "'name' in 'dataset' must be one of: fashion-mnist, mnist, cifar10, synthetic");
+    BAD("model: {type: glow, height: 28, width: 28, channels: 1, levels: 1, steps: 1, classes: 5}\n"
+        "train: {dataset: {name: mnist}}\n", 2, 25, "has 10 classes but the model says classes: 5");
+    BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1}\n"
+        "train: {dataset: {name: synthetic}, ema: 1.0}\n", 2, 42,
+        "'ema' in 'train' is out of range (expected [0, 1), got 1)");
+    BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1}\n"
+        "train: {dataset: {name: synthetic}, seed: -1}\n", 2, 43,
+        "'seed' in 'train' is out of range");
+    BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1}\n"
+        "train: {dataset: {name: synthetic}, steps: 99999999999999999999}\n", 2, 44,
+        "'steps' in 'train' must be a whole number");
+    BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1}\n"
+        "train: {dataset: {name: synthetic}, lr: 0x10}\n", 2, 41, "'lr' in 'train' must be a number");
+    BAD("model: {type: glow, height: 65536, width: 65536, channels: 4, levels: 1, steps: 1}\n",
+        1, 29, "values per sample");
+}
+END_TEST
+
+START_TEST(sizes_are_bounded)
+{
+    /* a scalar over the limit */
+    size_t n = FG_CONFIG_MAX_SCALAR + 64;
+    char *text = malloc(n + 32);
+    int k = sprintf(text, "description: ");
+    memset(text + k, 'a', FG_CONFIG_MAX_SCALAR + 1);
+    k += FG_CONFIG_MAX_SCALAR + 1;
+    k += sprintf(text + k, "\n");
+    expect_string_error(text, (size_t)k, 1, 14, "value longer than 4096 bytes");
+    free(text);
+
+    /* input over the limit is refused before parsing */
+    n = (size_t)FG_CONFIG_MAX_BYTES + 1;
+    text = malloc(n);
+    memset(text, '#', n);
+    expect_string_error(text, n, 1, 1, "more than the 1048576 allowed");
+    free(text);
+
+    /* repeats that multiply past the layer cap stop at the cap */
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [{repeat: 100000,\n"
+        "        flow: [{repeat: 100000, flow: [actnorm]}]}]}\n", 2, 40,
+        "expands to more than 100000 layers");
+
+    /* a mapping with more keys than any config needs */
+    size_t cap = 300 * 16 + 32;
+    text = malloc(cap);
+    k = sprintf(text, "model:\n");
+    for (int i = 0; i < 300; i++)
+        k += sprintf(text + k, "  k%d: 1\n", i);
+    expect_string_error(text, (size_t)k, 2 + 256, 3, "more than 256 keys");
+    free(text);
+
+    fg_config *cfg = (fg_config *)1;
+    ck_assert_int_eq(fg_config_load_file("/nonexistent/dir/x.yaml", &cfg), FG_ERR);
+    ck_assert_ptr_null(cfg);
+    ck_assert_ptr_nonnull(strstr(fg_last_error(), "/nonexistent/dir/x.yaml: cannot open config"));
+}
+END_TEST
+
+Suite *fg_test_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = fg_tcase("good");
+    tcase_add_test(tc, zoo_configs_load);
+    tcase_add_test(tc, quick_config_is_the_yardstick_glow);
+    tcase_add_test(tc, glow_preset_expands_fmnist);
+    tcase_add_test(tc, glow_preset_expands_cifar10);
+    tcase_add_test(tc, glow_preset_options);
+    tcase_add_test(tc, defaults_fill_optional_keys);
+    tcase_add_test(tc, generic_list_expands);
+    tcase_add_test(tc, generic_list_equals_preset);
+    tcase_add_test(tc, string_load_keeps_name_and_text);
+    tcase_add_test(tc, print_lists_layers_with_shapes);
+    suite_add_tcase(s, tc);
+    tc = fg_tcase("bad");
+    tcase_add_loop_test(tc, bad_file_reported_at_line_and_column, 0,
+                        (int)(sizeof bad_files / sizeof bad_files[0]));
+    tcase_add_test(tc, bad_bytes_are_refused);
+    tcase_add_test(tc, bad_structures_are_refused);
+    tcase_add_test(tc, sizes_are_bounded);
+    suite_add_tcase(s, tc);
+    return s;
+}
