@@ -1,1 +1,13 @@
 nobase_flowgradinclude_HEADERS += nn/nn.h
+libflowgrad_la_SOURCES += \
+	nn/naming.c nn/conv.c nn/zero_conv.c nn/linear.c \
+	nn/params.c nn/optim.c nn/adam.c nn/adamax.c nn/schedule.c nn/ema.c \
+	nn/json.h nn/json.c nn/atomic_file.c nn/safetensors.c nn/safetensors_read.c \
+	nn/dataset.c nn/dataset_idx.c nn/dataset_cifar.c nn/dataset_synthetic.c \
+	nn/png.c
+
+check_PROGRAMS += tests/test_nn
+TESTS += tests/test_nn
+tests_test_nn_SOURCES = tests/test_nn.c
+tests_test_nn_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_nn_LDADD = $(FG_TEST_LIBS) $(ZLIB_LIBS) $(PNG_LIBS)

@@ -1,0 +1,95 @@
+/* Image grids as PNG through libpng, written atomically like checkpoints
+ * so a viewer never opens half a file. */
+#include <png.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include "nn/nn.h"
+
+#define GRID_BACKGROUND 255   /* white borders separate the cells */
+
+static uint8_t to_byte(float v)
+{
+    /* NaN maps to 0 as well: the comparison below is false for it. */
+    float s = (v + 0.5f) * 255.0f;
+    if (!(s > 0.0f))
+        return 0;
+    if (s >= 255.0f)
+        return 255;
+    return (uint8_t)(s + 0.5f);
+}
+
+/* libpng reports errors by longjmp; the message is kept for fg_error. */
+static void png_fail(png_structp png, png_const_charp msg)
+{
+    fg_error("%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void png_warn(png_structp png, png_const_charp msg) { (void)png; (void)msg; }
+
+int fg_png_write_grid(const char *path, const float *x, int n, int c, int h,
+                      int w, int rows, int cols, int border)
+{
+    if (c != 1 && c != 3)
+        return fg_error("%s: %d channels, expected 1 (gray) or 3 (RGB)", path, c);
+    if (n < 0 || h <= 0 || w <= 0 || rows <= 0 || cols <= 0 || border < 0)
+        return fg_error("%s: bad grid: %d images (%d, %d), %d x %d cells, border %d",
+                        path, n, h, w, rows, cols, border);
+    long width = (long)cols * w + (long)(cols + 1) * border;
+    long height = (long)rows * h + (long)(rows + 1) * border;
+    if (width > 65535 || height > 65535)
+        return fg_error("%s: grid of %ld x %ld pixels is too large", path, width, height);
+    size_t stride = (size_t)width * (size_t)c;
+    uint8_t *pix = fg_xmalloc(stride * (size_t)height, "png grid");
+    memset(pix, GRID_BACKGROUND, stride * (size_t)height);
+    for (int i = 0; i < n && i < rows * cols; i++) {
+        long y0 = (long)(i / cols) * (h + border) + border;
+        long x0 = (long)(i % cols) * (w + border) + border;
+        const float *img = x + (size_t)i * c * h * w;   /* (C, H, W) */
+        for (int y = 0; y < h; y++)
+            for (int xx = 0; xx < w; xx++)
+                for (int ch = 0; ch < c; ch++)
+                    pix[(size_t)(y0 + y) * stride + (size_t)(x0 + xx) * c + ch] =
+                        to_byte(img[((size_t)ch * h + y) * w + xx]);
+    }
+
+    fg_atomic_file a;
+    if (fg_atomic_open(&a, path) != FG_OK) {
+        free(pix);
+        return FG_ERR;
+    }
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_fail, png_warn);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    png_bytep *row_ptrs = fg_xmalloc((size_t)height * sizeof *row_ptrs, "png rows");
+    for (long y = 0; y < height; y++)
+        row_ptrs[y] = pix + (size_t)y * stride;
+    volatile int rc = FG_ERR;
+    if (png && info) {
+        if (setjmp(png_jmpbuf(png)) == 0) {
+            png_init_io(png, a.f);
+            png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8,
+                         c == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB,
+                         PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                         PNG_FILTER_TYPE_DEFAULT);
+            png_write_info(png, info);
+            png_write_image(png, row_ptrs);
+            png_write_end(png, NULL);
+            rc = FG_OK;
+        } else {
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s", fg_last_error());
+            fg_error("%s: libpng: %s", path, msg);
+        }
+    } else {
+        fg_error("%s: libpng could not start", path);
+    }
+    png_destroy_write_struct(png ? &png : NULL, info ? &info : NULL);
+    free(row_ptrs);
+    free(pix);
+    if (rc != FG_OK) {
+        fg_atomic_abort(&a);
+        return FG_ERR;
+    }
+    return fg_atomic_commit(&a);
+}
