@@ -73,7 +73,8 @@ void fg_st_add(fg_safetensors *st, const char *name, fg_dtype dtype, int ndim,
     t->name = dup_str(name);
     t->dtype = dtype;
     t->ndim = ndim;
-    memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    if (ndim > 0)
+        memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     t->nbytes = numel * fg_dtype_size(dtype);
     if (copy) {
         t->data = fg_xmalloc(t->nbytes ? t->nbytes : 1, "safetensors tensor");
@@ -262,6 +263,8 @@ static int is_big_endian(void)
 static int write_data(FILE *f, const fg_st_tensor *t)
 {
     size_t es = fg_dtype_size(t->dtype);
+    if (t->nbytes == 0)
+        return 0;
     if (!is_big_endian() || es == 1)
         return fwrite(t->data, 1, t->nbytes, f) == t->nbytes ? 0 : -1;
     const unsigned char *p = t->data;
