@@ -201,7 +201,9 @@ int fg_st_write(const fg_safetensors *st, const char *path);
  * fg_st_init; on error it is left empty. Messages are "PATH: problem". */
 int fg_st_read(fg_safetensors *st, const char *path);
 int fg_st_parse(fg_safetensors *st, const unsigned char *buf, size_t len, const char *what);
-/* Copies entry name (F32, exact shape) into t: FG_ERR naming both shapes. */
+/* FG_OK when entry name exists as F32 with t's shape; else FG_ERR naming
+ * the tensor and both shapes. get copies it into t after the same check. */
+int fg_st_check_tensor(const fg_safetensors *st, const char *name, const fg_tensor *t);
 int fg_st_get_tensor(const fg_safetensors *st, const char *name, fg_tensor *t);
 int fg_st_get_i64(const fg_safetensors *st, const char *name, int64_t *v, int n);
 /* Loads every entry of l from st (F32, same shape). Entries of st not in l

@@ -110,9 +110,12 @@ int fg_optim_load(fg_optim *o, const fg_safetensors *st)
     fg_state_list l;
     fg_state_list_init(&l);
     fg_optim_visit(o, fg_state_list_add, &l);
-    /* Only the moments are ours to check here; the model's own entries and
+    /* All moments are checked before any is copied, so a bad file leaves
+     * the optimizer as it was. Only the moments are ours to check here; the model's own entries and
      * anything else in the file belong to other loaders. */
     int rc = FG_OK;
+    for (int i = 0; i < l.n && rc == FG_OK; i++)
+        rc = fg_st_check_tensor(st, l.items[i].name, &l.items[i].var->t);
     for (int i = 0; i < l.n && rc == FG_OK; i++)
         rc = fg_st_get_tensor(st, l.items[i].name, &l.items[i].var->t);
     fg_state_list_free(&l);

@@ -2,6 +2,7 @@
  * of JSON header (spaces pad it so the data starts 8-byte aligned), then the
  * tensors back to back. Entries are laid out largest element first (stable),
  * so every tensor is aligned to its element size in the file. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include "nn/nn.h"
@@ -283,6 +284,7 @@ int fg_st_write_stream(const fg_safetensors *st, FILE *f, const char *what)
     int *order = layout_order(st);
     sbuf h = {0};
     int rc = build_header(st, order, &h, what);
+    errno = 0;
     if (rc == FG_OK) {
         unsigned char len[8];
         for (int i = 0; i < 8; i++)
@@ -293,7 +295,7 @@ int fg_st_write_stream(const fg_safetensors *st, FILE *f, const char *what)
         if (!bad)
             bad = fflush(f) != 0 || ferror(f);
         if (bad)
-            rc = fg_error("%s: write failed", what);
+            rc = fg_error("%s: write failed: %s", what, strerror(errno ? errno : EIO));
     }
     free(h.s);
     free(order);

@@ -249,9 +249,9 @@ static void shape_text(const fg_st_tensor *t, char *buf, size_t n)
         snprintf(buf + k, n - k, ")");
 }
 
-static int matches(const fg_safetensors *st, const fg_st_tensor *e, const char *name,
-                   const fg_tensor *t)
+int fg_st_check_tensor(const fg_safetensors *st, const char *name, const fg_tensor *t)
 {
+    const fg_st_tensor *e = fg_st_find(st, name);
     char a[FG_SHAPE_STR_LEN + 64], b[FG_SHAPE_STR_LEN];
     if (!e)
         return fg_error("%s: missing tensor '%s' (expected shape %s)", st_what(st), name,
@@ -272,9 +272,9 @@ static int matches(const fg_safetensors *st, const fg_st_tensor *e, const char *
 
 int fg_st_get_tensor(const fg_safetensors *st, const char *name, fg_tensor *t)
 {
-    const fg_st_tensor *e = fg_st_find(st, name);
-    if (matches(st, e, name, t) != FG_OK)
+    if (fg_st_check_tensor(st, name, t) != FG_OK)
         return FG_ERR;
+    const fg_st_tensor *e = fg_st_find(st, name);
     memcpy(t->data, e->data, e->nbytes);
     return FG_OK;
 }
@@ -300,8 +300,7 @@ int fg_st_load_state(const fg_safetensors *st, const fg_state_list *l, const cha
     /* Everything is checked before anything is copied, so a bad file leaves
      * the model as it was. */
     for (int i = 0; i < l->n; i++)
-        if (matches(st, fg_st_find(st, l->items[i].name), l->items[i].name,
-                    &l->items[i].var->t) != FG_OK)
+        if (fg_st_check_tensor(st, l->items[i].name, &l->items[i].var->t) != FG_OK)
             return FG_ERR;
     int extra = 0;
     const char *first = NULL;

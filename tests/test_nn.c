@@ -953,6 +953,24 @@ START_TEST(test_optim_resume_bitwise)
     }
     ck_assert_int_eq(memcmp(finals[0], finals[1], sizeof finals[0]), 0);
     ck_assert(finals[0][0] != p0[0]);
+
+    /* An optimizer of another model refuses the file and keeps its state. */
+    const float q0[3] = {0, 0, 0};
+    fg_var *q = leaf1(3, q0);
+    fg_state_list l;
+    fg_state_list_init(&l);
+    fg_state_list_add(&l, "p", q, FG_PARAM);
+    fg_optim o;
+    fg_optim_init(&o, FG_ADAMAX, &l, 0.9, 0.999, 1e-8);
+    fg_safetensors rd;
+    ck_assert_int_eq(fg_st_read(&rd, path), FG_OK);
+    ck_assert_int_eq(fg_optim_load(&o, &rd), FG_ERR);
+    assert_error_has("tensor 'optim.m.p' has shape (4) in the file, expected (3)");
+    ck_assert_int_eq(o.step, 0);
+    fg_st_free(&rd);
+    fg_optim_free(&o);
+    fg_state_list_free(&l);
+    fg_leaf_free(q);
     remove_tmpdir();
 }
 END_TEST
