@@ -69,7 +69,11 @@
  * train:
  *   dataset:     mapping         required
  *     name:      fashion-mnist | mnist | cifar10 | synthetic   required
- *     path:      text            default: the data loader's default location
+ *     path:      text            directory of the dataset's files; default
+ *                                /usr/share/datasets/fashion-mnist for
+ *                                fashion-mnist (Debian's dataset-fashion-mnist),
+ *                                required for mnist and cifar10, unused by
+ *                                synthetic
  *     The image shape must match the dataset (28x28x1 for the MNISTs,
  *     32x32x3 for CIFAR-10; synthetic takes any shape), and classes, when
  *     given, must be 10 for the three real datasets.
@@ -103,7 +107,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "tensor/tensor.h"
+/* fg_optim_kind (FG_ADAM, FG_ADAMAX) comes from the optimizers. */
+#include "nn/nn.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -140,7 +145,7 @@ typedef enum {
 typedef enum { FG_SCALE_SIGMOID, FG_SCALE_TANH } fg_scale_kind;
 /* Prior of the half a split factors out: Gaussian with mean and log-std
  * from a zero-initialized conv on the kept half, or N(0, 1). */
-typedef enum { FG_SPLIT_LEARNED, FG_SPLIT_STANDARD } fg_split_prior;
+typedef enum { FG_SPLIT_LEARNED, FG_SPLIT_STANDARD } fg_split_prior_kind;
 
 /* Shape of one sample, channels first. */
 typedef struct fg_chw {
@@ -163,7 +168,7 @@ typedef struct fg_layer_spec {
             fg_mask_kind mask;
             fg_scale_kind scale;   /* affine only */
         } coupling;
-        struct { fg_split_prior prior; } split;
+        struct { fg_split_prior_kind prior; } split;
     } u;
 } fg_layer_spec;
 
@@ -194,13 +199,12 @@ typedef struct fg_model_spec {
 
 typedef enum { FG_DATASET_NONE, FG_DATASET_FASHION_MNIST, FG_DATASET_MNIST,
                FG_DATASET_CIFAR10, FG_DATASET_SYNTHETIC } fg_dataset_kind;
-typedef enum { FG_OPTIM_ADAM, FG_OPTIM_ADAMAX } fg_optim_kind;
 
 typedef struct fg_train_spec {
     fg_dataset_kind dataset;  /* FG_DATASET_NONE when there is no train: */
-    char *data_path;          /* NULL: the loader's default location */
+    char *data_path;          /* NULL only for synthetic data */
     int batch;
-    fg_optim_kind optimizer;
+    fg_optim_kind optimizer;  /* FG_ADAM or FG_ADAMAX (nn/nn.h) */
     double lr;
     int64_t warmup;
     double grad_clip;         /* 0 = off */
@@ -242,8 +246,7 @@ const char *fg_layer_spec_describe(const fg_layer_spec *l, char *buf, size_t n);
 
 /* Names as written in YAML. */
 const char *fg_layer_kind_name(fg_layer_kind k);
-const char *fg_dataset_name(fg_dataset_kind d);
-const char *fg_optim_name(fg_optim_kind o);
+const char *fg_dataset_kind_name(fg_dataset_kind d);
 
 #ifdef __cplusplus
 }

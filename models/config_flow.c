@@ -23,8 +23,11 @@ static const char *const coupling_keys[] = { "type", "hidden", "mask", "scale", 
 static const char *const split_keys[] = { "prior", NULL };
 static const char *const repeat_keys[] = { "repeat", "flow", NULL };
 
+/* Indexed by the flow layers' enums, so a name's position is its value. */
 static const char *const permute_names[] = { "reverse", "shuffle", NULL };
 static const char *const coupling_names[] = { "additive", "affine", NULL };
+_Static_assert(FG_PERMUTE_REVERSE == 0 && FG_PERMUTE_SHUFFLE == 1, "permute_names order");
+_Static_assert(FG_COUPLING_ADDITIVE == 0 && FG_COUPLING_AFFINE == 1, "coupling_names order");
 static const char *const mask_names[] = {
     "channel", "channel_flip", "checkerboard", "checkerboard_flip", NULL
 };
@@ -102,7 +105,7 @@ static int read_layer(walk *w, fg_layer_kind kind, const char *name,
         int prior = FG_SPLIT_LEARNED;
         if (cfg_enum(ctx, opts, name, "prior", prior_names, &prior))
             return FG_ERR;
-        l.u.split.prior = (fg_split_prior)prior;
+        l.u.split.prior = (fg_split_prior_kind)prior;
         break;
     }
     }

@@ -99,8 +99,8 @@ void fg_config_print(const fg_config *cfg, FILE *f)
     }
     const fg_train_spec *t = &cfg->train;
     fprintf(f, "train: dataset %s (%s), batch %d, %s lr=%g warmup=%" PRId64 " steps,",
-            fg_dataset_name(t->dataset), t->data_path ? t->data_path : "default path",
-            t->batch, fg_optim_name(t->optimizer), t->lr, t->warmup);
+            fg_dataset_kind_name(t->dataset), t->data_path ? t->data_path : "default path",
+            t->batch, fg_optim_kind_name(t->optimizer), t->lr, t->warmup);
     if (t->grad_clip > 0)
         fprintf(f, " grad_clip=%g,", t->grad_clip);
     else

@@ -65,7 +65,7 @@ int cfg_track_add(const cfg_ctx *ctx, cfg_track *t, const fg_layer_spec *proto,
         return FG_ERR;
     if (t->n >= FG_CONFIG_MAX_LAYERS)
         return cfg_fail(ctx, at, "the flow expands to more than %d layers (expected "
-                        "smaller 'repeat' counts)", FG_CONFIG_MAX_LAYERS);
+                        "fewer levels and steps, or smaller 'repeat' counts)", FG_CONFIG_MAX_LAYERS);
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 32;
         t->v = fg_xrealloc(t->v, (size_t)t->cap * sizeof *t->v, "config layer list");

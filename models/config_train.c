@@ -16,17 +16,13 @@ static const char *const dataset_names[] = {
     "none", "fashion-mnist", "mnist", "cifar10", "synthetic", NULL
 };
 static const char *const optim_names[] = { "adam", "adamax", NULL };
+_Static_assert(FG_ADAM == 0 && FG_ADAMAX == 1, "optim_names order");
 
 #define MAX_STEPS (1LL << 40)
 
-const char *fg_dataset_name(fg_dataset_kind d)
+const char *fg_dataset_kind_name(fg_dataset_kind d)
 {
     return (unsigned)d <= FG_DATASET_SYNTHETIC ? dataset_names[d] : "?";
-}
-
-const char *fg_optim_name(fg_optim_kind o)
-{
-    return (unsigned)o <= FG_OPTIM_ADAMAX ? optim_names[o] : "?";
 }
 
 static int read_dataset(const cfg_ctx *ctx, const cfg_node *d, const fg_model_spec *m,
@@ -45,6 +41,12 @@ static int read_dataset(const cfg_ctx *ctx, const cfg_node *d, const fg_model_sp
     const char *path = NULL;
     if (cfg_string(ctx, d, "dataset", "path", &path))
         return FG_ERR;
+    if (!path && t->dataset == FG_DATASET_FASHION_MNIST)
+        path = FG_FASHION_MNIST_DIR;
+    if (!path && (t->dataset == FG_DATASET_MNIST || t->dataset == FG_DATASET_CIFAR10))
+        return cfg_fail(ctx, d, "missing required key 'path' in 'dataset' (expected path: "
+                        "the directory holding the %s files; only fashion-mnist has a "
+                        "default)", fg_dataset_kind_name(t->dataset));
     if (path) {
         t->data_path = fg_xmalloc(strlen(path) + 1, "dataset path");
         strcpy(t->data_path, path);
@@ -61,11 +63,11 @@ static int read_dataset(const cfg_ctx *ctx, const cfg_node *d, const fg_model_sp
     if (want.c != m->input.c || want.h != m->input.h || want.w != m->input.w)
         return cfg_fail(ctx, name, "dataset '%s' has %dx%dx%d images but the model expects "
                         "%dx%dx%d (expected model height: %d, width: %d, channels: %d)",
-                        fg_dataset_name(t->dataset), want.h, want.w, want.c, m->input.h,
+                        fg_dataset_kind_name(t->dataset), want.h, want.w, want.c, m->input.h,
                         m->input.w, m->input.c, want.h, want.w, want.c);
     if (m->classes && m->classes != 10)
         return cfg_fail(ctx, name, "dataset '%s' has 10 classes but the model says "
-                        "classes: %d", fg_dataset_name(t->dataset), m->classes);
+                        "classes: %d", fg_dataset_kind_name(t->dataset), m->classes);
     return FG_OK;
 }
 
@@ -75,14 +77,14 @@ int cfg_read_train(const cfg_ctx *ctx, const cfg_node *train, const fg_model_spe
     const char *where = "train";
     memset(t, 0, sizeof *t);
     t->batch = 64;
-    t->optimizer = FG_OPTIM_ADAM;
+    t->optimizer = FG_ADAM;
     t->lr = 1e-3;
     t->temperature = 0.7;
     if (cfg_expect_map(ctx, train, where)
         || cfg_check_keys(ctx, train, where, train_keys)
         || cfg_require(ctx, train, where, "dataset", "{name: fashion-mnist}"))
         return FG_ERR;
-    int optim = FG_OPTIM_ADAM;
+    int optim = FG_ADAM;
     long long warmup = 0, steps = 0, seed = 0, ckpt = 0, sample = 0, test = 0;
     if (read_dataset(ctx, cfg_get(train, "dataset"), m, t)
         || cfg_int32(ctx, train, where, "batch", 1, 65536, &t->batch)

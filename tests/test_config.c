@@ -89,7 +89,7 @@ START_TEST(quick_config_is_the_yardstick_glow)
     ck_assert_int_eq(m->n_bits, 8);
     ck_assert_int_eq(cfg->train.dataset, FG_DATASET_FASHION_MNIST);
     ck_assert_int_eq(cfg->train.batch, 64);
-    ck_assert_int_eq(cfg->train.optimizer, FG_OPTIM_ADAM);
+    ck_assert_int_eq(cfg->train.optimizer, FG_ADAM);
     ck_assert_double_eq(cfg->train.lr, 1e-3);
     ck_assert_int_eq(cfg->train.warmup, 200);
     fg_config_free(cfg);
@@ -155,7 +155,7 @@ START_TEST(glow_preset_expands_cifar10)
     ck_assert_int_eq(m->levels, 3);
     ck_assert_int_eq(m->steps, 32);
     ck_assert_int_eq(m->hidden, 512);
-    ck_assert_int_eq(cfg->train.optimizer, FG_OPTIM_ADAMAX);
+    ck_assert_int_eq(cfg->train.optimizer, FG_ADAMAX);
     ck_assert_int_eq(m->n_layers, 3 * (1 + 3 * 32) + 2);
     /* 3x32x32 -> 12x16x16 -> split 6x16x16 -> 24x8x8 -> split 12x8x8 -> 48x4x4 */
     static const int split_out[2][3] = { { 6, 16, 16 }, { 12, 8, 8 } };
@@ -236,7 +236,7 @@ START_TEST(defaults_fill_optional_keys)
     ck_assert_int_eq(t->dataset, FG_DATASET_SYNTHETIC);
     ck_assert_ptr_null(t->data_path);
     ck_assert_int_eq(t->batch, 64);
-    ck_assert_int_eq(t->optimizer, FG_OPTIM_ADAM);
+    ck_assert_int_eq(t->optimizer, FG_ADAM);
     ck_assert_double_eq(t->lr, 1e-3);
     ck_assert_int_eq(t->warmup, 0);
     ck_assert_double_eq(t->grad_clip, 0);
@@ -247,6 +247,14 @@ START_TEST(defaults_fill_optional_keys)
     ck_assert_int_eq(t->checkpoint_every, 0);
     ck_assert_int_eq(t->test_every, 0);
     ck_assert_double_eq(t->temperature, 0.7);
+    fg_config_free(cfg);
+
+    /* Debian's dataset-fashion-mnist location is the one default path */
+    cfg = load_ok("models/generic-example.yaml");
+    ck_assert_str_eq(cfg->train.data_path, "/usr/share/datasets/fashion-mnist");
+    fg_config_free(cfg);
+    cfg = load_ok("models/mnist.yaml");
+    ck_assert_str_eq(cfg->train.data_path, "data/mnist");
     fg_config_free(cfg);
 }
 END_TEST
@@ -315,7 +323,7 @@ START_TEST(generic_list_expands)
     const fg_train_spec *t = &cfg->train;
     ck_assert_int_eq(t->dataset, FG_DATASET_SYNTHETIC);
     ck_assert_int_eq(t->batch, 16);
-    ck_assert_int_eq(t->optimizer, FG_OPTIM_ADAMAX);
+    ck_assert_int_eq(t->optimizer, FG_ADAMAX);
     ck_assert_double_eq(t->lr, 5e-4);
     ck_assert_int_eq(t->warmup, 10);
     ck_assert_double_eq(t->grad_clip, 100.0);
@@ -553,7 +561,9 @@ START_TEST(bad_structures_are_refused)
         "train: {dataset: {name: imagenet}}\n", 2, 25,
         "'name' in 'dataset' must be one of: fashion-mnist, mnist, cifar10, synthetic");
     BAD("model: {type: glow, height: 28, width: 28, channels: 1, levels: 1, steps: 1, classes: 5}\n"
-        "train: {dataset: {name: mnist}}\n", 2, 25, "has 10 classes but the model says classes: 5");
+        "train: {dataset: {name: mnist, path: m}}\n", 2, 25, "has 10 classes but the model says classes: 5");
+    BAD("model: {type: glow, height: 32, width: 32, channels: 3, levels: 1, steps: 1}\n"
+        "train: {dataset: {name: cifar10}}\n", 2, 18, "missing required key 'path' in 'dataset'");
     BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1}\n"
         "train: {dataset: {name: synthetic}, ema: 1.0}\n", 2, 42,
         "'ema' in 'train' is out of range (expected [0, 1), got 1)");
