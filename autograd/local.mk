@@ -12,3 +12,9 @@ libflowgrad_la_SOURCES += \
 	autograd/ops_linalg.c \
 	autograd/ops_loss.c \
 	autograd/gradcheck.c
+
+check_PROGRAMS += tests/test_autograd
+TESTS += tests/test_autograd
+tests_test_autograd_SOURCES = tests/test_autograd.c
+tests_test_autograd_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_autograd_LDADD = $(FG_TEST_LIBS)

@@ -1,0 +1,514 @@
+/* Autograd: every op's backward rule against central finite differences on
+ * random shapes and inputs, plus the tape's own behaviour (no-grad mode,
+ * accumulation, flat memory over many steps).
+ *
+ * Each op is checked through loss = sum(op(inputs) * R) with a fixed random
+ * R, so every element of the Jacobian contributes. Steps of 1e-2 in float
+ * with the loss summed in double keep rounding near 1e-5. The per-op
+ * tolerances (atol + rtol * |numeric|) below: 2e-4 / 1e-3 for ops linear in
+ * each input (about 5x the worst error seen); 5e-4 / 1e-3 for the smooth
+ * saturating ops and the matrix ops; 2e-3 / 1e-2 for exp, log and division,
+ * whose curvature makes the O(h^2) truncation error of the quotient reach
+ * 1e-3 at h = 1e-2 (the third derivative of log at 0.3 is 74). */
+#include "check_main.h"
+#include "flowgrad.h"
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_IN 3
+
+typedef struct op_case {
+    const char *name;
+    int n_in;
+    double atol, rtol;
+} op_case;
+
+typedef struct ctx {
+    int op;                  /* index into CASES */
+    fg_var *in[MAX_IN];
+    float *r;                /* weights of the output, numel of the output */
+    size_t r_n;
+    int labels[8];
+    int perm[16];
+    int extra[4];            /* op-specific integers (transposes, k, ...) */
+} ctx;
+
+enum {
+    OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_ADD_BC, OP_MUL_BC, OP_DIV_BC, OP_NEG, OP_SCALE,
+    OP_ADD_SCALAR, OP_EXP, OP_LOG, OP_SIGMOID, OP_LOG_SIGMOID, OP_RELU, OP_SQUARE,
+    OP_SUM, OP_MEAN, OP_SUM_SAMPLE, OP_MEAN_SAMPLE, OP_SUM_CHANNEL, OP_MEAN_CHANNEL,
+    OP_ADD_CHANNEL, OP_MUL_CHANNEL, OP_MATMUL_NN, OP_MATMUL_NT, OP_MATMUL_TN, OP_MATMUL_TT,
+    OP_CONV1, OP_CONV3, OP_CONV3_BIAS, OP_SLICE, OP_CONCAT, OP_EVEN, OP_ODD, OP_PERMUTE,
+    OP_RESHAPE, OP_SQUEEZE, OP_UNSQUEEZE, OP_SLOGDET, OP_INVERSE, OP_XENT, OP_GAUSS,
+    N_OPS
+};
+
+/* name, inputs, atol, rtol */
+static const op_case CASES[N_OPS] = {
+    [OP_ADD] = {"add", 2, 2e-4, 1e-3},
+    [OP_SUB] = {"sub", 2, 2e-4, 1e-3},
+    [OP_MUL] = {"mul", 2, 2e-4, 1e-3},
+    [OP_DIV] = {"div", 2, 2e-3, 1e-2},
+    [OP_ADD_BC] = {"add_broadcast", 2, 2e-4, 1e-3},
+    [OP_MUL_BC] = {"mul_broadcast", 2, 2e-4, 1e-3},
+    [OP_DIV_BC] = {"div_broadcast", 2, 2e-3, 1e-2},
+    [OP_NEG] = {"neg", 1, 2e-4, 1e-3},
+    [OP_SCALE] = {"scale", 1, 2e-4, 1e-3},
+    [OP_ADD_SCALAR] = {"add_scalar", 1, 2e-4, 1e-3},
+    [OP_EXP] = {"exp", 1, 2e-3, 1e-2},
+    [OP_LOG] = {"log", 1, 2e-3, 1e-2},
+    [OP_SIGMOID] = {"sigmoid", 1, 5e-4, 1e-3},
+    [OP_LOG_SIGMOID] = {"log_sigmoid", 1, 5e-4, 1e-3},
+    [OP_RELU] = {"relu", 1, 2e-4, 1e-3},
+    [OP_SQUARE] = {"square", 1, 2e-4, 1e-3},
+    [OP_SUM] = {"sum", 1, 2e-4, 1e-3},
+    [OP_MEAN] = {"mean", 1, 2e-4, 1e-3},
+    [OP_SUM_SAMPLE] = {"sum_per_sample", 1, 2e-4, 1e-3},
+    [OP_MEAN_SAMPLE] = {"mean_per_sample", 1, 2e-4, 1e-3},
+    [OP_SUM_CHANNEL] = {"sum_per_channel", 1, 2e-4, 1e-3},
+    [OP_MEAN_CHANNEL] = {"mean_per_channel", 1, 2e-4, 1e-3},
+    [OP_ADD_CHANNEL] = {"add_channel", 2, 2e-4, 1e-3},
+    [OP_MUL_CHANNEL] = {"mul_channel", 2, 2e-4, 1e-3},
+    [OP_MATMUL_NN] = {"matmul", 2, 2e-4, 1e-3},
+    [OP_MATMUL_NT] = {"matmul_bt", 2, 2e-4, 1e-3},
+    [OP_MATMUL_TN] = {"matmul_at", 2, 2e-4, 1e-3},
+    [OP_MATMUL_TT] = {"matmul_at_bt", 2, 2e-4, 1e-3},
+    [OP_CONV1] = {"conv2d_1x1", 2, 2e-4, 1e-3},
+    [OP_CONV3] = {"conv2d_3x3", 2, 2e-4, 1e-3},
+    [OP_CONV3_BIAS] = {"conv2d_3x3_bias", 3, 2e-4, 1e-3},
+    [OP_SLICE] = {"channel_slice", 1, 2e-4, 1e-3},
+    [OP_CONCAT] = {"channel_concat", 2, 2e-4, 1e-3},
+    [OP_EVEN] = {"channel_even", 1, 2e-4, 1e-3},
+    [OP_ODD] = {"channel_odd", 1, 2e-4, 1e-3},
+    [OP_PERMUTE] = {"channel_permute", 1, 2e-4, 1e-3},
+    [OP_RESHAPE] = {"reshape", 1, 2e-4, 1e-3},
+    [OP_SQUEEZE] = {"squeeze2d", 1, 2e-4, 1e-3},
+    [OP_UNSQUEEZE] = {"unsqueeze2d", 1, 2e-4, 1e-3},
+    [OP_SLOGDET] = {"slogdet", 1, 5e-4, 1e-3},
+    [OP_INVERSE] = {"inverse", 1, 5e-4, 1e-3},
+    [OP_XENT] = {"log_softmax_cross_entropy", 1, 5e-4, 1e-3},
+    [OP_GAUSS] = {"gaussian_logp", 3, 2e-3, 1e-2},
+};
+
+static int rand_int(fg_rng *r, int lo, int hi) { return lo + (int)(fg_rng_u32(r) % (uint32_t)(hi - lo + 1)); }
+
+static fg_var *leaf(fg_rng *r, int ndim, const int *shape, float lo, float hi)
+{
+    fg_var *v = fg_leaf_new(ndim, shape, 1);
+    size_t n = fg_numel(&v->t);
+    fg_rng_uniform(r, v->t.data, n);
+    for (size_t i = 0; i < n; i++) v->t.data[i] = lo + (hi - lo) * v->t.data[i];
+    return v;
+}
+
+/* Moves values out of (-margin, margin) so kinks and poles stay further
+ * from every sample than the difference step. */
+static void away_from_zero(fg_var *v, float margin)
+{
+    for (size_t i = 0; i < fg_numel(&v->t); i++) {
+        float x = v->t.data[i];
+        if (fabsf(x) < margin) v->t.data[i] = x < 0 ? x - margin : x + margin;
+    }
+}
+
+static fg_var *apply(fg_graph *g, ctx *c)
+{
+    fg_var **x = c->in;
+    switch (c->op) {
+    case OP_ADD: case OP_ADD_BC: return fg_add(g, x[0], x[1]);
+    case OP_SUB: return fg_sub(g, x[0], x[1]);
+    case OP_MUL: case OP_MUL_BC: return fg_mul(g, x[0], x[1]);
+    case OP_DIV: case OP_DIV_BC: return fg_div(g, x[0], x[1]);
+    case OP_NEG: return fg_neg(g, x[0]);
+    case OP_SCALE: return fg_scale(g, x[0], -1.7f);
+    case OP_ADD_SCALAR: return fg_add_scalar(g, x[0], 0.3f);
+    case OP_EXP: return fg_exp(g, x[0]);
+    case OP_LOG: return fg_log(g, x[0]);
+    case OP_SIGMOID: return fg_sigmoid(g, x[0]);
+    case OP_LOG_SIGMOID: return fg_log_sigmoid(g, x[0]);
+    case OP_RELU: return fg_relu(g, x[0]);
+    case OP_SQUARE: return fg_square(g, x[0]);
+    case OP_SUM: return fg_sum(g, x[0]);
+    case OP_MEAN: return fg_mean(g, x[0]);
+    case OP_SUM_SAMPLE: return fg_sum_per_sample(g, x[0]);
+    case OP_MEAN_SAMPLE: return fg_mean_per_sample(g, x[0]);
+    case OP_SUM_CHANNEL: return fg_sum_per_channel(g, x[0]);
+    case OP_MEAN_CHANNEL: return fg_mean_per_channel(g, x[0]);
+    case OP_ADD_CHANNEL: return fg_add_channel(g, x[0], x[1]);
+    case OP_MUL_CHANNEL: return fg_mul_channel(g, x[0], x[1]);
+    case OP_MATMUL_NN: case OP_MATMUL_NT: case OP_MATMUL_TN: case OP_MATMUL_TT:
+        return fg_matmul(g, x[0], x[1], c->extra[0], c->extra[1]);
+    case OP_CONV1: case OP_CONV3: return fg_conv2d(g, x[0], x[1], NULL);
+    case OP_CONV3_BIAS: return fg_conv2d(g, x[0], x[1], x[2]);
+    case OP_SLICE: return fg_channel_slice(g, x[0], c->extra[0], c->extra[1]);
+    case OP_CONCAT: return fg_channel_concat(g, x[0], x[1]);
+    case OP_EVEN: return fg_channel_even(g, x[0]);
+    case OP_ODD: return fg_channel_odd(g, x[0]);
+    case OP_PERMUTE: return fg_channel_permute(g, x[0], c->perm);
+    case OP_RESHAPE: {
+        int s[2] = {c->extra[0], c->extra[1]};
+        /* A product after the reshape makes the gradient depend on the new
+         * layout, not only pass through. */
+        fg_var *y = fg_reshape(g, x[0], 2, s);
+        return fg_mul(g, y, y);
+    }
+    case OP_SQUEEZE: return fg_squeeze2d(g, x[0]);
+    case OP_UNSQUEEZE: return fg_unsqueeze2d(g, x[0]);
+    case OP_SLOGDET: return fg_slogdet(g, x[0]);
+    case OP_INVERSE: return fg_inverse(g, x[0]);
+    case OP_XENT: return fg_log_softmax_cross_entropy(g, x[0], c->labels);
+    case OP_GAUSS: return fg_gaussian_logp(g, x[0], x[1], x[2]);
+    }
+    return NULL;
+}
+
+static fg_var *weighted_loss(fg_graph *g, void *p)
+{
+    ctx *c = p;
+    fg_var *y = apply(g, c);
+    ck_assert_uint_eq(fg_numel(&y->t), c->r_n);
+    fg_var *r = fg_const_wrap(g, c->r, y->t.ndim, y->t.shape);
+    return fg_sum(g, fg_mul(g, y, r));
+}
+
+/* Random inputs of a random shape suited to the op. */
+static void setup(ctx *c, fg_rng *r)
+{
+    int op = c->op;
+    int N = rand_int(r, 1, 3), C = rand_int(r, 1, 4), H = rand_int(r, 1, 5), W = rand_int(r, 1, 5);
+    int x4[4] = {N, C, H, W};
+    int one = 1;
+    switch (op) {
+    case OP_ADD: case OP_SUB: case OP_MUL:
+        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 4, x4, -1, 1); break;
+    case OP_DIV:
+        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 4, x4, 0.5f, 2); break;
+    case OP_ADD_BC: case OP_MUL_BC:
+        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 1, &one, -1, 1); break;
+    case OP_DIV_BC:
+        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 1, &one, 0.5f, 2); break;
+    case OP_LOG:
+        c->in[0] = leaf(r, 4, x4, 0.3f, 3); break;
+    case OP_EXP:
+        c->in[0] = leaf(r, 4, x4, -2, 1.5f); break;
+    case OP_SIGMOID: case OP_LOG_SIGMOID:
+        c->in[0] = leaf(r, 4, x4, -6, 6); break;
+    case OP_RELU:
+        c->in[0] = leaf(r, 4, x4, -1, 1); away_from_zero(c->in[0], 0.05f); break;
+    case OP_ADD_CHANNEL: case OP_MUL_CHANNEL:
+        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 1, &C, -1, 1); break;
+    case OP_MATMUL_NN: case OP_MATMUL_NT: case OP_MATMUL_TN: case OP_MATMUL_TT: {
+        int M = rand_int(r, 1, 7), K = rand_int(r, 1, 7), Nn = rand_int(r, 1, 7);
+        int ta = op == OP_MATMUL_TN || op == OP_MATMUL_TT, tb = op == OP_MATMUL_NT || op == OP_MATMUL_TT;
+        int sa[2] = {ta ? K : M, ta ? M : K}, sb[2] = {tb ? Nn : K, tb ? K : Nn};
+        c->extra[0] = ta; c->extra[1] = tb;
+        c->in[0] = leaf(r, 2, sa, -1, 1); c->in[1] = leaf(r, 2, sb, -1, 1);
+        break;
+    }
+    case OP_CONV1: case OP_CONV3: case OP_CONV3_BIAS: {
+        int k = op == OP_CONV1 ? 1 : 3, Co = rand_int(r, 1, 4);
+        int ws[4] = {Co, C, k, k};
+        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 4, ws, -0.5f, 0.5f);
+        if (op == OP_CONV3_BIAS) c->in[2] = leaf(r, 1, &Co, -1, 1);
+        break;
+    }
+    case OP_SLICE: {
+        int s[4] = {N, C + 2, H, W};
+        c->in[0] = leaf(r, 4, s, -1, 1);
+        c->extra[0] = rand_int(r, 0, C); c->extra[1] = rand_int(r, c->extra[0] + 1, C + 2);
+        break;
+    }
+    case OP_CONCAT: {
+        int s[4] = {N, rand_int(r, 1, 3), H, W};
+        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 4, s, -1, 1);
+        break;
+    }
+    case OP_EVEN: case OP_ODD: {
+        int s[4] = {N, 2 * C, H, W};
+        c->in[0] = leaf(r, 4, s, -1, 1);
+        break;
+    }
+    case OP_PERMUTE:
+        c->in[0] = leaf(r, 4, x4, -1, 1);
+        fg_rng_permutation(r, c->perm, C);
+        break;
+    case OP_RESHAPE:
+        c->in[0] = leaf(r, 4, x4, -1, 1);
+        c->extra[0] = N * C; c->extra[1] = H * W;
+        break;
+    case OP_SQUEEZE: {
+        int s[4] = {N, C, 2 * H, 2 * W};
+        c->in[0] = leaf(r, 4, s, -1, 1);
+        break;
+    }
+    case OP_UNSQUEEZE: {
+        int s[4] = {N, 4 * C, H, W};
+        c->in[0] = leaf(r, 4, s, -1, 1);
+        break;
+    }
+    case OP_SLOGDET: case OP_INVERSE: {
+        /* Well conditioned: identity plus a small random matrix. */
+        int n = rand_int(r, 1, 6), s[2] = {n, n};
+        c->in[0] = leaf(r, 2, s, -0.3f, 0.3f);
+        for (int i = 0; i < n; i++) c->in[0]->t.data[i * n + i] += (i % 2 ? -1.5f : 1.5f);
+        break;
+    }
+    case OP_XENT: {
+        int K = rand_int(r, 2, 6), s[2] = {N, K};
+        c->in[0] = leaf(r, 2, s, -2, 2);
+        for (int n = 0; n < N; n++) c->labels[n] = rand_int(r, 0, K - 1);
+        break;
+    }
+    case OP_GAUSS:
+        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 4, x4, -1, 1);
+        c->in[2] = leaf(r, 4, x4, -0.5f, 0.5f);
+        break;
+    default:
+        c->in[0] = leaf(r, 4, x4, -1, 1);
+    }
+}
+
+START_TEST(test_op_gradient)
+{
+    ctx c = {0};
+    c.op = _i;
+    const op_case *oc = &CASES[_i];
+    fg_graph *g = fg_graph_create();
+    for (int trial = 0; trial < 3; trial++) {
+        fg_rng r;
+        fg_rng_seed_stream(&r, 1234, (uint64_t)(_i * 16 + trial));
+        memset(c.in, 0, sizeof c.in);
+        setup(&c, &r);
+        /* The output's size fixes R; run the op once without gradients. */
+        fg_set_grad_enabled(g, 0);
+        fg_var *y = apply(g, &c);
+        c.r_n = fg_numel(&y->t);
+        fg_set_grad_enabled(g, 1);
+        fg_graph_reset(g);
+        c.r = malloc(c.r_n * sizeof(float));
+        fg_rng_uniform(&r, c.r, c.r_n);
+        for (size_t i = 0; i < c.r_n; i++) c.r[i] = 2.0f * c.r[i] - 1.0f;
+        int n_in = 0;
+        while (n_in < MAX_IN && c.in[n_in]) n_in++;
+        ck_assert_int_eq(n_in, oc->n_in);
+        fg_gradcheck_result res;
+        int ok = fg_gradcheck(g, weighted_loss, &c, c.in, n_in, 1e-2, oc->atol, oc->rtol, &res);
+        printf("%-28s trial %d: %4d elements, max abs err %.2e, max rel err %.2e\n", oc->name,
+               trial, res.n_checked, res.max_abs_err, res.max_rel_err);
+        ck_assert_msg(ok, "%s: %d of %d gradient elements out of tolerance (atol %g, rtol %g), "
+                      "max abs err %g, worst at input %d element %d",
+                      oc->name, res.n_failed, res.n_checked, oc->atol, oc->rtol, res.max_abs_err,
+                      res.worst_leaf, res.worst_index);
+        ck_assert_int_gt(res.n_checked, 0);
+        for (int i = 0; i < n_in; i++) fg_leaf_free(c.in[i]);
+        free(c.r);
+    }
+    fg_graph_destroy(g);
+}
+END_TEST
+
+/* ------------------------------------------------------------- forward values */
+
+START_TEST(test_forward_values)
+{
+    fg_graph *g = fg_graph_create();
+    int s[4] = {1, 2, 1, 2};
+    float xd[4] = {1, -2, 3, 0.5f};
+    fg_var *x = fg_const_wrap(g, xd, 4, s);
+    ck_assert_float_eq_tol(fg_sum(g, x)->t.data[0], 2.5f, 1e-6f);
+    fg_var *pc = fg_sum_per_channel(g, x);
+    ck_assert_float_eq_tol(pc->t.data[0], -1.0f, 1e-6f);
+    ck_assert_float_eq_tol(pc->t.data[1], 3.5f, 1e-6f);
+    fg_var *ls = fg_log_sigmoid(g, fg_const_scalar(g, -100.0f));
+    ck_assert_float_eq_tol(ls->t.data[0], -100.0f, 1e-4f);
+    /* log N(0 | 0, 1) = -0.5 log(2 pi) per element */
+    int s1[2] = {1, 3};
+    fg_var *z = fg_const(g, 2, s1);
+    fg_var *lp = fg_gaussian_logp(g, z, fg_const(g, 2, s1), fg_const(g, 2, s1));
+    ck_assert_double_eq_tol(lp->t.data[0], -1.5 * log(2 * 3.14159265358979), 1e-5);
+    /* cross-entropy of uniform logits over 4 classes is log 4 */
+    int s2[2] = {1, 4};
+    int label = 2;
+    fg_var *ce = fg_log_softmax_cross_entropy(g, fg_const(g, 2, s2), &label);
+    ck_assert_double_eq_tol(ce->t.data[0], log(4.0), 1e-6);
+    /* [[2, 1], [1, 1]] has determinant 1 and inverse [[1, -1], [-1, 2]] */
+    int s3[2] = {2, 2};
+    float md[4] = {2, 1, 1, 1};
+    fg_var *m = fg_const_wrap(g, md, 2, s3);
+    ck_assert_double_eq_tol(fg_slogdet(g, m)->t.data[0], 0.0, 1e-6);
+    fg_var *mi = fg_inverse(g, m);
+    float expect[4] = {1, -1, -1, 2};
+    for (int i = 0; i < 4; i++) ck_assert_float_eq_tol(mi->t.data[i], expect[i], 1e-6f);
+    fg_graph_destroy(g);
+}
+END_TEST
+
+/* ------------------------------------------------------------- the tape */
+
+START_TEST(test_no_grad_records_nothing)
+{
+    fg_graph *g = fg_graph_create();
+    int s[1] = {5};
+    fg_var *p = fg_leaf_new(1, s, 1);
+    fg_set_grad_enabled(g, 0);
+    fg_var *y = fg_sum(g, fg_exp(g, p));
+    ck_assert_uint_eq(fg_graph_nodes(g), 0);
+    ck_assert_int_eq(y->requires_grad, 0);
+    fg_set_grad_enabled(g, 1);
+    y = fg_sum(g, fg_exp(g, p));
+    ck_assert_uint_eq(fg_graph_nodes(g), 2);
+    ck_assert_int_eq(y->requires_grad, 1);
+    fg_leaf_free(p);
+    fg_graph_destroy(g);
+}
+END_TEST
+
+/* A variable used twice receives the sum of both paths; two backward passes
+ * without zeroing accumulate. */
+START_TEST(test_accumulation)
+{
+    fg_graph *g = fg_graph_create();
+    int s[1] = {3};
+    fg_var *p = fg_leaf_new(1, s, 1);
+    p->t.data[0] = 1; p->t.data[1] = 2; p->t.data[2] = -3;
+    fg_var *y = fg_sum(g, fg_add(g, fg_mul(g, p, p), fg_scale(g, p, 3.0f)));
+    fg_backward(g, y);
+    for (int i = 0; i < 3; i++) ck_assert_float_eq_tol(p->grad[i], 2 * p->t.data[i] + 3, 1e-6f);
+    fg_graph_reset(g);
+    y = fg_sum(g, fg_scale(g, p, 2.0f));
+    fg_backward(g, y);
+    for (int i = 0; i < 3; i++) ck_assert_float_eq_tol(p->grad[i], 2 * p->t.data[i] + 5, 1e-6f);
+    fg_zero_grad(p);
+    ck_assert_float_eq(p->grad[0], 0.0f);
+    fg_leaf_free(p);
+    fg_graph_destroy(g);
+}
+END_TEST
+
+/* The checker must be able to fail: a loss whose recorded graph differs
+ * from the function it evaluates (the gradient of 2x against values of 3x). */
+static fg_var *inconsistent_loss(fg_graph *g, void *p)
+{
+    fg_var *x = p;
+    return fg_sum(g, fg_scale(g, x, fg_grad_enabled(g) ? 2.0f : 3.0f));
+}
+
+START_TEST(test_gradcheck_detects_wrong_gradient)
+{
+    fg_graph *g = fg_graph_create();
+    int s[1] = {4};
+    fg_var *x = fg_leaf_new(1, s, 1);
+    fg_gradcheck_result res;
+    ck_assert_int_eq(fg_gradcheck(g, inconsistent_loss, x, &x, 1, 1e-2, 1e-3, 1e-3, &res), 0);
+    ck_assert_int_eq(res.n_failed, 4);
+    ck_assert_double_eq_tol(res.max_abs_err, 1.0, 1e-3);
+    fg_rng r;
+    fg_rng_seed(&r, 7);
+    double an, num;
+    double rel = fg_gradcheck_direction(g, inconsistent_loss, x, &x, 1, 1e-2, &r, &an, &num);
+    ck_assert_double_gt(rel, 0.3);
+    fg_leaf_free(x);
+    fg_graph_destroy(g);
+}
+END_TEST
+
+/* A small convolutional model's whole gradient along random directions. */
+typedef struct tiny_model { fg_var *w1, *b1, *w2; float x[2 * 2 * 6 * 6]; } tiny_model;
+
+static fg_var *tiny_loss(fg_graph *g, void *p)
+{
+    tiny_model *m = p;
+    int s[4] = {2, 2, 6, 6};
+    fg_var *x = fg_const_wrap(g, m->x, 4, s);
+    fg_var *h = fg_relu(g, fg_conv2d(g, x, m->w1, m->b1));
+    fg_var *z = fg_conv2d(g, h, m->w2, NULL);
+    fg_var *zero = fg_const(g, 4, z->t.shape);
+    return fg_neg(g, fg_mean(g, fg_gaussian_logp(g, fg_squeeze2d(g, z),
+                                                fg_squeeze2d(g, zero), fg_squeeze2d(g, zero))));
+}
+
+START_TEST(test_gradcheck_direction_model)
+{
+    fg_rng r;
+    fg_rng_seed(&r, 99);
+    tiny_model m;
+    int s1[4] = {4, 2, 3, 3}, sb[1] = {4}, s2[4] = {2, 4, 1, 1};
+    m.w1 = leaf(&r, 4, s1, -0.5f, 0.5f);
+    m.b1 = leaf(&r, 1, sb, -0.2f, 0.2f);
+    m.w2 = leaf(&r, 4, s2, -0.5f, 0.5f);
+    fg_rng_uniform(&r, m.x, sizeof m.x / sizeof m.x[0]);
+    fg_var *leaves[3] = {m.w1, m.b1, m.w2};
+    fg_graph *g = fg_graph_create();
+    for (int k = 0; k < 5; k++) {
+        double an, num;
+        /* The loss is about 130 (dominated by the Gaussian's constant), so
+         * float rounding of f is 1e-5: a step of 3e-2 along the unit
+         * direction keeps that below 1e-3 relative. */
+        double rel = fg_gradcheck_direction(g, tiny_loss, &m, leaves, 3, 3e-2, &r, &an, &num);
+        ck_assert_msg(rel < 1e-2, "direction %d: analytic %g numeric %g", k, an, num);
+    }
+    for (int i = 0; i < 3; i++) fg_leaf_free(leaves[i]);
+    fg_graph_destroy(g);
+}
+END_TEST
+
+static long resident_kb(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, rss = 0;
+    if (!f) return -1;
+    if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = -1;
+    fclose(f);
+    return rss * 4;
+}
+
+/* 1,000 training-like steps: the arena's reserve and the process's resident
+ * memory stop growing after the first steps. */
+START_TEST(test_flat_memory)
+{
+    fg_rng r;
+    fg_rng_seed(&r, 5);
+    tiny_model m;
+    int s1[4] = {4, 2, 3, 3}, sb[1] = {4}, s2[4] = {2, 4, 1, 1};
+    m.w1 = leaf(&r, 4, s1, -0.5f, 0.5f);
+    m.b1 = leaf(&r, 1, sb, -0.2f, 0.2f);
+    m.w2 = leaf(&r, 4, s2, -0.5f, 0.5f);
+    fg_rng_uniform(&r, m.x, sizeof m.x / sizeof m.x[0]);
+    fg_graph *g = fg_graph_create();
+    size_t reserved_after_warmup = 0;
+    long rss_after_warmup = 0;
+    for (int step = 0; step < 1000; step++) {
+        fg_zero_grad(m.w1); fg_zero_grad(m.b1); fg_zero_grad(m.w2);
+        fg_backward(g, tiny_loss(g, &m));
+        fg_k_axpy(fg_numel(&m.w1->t), -1e-3f, m.w1->grad, m.w1->t.data);
+        fg_graph_reset(g);
+        if (step == 10) {
+            reserved_after_warmup = fg_arena_reserved(fg_graph_arena(g));
+            rss_after_warmup = resident_kb();
+        }
+    }
+    ck_assert_uint_eq(fg_arena_reserved(fg_graph_arena(g)), reserved_after_warmup);
+    long growth = resident_kb() - rss_after_warmup;
+    ck_assert_msg(growth < 1024, "resident memory grew by %ld kB over 990 steps", growth);
+    fg_leaf_free(m.w1); fg_leaf_free(m.b1); fg_leaf_free(m.w2);
+    fg_graph_destroy(g);
+}
+END_TEST
+
+Suite *fg_test_suite(void)
+{
+    Suite *s = suite_create("autograd");
+    TCase *tc = fg_tcase("op_gradients");
+    tcase_add_loop_test(tc, test_op_gradient, 0, N_OPS);
+    suite_add_tcase(s, tc);
+    tc = fg_tcase("tape");
+    tcase_add_test(tc, test_forward_values);
+    tcase_add_test(tc, test_no_grad_records_nothing);
+    tcase_add_test(tc, test_accumulation);
+    tcase_add_test(tc, test_gradcheck_detects_wrong_gradient);
+    tcase_add_test(tc, test_gradcheck_direction_model);
+    tcase_add_test(tc, test_flat_memory);
+    suite_add_tcase(s, tc);
+    return s;
+}
