@@ -162,7 +162,7 @@ static void sweep(uint64_t seed)
                                        alphas[ab], betas[(ab + ta + tb) % 3]};
                         check_case(&g, next_u32(&s));
                     }
-    for (int r = 0; r < 150; r++) {
+    for (int r = 0; r < 80; r++) {
         gemm_case g = {(int)(next_u32(&s) & 1), (int)(next_u32(&s) & 1),
                        sizes[next_u32(&s) % NSIZES], sizes[next_u32(&s) % NSIZES],
                        sizes[next_u32(&s) % NSIZES], (int)(next_u32(&s) % NLAYOUTS),
