@@ -142,7 +142,7 @@ START_TEST(glow_preset_expands_fmnist)
     ck_assert_int_eq(i, m->n_layers);
     assert_shape(m->top, 8, 7, 7);
     /* preset layers point at the 'type: glow' line of the file */
-    ck_assert_int_eq(m->layers[0].line, 9);
+    ck_assert_int_eq(m->layers[0].line, 10);
     ck_assert_int_eq(m->layers[0].column, 9);
     fg_config_free(cfg);
 }
