@@ -245,6 +245,9 @@ typedef struct { int N, Ci, Co, H, W, k; } conv_case;
 static const conv_case conv_cases[] = {
     {2, 3, 4, 5, 7, 3}, {1, 2, 5, 5, 7, 1}, {3, 4, 2, 6, 5, 3},
     {2, 1, 3, 1, 1, 3}, {1, 2, 2, 5, 7, 5}, {2, 5, 3, 4, 4, 1},
+    /* Images of 1024+ pixels take one GEMM per sample; 300 pixels group
+     * three samples per GEMM and leave a partial group. */
+    {2, 2, 3, 32, 33, 3}, {2, 3, 2, 32, 32, 1}, {4, 2, 3, 15, 20, 3}, {5, 3, 2, 15, 20, 1},
 };
 #define NCONV (sizeof conv_cases / sizeof conv_cases[0])
 
