@@ -10,7 +10,8 @@ A model is a list of layer specs, the expanded form of a YAML config:
   {"kind": "permute", "type": "reverse" | "shuffle"}
   {"kind": "coupling", "type": "affine" | "additive", "hidden": int}
   {"kind": "split"}
-plus the top prior (learn_top, classes for y-conditioning). Layer i names
+plus the top prior (learn_top, classes for y-conditioning; a y-conditioned
+model also has the class head "project_class.*" of its training loss). Layer i names
 its state "flow.<i>.<kind>.<name>"; the prior "prior.learn_top.*" and
 "prior.project_y.*".
 
@@ -90,7 +91,9 @@ def state_shapes(layers, chw, learn_top, classes):
         zero_conv("prior.learn_top", 2 * c, 2 * c)
     if classes:
         out.extend([("prior.project_y.weight", (2 * c, classes), True),
-                    ("prior.project_y.bias", (2 * c,), True)])
+                    ("prior.project_y.bias", (2 * c,), True),
+                    ("project_class.weight", (classes, c), True),
+                    ("project_class.bias", (classes,), True)])
     return out, (c, h, w)
 
 
@@ -282,6 +285,12 @@ class Glow:
         bins = 2.0 ** self.n_bits
         x = torch.floor(images.to(DTYPE) / 2.0 ** (8 - self.n_bits)) / bins - 0.5 + noise.to(DTYPE) / bins
         return x.float().to(DTYPE)
+
+    def class_loss(self, top, y):
+        """Glow's auxiliary classifier: a linear map of the top latent's
+        per-channel means, mean cross-entropy over the batch."""
+        logits = top.mean((2, 3)) @ self.state["project_class.weight"].t() + self.state["project_class.bias"]
+        return F.cross_entropy(logits, y.long())
 
     def bits_per_dim(self, logp):
         """Mean over the batch of -(log p(x) - D log 2^n_bits) / (D log 2)."""

@@ -23,6 +23,8 @@ fixture holds, for one small config (its YAML text in the metadata under
   input.labels (N) I32 when the config is y-conditioned;
   expect.log_likelihood (N): log p(x) in nats of the dequantized x,
   expect.bits_per_dim (1): the mean bits/dim, the training loss;
+  expect.loss (1), y-conditioned only: bits/dim + weight_y * the class
+    head's mean cross-entropy (the class head's gradient from bits/dim is 0);
   grad.<param> for every parameter: d bits_per_dim / d param;
   decode.z.<i> fixed latents in forward order (split-offs, then the top)
     and decode.x their decode.
@@ -81,11 +83,11 @@ def configs():
     layers = [{"kind": "squeeze"}] + step * 2 + [{"kind": "split"}, {"kind": "squeeze"}] + step * 2
     out.append({
         "name": "flow-plain-reverse-y", "seed": 3, "batch": 4, "chw": (3, 8, 8), "n_bits": 8,
-        "learn_top": True, "classes": 4, "layers": [dict(l) for l in layers],
+        "learn_top": True, "classes": 4, "weight_y": 0.5, "layers": [dict(l) for l in layers],
         "yaml": ("description: reference fixture, generic list, plain invconv, reverse, "
                  "class-conditional top\nmodel:\n  type: flow\n  height: 8\n  width: 8\n"
                  "  channels: 3\n  n_bits: 8\n  learn_top: true\n  y_condition: true\n"
-                 "  classes: 4\n  flow:\n    - squeeze\n    - repeat: 2\n      flow:\n"
+                 "  classes: 4\n  weight_y: 0.5\n  flow:\n    - squeeze\n    - repeat: 2\n      flow:\n"
                  "        - actnorm\n        - invconv: {lu: false}\n"
                  "        - permute: {type: reverse}\n"
                  "        - coupling: {type: affine, hidden: 8}\n    - split\n"
@@ -149,7 +151,8 @@ def make_fixture(cfg):
     x = model.dequantize(images, noise)
     latents, logp = model.encode(x, labels)
     loss = model.bits_per_dim(logp)
-    grads = torch.autograd.grad(loss, [model.state[p] for p in params])
+    grads = torch.autograd.grad(loss, [model.state[p] for p in params], allow_unused=True)
+    grads = [torch.zeros_like(model.state[p]) if g is None else g for p, g in zip(params, grads)]
 
     with torch.no_grad():
         fixed = [f32(torch.randn(z.shape, generator=gen, dtype=glow.DTYPE)) for z in latents]
@@ -184,6 +187,10 @@ def make_fixture(cfg):
         tensors.append(("input.labels", labels.to(torch.int32).numpy()))
     tensors += [("expect.log_likelihood", a32(logp)),
                 ("expect.bits_per_dim", a32(loss.reshape(1)))]
+    if labels is not None:
+        with torch.no_grad():
+            total = loss + cfg["weight_y"] * model.class_loss(latents[-1], labels)
+        tensors.append(("expect.loss", a32(total.reshape(1))))
     tensors += [("grad." + p, a32(g)) for p, g in zip(params, grads)]
     tensors += [("decode.z.%d" % i, a32(z)) for i, z in enumerate(fixed)]
     tensors.append(("decode.x", a32(decoded)))
