@@ -37,6 +37,16 @@ static void read_env(void)
     apply((int)n);
 }
 
+/* Apply FLOWGRAD_THREADS when the library is loaded: kernels and BLIS read
+ * their thread counts without asking us, so waiting for the first
+ * fg_get_threads call could leave the setting unapplied. omp_set_num_threads
+ * sets the count of the calling (here: the initial) thread; threads created
+ * later by the application start from OpenMP's own default. */
+__attribute__((constructor)) static void init_threads(void)
+{
+    pthread_once(&env_once, read_env);
+}
+
 void fg_set_threads(int n)
 {
     pthread_once(&env_once, read_env);

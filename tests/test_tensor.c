@@ -5,6 +5,7 @@
 #include "check_main.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -844,6 +845,22 @@ START_TEST(test_tensor_helpers)
 }
 END_TEST
 
+START_TEST(test_thread_setting)
+{
+    /* FLOWGRAD_THREADS is applied at load time, before any call. */
+    const char *env = getenv("FLOWGRAD_THREADS");
+    if (env && atoi(env) > 0)
+        ck_assert_int_eq(omp_get_max_threads(), atoi(env));
+    ck_assert_int_eq(omp_get_max_threads(), fg_get_threads());
+    fg_set_threads(3);
+    ck_assert_int_eq(fg_get_threads(), 3);
+    ck_assert_int_eq(omp_get_max_threads(), 3);
+    fg_set_threads(0);       /* clamps to one thread */
+    ck_assert_int_eq(fg_get_threads(), 1);
+    ck_assert_int_eq(omp_get_max_threads(), 1);
+}
+END_TEST
+
 START_TEST(test_errors)
 {
     fg_clear_error();
@@ -900,6 +917,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, test_arena_flat);
     tcase_add_test(tc, test_arena_large_block);
     tcase_add_test(tc, test_tensor_helpers);
+    tcase_add_test(tc, test_thread_setting);
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);
     return s;
