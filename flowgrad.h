@@ -4,4 +4,5 @@
 #include "tensor/tensor.h"
 #include "autograd/autograd.h"
 #include "nn/nn.h"
+#include "flows/flow.h"
 #endif

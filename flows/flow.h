@@ -1,0 +1,266 @@
+/* flowgrad flows layer: the invertible-layer interface and the generic flow
+ * layers, all built from autograd ops (their gradients come from the tape).
+ *
+ * Direction convention, the same for every layer and never varied:
+ *
+ *   forward  maps data x -> latent z and ADDS      log|det dz/dx| to logdet;
+ *   inverse  maps latent z -> data x and SUBTRACTS log|det dz/dx| from it.
+ *
+ * logdet is per sample, an fg_var of shape [N]. Layers take it by address:
+ * they replace *logdet with the new sum; *logdet == NULL starts from zeros;
+ * a NULL address means "do not track" (e.g. a coupling network's actnorms).
+ *
+ * Shapes are full tensor shapes, (N, C, H, W) for images. Every layer knows
+ * its output shape from an input shape before any op runs, so a model built
+ * from a config is validated first (fg_flow_out_shape returns FG_ERR with a
+ * message naming the layer and the shapes). forward/inverse on a shape that
+ * was not validated is an internal error and stops (fg_fatal).
+ *
+ * State names: each layer visits its parameters and buffers under
+ * "<prefix>.<kind>.<name>"; a sequence puts the layer index in between, so a
+ * Glow coupling weight reads "flow.3.coupling.nn.0.weight". The names are
+ * stable (checkpoints and the PyTorch reference use them):
+ *
+ *   actnorm.bias [C], actnorm.logs [C]                      y = (x + bias) e^logs
+ *   actnorm.initialized [1] (buffer: 1 once data-initialized)
+ *   invconv.weight [C, C]                                   plain
+ *   invconv.p [C] (buffer), invconv.sign [C] (buffer),       LU: W = P L (U + diag(sign e^log_s))
+ *   invconv.l [C, C], invconv.u [C, C], invconv.log_s [C]    with W[r, :] = (L U')[p[r], :];
+ *                                                            l, u are masked to their strict
+ *                                                            lower/upper parts (L has unit diag)
+ *   permute.perm [C] (buffer, shuffle only)                  z[:, i] = x[:, perm[i]]
+ *   coupling.nn.0.weight [H, C/2, 3, 3]                      conv3x3, no bias
+ *   coupling.nn.1.{bias,logs,initialized}                    actnorm
+ *   coupling.nn.3.weight [H, H, 1, 1]                        conv1x1, no bias
+ *   coupling.nn.4.{bias,logs,initialized}                    actnorm
+ *   coupling.nn.6.{weight,bias,logs}                         zero conv3x3 (x e^{3 logs})
+ *     (indices follow a torch.nn.Sequential: 2 and 5 are the ReLUs)
+ *   split.conv.{weight,bias,logs}                            zero conv3x3, C/2 -> 2 (C - C/2)
+ *   prior.learn_top.{weight,bias,logs}                       zero conv3x3, 2C -> 2C
+ *   prior.project_y.{weight,bias}                            linear n_classes -> 2C, zeros
+ *
+ * Latents that leave the chain (split's z2) travel in an fg_flow_ctx: forward
+ * appends them in the order produced and adds their prior log-density to
+ * ctx->logp; inverse pops them from the end, or draws them at
+ * ctx->temperature when none are left. */
+#ifndef FLOWGRAD_FLOW_H
+#define FLOWGRAD_FLOW_H
+
+#include "nn/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- shapes */
+
+typedef struct fg_flow_shape {
+    int ndim;
+    int dim[FG_MAX_DIMS];
+} fg_flow_shape;
+
+fg_flow_shape fg_flow_shape4(int n, int c, int h, int w);
+fg_flow_shape fg_flow_shape_of(const fg_var *v);
+/* "(2, 4, 8, 8)" into buf; returns buf. */
+const char *fg_flow_shape_str(const fg_flow_shape *s, char *buf, size_t n);
+
+/* ---------------------------------------------------------------- context */
+
+#define FG_FLOW_MAX_LATENTS 32
+
+typedef struct fg_flow_ctx {
+    fg_var *latents[FG_FLOW_MAX_LATENTS]; /* arena vars, valid until reset */
+    int n_latents;
+    fg_var *logp;        /* [N] log-density of split-off latents (forward) */
+    float temperature;   /* inverse: scale of the std when drawing latents */
+    fg_rng *rng;         /* inverse: source of draws; may be NULL at T = 0 */
+} fg_flow_ctx;
+
+void fg_flow_ctx_init(fg_flow_ctx *ctx);
+/* Appends a latent; stops if more than FG_FLOW_MAX_LATENTS. */
+void fg_flow_ctx_push(fg_flow_ctx *ctx, fg_var *z);
+/* The last latent pushed and not yet popped, or NULL. */
+fg_var *fg_flow_ctx_pop(fg_flow_ctx *ctx);
+
+/* ---------------------------------------------------------------- interface */
+
+typedef struct fg_flow fg_flow;
+
+typedef struct fg_flow_ops {
+    const char *kind;    /* "actnorm", "invconv", ...: the name prefix */
+    /* FG_OK and *out, or FG_ERR with fg_error naming the layer and shapes. */
+    int (*out_shape)(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *out);
+    fg_var *(*forward)(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet,
+                       fg_flow_ctx *ctx);
+    fg_var *(*inverse)(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,
+                       fg_flow_ctx *ctx);
+    /* Visits state as "<prefix>.<kind>.<name>" (prefix may be NULL/""). */
+    void (*visit)(fg_flow *f, const char *prefix, fg_visit_fn fn, void *vctx);
+    void (*destroy)(fg_flow *f);
+} fg_flow_ops;
+
+/* Every layer struct begins with this. */
+struct fg_flow {
+    const fg_flow_ops *ops;
+};
+
+int fg_flow_out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *out);
+/* ctx may be NULL unless the layer (or a layer inside it) splits. */
+fg_var *fg_flow_forward(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet,
+                        fg_flow_ctx *ctx);
+/* Runs with gradients disabled (restoring the graph's setting after). */
+fg_var *fg_flow_inverse(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,
+                        fg_flow_ctx *ctx);
+/* Same, recording on the tape when the graph has gradients enabled. */
+fg_var *fg_flow_inverse_grad(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,
+                             fg_flow_ctx *ctx);
+void fg_flow_visit(fg_flow *f, const char *prefix, fg_visit_fn fn, void *vctx);
+void fg_flow_destroy(fg_flow *f);   /* NULL is fine */
+const char *fg_flow_kind(const fg_flow *f);
+
+/* Sets every actnorm's initialized flag inside f to 0 (found through the
+ * visitor), so the next forward in training initializes them again. */
+void fg_flow_rearm_actnorm(fg_flow *f);
+
+/* ---------------------------------------------------------------- layers
+ * Create functions return NULL with fg_error on bad options. */
+
+/* actnorm: y = (x + bias) * exp(logs) per channel; logdet += H W sum(logs).
+ * The first forward with gradients enabled and initialized == 0 sets
+ * bias = -mean, logs = log(scale / (std + 1e-6)) from the batch, in double. */
+typedef struct fg_actnorm_options {
+    int channels;
+    float scale;         /* 0 means the default, 1.0 */
+} fg_actnorm_options;
+fg_flow *fg_actnorm_create(const fg_actnorm_options *o);
+/* Data-dependent init on a given batch x (N, C, ...), flag set to 1. */
+void fg_actnorm_initialize(fg_flow *actnorm, const fg_tensor *x);
+int fg_actnorm_is_initialized(const fg_flow *actnorm);
+
+/* invconv: z[:, i] = sum_j W[i, j] x[:, j]; logdet += H W log|det W|. Plain
+ * keeps W; LU keeps its factors. W starts as init_w when given, else as a
+ * random orthogonal matrix from rng (then LU-decomposed for lu = 1). */
+typedef struct fg_invconv_options {
+    int channels;
+    int lu;
+    const double *init_w;   /* channels x channels, row-major, or NULL */
+    fg_rng *rng;            /* used when init_w is NULL */
+} fg_invconv_options;
+fg_flow *fg_invconv_create(const fg_invconv_options *o);
+/* The current W (c x c, double), composed from the factors for LU. */
+void fg_invconv_weight(const fg_flow *invconv, double *w);
+
+/* permute: z[:, i] = x[:, perm[i]], logdet unchanged. Reverse (perm[i] =
+ * C-1-i), or shuffle: a random permutation drawn at creation and saved. */
+typedef struct fg_permute_options {
+    int channels;
+    int shuffle;            /* 0: reverse, 1: shuffle */
+    fg_rng *rng;            /* shuffle: draws the permutation */
+} fg_permute_options;
+fg_flow *fg_permute_create(const fg_permute_options *o);
+
+/* coupling: x1 = x[:, :C/2], x2 = x[:, C/2:], h = NN(x1). Additive:
+ * z2 = x2 + h. Affine: shift = h[:, 0::2], scale = sigmoid(h[:, 1::2] + 2),
+ * z2 = (x2 + shift) * scale, logdet += sum log scale. z = cat(x1, z2).
+ * C must be even. (Masks other than channel halves and other scale
+ * functions would be further options here.) */
+typedef struct fg_coupling_options {
+    int channels;
+    int hidden;             /* width of the NN */
+    int affine;             /* 0: additive, 1: affine */
+    fg_rng *rng;            /* NN conv weights ~ N(0, 0.05^2) */
+} fg_coupling_options;
+fg_flow *fg_coupling_create(const fg_coupling_options *o);
+
+/* squeeze: (N, C, H, W) -> (N, 4C, H/2, W/2) in Glow's channel order;
+ * unsqueeze is its inverse as a layer. Volume preserving. */
+fg_flow *fg_squeeze_create(void);
+fg_flow *fg_unsqueeze_create(void);
+
+/* split: forward keeps z1 = x[:, :C/2], pushes z2 = x[:, C/2:] onto ctx and
+ * adds log N(z2; mean, e^logs) to ctx->logp, with h = zero_conv3x3(z1),
+ * mean = h[:, 0::2], logs = h[:, 1::2]. logdet unchanged (x -> (z1, z2) is
+ * a relabelling). Inverse pops z2 from ctx, or draws
+ * mean + T e^logs eps. C must be even. */
+typedef struct fg_split_options {
+    int channels;
+} fg_split_options;
+fg_flow *fg_split_create(const fg_split_options *o);
+/* The conditional Gaussian of z2 given z1 (each (N, C/2, H, W)). */
+void fg_split_prior_params(fg_flow *split, fg_graph *g, fg_var *z1, fg_var **mean,
+                           fg_var **logs);
+
+/* A sequence is itself a layer; it owns its layers. The array is copied.
+ * Returns NULL (and destroys the layers) on bad arguments. */
+fg_flow *fg_sequence_create(fg_flow **layers, int n);
+int fg_sequence_length(const fg_flow *seq);
+fg_flow *fg_sequence_layer(fg_flow *seq, int i);
+
+/* ---------------------------------------------------------------- priors */
+
+/* Diagonal Gaussian over the top latent (N, C, H, W). Standard normal by
+ * default. learn_top: h = zero_conv3x3(zeros (N, 2C, H, W)), mean = h[:, :C],
+ * logs = h[:, C:] (Glow's halves). n_classes > 0: a zero-initialized linear
+ * map of one-hot y gives 2C values per sample added to h (broadcast over
+ * H, W) before the halves are taken. */
+typedef struct fg_prior_options {
+    int channels, height, width;
+    int learn_top;
+    int n_classes;           /* 0: unconditional */
+} fg_prior_options;
+typedef struct fg_prior {
+    int channels, height, width, learn_top, n_classes;
+    fg_zero_conv top;        /* when learn_top */
+    fg_linear project_y;     /* when n_classes > 0 */
+} fg_prior;
+fg_prior *fg_prior_create(const fg_prior_options *o);
+void fg_prior_destroy(fg_prior *p);
+/* mean, logs (N, C, H, W); y: N labels in [0, n_classes), or NULL when
+ * unconditional. */
+void fg_prior_params(fg_prior *p, fg_graph *g, int n, const int *y,
+                     fg_var **mean, fg_var **logs);
+fg_var *fg_prior_logp(fg_prior *p, fg_graph *g, fg_var *z, const int *y); /* [N] */
+/* mean + T e^logs eps; rng may be NULL at T = 0. */
+fg_var *fg_prior_sample(fg_prior *p, fg_graph *g, int n, const int *y,
+                        float temperature, fg_rng *rng);
+void fg_prior_visit(fg_prior *p, const char *prefix, fg_visit_fn fn, void *vctx);
+
+/* ---------------------------------------------------------------- multi-scale
+ * A chain of layers (splits included) and a prior on the last output.
+ * log p(x) = sum of the latents' log-densities + logdet of the chain. */
+typedef struct fg_multiscale_options {
+    fg_flow **layers;        /* ownership passes to the container */
+    int n_layers;
+    fg_flow_shape input;     /* (N, C, H, W); N is not checked */
+    int learn_top;
+    int n_classes;
+} fg_multiscale_options;
+typedef struct fg_multiscale {
+    fg_flow *body;           /* a sequence, visited as "flow.<i>..." */
+    fg_prior *prior;         /* visited as "prior..." */
+    fg_flow_shape input, top;
+    int n_latents;           /* split-off latents + the top one */
+} fg_multiscale;
+/* Validates every shape first; on FG_ERR the layers are destroyed. */
+int fg_multiscale_create(const fg_multiscale_options *o, fg_multiscale **out);
+void fg_multiscale_destroy(fg_multiscale *m);
+void fg_multiscale_visit(fg_multiscale *m, const char *prefix, fg_visit_fn fn,
+                         void *vctx);
+/* log p(x) per sample [N]; y may be NULL when unconditional. */
+fg_var *fg_multiscale_log_prob(fg_multiscale *m, fg_graph *g, fg_var *x,
+                               const int *y);
+/* All latents in forward order (split-offs, then the top); returns the count
+ * (m->n_latents). *logp (may be NULL) receives log p(x) [N]. */
+int fg_multiscale_encode(fg_multiscale *m, fg_graph *g, fg_var *x, const int *y,
+                         fg_var **latents, fg_var **logp);
+/* Exact inverse of encode (no-grad). */
+fg_var *fg_multiscale_decode(fg_multiscale *m, fg_graph *g, fg_var **latents,
+                             int n_latents);
+/* n samples at temperature T (no-grad); T = 0 maps the prior means back. */
+fg_var *fg_multiscale_sample(fg_multiscale *m, fg_graph *g, int n, const int *y,
+                             float temperature, fg_rng *rng);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

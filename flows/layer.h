@@ -1,0 +1,46 @@
+/* Helpers shared by the flow layers' sources; not installed. */
+#ifndef FLOWGRAD_FLOWS_LAYER_H
+#define FLOWGRAD_FLOWS_LAYER_H
+
+#include "flows/flow.h"
+
+/* *logdet += sign * term, where term is [N] or [1] (broadcast). Creates the
+ * zero [N] start when *logdet is NULL; does nothing when logdet is NULL. */
+void fg_flow_accumulate(fg_graph *g, fg_var **logdet, fg_var *term, int sign,
+                        int n);
+
+/* FG_ERR naming `kind` and the shape unless in is (N, channels, H, W) with
+ * positive sizes (channels <= 0 accepts any channel count). */
+int fg_flow_expect_image(const char *kind, const fg_flow_shape *in, int channels);
+
+/* Stops naming `kind` and the shapes unless x is (N, channels, H, W). */
+void fg_flow_require_image(const char *kind, const fg_var *x, int channels);
+
+/* Product of the dimensions after N and C (H W for images). */
+int fg_flow_spatial(const fg_var *x);
+
+/* Reads a permutation stored as floats in a buffer into perm; stops naming
+ * `kind` when it is not a permutation of 0..n-1. */
+void fg_flow_read_permutation(const char *kind, const fg_var *buf, int *perm, int n);
+
+/* Joins prefix and kind ("flow.3" + "coupling") into buf. */
+const char *fg_flow_prefix(char *buf, size_t n, const char *prefix, const char *kind);
+
+/* actnorm's state under prefix without its kind ("coupling.nn.1.bias"). */
+void fg_actnorm_visit_state(fg_flow *actnorm, const char *prefix, fg_visit_fn fn,
+                            void *vctx);
+
+/* z = W x per pixel: x (N, C, H, W), w (C, C) -> (N, C, H, W). */
+fg_var *fg_flow_conv1x1(fg_graph *g, fg_var *x, fg_var *w);
+
+/* The invertible 1x1 convolutions share this head. */
+typedef struct fg_invconv_head {
+    fg_flow base;
+    int channels;
+    int lu;
+} fg_invconv_head;
+fg_flow *fg_invconv_lu_create(int channels, const double *w);
+void fg_invconv_lu_weight(const fg_flow *f, double *w);
+int fg_invconv_out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *out);
+
+#endif
