@@ -4,3 +4,18 @@ EXTRA_DIST += tests/check_main.h
 AM_TESTS_ENVIRONMENT = srcdir='$(srcdir)'; export srcdir; CK_DEFAULT_TIMEOUT=600; export CK_DEFAULT_TIMEOUT; FLOWGRAD_THREADS=$${FLOWGRAD_THREADS:-2}; export FLOWGRAD_THREADS;
 FG_TEST_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 FG_TEST_LIBS = libflowgrad.la $(CHECK_LIBS) $(BLIS_LIBS) -lm
+
+# Whole models against the PyTorch reference (tests/reference/), through
+# committed fixtures so that the test needs no Python.
+check_PROGRAMS += tests/test_reference
+TESTS += tests/test_reference
+tests_test_reference_SOURCES = tests/test_reference.c
+tests_test_reference_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_reference_LDADD = $(FG_TEST_LIBS)
+EXTRA_DIST += \
+	tests/fixtures/glow-affine-lu.safetensors \
+	tests/fixtures/glow-additive-shuffle.safetensors \
+	tests/fixtures/flow-plain-reverse-y.safetensors \
+	tests/reference/glow.py \
+	tests/reference/safetensors_io.py \
+	tests/reference/make_fixtures.py
