@@ -9,3 +9,11 @@ BENCH_THREADS ?= 1
 bench-gemm: examples/bench/bench_gemm$(EXEEXT)
 	./examples/bench/bench_gemm --threads $(BENCH_THREADS)
 bench: bench-gemm
+
+# The flowgrad command line: one source file per subcommand.
+bin_PROGRAMS += examples/flowgrad
+examples_flowgrad_SOURCES = examples/flowgrad.c examples/cli.h examples/cli.c \
+	examples/cmd_train.c examples/cmd_eval.c examples/cmd_sample.c \
+	examples/cmd_reconstruct.c examples/cmd_interpolate.c examples/cmd_manipulate.c \
+	examples/cmd_check.c examples/cmd_info.c
+examples_flowgrad_LDADD = libflowgrad.la $(BLIS_LIBS) -lm

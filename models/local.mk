@@ -1,6 +1,6 @@
 # models: YAML model configs (parsing, validation, preset expansion) and the
 # model zoo.
-nobase_flowgradinclude_HEADERS += models/config.h
+nobase_flowgradinclude_HEADERS += models/config.h models/model.h
 libflowgrad_la_SOURCES += \
 	models/config_internal.h \
 	models/config_tree.c \
@@ -11,7 +11,8 @@ libflowgrad_la_SOURCES += \
 	models/config_model.c \
 	models/config_train.c \
 	models/config_load.c \
-	models/config_print.c
+	models/config_print.c \
+	models/build.c
 
 dist_pkgdata_DATA += \
 	models/fmnist-quick.yaml \

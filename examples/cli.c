@@ -1,0 +1,232 @@
+/* Shared pieces of the flowgrad command line. */
+#include "examples/cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "flowgrad %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see 'flowgrad %s --help')\n", cmd);
+    va_end(ap);
+    return 2;
+}
+
+int cli_fail(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "flowgrad %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+int cli_int(const char *opt, const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return fg_error("%s: expected an integer in [%lld, %lld], got '%s'", opt, lo, hi, s);
+    *out = v;
+    return FG_OK;
+}
+
+int cli_double(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
+        return fg_error("%s: expected a number in [%g, %g], got '%s'", opt, lo, hi, s);
+    *out = v;
+    return FG_OK;
+}
+
+int cli_double_list(const char *opt, const char *s, double lo, double hi,
+                    double *out, int max, int *n)
+{
+    char buf[1024];
+    if (strlen(s) >= sizeof buf)
+        return fg_error("%s: list too long", opt);
+    strcpy(buf, s);
+    *n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (*n == max)
+            return fg_error("%s: at most %d values, got more in '%s'", opt, max, s);
+        if (cli_double(opt, tok, lo, hi, &out[*n]) != FG_OK)
+            return FG_ERR;
+        (*n)++;
+    }
+    if (*n == 0)
+        return fg_error("%s: expected a comma-separated list of numbers, got '%s'", opt, s);
+    return FG_OK;
+}
+
+const char *cli_value(int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        fg_error("%s: expected a value after it", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+/* Synthetic data sizes: enough for a loss to fall, small enough for tests. */
+#define SYNTH_TRAIN 1024
+#define SYNTH_TEST 256
+
+int cli_load_split(const fg_config *cfg, int train, fg_dataset *d)
+{
+    memset(d, 0, sizeof *d);
+    const fg_train_spec *t = &cfg->train;
+    const fg_chw *s = &cfg->model.input;
+    switch (cfg->has_train ? t->dataset : FG_DATASET_NONE) {
+    case FG_DATASET_FASHION_MNIST:
+    case FG_DATASET_MNIST:
+        return fg_dataset_load_mnist_dir(d, t->data_path, train);
+    case FG_DATASET_CIFAR10:
+        return fg_dataset_load_cifar10_dir(d, t->data_path, train);
+    case FG_DATASET_SYNTHETIC:
+        fg_dataset_synthetic(d, train ? SYNTH_TRAIN : SYNTH_TEST, s->c, s->h, s->w,
+                             t->seed * 2 + (train ? 0 : 1));
+        return FG_OK;
+    default:
+        return fg_error("%s: the config has no train: dataset to load data from", cfg->name);
+    }
+}
+
+static int has_prefix(const char *s, const char *p)
+{
+    return strncmp(s, p, strlen(p)) == 0;
+}
+
+int cli_load_checkpoint(const char *path, cli_loaded *out)
+{
+    memset(out, 0, sizeof *out);
+    fg_st_init(&out->st);
+    if (fg_st_read(&out->st, path) != FG_OK)
+        return FG_ERR;
+    const char *text = fg_st_get_meta(&out->st, "config");
+    if (!text) {
+        fg_st_free(&out->st);
+        return fg_error("%s: no 'config' entry in the __metadata__; expected a flowgrad "
+                        "checkpoint written by 'flowgrad train'", path);
+    }
+    char name[512];
+    snprintf(name, sizeof name, "%s:config", path);
+    if (fg_config_load_string(text, strlen(text), name, &out->cfg) != FG_OK ||
+        fg_model_build(&out->cfg->model, out->cfg->train.seed, &out->model) != FG_OK) {
+        cli_loaded_free(out);
+        return FG_ERR;
+    }
+    /* Model entries must all be there; optimizer, EMA and run state are
+     * extras the model ignores. */
+    for (int i = 0; i < out->st.n; i++) {
+        const char *n = out->st.t[i].name;
+        if (!fg_state_list_find(&out->model->state, n) && !has_prefix(n, "optim.") &&
+            !has_prefix(n, "ema.") && !has_prefix(n, "train.")) {
+            fg_error("%s: unexpected tensor '%s' that the model does not have", path, n);
+            cli_loaded_free(out);
+            return FG_ERR;
+        }
+    }
+    if (fg_st_load_state(&out->st, &out->model->state, "") != FG_OK) {
+        cli_loaded_free(out);
+        return FG_ERR;
+    }
+    for (int i = 0; i < out->model->state.n; i++) {
+        fg_state_entry *e = &out->model->state.items[i];
+        char ema[FG_NAME_LEN + 8];
+        snprintf(ema, sizeof ema, "ema.%s", e->name);
+        if (e->kind == FG_PARAM && fg_st_find(&out->st, ema) &&
+            fg_st_get_tensor(&out->st, ema, &e->var->t) != FG_OK) {
+            cli_loaded_free(out);
+            return FG_ERR;
+        }
+    }
+    if (fg_state_list_check_finite(&out->model->state, 0) != FG_OK) {
+        fg_error("%s: %s", path, fg_last_error());
+        cli_loaded_free(out);
+        return FG_ERR;
+    }
+    return FG_OK;
+}
+
+void cli_loaded_free(cli_loaded *l)
+{
+    fg_model_free(l->model);
+    fg_config_free(l->cfg);
+    fg_st_free(&l->st);
+    memset(l, 0, sizeof *l);
+}
+
+fg_var *cli_batch(fg_graph *g, const fg_dataset *d, const int *idx, int n, int n_bits,
+                  fg_rng *rng)
+{
+    int shape[4] = {n, d->c, d->h, d->w};
+    fg_var *x = fg_const(g, 4, shape);
+    fg_dequantize(d, idx, n, n_bits, rng, x->t.data);
+    return x;
+}
+
+double cli_eval_bpd(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
+                    uint64_t seed, int max_images)
+{
+    int total = d->n;
+    if (max_images > 0 && max_images < total)
+        total = max_images;
+    int *idx = fg_xmalloc((size_t)batch * sizeof *idx, "eval indices");
+    int *y = fg_xmalloc((size_t)batch * sizeof *y, "eval labels");
+    fg_rng rng;
+    fg_rng_seed_stream(&rng, seed, 0x6576616cULL);
+    double sum = 0;
+    for (int start = 0; start < total; start += batch) {
+        int n = total - start < batch ? total - start : batch;
+        for (int i = 0; i < n; i++)
+            idx[i] = start + i;
+        fg_dataset_labels(d, idx, n, y);
+        fg_graph_reset(g);
+        int was = fg_set_grad_enabled(g, 0);
+        fg_var *x = cli_batch(g, d, idx, n, m->n_bits, &rng);
+        fg_var *bpd = fg_model_bits_per_dim(m, g, x, y);
+        sum += fg_k_sum((size_t)n, bpd->t.data);
+        fg_set_grad_enabled(g, was);
+    }
+    fg_graph_reset(g);
+    free(idx);
+    free(y);
+    return sum / total;
+}
+
+int cli_write_grid(const char *path, const fg_tensor *x, int rows)
+{
+    int n = x->shape[0];
+    int cols = (n + rows - 1) / rows;
+    return fg_png_write_grid(path, x->data, n, x->shape[1], x->shape[2], x->shape[3],
+                             rows, cols, 1);
+}
+
+void cli_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}

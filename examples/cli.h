@@ -1,0 +1,63 @@
+/* Shared pieces of the flowgrad command line: argument parsing with
+ * messages that name the argument, data loading, checkpoints, evaluation. */
+#ifndef FLOWGRAD_EXAMPLES_CLI_H
+#define FLOWGRAD_EXAMPLES_CLI_H
+
+#include "flowgrad.h"
+#include "models/model.h"
+
+/* Subcommands: argv[0] is the subcommand's name. Return the exit status. */
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_reconstruct(int argc, char **argv);
+int cmd_interpolate(int argc, char **argv);
+int cmd_manipulate(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+/* Prints "flowgrad CMD: message" to stderr; returns exit status 2 (usage)
+ * or 1 (failure). */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Value parsing: FG_ERR with "--NAME: expected ..., got '...'". */
+int cli_int(const char *opt, const char *s, long long lo, long long hi, long long *out);
+int cli_double(const char *opt, const char *s, double lo, double hi, double *out);
+/* Comma-separated numbers in [lo, hi]; at most max of them. */
+int cli_double_list(const char *opt, const char *s, double lo, double hi,
+                    double *out, int max, int *n);
+/* argv[*i] is an option needing a value: returns it and advances, or NULL
+ * with an error message. */
+const char *cli_value(int argc, char **argv, int *i);
+
+/* The train or test split named by the config's dataset. Synthetic data is
+ * generated from the config's seed. */
+int cli_load_split(const fg_config *cfg, int train, fg_dataset *d);
+
+/* A model loaded from a checkpoint: the config it was trained with and its
+ * weights (the EMA averages when the checkpoint has them). */
+typedef struct cli_loaded {
+    fg_config *cfg;
+    fg_model *model;
+    fg_safetensors st;
+} cli_loaded;
+int cli_load_checkpoint(const char *path, cli_loaded *out);
+void cli_loaded_free(cli_loaded *l);
+
+/* Mean bits/dim over a dataset (no-grad, batches of batch, dequantization
+ * noise from a fixed stream so repeated evaluations agree). */
+double cli_eval_bpd(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
+                    uint64_t seed, int max_images);
+
+/* Dequantized images idx (n) into a graph constant (n, C, H, W). */
+fg_var *cli_batch(fg_graph *g, const fg_dataset *d, const int *idx, int n,
+                  int n_bits, fg_rng *rng);
+
+/* Writes x (n, C, H, W) as a grid of `rows` rows. */
+int cli_write_grid(const char *path, const fg_tensor *x, int rows);
+
+/* JSON-safe printing of a string (quotes included). */
+void cli_json_string(FILE *f, const char *s);
+
+#endif

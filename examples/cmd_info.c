@@ -1,0 +1,115 @@
+/* flowgrad info: what a config or checkpoint declares: parameters, the
+ * expanded layer list with shapes per level, forward FLOPs per image. */
+#include "examples/cli.h"
+
+#include <string.h>
+
+static const char cmd[] = "info";
+
+static void help(void)
+{
+    puts("usage: flowgrad info CONFIG.yaml|CKPT.safetensors [--json]\n"
+         "\n"
+         "Prints the parameter count, the expanded layer list with the shape entering\n"
+         "and leaving each layer per level, the top prior's shape, and the forward\n"
+         "FLOPs per image (multiply-adds of convolutions and 1x1 convolutions x 2).\n"
+         "\n"
+         "  --json   the same as JSON\n"
+         "  --help   this text");
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+int cmd_info(int argc, char **argv)
+{
+    const char *path = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            help();
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (a[0] == '-') {
+            return cli_usage_error(cmd, "unknown option '%s'", a);
+        } else if (!path) {
+            path = a;
+        } else {
+            return cli_usage_error(cmd, "unexpected argument '%s'; expected one path", a);
+        }
+    }
+    if (!path)
+        return cli_usage_error(cmd, "missing CONFIG or CKPT: expected a .yaml config or a "
+                               ".safetensors checkpoint");
+    cli_loaded L;
+    memset(&L, 0, sizeof L);
+    long long step = -1;
+    if (ends_with(path, ".safetensors")) {
+        if (cli_load_checkpoint(path, &L) != FG_OK)
+            return cli_fail(cmd, "%s", fg_last_error());
+        int64_t s[4];
+        if (fg_st_find(&L.st, "train.state") && fg_st_get_i64(&L.st, "train.state", s, 4) == FG_OK)
+            step = s[0];
+    } else {
+        if (fg_config_load_file(path, &L.cfg) != FG_OK)
+            return cli_fail(cmd, "%s", fg_last_error());
+        if (fg_model_build(&L.cfg->model, 0, &L.model) != FG_OK) {
+            int rc = cli_fail(cmd, "%s: %s", path, fg_last_error());
+            cli_loaded_free(&L);
+            return rc;
+        }
+    }
+    const fg_model_spec *s = &L.cfg->model;
+    size_t params = fg_state_list_param_count(&L.model->state);
+    double flops = fg_model_spec_flops(s);
+    char desc[256];
+    if (json) {
+        printf("{\"path\": ");
+        cli_json_string(stdout, path);
+        printf(", \"parameters\": %zu, \"flops_per_image\": %.0f, \"input\": [%d, %d, %d], "
+               "\"top\": [%d, %d, %d], \"n_bits\": %d, \"learn_top\": %s, \"classes\": %d",
+               params, flops, s->input.c, s->input.h, s->input.w, s->top.c, s->top.h,
+               s->top.w, s->n_bits, s->learn_top ? "true" : "false",
+               s->y_condition ? s->classes : 0);
+        if (step >= 0)
+            printf(", \"step\": %lld", step);
+        printf(", \"layers\": [");
+        for (int i = 0; i < s->n_layers; i++) {
+            const fg_layer_spec *l = &s->layers[i];
+            printf("%s{\"level\": %d, \"layer\": ", i ? ", " : "", l->level);
+            cli_json_string(stdout, fg_layer_spec_describe(l, desc, sizeof desc));
+            printf(", \"in\": [%d, %d, %d], \"out\": [%d, %d, %d]}", l->in.c, l->in.h,
+                   l->in.w, l->out.c, l->out.h, l->out.w);
+        }
+        printf("]}\n");
+    } else {
+        printf("%s\n", path);
+        if (step >= 0)
+            printf("trained steps:   %lld\n", step);
+        printf("parameters:      %zu\n", params);
+        printf("forward FLOPs:   %.4g per image (%.3f GFLOP)\n", flops, flops * 1e-9);
+        printf("input:           (%d, %d, %d), n_bits %d\n", s->input.c, s->input.h,
+               s->input.w, s->n_bits);
+        int level = -1;
+        for (int i = 0; i < s->n_layers; i++) {
+            const fg_layer_spec *l = &s->layers[i];
+            if (l->level != level) {
+                level = l->level;
+                printf("level %d:\n", level);
+            }
+            printf("  %4d  %-52s (%d, %d, %d) -> (%d, %d, %d)\n", i,
+                   fg_layer_spec_describe(l, desc, sizeof desc), l->in.c, l->in.h, l->in.w,
+                   l->out.c, l->out.h, l->out.w);
+        }
+        printf("top prior:       (%d, %d, %d)%s%s\n", s->top.c, s->top.h, s->top.w,
+               s->learn_top ? ", learned" : ", N(0, 1)",
+               s->y_condition ? ", class-conditional" : "");
+    }
+    cli_loaded_free(&L);
+    return 0;
+}

@@ -1,0 +1,219 @@
+/* From a validated model spec to a flow model: one flow layer per entry of
+ * the expanded layer list, inside the multi-scale container. */
+#include "models/model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *mask_name(fg_mask_kind k)
+{
+    switch (k) {
+    case FG_MASK_CHANNEL: return "channel";
+    case FG_MASK_CHANNEL_FLIP: return "channel_flip";
+    case FG_MASK_CHECKERBOARD: return "checkerboard";
+    default: return "checkerboard_flip";
+    }
+}
+
+/* One layer, or NULL with fg_error naming where it was declared. */
+static fg_flow *build_layer(const fg_layer_spec *l, int max_hidden, fg_rng *rng)
+{
+    int c = l->in.c;
+    switch (l->kind) {
+    case FG_LAYER_SQUEEZE:
+        return fg_squeeze_create();
+    case FG_LAYER_ACTNORM: {
+        fg_actnorm_options o = {c, l->u.actnorm.scale};
+        return fg_actnorm_create(&o);
+    }
+    case FG_LAYER_INVCONV: {
+        fg_invconv_options o = {c, l->u.invconv.lu, NULL, rng};
+        return fg_invconv_create(&o);
+    }
+    case FG_LAYER_PERMUTE: {
+        fg_permute_options o = {c, l->u.permute.type == FG_PERMUTE_SHUFFLE, rng};
+        return fg_permute_create(&o);
+    }
+    case FG_LAYER_COUPLING: {
+        if (l->u.coupling.mask != FG_MASK_CHANNEL) {
+            fg_error("line %d, column %d: coupling mask '%s' is not available in "
+                     "the flow layers yet; expected mask: channel",
+                     l->line, l->column, mask_name(l->u.coupling.mask));
+            return NULL;
+        }
+        if (l->u.coupling.type == FG_COUPLING_AFFINE &&
+            l->u.coupling.scale != FG_SCALE_SIGMOID) {
+            fg_error("line %d, column %d: coupling scale 'tanh' is not available in "
+                     "the flow layers yet; expected scale: sigmoid", l->line, l->column);
+            return NULL;
+        }
+        int hidden = l->u.coupling.hidden;
+        if (max_hidden > 0 && hidden > max_hidden)
+            hidden = max_hidden;
+        fg_coupling_options o = {c, hidden, l->u.coupling.type == FG_COUPLING_AFFINE, rng};
+        return fg_coupling_create(&o);
+    }
+    case FG_LAYER_SPLIT: {
+        if (l->u.split.prior != FG_SPLIT_LEARNED) {
+            fg_error("line %d, column %d: split prior 'standard' is not available in "
+                     "the flow layers yet; expected prior: learned", l->line, l->column);
+            return NULL;
+        }
+        fg_split_options o = {c};
+        return fg_split_create(&o);
+    }
+    }
+    fg_fatal("fg_model_build", "unknown layer kind %d", (int)l->kind);
+}
+
+int fg_model_build(const fg_model_spec *spec, uint64_t seed, fg_model **out)
+{
+    return fg_model_build_ex(spec, seed, NULL, out);
+}
+
+int fg_model_build_ex(const fg_model_spec *spec, uint64_t seed,
+                      const fg_model_build_options *o, fg_model **out)
+{
+    *out = NULL;
+    if (spec->n_layers <= 0)
+        return fg_error("model: the layer list is empty");
+    int h = o && o->height > 0 ? o->height : spec->input.h;
+    int w = o && o->width > 0 ? o->width : spec->input.w;
+    int max_hidden = o ? o->max_hidden : 0;
+    fg_rng rng;
+    fg_rng_seed_stream(&rng, seed, 0x6d6f64656cULL);
+    fg_flow **layers = fg_xcalloc((size_t)spec->n_layers, sizeof *layers, "model layers");
+    for (int i = 0; i < spec->n_layers; i++) {
+        layers[i] = build_layer(&spec->layers[i], max_hidden, &rng);
+        if (!layers[i]) {
+            for (int j = 0; j < i; j++)
+                fg_flow_destroy(layers[j]);
+            free(layers);
+            return FG_ERR;
+        }
+    }
+    int n_classes = spec->y_condition ? spec->classes : 0;
+    fg_multiscale_options mo = {layers, spec->n_layers,
+                                fg_flow_shape4(1, spec->input.c, h, w),
+                                spec->learn_top, n_classes};
+    fg_multiscale *ms;
+    int rc = fg_multiscale_create(&mo, &ms);
+    free(layers);
+    if (rc != FG_OK)
+        return FG_ERR;
+    fg_model *m = fg_xcalloc(1, sizeof *m, "model");
+    m->flow = ms;
+    m->c = spec->input.c;
+    m->h = h;
+    m->w = w;
+    m->n_bits = spec->n_bits;
+    m->n_classes = n_classes;
+    m->weight_y = spec->weight_y;
+    if (n_classes > 0) {
+        m->has_class_head = 1;
+        fg_linear_init(&m->project_class, ms->top.dim[1], n_classes, 1, 0.0f, NULL);
+    }
+    fg_state_list_init(&m->state);
+    fg_model_visit(m, "", fg_state_list_add, &m->state);
+    *out = m;
+    return FG_OK;
+}
+
+void fg_model_free(fg_model *m)
+{
+    if (!m)
+        return;
+    fg_state_list_free(&m->state);
+    if (m->has_class_head)
+        fg_linear_free(&m->project_class);
+    fg_multiscale_destroy(m->flow);
+    free(m);
+}
+
+void fg_model_visit(fg_model *m, const char *prefix, fg_visit_fn fn, void *vctx)
+{
+    fg_multiscale_visit(m->flow, prefix, fn, vctx);
+    if (m->has_class_head) {
+        char p[FG_NAME_LEN];
+        fg_linear_visit(&m->project_class, fg_name_join(p, sizeof p, prefix, "project_class"),
+                        fn, vctx);
+    }
+}
+
+int fg_model_dims(const fg_model *m)
+{
+    return m->c * m->h * m->w;
+}
+
+/* log p(x) -> bits/dim: the density of the discrete data is the density of
+ * the dequantized value times the bin volume (2^-n_bits)^D. */
+static fg_var *to_bits_per_dim(fg_model *m, fg_graph *g, fg_var *logp)
+{
+    double D = fg_model_dims(m);
+    fg_var *nll = fg_add_scalar(g, fg_neg(g, logp), (float)(D * m->n_bits * log(2.0)));
+    return fg_scale(g, nll, (float)(1.0 / (D * log(2.0))));
+}
+
+fg_var *fg_model_bits_per_dim(fg_model *m, fg_graph *g, fg_var *x, const int *y)
+{
+    fg_var *logp = fg_multiscale_log_prob(m->flow, g, x, m->n_classes ? y : NULL);
+    return to_bits_per_dim(m, g, logp);
+}
+
+fg_var *fg_model_loss(fg_model *m, fg_graph *g, fg_var *x, const int *y, double *bpd)
+{
+    fg_var *latents[FG_FLOW_MAX_LATENTS], *logp;
+    const int *cy = m->n_classes ? y : NULL;
+    int n_lat = fg_multiscale_encode(m->flow, g, x, cy, latents, &logp);
+    fg_var *loss = fg_mean(g, to_bits_per_dim(m, g, logp));
+    if (bpd)
+        *bpd = loss->t.data[0];
+    if (m->has_class_head && y) {
+        /* Class logits from the channel means of the top latent. */
+        fg_var *z = latents[n_lat - 1];
+        int n = z->t.shape[0], c = z->t.shape[1], hw = z->t.shape[2] * z->t.shape[3];
+        int rows[2] = {n * c, hw}, nc[2] = {n, c};
+        fg_var *means = fg_reshape(g, fg_mean_per_sample(g, fg_reshape(g, z, 2, rows)), 2, nc);
+        fg_var *logits = fg_linear_apply(g, &m->project_class, means);
+        fg_var *ce = fg_mean(g, fg_log_softmax_cross_entropy(g, logits, y));
+        loss = fg_add(g, loss, fg_scale(g, ce, m->weight_y));
+    }
+    return loss;
+}
+
+static double conv_flops(int ci, int co, int k, int h, int w)
+{
+    return 2.0 * ci * co * k * k * (double)h * w;
+}
+
+double fg_model_spec_flops(const fg_model_spec *spec)
+{
+    double f = 0;
+    for (int i = 0; i < spec->n_layers; i++) {
+        const fg_layer_spec *l = &spec->layers[i];
+        int c = l->in.c, h = l->in.h, w = l->in.w, half = c / 2;
+        switch (l->kind) {
+        case FG_LAYER_INVCONV:
+            f += conv_flops(c, c, 1, h, w);
+            break;
+        case FG_LAYER_COUPLING: {
+            int hid = l->u.coupling.hidden;
+            int co = l->u.coupling.type == FG_COUPLING_AFFINE ? 2 * (c - half) : c - half;
+            f += conv_flops(half, hid, 3, h, w) + conv_flops(hid, hid, 1, h, w) +
+                 conv_flops(hid, co, 3, h, w);
+            break;
+        }
+        case FG_LAYER_SPLIT:
+            f += conv_flops(half, 2 * (c - half), 3, h, w);
+            break;
+        default:
+            break;
+        }
+    }
+    if (spec->learn_top)
+        f += conv_flops(2 * spec->top.c, 2 * spec->top.c, 3, spec->top.h, spec->top.w);
+    if (spec->y_condition)
+        f += 2.0 * spec->top.c * spec->classes;
+    return f;
+}

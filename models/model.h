@@ -1,0 +1,67 @@
+/* flowgrad models: a flow model built from a validated config.
+ *
+ * fg_model_build turns the expanded layer list of an fg_model_spec into the
+ * multi-scale container of flows/ (squeeze, actnorm, invconv, permute,
+ * coupling, split), with the top prior the spec asks for (learn_top,
+ * y_condition). With y_condition the model also carries Glow's class head,
+ * a zero-initialized linear map from the channel means of the top latent to
+ * class logits, visited as "project_class.{weight,bias}".
+ *
+ * The training objective is the mean over the batch of bits per dimension
+ * of the dequantized data,
+ *     bpd = (-log p(x) + D log 2^n_bits) / (D log 2),
+ * plus weight_y times the mean class cross-entropy when y_condition. */
+#ifndef FLOWGRAD_MODELS_MODEL_H
+#define FLOWGRAD_MODELS_MODEL_H
+
+#include "flows/flow.h"
+#include "models/config.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fg_model {
+    fg_multiscale *flow;
+    int c, h, w;              /* image shape */
+    int n_bits;
+    int n_classes;            /* 0 unless y_condition */
+    float weight_y;
+    int has_class_head;
+    fg_linear project_class;  /* top channels -> n_classes, zeros */
+    fg_state_list state;      /* every parameter and buffer, by name */
+} fg_model;
+
+/* Overrides for building a reduced instance of the same layer list (used to
+ * check a model's log-determinant on a small input): 0 keeps the spec. */
+typedef struct fg_model_build_options {
+    int height, width;        /* input size instead of the spec's */
+    int max_hidden;           /* cap on coupling widths */
+} fg_model_build_options;
+
+/* Builds the model; weights that are random at creation (invconv rotations,
+ * shuffles, coupling convs) come from seed. FG_ERR with a message naming the
+ * layer (and its config line) for options the layers cannot express. */
+int fg_model_build(const fg_model_spec *spec, uint64_t seed, fg_model **out);
+int fg_model_build_ex(const fg_model_spec *spec, uint64_t seed,
+                      const fg_model_build_options *o, fg_model **out);
+void fg_model_free(fg_model *m);
+void fg_model_visit(fg_model *m, const char *prefix, fg_visit_fn fn, void *vctx);
+/* Number of values per image, C*H*W. */
+int fg_model_dims(const fg_model *m);
+
+/* Per-sample bits/dim [N] of x (N, C, H, W) (y: labels or NULL). */
+fg_var *fg_model_bits_per_dim(fg_model *m, fg_graph *g, fg_var *x, const int *y);
+/* The scalar training loss (see above); *bpd (may be NULL) receives the
+ * batch mean of bits/dim alone. */
+fg_var *fg_model_loss(fg_model *m, fg_graph *g, fg_var *x, const int *y,
+                      double *bpd);
+
+/* Forward multiply-adds x 2 per image of the model the spec describes
+ * (convolutions, 1x1 invertible convolutions, the class head). */
+double fg_model_spec_flops(const fg_model_spec *spec);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
