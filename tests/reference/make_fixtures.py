@@ -11,7 +11,16 @@ reference Glow in glow.py, and checks safetensors interop with flowgrad.
         back to OUT and requires OUT to equal CKPT byte for byte; with
         --model FIXTURE it also loads the checkpoint's model tensors into the
         reference Glow built from FIXTURE's config and prints log p(x) of
-        FIXTURE's inputs under the checkpoint's weights.
+        FIXTURE's inputs under the checkpoint's weights. For example, train
+        three steps of the first fixture's config on synthetic data:
+            cfg=$(/usr/bin/python3 -c 'import sys; sys.path.insert(0, "tests/reference");
+                import safetensors_io as s;
+                print(dict(s.read("tests/fixtures/glow-affine-lu.safetensors")[1])["config"])')
+            printf '%s\ntrain: {dataset: {name: synthetic}, batch: 4, steps: 3}\n' "$cfg" > /tmp/c.yaml
+            BUILD/examples/flowgrad train /tmp/c.yaml --out /tmp/run
+            /usr/bin/python3 tests/reference/make_fixtures.py --roundtrip \
+                /tmp/run/checkpoint.safetensors /tmp/back.safetensors \
+                --model tests/fixtures/glow-affine-lu.safetensors
 
 Needs PyTorch (Debian's python3-torch); the C test needs no Python. Each
 fixture holds, for one small config (its YAML text in the metadata under
