@@ -5,4 +5,6 @@
 #include "autograd/autograd.h"
 #include "nn/nn.h"
 #include "flows/flow.h"
+#include "models/config.h"
+#include "models/model.h"
 #endif
