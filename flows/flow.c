@@ -158,8 +158,9 @@ void fg_flow_read_permutation(const char *kind, const fg_var *buf, int *perm, in
 {
     FG_CHECK((int)fg_numel(&buf->t) == n, kind,
              "permutation buffer has %zu entries, expected %d", fg_numel(&buf->t), n);
-    unsigned char seen[FG_NAME_LEN];
-    unsigned char *mark = n <= FG_NAME_LEN ? seen : fg_xmalloc((size_t)n, kind);
+    enum { ON_STACK = 512 };
+    unsigned char seen[ON_STACK];
+    unsigned char *mark = n <= ON_STACK ? seen : fg_xmalloc((size_t)n, kind);
     memset(mark, 0, (size_t)n);
     for (int i = 0; i < n; i++) {
         float v = buf->t.data[i];
