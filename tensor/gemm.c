@@ -257,6 +257,8 @@ static int use_transposed_kernel(int path, int M, int N)
     return col * 10 < row * 9;
 }
 
+#define GEMM_SERIAL_WORK (1 << 20)
+
 void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
                 const float *A, long rs_a, long cs_a,
                 const float *B, long rs_b, long cs_b, float beta,
@@ -280,7 +282,12 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
     cntx_t *cx = use_transposed_kernel(path, M, N) ? &contexts_t[path] : &contexts[path];
     rntm_t rntm;
     bli_rntm_init_from_global(&rntm);
-    bli_rntm_set_num_threads(fg_get_threads(), &rntm);
+    /* Below about a million multiply-adds (tens of microseconds) waking and
+     * synchronizing a second thread costs more than it saves, and on a
+     * loaded machine its barrier spins dominate: small products run on the
+     * calling thread. */
+    double work = (double)M * (double)N * (double)K;
+    bli_rntm_set_num_threads(work < GEMM_SERIAL_WORK ? 1 : fg_get_threads(), &rntm);
     if (path != FG_GEMM_BLIS)
         bli_rntm_disable_l3_sup(&rntm);
     bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
