@@ -94,6 +94,13 @@ fg_var *fg_matmul(fg_graph *g, fg_var *a, fg_var *b, int trans_a, int trans_b);
 /* x (N, Ci, H, W), w (Co, Ci, k, k), bias (Co) or NULL: stride 1, same pad. */
 fg_var *fg_conv2d(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias);
 
+/* Pooling on x (N, C, H, W). 2x2 windows, stride 2, H and W even ->
+ * (N, C, H/2, W/2); max routes the gradient to the first maximum of each
+ * window. Global average -> (N, C). */
+fg_var *fg_max_pool2x2(fg_graph *g, fg_var *x);
+fg_var *fg_avg_pool2x2(fg_graph *g, fg_var *x);
+fg_var *fg_global_avg_pool(fg_graph *g, fg_var *x);
+
 /* Channel layout: x[:, c0:c1], cat([a, b], dim 1), x[:, 0::2], x[:, 1::2]. */
 fg_var *fg_channel_slice(fg_graph *g, fg_var *x, int c0, int c1);
 fg_var *fg_channel_concat(fg_graph *g, fg_var *a, fg_var *b);

@@ -41,6 +41,7 @@ enum {
     OP_ADD_CHANNEL, OP_MUL_CHANNEL, OP_MATMUL_NN, OP_MATMUL_NT, OP_MATMUL_TN, OP_MATMUL_TT,
     OP_CONV1, OP_CONV3, OP_CONV3_BIAS, OP_SLICE, OP_CONCAT, OP_EVEN, OP_ODD, OP_PERMUTE,
     OP_RESHAPE, OP_SQUEEZE, OP_UNSQUEEZE, OP_SLOGDET, OP_INVERSE, OP_XENT, OP_GAUSS,
+    OP_MAX_POOL, OP_AVG_POOL, OP_GLOBAL_AVG_POOL,
     N_OPS
 };
 
@@ -89,6 +90,9 @@ static const op_case CASES[N_OPS] = {
     [OP_INVERSE] = {"inverse", 1, 5e-4, 1e-3},
     [OP_XENT] = {"log_softmax_cross_entropy", 1, 5e-4, 1e-3},
     [OP_GAUSS] = {"gaussian_logp", 3, 2e-3, 1e-2},
+    [OP_MAX_POOL] = {"max_pool2x2", 1, 2e-4, 1e-3},
+    [OP_AVG_POOL] = {"avg_pool2x2", 1, 2e-4, 1e-3},
+    [OP_GLOBAL_AVG_POOL] = {"global_avg_pool", 1, 2e-4, 1e-3},
 };
 
 static int rand_int(fg_rng *r, int lo, int hi) { return lo + (int)(fg_rng_u32(r) % (uint32_t)(hi - lo + 1)); }
@@ -110,6 +114,25 @@ static void away_from_zero(fg_var *v, float margin)
         float x = v->t.data[i];
         if (fabsf(x) < margin) v->t.data[i] = x < 0 ? x - margin : x + margin;
     }
+}
+
+/* Max pooling's gradient jumps when a window's argmax changes: give the four
+ * values of each 2x2 window a random order with gaps of at least `gap`
+ * (several difference steps), so no step can swap the maximum. */
+static void separate_window_values(fg_var *v, fg_rng *r, float gap)
+{
+    int H = v->t.shape[2], W = v->t.shape[3];
+    size_t planes = (size_t)v->t.shape[0] * v->t.shape[1];
+    for (size_t p = 0; p < planes; p++)
+        for (int i = 0; i < H; i += 2)
+            for (int j = 0; j < W; j += 2) {
+                float *x = v->t.data + p * (size_t)H * W;
+                int at[4] = {i * W + j, i * W + j + 1, (i + 1) * W + j, (i + 1) * W + j + 1};
+                int rank[4];
+                fg_rng_permutation(r, rank, 4);
+                float base = x[at[0]] * 0.5f;
+                for (int k = 0; k < 4; k++) x[at[k]] = base + gap * (float)rank[k];
+            }
 }
 
 static fg_var *apply(fg_graph *g, ctx *c)
@@ -159,6 +182,9 @@ static fg_var *apply(fg_graph *g, ctx *c)
     case OP_INVERSE: return fg_inverse(g, x[0]);
     case OP_XENT: return fg_log_softmax_cross_entropy(g, x[0], c->labels);
     case OP_GAUSS: return fg_gaussian_logp(g, x[0], x[1], x[2]);
+    case OP_MAX_POOL: return fg_max_pool2x2(g, x[0]);
+    case OP_AVG_POOL: return fg_avg_pool2x2(g, x[0]);
+    case OP_GLOBAL_AVG_POOL: return fg_global_avg_pool(g, x[0]);
     }
     return NULL;
 }
@@ -264,6 +290,17 @@ static void setup(ctx *c, fg_rng *r)
         c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 4, x4, -1, 1);
         c->in[2] = leaf(r, 4, x4, -0.5f, 0.5f);
         break;
+    case OP_MAX_POOL: {
+        int s[4] = {N, C, 2 * H, 2 * W};
+        c->in[0] = leaf(r, 4, s, -1, 1);
+        separate_window_values(c->in[0], r, 0.05f);
+        break;
+    }
+    case OP_AVG_POOL: {
+        int s[4] = {N, C, 2 * H, 2 * W};
+        c->in[0] = leaf(r, 4, s, -1, 1);
+        break;
+    }
     default:
         c->in[0] = leaf(r, 4, x4, -1, 1);
     }
@@ -340,6 +377,42 @@ START_TEST(test_forward_values)
     fg_var *mi = fg_inverse(g, m);
     float expect[4] = {1, -1, -1, 2};
     for (int i = 0; i < 4; i++) ck_assert_float_eq_tol(mi->t.data[i], expect[i], 1e-6f);
+    fg_graph_destroy(g);
+}
+END_TEST
+
+/* A (1, 1, 2, 4) plane: two 2x2 windows, hand-computed results. A tie in
+ * the second window sends the gradient to its first maximum only. */
+START_TEST(test_pool_values)
+{
+    fg_graph *g = fg_graph_create();
+    int s[4] = {1, 1, 2, 4};
+    fg_var *x = fg_leaf_new(4, s, 1);
+    const float xd[8] = {1, 4, 7, 7,
+                         -2, 3, 0, 5};
+    memcpy(x->t.data, xd, sizeof xd);
+    fg_var *mx = fg_max_pool2x2(g, x);
+    ck_assert_int_eq(mx->t.shape[2], 1);
+    ck_assert_int_eq(mx->t.shape[3], 2);
+    ck_assert_float_eq(mx->t.data[0], 4.0f);
+    ck_assert_float_eq(mx->t.data[1], 7.0f);
+    float seed[2] = {2.0f, -1.0f};
+    fg_backward_with(g, mx, seed);
+    const float gmax[8] = {0, 2, -1, 0, 0, 0, 0, 0};
+    for (int i = 0; i < 8; i++) ck_assert_float_eq(x->grad[i], gmax[i]);
+    fg_graph_reset(g);
+    fg_zero_grad(x);
+    fg_var *av = fg_avg_pool2x2(g, x);
+    ck_assert_float_eq_tol(av->t.data[0], 1.5f, 1e-6f);
+    ck_assert_float_eq_tol(av->t.data[1], 4.75f, 1e-6f);
+    fg_backward_with(g, av, seed);
+    const float gavg[8] = {0.5f, 0.5f, -0.25f, -0.25f, 0.5f, 0.5f, -0.25f, -0.25f};
+    for (int i = 0; i < 8; i++) ck_assert_float_eq_tol(x->grad[i], gavg[i], 1e-7f);
+    fg_graph_reset(g);
+    fg_var *gl = fg_global_avg_pool(g, x);
+    ck_assert_int_eq(gl->t.ndim, 2);
+    ck_assert_float_eq_tol(gl->t.data[0], 25.0f / 8.0f, 1e-6f);
+    fg_leaf_free(x);
     fg_graph_destroy(g);
 }
 END_TEST
@@ -513,6 +586,7 @@ Suite *fg_test_suite(void)
     suite_add_tcase(s, tc);
     tc = fg_tcase("tape");
     tcase_add_test(tc, test_forward_values);
+    tcase_add_test(tc, test_pool_values);
     tcase_add_test(tc, test_no_grad_records_nothing);
     tcase_add_test(tc, test_accumulation);
     tcase_add_test(tc, test_gradcheck_detects_wrong_gradient);
