@@ -17,3 +17,14 @@ examples_flowgrad_SOURCES = examples/flowgrad.c examples/cli.h examples/cli.c \
 	examples/cmd_reconstruct.c examples/cmd_interpolate.c examples/cmd_manipulate.c \
 	examples/cmd_check.c examples/cmd_info.c
 examples_flowgrad_LDADD = libflowgrad.la $(BLIS_LIBS) -lm
+
+# A convolutional Fashion-MNIST classifier on the public API; its test trains
+# a narrower copy of the same network.
+noinst_PROGRAMS += examples/classify
+examples_classify_SOURCES = examples/classify.c examples/cnn.c examples/cnn.h
+examples_classify_LDADD = libflowgrad.la $(BLIS_LIBS) -lm
+check_PROGRAMS += tests/test_classify
+TESTS += tests/test_classify
+tests_test_classify_SOURCES = tests/test_classify.c examples/cnn.c examples/cnn.h
+tests_test_classify_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_classify_LDADD = $(FG_TEST_LIBS)
