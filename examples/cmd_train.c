@@ -272,7 +272,7 @@ static int train_loop(run *r)
         ema_img_s = ema_img_s == 0 ? img_s : 0.9 * ema_img_s + 0.1 * img_s;
         double tb = NAN;
         int last = r->step == r->total_steps;
-        if (due(t->test_every, r->step) || (last && !r->epochs)) {
+        if (due(t->test_every, r->step) || (last && !r->epochs && t->test_every > 0)) {
             tb = test_bpd(r);
             fprintf(stderr, "%sstep %ld: test %.4f bits/dim\n", isatty(2) ? "\n" : "",
                     r->step, tb);

@@ -28,3 +28,13 @@ TESTS += tests/test_classify
 tests_test_classify_SOURCES = tests/test_classify.c examples/cnn.c examples/cnn.h
 tests_test_classify_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_classify_LDADD = $(FG_TEST_LIBS)
+
+# End-to-end tests of the command line (they run examples/flowgrad).
+check_PROGRAMS += tests/test_cli
+# The test runs the program, so make check builds it first.
+tests_test_cli_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
+TESTS += tests/test_cli
+tests_test_cli_SOURCES = tests/test_cli.c
+tests_test_cli_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_cli_LDADD = $(FG_TEST_LIBS)
+EXTRA_DIST += tests/configs/cli-tiny.yaml

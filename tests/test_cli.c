@@ -1,0 +1,265 @@
+/* The flowgrad command line end to end on a tiny synthetic model: training
+ * lowers the loss, checkpoints round-trip, a resumed run repeats an
+ * uninterrupted one bit for bit, damaged checkpoints are refused, and every
+ * subcommand runs and writes its output. */
+#include "check_main.h"
+#include "flowgrad.h"
+#include "models/model.h"
+
+#include <math.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char config[1024];
+static char tmpdir[256];
+
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char full[4608];
+    snprintf(full, sizeof full, "%s >>%s/log 2>&1", cmd, tmpdir);
+    int st = system(full);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int exists(const char *dir, const char *name)
+{
+    char p[1024];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return stat(p, &sb) == 0 && sb.st_size > 0;
+}
+
+/* Column 3 (train bits/dim) of metrics.csv, rows with a step. */
+static int read_losses(const char *dir, double *out, int max)
+{
+    char p[1024], line[512];
+    snprintf(p, sizeof p, "%s/metrics.csv", dir);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return 0;
+    int n = 0;
+    fgets(line, sizeof line, f);
+    while (fgets(line, sizeof line, f) && n < max) {
+        long step, epoch;
+        double bpd;
+        if (sscanf(line, "%ld,%ld,%lf,", &step, &epoch, &bpd) == 3)
+            out[n++] = bpd;
+    }
+    fclose(f);
+    return n;
+}
+
+static void setup(void)
+{
+    fg_test_path("tests/configs/cli-tiny.yaml", config, sizeof config);
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/flowgrad-test-cli.%d", (int)getpid());
+    mkdir(tmpdir, 0777);
+}
+
+START_TEST(loss_falls_and_resume_is_bitwise)
+{
+    setup();
+    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s/full --threads 1", config, tmpdir), 0);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/full", tmpdir);
+    ck_assert(exists(dir, "checkpoint.safetensors"));
+    ck_assert(exists(dir, "samples_15.png"));
+    double full[64];
+    int n = read_losses(dir, full, 64);
+    ck_assert_int_eq(n, 30);
+    /* The first five steps against the last five: a clear fall. */
+    double first = 0, last = 0;
+    for (int i = 0; i < 5; i++) {
+        first += full[i] / 5;
+        last += full[n - 5 + i] / 5;
+    }
+    ck_assert_msg(last < first - 0.3, "bits/dim %.4f -> %.4f", first, last);
+
+    /* 10 steps, then resume to 30: the losses of steps 11..30 must match. */
+    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s/part --threads 1 --steps 10",
+                         config, tmpdir), 0);
+    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s/part --threads 1 --resume "
+                         "%s/part/checkpoint.safetensors", config, tmpdir, tmpdir), 0);
+    snprintf(dir, sizeof dir, "%s/part", tmpdir);
+    double part[64];
+    ck_assert_int_eq(read_losses(dir, part, 64), 30);
+    for (int i = 0; i < 30; i++)
+        ck_assert_msg(part[i] == full[i], "step %d: %.6f vs %.6f", i + 1, part[i], full[i]);
+}
+END_TEST
+
+/* Checkpoint round trip at the library level: the model loaded from the
+ * file has the same state, and gives the same log-density. */
+START_TEST(checkpoint_round_trip)
+{
+    setup();
+    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s/rt --threads 1 --steps 5",
+                         config, tmpdir), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/rt/checkpoint.safetensors", tmpdir);
+    fg_safetensors st;
+    fg_st_init(&st);
+    ck_assert_int_eq(fg_st_read(&st, path), FG_OK);
+    const char *text = fg_st_get_meta(&st, "config");
+    ck_assert_ptr_nonnull(text);
+    fg_config *cfg;
+    ck_assert_int_eq(fg_config_load_string(text, strlen(text), "ckpt", &cfg), FG_OK);
+    fg_model *m;
+    ck_assert_int_eq(fg_model_build(&cfg->model, 99, &m), FG_OK);
+    ck_assert_int_eq(fg_st_load_state(&st, &m->state, ""), FG_OK);
+    /* Every actnorm was initialized by training and says so. */
+    int flags = 0;
+    for (int i = 0; i < m->state.n; i++)
+        if (strstr(m->state.items[i].name, "initialized")) {
+            ck_assert_float_eq(m->state.items[i].var->t.data[0], 1.0f);
+            flags++;
+        }
+    ck_assert_int_gt(flags, 0);
+    /* Written again and read back: identical bytes per tensor. */
+    fg_safetensors out;
+    fg_st_init(&out);
+    fg_st_add_state(&out, &m->state);
+    char path2[512];
+    snprintf(path2, sizeof path2, "%s/rt/again.safetensors", tmpdir);
+    ck_assert_int_eq(fg_st_write(&out, path2), FG_OK);
+    fg_safetensors back;
+    fg_st_init(&back);
+    ck_assert_int_eq(fg_st_read(&back, path2), FG_OK);
+    for (int i = 0; i < m->state.n; i++) {
+        const fg_st_tensor *a = fg_st_find(&st, m->state.items[i].name);
+        const fg_st_tensor *b = fg_st_find(&back, m->state.items[i].name);
+        ck_assert_ptr_nonnull(a);
+        ck_assert_ptr_nonnull(b);
+        ck_assert_uint_eq(a->nbytes, b->nbytes);
+        ck_assert(memcmp(a->data, b->data, a->nbytes) == 0);
+    }
+    /* The evaluated bits/dim from the command line equals a direct one. */
+    fg_graph *g = fg_graph_create();
+    fg_dataset d;
+    fg_dataset_synthetic(&d, 256, 1, 8, 8, cfg->train.seed * 2 + 1);
+    int idx[16], y[16];
+    for (int i = 0; i < 16; i++) idx[i] = i;
+    fg_dataset_labels(&d, idx, 16, y);
+    fg_rng rng;
+    fg_rng_seed(&rng, 3);
+    int shape[4] = {16, 1, 8, 8};
+    fg_set_grad_enabled(g, 0);
+    fg_var *x = fg_const(g, 4, shape);
+    fg_dequantize(&d, idx, 16, cfg->model.n_bits, &rng, x->t.data);
+    fg_var *bpd = fg_model_bits_per_dim(m, g, x, y);
+    double mean = fg_k_sum(16, bpd->t.data) / 16;
+    ck_assert(isfinite(mean) && mean > 0.5 && mean < 8);
+    fg_graph_destroy(g);
+    fg_dataset_free(&d);
+    fg_st_free(&st);
+    fg_st_free(&out);
+    fg_st_free(&back);
+    fg_model_free(m);
+    fg_config_free(cfg);
+}
+END_TEST
+
+static void damage(const char *src, const char *dst, long at, int truncate)
+{
+    FILE *f = fopen(src, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)n);
+    ck_assert_int_eq(fread(buf, 1, (size_t)n, f), n);
+    fclose(f);
+    if (!truncate)
+        buf[at] ^= 0x5a;
+    FILE *o = fopen(dst, "wb");
+    fwrite(buf, 1, truncate ? (size_t)at : (size_t)n, o);
+    fclose(o);
+    free(buf);
+}
+
+START_TEST(damaged_checkpoints_are_refused)
+{
+    setup();
+    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s/bad --threads 1 --steps 3",
+                         config, tmpdir), 0);
+    char good[512], bad[512];
+    snprintf(good, sizeof good, "%s/bad/checkpoint.safetensors", tmpdir);
+    snprintf(bad, sizeof bad, "%s/bad/broken.safetensors", tmpdir);
+    struct stat sb;
+    stat(good, &sb);
+    /* Truncated in the data, truncated in the header, a header byte flipped. */
+    long cuts[3] = {sb.st_size - 100, 20, 4};
+    for (int i = 0; i < 3; i++) {
+        damage(good, bad, cuts[i], i != 2);
+        ck_assert_int_eq(run("./examples/flowgrad eval %s", bad), 1);
+        ck_assert_int_eq(run("./examples/flowgrad train %s --out %s/bad2 --resume %s", config,
+                             tmpdir, bad), 1);
+    }
+    /* The library says what is wrong. */
+    {
+        fg_safetensors st;
+        fg_st_init(&st);
+        damage(good, bad, sb.st_size / 2, 1);
+        ck_assert_int_eq(fg_st_read(&st, bad), FG_ERR);
+        ck_assert_ptr_nonnull(strstr(fg_last_error(), "broken.safetensors"));
+    }
+}
+END_TEST
+
+START_TEST(every_subcommand_runs)
+{
+    setup();
+    const char *F = "./examples/flowgrad";
+    ck_assert_int_eq(run("%s train %s --out %s/sub --threads 1 --steps 12", F, config, tmpdir), 0);
+    char ck[512], d[512];
+    snprintf(ck, sizeof ck, "%s/sub/checkpoint.safetensors", tmpdir);
+    snprintf(d, sizeof d, "%s/sub", tmpdir);
+    ck_assert_int_eq(run("%s eval %s --json", F, ck), 0);
+    ck_assert_int_eq(run("%s eval %s --split train --limit 64", F, ck), 0);
+    ck_assert_int_eq(run("%s sample %s --n 8 --temperature 0.5,0.7 --out %s/s.png", F, ck, d), 0);
+    ck_assert(exists(d, "s.png"));
+    ck_assert_int_eq(run("%s reconstruct %s --out %s/r.png --json", F, ck, d), 0);
+    ck_assert(exists(d, "r.png"));
+    ck_assert_int_eq(run("%s interpolate %s --from 0 --to 3 --steps 5 --out %s/i.png", F, ck, d), 0);
+    ck_assert(exists(d, "i.png"));
+    ck_assert_int_eq(run("%s manipulate %s --from-class 0 --to-class 2 --alpha 0,0.5,1 "
+                         "--out %s/m.png", F, ck, d), 0);
+    ck_assert(exists(d, "m.png"));
+    ck_assert_int_eq(run("%s info %s --json", F, ck), 0);
+    ck_assert_int_eq(run("%s info %s", F, config), 0);
+    ck_assert_int_eq(run("%s --help", F), 0);
+    const char *cmds[] = {"train", "eval", "sample", "reconstruct", "interpolate",
+                          "manipulate", "check", "info"};
+    for (int i = 0; i < 8; i++) {
+        ck_assert_int_eq(run("%s %s --help", F, cmds[i]), 0);
+        ck_assert_int_eq(run("%s %s --no-such-option", F, cmds[i]), 2);
+    }
+    /* Bad values name the argument and fail. */
+    ck_assert_int_eq(run("%s sample %s --n zero --out %s/x.png", F, ck, d), 2);
+    ck_assert_int_eq(run("%s sample %s --temperature 0.5,abc --out %s/x.png", F, ck, d), 2);
+    ck_assert_int_eq(run("%s train %s --steps 3 --epochs 2", F, config), 2);
+    ck_assert_int_eq(run("%s interpolate %s --from 0 --to 100000 --out %s/x.png", F, ck, d), 2);
+    ck_assert_int_eq(run("%s eval /nonexistent.safetensors", F), 1);
+    ck_assert_int_eq(run("%s bogus", F), 2);
+}
+END_TEST
+
+Suite *fg_test_suite(void)
+{
+    Suite *s = suite_create("cli");
+    TCase *tc = fg_tcase("cli");
+    tcase_add_test(tc, loss_falls_and_resume_is_bitwise);
+    tcase_add_test(tc, checkpoint_round_trip);
+    tcase_add_test(tc, damaged_checkpoints_are_refused);
+    tcase_add_test(tc, every_subcommand_runs);
+    suite_add_tcase(s, tc);
+    return s;
+}
