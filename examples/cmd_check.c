@@ -160,7 +160,7 @@ static double gradient_error(fg_model *m, fg_graph *g, fg_rng *rng, double *an, 
         if (m->state.items[i].kind == FG_PARAM)
             leaves[n++] = m->state.items[i].var;
     fg_graph_reset(g);
-    double rel = fg_gradcheck_direction(g, loss_fn, &c, leaves, n, 1e-2, rng, an, nu);
+    double rel = fg_gradcheck_direction(g, loss_fn, &c, leaves, n, 1e-3, rng, an, nu);
     fg_graph_reset(g);
     free(leaves);
     fg_tensor_free(x);
@@ -169,11 +169,15 @@ static double gradient_error(fg_model *m, fg_graph *g, fg_rng *rng, double *an, 
 
 /* Thresholds: float32 round trips of deep chains stay well under 1e-3;
  * finite differences in float32 at eps 1e-2 give a few 1e-3 on the
- * log-determinant and 1e-3 relative on a directional derivative. */
+ * log-determinant; at eps 1e-3 a directional derivative agrees to a few
+ * 1e-3 relative (eps 1e-2 already shows the curvature of LU factors). */
 #define TOL_ROUND_TRIP 1e-3
 #define TOL_LOGDET_ABS 0.05
 #define TOL_LOGDET_REL 1e-3
 #define TOL_GRAD_REL 2e-2
+/* float32 noise floor of a central difference at eps 1e-3 on a loss of a
+ * few bits/dim */
+#define TOL_GRAD_ABS 5e-4
 
 int cmd_check(int argc, char **argv)
 {
@@ -238,7 +242,8 @@ int cmd_check(int argc, char **argv)
     int ok_rt = rt <= TOL_ROUND_TRIP && isfinite(rt);
     double ld_err = fabs(la - ln);
     int ok_ld = !have_logdet || (isfinite(ld_err) && ld_err <= TOL_LOGDET_ABS + TOL_LOGDET_REL * fabs(la));
-    int ok_gr = isfinite(grel) && grel <= TOL_GRAD_REL;
+    int ok_gr = isfinite(grel) &&
+                fabs(an - nu) <= TOL_GRAD_REL * fmax(fabs(an), fabs(nu)) + TOL_GRAD_ABS;
     int ok = ok_rt && ok_ld && ok_gr;
     if (json) {
         printf("{\"config\": ");

@@ -235,6 +235,7 @@ START_TEST(every_subcommand_runs)
     ck_assert(exists(d, "m.png"));
     ck_assert_int_eq(run("%s info %s --json", F, ck), 0);
     ck_assert_int_eq(run("%s info %s", F, config), 0);
+    ck_assert_int_eq(run("%s check %s --json", F, config), 0);
     ck_assert_int_eq(run("%s --help", F), 0);
     const char *cmds[] = {"train", "eval", "sample", "reconstruct", "interpolate",
                           "manipulate", "check", "info"};
