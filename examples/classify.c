@@ -12,7 +12,7 @@
 #include <time.h>
 
 typedef struct options {
-    int epochs, threads, batch;
+    int epochs, threads, batch, progress;
     long long seed;
     double lr;
     const char *data;
@@ -21,7 +21,7 @@ typedef struct options {
 static void usage(FILE *f)
 {
     fputs("usage: classify [--epochs E] [--threads T] [--seed S] [--batch B] [--lr LR]\n"
-          "                [--data DIR]\n\n"
+          "                [--data DIR] [--progress K]\n\n"
           "Trains conv3x3(1->32) relu maxpool conv3x3(32->64) relu maxpool\n"
           "linear(3136->128) relu linear(128->10) on Fashion-MNIST with Adam.\n\n"
           "  --epochs E   passes over the 60,000 training images (default 3)\n"
@@ -29,7 +29,8 @@ static void usage(FILE *f)
           "  --seed S     initialization and shuffling seed (default 1)\n"
           "  --batch B    images per step (default 64)\n"
           "  --lr LR      Adam learning rate (default 1e-3)\n"
-          "  --data DIR   folder with the IDX files (default " FG_FASHION_MNIST_DIR ")\n", f);
+          "  --data DIR   folder with the IDX files (default " FG_FASHION_MNIST_DIR ")\n"
+          "  --progress K report loss and img/s on stderr every K steps (default 0: off)\n", f);
 }
 
 static int parse_int(const char *flag, const char *s, int lo, int hi, int *out)
@@ -66,6 +67,7 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--threads")) rc = parse_int(a, v, 1, 256, &o->threads);
         else if (!strcmp(a, "--batch")) rc = parse_int(a, v, 1, 60000, &o->batch);
         else if (!strcmp(a, "--seed")) { rc = parse_int(a, v, 0, INT_MAX, &seed); o->seed = seed; }
+        else if (!strcmp(a, "--progress")) rc = parse_int(a, v, 0, INT_MAX, &o->progress);
         else if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--lr")) {
             char *end;
@@ -110,6 +112,8 @@ int main(int argc, char **argv)
 {
     options o;
     if (parse_args(argc, argv, &o)) return 2;
+    /* Epoch lines should appear as they happen, also when piped to a log. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     fg_set_threads(o.threads);
 
     fg_dataset train = {0}, test = {0};
@@ -169,6 +173,9 @@ int main(int argc, char **argv)
                                        fg_const_wrap(g, xbuf, 4, shape), labels);
             seen += n;
             steps++;
+            if (o.progress && steps % o.progress == 0)
+                fprintf(stderr, "  epoch %d step %d: loss %.4f, %.0f img/s\n", e, steps,
+                        loss_sum / steps, (double)seen / (now_s() - te));
         }
         double train_s = now_s() - te;
         double acc = test_accuracy(g, &m, &test, mean, std, xbuf, idx, labels, EVAL_BATCH);
