@@ -215,7 +215,10 @@ static int train_loop(run *r)
     int rc = FG_OK;
     double ema_img_s = 0;
     double bpd = 0;
-    while (r->step < r->total_steps) {
+    /* Counted in epochs, the last step is still followed by the end of its
+     * epoch: the final evaluation, samples and checkpoint. */
+    while (r->step < r->total_steps ||
+           (r->epochs && r->it.pos > 0 && r->it.epoch < r->epochs)) {
         int n = fg_batch_iter_next(&r->it, idx);
         if (n == 0) {
             /* End of an epoch: its evaluations, samples and checkpoint. */
@@ -408,7 +411,7 @@ int cmd_train(int argc, char **argv)
     fprintf(stderr, "%s: %zu parameters, %d train / %d test images, %ld steps of batch %d "
             "on %d threads -> %s\n", config, params, r.train.n, r.test.n, r.total_steps,
             t->batch, fg_get_threads(), out);
-    if (r.step >= r.total_steps) {
+    if (r.step >= r.total_steps && !(r.epochs && r.it.pos > 0 && r.it.epoch < r.epochs)) {
         fprintf(stderr, "nothing to do: the checkpoint is at step %ld of %ld\n", r.step,
                 r.total_steps);
         status = 0;
