@@ -1,6 +1,6 @@
 # models: YAML model configs (parsing, validation, preset expansion) and the
 # model zoo.
-nobase_flowgradinclude_HEADERS += models/config.h models/model.h
+nobase_flowgradinclude_HEADERS += models/config.h models/model.h models/config_edit.h
 libflowgrad_la_SOURCES += \
 	models/config_internal.h \
 	models/config_tree.c \
@@ -12,6 +12,7 @@ libflowgrad_la_SOURCES += \
 	models/config_train.c \
 	models/config_load.c \
 	models/config_print.c \
+	models/config_edit.c \
 	models/build.c
 
 dist_pkgdata_DATA += \
