@@ -1,8 +1,12 @@
-/* coupling: x1 passes through unchanged and conditions an invertible map of
- * x2 through NN(x1), so the Jacobian is triangular and the inverse needs NN
- * only forward. NN = conv3x3 -> actnorm -> ReLU -> conv1x1 -> actnorm -> ReLU
- * -> zero conv3x3, whose zero start makes an additive coupling begin as the
- * identity. The affine scale sigmoid(h + 2) starts near 0.88, not 1. */
+/* coupling: one part of x passes through unchanged and conditions an
+ * invertible map of the rest through NN(part), so the Jacobian is
+ * triangular (after a permutation) and the inverse needs NN only forward.
+ * NN = conv3x3 -> actnorm -> ReLU -> conv1x1 -> actnorm -> ReLU -> zero
+ * conv3x3, whose zero start makes additive and tanh couplings begin as the
+ * identity. The parts are channel halves or a spatial checkerboard (see
+ * flow.h); a checkerboard coupling works on whole tensors, with the shift
+ * and log-scale masked to zero where values are kept, so one formula,
+ * z = (x + shift) e^logscale, covers both kinds of entries. */
 #include "flows/layer.h"
 
 #include <stdlib.h>
@@ -11,19 +15,33 @@ typedef struct coupling {
     fg_flow base;
     int channels, hidden;
     int affine;
-    fg_conv in;             /* nn.0: C/2 -> hidden, 3x3, no bias */
+    fg_coupling_mask mask;
+    fg_coupling_scale scale;
+    fg_conv in;             /* nn.0: NN input channels -> hidden, 3x3, no bias */
     fg_flow *norm_in;       /* nn.1 */
     fg_conv mid;            /* nn.3: hidden -> hidden, 1x1, no bias */
     fg_flow *norm_mid;      /* nn.4 */
-    fg_zero_conv out;       /* nn.6: hidden -> C/2 (additive) or C (affine) */
+    fg_zero_conv out;       /* nn.6: hidden -> changed channels (x2 for affine) */
 } coupling;
 
 static const char kind[] = "coupling";
 
+static int is_checkerboard(const coupling *c)
+{
+    return c->mask == FG_COUPLING_MASK_CHECKERBOARD ||
+           c->mask == FG_COUPLING_MASK_CHECKERBOARD_FLIP;
+}
+
 static int out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *out)
 {
-    if (fg_flow_expect_image(kind, in, ((const coupling *)f)->channels) != FG_OK)
+    const coupling *c = (const coupling *)f;
+    if (fg_flow_expect_image(kind, in, c->channels) != FG_OK)
         return FG_ERR;
+    if (is_checkerboard(c) && in->dim[2] * in->dim[3] < 2) {
+        char buf[FG_SHAPE_STR_LEN];
+        return fg_error("coupling: a checkerboard mask needs at least 2 pixels, input "
+                        "is %s", fg_flow_shape_str(in, buf, sizeof buf));
+    }
     *out = *in;
     return FG_OK;
 }
@@ -37,60 +55,104 @@ static fg_var *nn(coupling *c, fg_graph *g, fg_var *x1)
     return fg_zero_conv_apply(g, &c->out, h);
 }
 
-/* Affine parameters from h: shift = h[:, 0::2], log scale =
- * log sigmoid(h[:, 1::2] + 2), the log taken stably. */
-static void affine_params(fg_graph *g, fg_var *h, fg_var **shift, fg_var **logscale)
+/* tanh(a) = 2 sigmoid(2a) - 1, from ops that already have backward rules. */
+static fg_var *tanh_of(fg_graph *g, fg_var *a)
+{
+    return fg_add_scalar(g, fg_scale(g, fg_sigmoid(g, fg_scale(g, a, 2.0f)), 2.0f), -1.0f);
+}
+
+/* Affine parameters from h: shift = h[:, 0::2] and the log-scale of the
+ * chosen bound of r = h[:, 1::2] (the sigmoid's log taken stably). */
+static void affine_params(const coupling *c, fg_graph *g, fg_var *h, fg_var **shift,
+                          fg_var **logscale)
 {
     *shift = fg_channel_even(g, h);
-    *logscale = fg_log_sigmoid(g, fg_add_scalar(g, fg_channel_odd(g, h), 2.0f));
+    fg_var *r = fg_channel_odd(g, h);
+    *logscale = c->scale == FG_COUPLING_SCALE_TANH
+                    ? tanh_of(g, r)
+                    : fg_log_sigmoid(g, fg_add_scalar(g, r, 2.0f));
+}
+
+/* The checkerboard mask m (1 where values condition) over x's shape, and
+ * 1 - m. Constants of the step's arena. */
+static void checkerboard(const coupling *c, fg_graph *g, const fg_var *x, fg_var **keep,
+                         fg_var **change)
+{
+    *keep = fg_const(g, x->t.ndim, x->t.shape);
+    *change = fg_const(g, x->t.ndim, x->t.shape);
+    int parity = c->mask == FG_COUPLING_MASK_CHECKERBOARD_FLIP;
+    int nc = x->t.shape[0] * x->t.shape[1], h = x->t.shape[2], w = x->t.shape[3];
+    for (int p = 0; p < nc; p++)
+        for (int i = 0; i < h; i++)
+            for (int j = 0; j < w; j++) {
+                size_t k = ((size_t)p * h + i) * w + j;
+                float m = ((i + j) % 2 == parity) ? 1.0f : 0.0f;
+                (*keep)->t.data[k] = m;
+                (*change)->t.data[k] = 1.0f - m;
+            }
+}
+
+/* The map of the changing part given h, forward (dir +1) or inverse (-1);
+ * *logscale_sum receives the per-sample sum of the log-scale (or NULL for
+ * additive couplings). `change` masks shift and log-scale (NULL: none). */
+static fg_var *transform(coupling *c, fg_graph *g, fg_var *v, fg_var *h, fg_var *change,
+                         int dir, fg_var **logscale_sum)
+{
+    *logscale_sum = NULL;
+    if (!c->affine) {
+        if (change)
+            h = fg_mul(g, h, change);
+        return dir > 0 ? fg_add(g, v, h) : fg_sub(g, v, h);
+    }
+    fg_var *shift, *logscale;
+    affine_params(c, g, h, &shift, &logscale);
+    if (change) {
+        shift = fg_mul(g, shift, change);
+        logscale = fg_mul(g, logscale, change);
+    }
+    *logscale_sum = fg_sum_per_sample(g, logscale);
+    if (dir > 0)
+        return fg_mul(g, fg_add(g, v, shift), fg_exp(g, logscale));
+    return fg_sub(g, fg_mul(g, v, fg_exp(g, fg_neg(g, logscale))), shift);
+}
+
+static fg_var *run(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet, int dir)
+{
+    coupling *c = (coupling *)f;
+    fg_flow_require_image(kind, x, c->channels);
+    int n = x->t.shape[0];
+    fg_var *y, *lsum;
+    if (is_checkerboard(c)) {
+        fg_var *keep, *change;
+        checkerboard(c, g, x, &keep, &change);
+        /* x * keep is the same before and after the map. */
+        y = transform(c, g, x, nn(c, g, fg_mul(g, x, keep)), change, dir, &lsum);
+    } else {
+        int half = c->channels / 2;
+        int flip = c->mask == FG_COUPLING_MASK_CHANNEL_FLIP;
+        fg_var *lo = fg_channel_slice(g, x, 0, half);
+        fg_var *hi = fg_channel_slice(g, x, half, c->channels);
+        fg_var *cond = flip ? hi : lo, *v = flip ? lo : hi;
+        fg_var *t = transform(c, g, v, nn(c, g, cond), NULL, dir, &lsum);
+        y = flip ? fg_channel_concat(g, t, cond) : fg_channel_concat(g, cond, t);
+    }
+    if (logdet)
+        fg_flow_accumulate(g, logdet, lsum ? lsum : fg_const_scalar(g, 0.0f), dir, n);
+    return y;
 }
 
 static fg_var *forward(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet,
                        fg_flow_ctx *ctx)
 {
     (void)ctx;
-    coupling *c = (coupling *)f;
-    fg_flow_require_image(kind, x, c->channels);
-    int half = c->channels / 2, n = x->t.shape[0];
-    fg_var *x1 = fg_channel_slice(g, x, 0, half);
-    fg_var *x2 = fg_channel_slice(g, x, half, c->channels);
-    fg_var *h = nn(c, g, x1), *z2;
-    if (!c->affine) {
-        z2 = fg_add(g, x2, h);
-        if (logdet)
-            fg_flow_accumulate(g, logdet, fg_const_scalar(g, 0.0f), +1, n);
-    } else {
-        fg_var *shift, *logscale;
-        affine_params(g, h, &shift, &logscale);
-        z2 = fg_mul(g, fg_add(g, x2, shift), fg_exp(g, logscale));
-        if (logdet)
-            fg_flow_accumulate(g, logdet, fg_sum_per_sample(g, logscale), +1, n);
-    }
-    return fg_channel_concat(g, x1, z2);
+    return run(f, g, x, logdet, +1);
 }
 
 static fg_var *inverse(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,
                        fg_flow_ctx *ctx)
 {
     (void)ctx;
-    coupling *c = (coupling *)f;
-    fg_flow_require_image(kind, z, c->channels);
-    int half = c->channels / 2, n = z->t.shape[0];
-    fg_var *z1 = fg_channel_slice(g, z, 0, half);
-    fg_var *z2 = fg_channel_slice(g, z, half, c->channels);
-    fg_var *h = nn(c, g, z1), *x2;
-    if (!c->affine) {
-        x2 = fg_sub(g, z2, h);
-        if (logdet)
-            fg_flow_accumulate(g, logdet, fg_const_scalar(g, 0.0f), -1, n);
-    } else {
-        fg_var *shift, *logscale;
-        affine_params(g, h, &shift, &logscale);
-        x2 = fg_sub(g, fg_mul(g, z2, fg_exp(g, fg_neg(g, logscale))), shift);
-        if (logdet)
-            fg_flow_accumulate(g, logdet, fg_sum_per_sample(g, logscale), -1, n);
-    }
-    return fg_channel_concat(g, z1, x2);
+    return run(f, g, z, logdet, -1);
 }
 
 static void visit(fg_flow *f, const char *prefix, fg_visit_fn fn, void *vctx)
@@ -120,9 +182,19 @@ static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destro
 
 fg_flow *fg_coupling_create(const fg_coupling_options *o)
 {
-    if (o->channels < 2 || o->channels % 2) {
-        fg_error("coupling: needs an even channel count of at least 2 to split in "
-                 "halves, got %d", o->channels);
+    int checker = o->mask == FG_COUPLING_MASK_CHECKERBOARD ||
+                  o->mask == FG_COUPLING_MASK_CHECKERBOARD_FLIP;
+    if ((int)o->mask < 0 || o->mask > FG_COUPLING_MASK_CHECKERBOARD_FLIP) {
+        fg_error("coupling: unknown mask %d", (int)o->mask);
+        return NULL;
+    }
+    if ((int)o->scale < 0 || o->scale > FG_COUPLING_SCALE_TANH) {
+        fg_error("coupling: unknown scale bound %d", (int)o->scale);
+        return NULL;
+    }
+    if (checker ? o->channels < 1 : (o->channels < 2 || o->channels % 2)) {
+        fg_error("coupling: a channel mask needs an even channel count of at least 2 "
+                 "to split in halves, got %d", o->channels);
         return NULL;
     }
     if (o->hidden <= 0) {
@@ -142,13 +214,15 @@ fg_flow *fg_coupling_create(const fg_coupling_options *o)
     c->channels = o->channels;
     c->hidden = o->hidden;
     c->affine = o->affine;
-    int half = o->channels / 2;
+    c->mask = o->mask;
+    c->scale = o->scale;
+    int seen = checker ? o->channels : o->channels / 2;
+    int changed = checker ? o->channels : o->channels - o->channels / 2;
     fg_actnorm_options an = {o->hidden, 1.0f};
-    fg_conv_init(&c->in, half, o->hidden, 3, 0, 0.05f, o->rng);
+    fg_conv_init(&c->in, seen, o->hidden, 3, 0, 0.05f, o->rng);
     c->norm_in = fg_actnorm_create(&an);
     fg_conv_init(&c->mid, o->hidden, o->hidden, 1, 0, 0.05f, o->rng);
     c->norm_mid = fg_actnorm_create(&an);
-    fg_zero_conv_init(&c->out, o->hidden,
-                      o->affine ? 2 * half : half, 3, 3.0f);
+    fg_zero_conv_init(&c->out, o->hidden, o->affine ? 2 * changed : changed, 3, 3.0f);
     return &c->base;
 }

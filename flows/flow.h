@@ -30,6 +30,7 @@
  *                                                            lower/upper parts (L has unit diag)
  *   permute.perm [C] (buffer, shuffle only)                  z[:, i] = x[:, perm[i]]
  *   coupling.nn.0.weight [H, C/2, 3, 3]                      conv3x3, no bias
+ *                        ([H, C, 3, 3] with a checkerboard mask)
  *   coupling.nn.1.{bias,logs,initialized}                    actnorm
  *   coupling.nn.3.weight [H, H, 1, 1]                        conv1x1, no bias
  *   coupling.nn.4.{bias,logs,initialized}                    actnorm
@@ -159,16 +160,42 @@ typedef struct fg_permute_options {
 } fg_permute_options;
 fg_flow *fg_permute_create(const fg_permute_options *o);
 
-/* coupling: x1 = x[:, :C/2], x2 = x[:, C/2:], h = NN(x1). Additive:
- * z2 = x2 + h. Affine: shift = h[:, 0::2], scale = sigmoid(h[:, 1::2] + 2),
- * z2 = (x2 + shift) * scale, logdet += sum log scale. z = cat(x1, z2).
- * C must be even. (Masks other than channel halves and other scale
- * functions would be further options here.) */
+/* coupling: one part of x passes through unchanged and conditions an
+ * invertible map of the rest through h = NN(conditioning part).
+ *
+ * Masks (which part conditions):
+ *   channel            x1 = x[:, :C/2] conditions x2 = x[:, C/2:];
+ *                      z = cat(x1, z2). NN sees C/2 channels. C even.
+ *   channel_flip       x[:, C/2:] conditions x[:, :C/2]; z = cat(z2, x1).
+ *   checkerboard       m[h, w] = 1 where (h + w) is even, the same for every
+ *                      channel; NN sees the masked full input x * m (C
+ *                      channels) and only entries where m = 0 change.
+ *   checkerboard_flip  m[h, w] = 1 where (h + w) is odd.
+ * With a checkerboard mask, shift and log-scale are multiplied by (1 - m),
+ * so the formulas below hold elementwise on the whole tensor.
+ *
+ * Additive: z2 = x2 + h. Affine: shift = h[:, 0::2], r = h[:, 1::2],
+ *   log scale = log sigmoid(r + 2)            (scale sigmoid, Glow)
+ *   log scale = tanh(r)                       (scale tanh, RealNVP: the
+ *                                              scale exp(tanh(r)) lies in
+ *                                              (1/e, e))
+ * z2 = (x2 + shift) * exp(log scale), logdet += sum of log scale.
+ * The NN's last conv starts at zero: additive and tanh couplings begin as
+ * the identity, sigmoid ones as the scale sigmoid(2) ~ 0.88. */
+typedef enum {
+    FG_COUPLING_MASK_CHANNEL = 0,
+    FG_COUPLING_MASK_CHANNEL_FLIP,
+    FG_COUPLING_MASK_CHECKERBOARD,
+    FG_COUPLING_MASK_CHECKERBOARD_FLIP
+} fg_coupling_mask;
+typedef enum { FG_COUPLING_SCALE_SIGMOID = 0, FG_COUPLING_SCALE_TANH } fg_coupling_scale;
 typedef struct fg_coupling_options {
     int channels;
     int hidden;             /* width of the NN */
     int affine;             /* 0: additive, 1: affine */
     fg_rng *rng;            /* NN conv weights ~ N(0, 0.05^2) */
+    fg_coupling_mask mask;  /* default (0): channel */
+    fg_coupling_scale scale;/* default (0): sigmoid; affine only */
 } fg_coupling_options;
 fg_flow *fg_coupling_create(const fg_coupling_options *o);
 
@@ -181,9 +208,11 @@ fg_flow *fg_unsqueeze_create(void);
  * adds log N(z2; mean, e^logs) to ctx->logp, with h = zero_conv3x3(z1),
  * mean = h[:, 0::2], logs = h[:, 1::2]. logdet unchanged (x -> (z1, z2) is
  * a relabelling). Inverse pops z2 from ctx, or draws
- * mean + T e^logs eps. C must be even. */
+ * mean + T e^logs eps. C must be even. With standard = 1 the prior of z2
+ * is N(0, I) instead (mean = 0, logs = 0; no conv, no state). */
 typedef struct fg_split_options {
     int channels;
+    int standard;           /* 0: learned conditional Gaussian, 1: N(0, I) */
 } fg_split_options;
 fg_flow *fg_split_create(const fg_split_options *o);
 /* The conditional Gaussian of z2 given z1 (each (N, C/2, H, W)). */

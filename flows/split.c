@@ -1,7 +1,8 @@
 /* split: half of the channels leave the chain as a latent z2, modelled by a
  * Gaussian conditioned on the half that stays (Glow's learned split prior).
  * x -> (z1, z2) only relabels values, so logdet is unchanged; the density
- * of z2 goes to ctx->logp instead. */
+ * of z2 goes to ctx->logp instead. The standard variant (RealNVP's) models
+ * z2 as N(0, I) whatever z1 is. */
 #include "flows/layer.h"
 
 #include <stdlib.h>
@@ -9,7 +10,8 @@
 typedef struct split {
     fg_flow base;
     int channels;
-    fg_zero_conv conv;      /* C/2 -> 2 (C - C/2), 3x3, interleaved mean/logs */
+    int standard;
+    fg_zero_conv conv;      /* learned: C/2 -> 2 (C - C/2), 3x3, interleaved mean/logs */
 } split;
 
 static const char kind[] = "split";
@@ -27,6 +29,13 @@ void fg_split_prior_params(fg_flow *f, fg_graph *g, fg_var *z1, fg_var **mean, f
 {
     split *s = (split *)f;
     fg_flow_require_image(kind, z1, s->channels / 2);
+    if (s->standard) {
+        int shape[4] = {z1->t.shape[0], s->channels - s->channels / 2, z1->t.shape[2],
+                        z1->t.shape[3]};
+        *mean = fg_const(g, 4, shape);
+        *logs = fg_const(g, 4, shape);
+        return;
+    }
     fg_var *h = fg_zero_conv_apply(g, &s->conv, z1);
     *mean = fg_channel_even(g, h);
     *logs = fg_channel_odd(g, h);
@@ -94,6 +103,8 @@ static void visit(fg_flow *f, const char *prefix, fg_visit_fn fn, void *vctx)
 {
     split *s = (split *)f;
     char p[FG_NAME_LEN], name[FG_NAME_LEN];
+    if (s->standard)
+        return;
     fg_flow_prefix(p, sizeof p, prefix, kind);
     fg_zero_conv_visit(&s->conv, fg_name_join(name, sizeof name, p, "conv"), fn, vctx);
 }
@@ -101,7 +112,8 @@ static void visit(fg_flow *f, const char *prefix, fg_visit_fn fn, void *vctx)
 static void destroy(fg_flow *f)
 {
     split *s = (split *)f;
-    fg_zero_conv_free(&s->conv);
+    if (!s->standard)
+        fg_zero_conv_free(&s->conv);
     free(s);
 }
 
@@ -116,6 +128,9 @@ fg_flow *fg_split_create(const fg_split_options *o)
     split *s = fg_xcalloc(1, sizeof *s, kind);
     s->base.ops = &ops;
     s->channels = o->channels;
+    s->standard = o->standard != 0;
+    if (s->standard)
+        return &s->base;
     int half = o->channels / 2;
     fg_zero_conv_init(&s->conv, half, 2 * (o->channels - half), 3, 3.0f);
     return &s->base;

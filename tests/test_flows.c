@@ -126,11 +126,22 @@ static void collect_visitor(void *vctx, const char *name, fg_var *v, fg_state_ki
 
 enum {
     L_ACTNORM, L_INVCONV, L_INVCONV_LU, L_REVERSE, L_SHUFFLE, L_ADDITIVE, L_AFFINE,
-    L_SQUEEZE, L_UNSQUEEZE, L_SPLIT, L_SEQUENCE, N_LAYERS
+    L_SQUEEZE, L_UNSQUEEZE, L_SPLIT, L_SEQUENCE, L_CHECKER_ADDITIVE, L_CHECKER_SIGMOID,
+    L_CHECKER_FLIP_TANH, L_CHANNEL_FLIP_TANH, L_CHANNEL_FLIP_ADDITIVE, L_SPLIT_STANDARD,
+    N_LAYERS
 };
 static const char *LAYER_NAMES[N_LAYERS] = {
     "actnorm", "invconv", "invconv_lu", "permute_reverse", "permute_shuffle",
-    "coupling_additive", "coupling_affine", "squeeze", "unsqueeze", "split", "sequence"};
+    "coupling_additive", "coupling_affine", "squeeze", "unsqueeze", "split", "sequence",
+    "checker_additive", "checker_sigmoid", "checker_flip_tanh", "channel_flip_tanh",
+    "channel_flip_additive", "split_standard"};
+
+static fg_flow *make_coupling(int c, int affine, fg_coupling_mask mask,
+                              fg_coupling_scale scale, fg_rng *rng)
+{
+    fg_coupling_options o = {c, HIDDEN, affine, rng, mask, scale};
+    return fg_coupling_create(&o);
+}
 
 static fg_flow *make_layer(int which, int c, fg_rng *rng)
 {
@@ -155,6 +166,19 @@ static fg_flow *make_layer(int which, int c, fg_rng *rng)
             make_layer(L_AFFINE, c, rng), fg_squeeze_create()};
         return fg_sequence_create(layers, 4);
     }
+    case L_CHECKER_ADDITIVE:
+        return make_coupling(c, 0, FG_COUPLING_MASK_CHECKERBOARD, 0, rng);
+    case L_CHECKER_SIGMOID:
+        return make_coupling(c, 1, FG_COUPLING_MASK_CHECKERBOARD, FG_COUPLING_SCALE_SIGMOID,
+                             rng);
+    case L_CHECKER_FLIP_TANH:
+        return make_coupling(c, 1, FG_COUPLING_MASK_CHECKERBOARD_FLIP,
+                             FG_COUPLING_SCALE_TANH, rng);
+    case L_CHANNEL_FLIP_TANH:
+        return make_coupling(c, 1, FG_COUPLING_MASK_CHANNEL_FLIP, FG_COUPLING_SCALE_TANH, rng);
+    case L_CHANNEL_FLIP_ADDITIVE:
+        return make_coupling(c, 0, FG_COUPLING_MASK_CHANNEL_FLIP, 0, rng);
+    case L_SPLIT_STANDARD: return fg_split_create(&(fg_split_options){c, 1});
     }
     return NULL;
 }
@@ -280,7 +304,8 @@ START_TEST(test_round_trip)
         /* Layers that change volume must report it: a zero log-det here
          * would mean the check above proved nothing. */
         int volume = l == L_ACTNORM || l == L_INVCONV || l == L_INVCONV_LU ||
-                     l == L_AFFINE || l == L_SEQUENCE;
+                     l == L_AFFINE || l == L_SEQUENCE || l == L_CHECKER_SIGMOID ||
+                     l == L_CHECKER_FLIP_TANH || l == L_CHANNEL_FLIP_TANH;
         if (volume)
             ck_assert_msg(ld_mag > 1e-2, "%s: log-det %g is suspiciously small",
                           LAYER_NAMES[l], ld_mag);
@@ -757,6 +782,82 @@ START_TEST(test_split_density_and_draws)
 }
 END_TEST
 
+/* The standard split: log N(z2; 0, I) summed by hand, no state, and draws
+ * at T = 0 put zeros in z2. */
+START_TEST(test_split_standard)
+{
+    fg_rng rng;
+    fg_rng_seed(&rng, 24);
+    fg_graph *g = fg_graph_create();
+    fg_flow_shape in = fg_flow_shape4(2, 4, 4, 4);
+    float *x = random_buffer(&rng, shape_numel(&in), 1.0f);
+    fg_flow *sp = make_layer(L_SPLIT_STANDARD, 4, &rng);
+    collect_ctx *c = calloc(1, sizeof *c);
+    fg_flow_visit(sp, NULL, collect_visitor, c);
+    ck_assert_int_eq(c->n, 0);
+    fg_flow_ctx ctx;
+    fg_flow_ctx_init(&ctx);
+    fg_var *z1 = fg_flow_forward(sp, g, input_const(g, x, &in), NULL, &ctx);
+    ck_assert_int_eq(z1->t.shape[1], 2);
+    for (int n = 0; n < 2; n++) {
+        double want = 0.0;
+        for (int i = 0; i < 32; i++) {
+            double v = x[n * 64 + 32 + i];
+            want += -0.5 * v * v - 0.5 * LOG_2PI;
+        }
+        ck_assert_double_eq_tol(ctx.logp->t.data[n], want, 1e-5 * fabs(want));
+    }
+    fg_flow_ctx empty;
+    fg_flow_ctx_init(&empty);
+    fg_var *xb = fg_flow_inverse(sp, g, z1, NULL, &empty);
+    for (int n = 0; n < 2; n++)
+        for (int i = 0; i < 32; i++) {
+            ck_assert_float_eq(xb->t.data[n * 64 + i], x[n * 64 + i]);
+            ck_assert_float_eq(xb->t.data[n * 64 + 32 + i], 0.0f);
+        }
+    free(c), free(x);
+    fg_flow_destroy(sp);
+    fg_graph_destroy(g);
+}
+END_TEST
+
+/* A checkerboard coupling leaves the conditioning squares bit for bit,
+ * changes the others, and a fresh tanh coupling is the identity. */
+START_TEST(test_checkerboard_masks)
+{
+    fg_rng rng;
+    fg_rng_seed(&rng, 25);
+    fg_graph *g = fg_graph_create();
+    fg_flow_shape in = fg_flow_shape4(2, 3, 5, 4);
+    float *x = random_buffer(&rng, shape_numel(&in), 1.0f);
+    for (int flip = 0; flip <= 1; flip++) {
+        fg_flow *f = make_coupling(3, 1, flip ? FG_COUPLING_MASK_CHECKERBOARD_FLIP
+                                              : FG_COUPLING_MASK_CHECKERBOARD,
+                                   FG_COUPLING_SCALE_TANH, &rng);
+        fg_var *xin = input_const(g, x, &in);
+        fg_var *z = fg_flow_forward(f, g, xin, NULL, NULL);
+        ck_assert_double_eq(max_abs_diff(z, xin), 0.0);
+        perturb(f, &rng, 0.2f);
+        z = fg_flow_forward(f, g, xin, NULL, NULL);
+        int changed = 0;
+        for (int p = 0; p < 6; p++)
+            for (int i = 0; i < 5; i++)
+                for (int j = 0; j < 4; j++) {
+                    int k = (p * 5 + i) * 4 + j;
+                    if ((i + j) % 2 == flip)
+                        ck_assert_float_eq(z->t.data[k], x[k]);
+                    else
+                        changed += fabsf(z->t.data[k] - x[k]) > 1e-3f;
+                }
+        ck_assert_int_eq(changed, 60);
+        fg_flow_destroy(f);
+        fg_graph_reset(g);
+    }
+    free(x);
+    fg_graph_destroy(g);
+}
+END_TEST
+
 typedef struct prior_ctx {
     fg_prior *p;
     const float *z;
@@ -1130,6 +1231,8 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, test_squeeze_and_permute_order);
     tcase_add_test(tc, test_split_density_and_draws);
     tcase_add_test(tc, test_prior);
+    tcase_add_test(tc, test_split_standard);
+    tcase_add_test(tc, test_checkerboard_masks);
     suite_add_tcase(s, tc);
     TCase *ms = fg_tcase("multiscale");
     tcase_add_test(ms, test_multiscale_round_trip_and_jacobian);
