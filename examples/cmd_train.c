@@ -5,6 +5,7 @@
  * each step's dequantization noise comes from the stream (seed, step), so a
  * resumed run sees exactly the data an uninterrupted one would. */
 #include "examples/cli.h"
+#include "examples/train_guard.h"
 
 #include <errno.h>
 #include <math.h>
@@ -30,6 +31,11 @@ static void help(void)
          "  --batch B       batch size (overrides the config)\n"
          "  --threads T     compute threads (default FLOWGRAD_THREADS or all cores)\n"
          "  --seed S        seed for weights, data order and noise (overrides the config)\n"
+         "  --skip-nonfinite N  skip up to N batches whose loss or gradient is not finite\n"
+         "                  (default 0: the first one stops the run)\n"
+         "\n"
+         "SIGINT or SIGTERM ends the current step, writes the checkpoint and exits with\n"
+         "status 130 or 143; a second signal stops at once.\n"
          "  --help          this text");
 }
 
@@ -49,6 +55,8 @@ typedef struct run {
     long step, total_steps;
     int epochs;               /* 0: counted in steps */
     double elapsed;           /* seconds of training, carried across resumes */
+    long skip_nonfinite, skipped; /* bad batches allowed, and seen */
+    int stopped_by;           /* signal that ended the run, or 0 */
     const char *out;
     char path[4096];
 } run;
@@ -68,6 +76,15 @@ static const char *out_file(run *r, const char *name)
 
 static int save_checkpoint(run *r)
 {
+    /* A checkpoint is the state to come back to: never replace a good one
+     * with weights that are no longer finite. */
+    char why[512];
+    if (fg_state_list_check_finite(&r->model->state, 0) != FG_OK) {
+        snprintf(why, sizeof why, "%s", fg_last_error());
+        return fg_error("step %ld: %s; checkpoint not written, the last good one is kept",
+                        r->step, why);
+    }
+    guard_report_ill_conditioned(&r->model->state, GUARD_COND_WARN, r->step);
     fg_safetensors st;
     fg_st_init(&st);
     fg_st_add_state(&st, &r->model->state);
@@ -88,6 +105,10 @@ static int save_checkpoint(run *r)
     fg_st_set_meta(&st, "format", "flowgrad-checkpoint-1");
     int rc = fg_st_write(&st, out_file(r, "checkpoint.safetensors"));
     fg_st_free(&st);
+    if (rc != FG_OK && !strstr(fg_last_error(), "left untouched")) {
+        snprintf(why, sizeof why, "%s", fg_last_error());
+        rc = fg_error("%s (the previous checkpoint is left untouched)", why);
+    }
     return rc;
 }
 
@@ -120,7 +141,9 @@ static int load_resume(run *r, const char *path)
             goto done;
     }
     if (fg_state_list_check_finite(&r->model->state, 0) != FG_OK) {
-        fg_error("%s: %s", path, fg_last_error());
+        char why[512];
+        snprintf(why, sizeof why, "%s", fg_last_error());
+        fg_error("%s: %s", path, why);
         goto done;
     }
     r->step = (long)s[0];
@@ -246,19 +269,36 @@ static int train_loop(run *r)
         fg_var *x = cli_batch(r->g, &r->train, idx, n, m->n_bits, &noise);
         fg_var *loss = fg_model_loss(m, r->g, x, y, &bpd);
         double lv = loss->t.data[0];
+        const char *bad = NULL;
+        char why[512];
         if (!isfinite(lv)) {
-            rc = fg_error("step %ld: the loss is %s (bits/dim %g); stopping without "
-                          "writing a checkpoint, the last good one is kept. Try a lower "
-                          "lr, more warmup or grad_clip", r->step + 1,
-                          isnan(lv) ? "NaN" : "infinite", bpd);
-            break;
+            /* Name a parameter when one is already broken. */
+            int p_ok = fg_state_list_check_finite(&m->state, 0) == FG_OK;
+            snprintf(why, sizeof why, "the loss is %s (bits/dim %g)%s%s",
+                     isnan(lv) ? "NaN" : "infinite", bpd, p_ok ? "" : ", ",
+                     p_ok ? "" : fg_last_error());
+            bad = why;
+        } else {
+            fg_state_list_zero_grad(&m->state);
+            fg_backward(r->g, loss);
+            /* State order is forward order, so the first named is the
+             * earliest layer with a non-finite gradient. */
+            if (fg_state_list_check_finite(&m->state, 1) != FG_OK) {
+                snprintf(why, sizeof why, "%s", fg_last_error());
+                bad = why;
+            }
         }
-        fg_state_list_zero_grad(&m->state);
-        fg_backward(r->g, loss);
-        if (fg_state_list_check_finite(&m->state, 1) != FG_OK) {
-            rc = fg_error("step %ld: non-finite gradient (%s); stopping without writing a "
-                          "checkpoint, the last good one is kept", r->step + 1,
-                          fg_last_error());
+        if (bad && r->skipped < r->skip_nonfinite) {
+            r->skipped++;
+            fprintf(stderr, "step %ld: %s; batch skipped (%ld of %ld allowed)\n", r->step + 1,
+                    bad, r->skipped, r->skip_nonfinite);
+            fg_graph_reset(r->g);
+            continue;
+        }
+        if (bad) {
+            rc = fg_error("step %ld: %s; stopping without writing a checkpoint, the last "
+                          "good one is kept. Try a lower lr, more warmup, grad_clip or "
+                          "--skip-nonfinite N", r->step + 1, bad);
             break;
         }
         if (t->grad_clip > 0)
@@ -292,11 +332,17 @@ static int train_loop(run *r)
         if (due(t->checkpoint_every, r->step) || (last && t->checkpoint_every > 0))
             if ((rc = save_checkpoint(r)) != FG_OK)
                 break;
+        if ((r->stopped_by = guard_stop_signal()) != 0) {
+            if ((rc = save_checkpoint(r)) == FG_OK)
+                fprintf(stderr, "\nstopped by signal %d after step %ld; checkpoint written to "
+                        "%s\n", r->stopped_by, r->step, r->path);
+            break;
+        }
     }
     /* A step budget that ends inside an epoch still leaves a checkpoint. */
-    if (rc == FG_OK && r->epochs == 0 && t->checkpoint_every == 0)
+    if (rc == FG_OK && !r->stopped_by && r->epochs == 0 && t->checkpoint_every == 0)
         rc = save_checkpoint(r);
-    if (rc == FG_OK && r->epochs == 0 && t->sample_every == 0)
+    if (rc == FG_OK && !r->stopped_by && r->epochs == 0 && t->sample_every == 0)
         rc = write_samples(r);
     free(idx);
     free(y);
@@ -307,7 +353,7 @@ static int train_loop(run *r)
 int cmd_train(int argc, char **argv)
 {
     const char *config = NULL, *out = NULL, *resume = NULL;
-    long long steps = -1, epochs = -1, batch = -1, threads = -1, seed = -1;
+    long long steps = -1, epochs = -1, batch = -1, threads = -1, seed = -1, skip = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         long long *target = NULL, lo = 1, hi = 0;
@@ -329,6 +375,8 @@ int cmd_train(int argc, char **argv)
             target = &threads, hi = 1024;
         } else if (!strcmp(a, "--seed")) {
             target = &seed, lo = 0, hi = INT64_MAX;
+        } else if (!strcmp(a, "--skip-nonfinite")) {
+            target = &skip, lo = 0, hi = (1LL << 40);
         } else if (a[0] == '-') {
             return cli_usage_error(cmd, "unknown option '%s'", a);
         } else if (!config) {
@@ -417,10 +465,12 @@ int cmd_train(int argc, char **argv)
         status = 0;
         goto out_model;
     }
+    r.skip_nonfinite = (long)skip;
+    guard_catch_stop_signals();
     if (train_loop(&r) != FG_OK)
         cli_fail(cmd, "%s", fg_last_error());
     else
-        status = 0;
+        status = r.stopped_by ? guard_stop_status(r.stopped_by) : 0;
 out_model:
     fg_batch_iter_free(&r.it);
     fg_graph_destroy(r.g);

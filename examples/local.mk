@@ -38,3 +38,15 @@ tests_test_cli_SOURCES = tests/test_cli.c
 tests_test_cli_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_cli_LDADD = $(FG_TEST_LIBS)
 EXTRA_DIST += tests/configs/cli-tiny.yaml
+
+# Stop requests by signal and weight-health checks of flowgrad train.
+examples_flowgrad_SOURCES += examples/train_guard.c examples/train_guard.h
+
+# flowgrad train under faults: kills, stop signals, full disk, blow-ups.
+check_PROGRAMS += tests/test_reliability
+tests_test_reliability_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
+TESTS += tests/test_reliability
+tests_test_reliability_SOURCES = tests/test_reliability.c examples/train_guard.c \
+	examples/train_guard.h
+tests_test_reliability_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_reliability_LDADD = $(FG_TEST_LIBS)
