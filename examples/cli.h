@@ -15,6 +15,7 @@ int cmd_interpolate(int argc, char **argv);
 int cmd_manipulate(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_ablate(int argc, char **argv);
 
 /* Prints "flowgrad CMD: message" to stderr; returns exit status 2 (usage)
  * or 1 (failure). */

@@ -18,6 +18,7 @@ static const subcommand commands[] = {
     {"manipulate", cmd_manipulate, "move images along a class-mean latent direction"},
     {"check", cmd_check, "verify a config's flow: round trip, log-det, gradient"},
     {"info", cmd_info, "parameters, per-level shapes and FLOPs of a config or checkpoint"},
+    {"ablate", cmd_ablate, "the Glow ablation: coupling x permutation x seed, table and plot"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
