@@ -1,5 +1,7 @@
 /* The graph: a per-step arena, the tape, and the reverse pass. */
 #include "autograd/internal.h"
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,9 +63,37 @@ fg_var *fg_var_like(fg_graph *g, const fg_var *v)
     return fg_var_new(g, v->t.ndim, v->t.shape);
 }
 
+/* Profile counter names need stable storage: one pair per op name, made on
+ * first use and kept for the life of the process. */
+#define MAX_PROFILED_OPS 96
+static struct { const char *op; char fwd[64], bwd[80]; } prof_names[MAX_PROFILED_OPS];
+static int n_prof_names;
+static pthread_mutex_t prof_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const char *prof_name(const char *op, int backward)
+{
+    pthread_mutex_lock(&prof_lock);
+    int i = 0;
+    while (i < n_prof_names && prof_names[i].op != op) i++;
+    if (i == n_prof_names && i < MAX_PROFILED_OPS) {
+        prof_names[i].op = op;
+        snprintf(prof_names[i].fwd, sizeof prof_names[i].fwd, "op:%s", op);
+        snprintf(prof_names[i].bwd, sizeof prof_names[i].bwd, "op:%s (backward)", op);
+        n_prof_names++;
+    }
+    const char *name = i < n_prof_names ? (backward ? prof_names[i].bwd : prof_names[i].fwd)
+                                        : "op:(too many to name)";
+    pthread_mutex_unlock(&prof_lock);
+    return name;
+}
+
 fg_node *fg_record(fg_graph *g, const char *op, fg_backward_fn bw, fg_var *out,
                    int nin, fg_var *a, fg_var *b, fg_var *c)
 {
+    if (g->op_start != 0.0) {
+        fg_profile_add(prof_name(op, 0), fg_profile_now() - g->op_start);
+        g->op_start = 0.0;
+    }
     fg_var *ins[3] = {a, b, c};
     int need = 0;
     for (int i = 0; i < nin; i++) need |= ins[i] && ins[i]->requires_grad;
@@ -98,7 +128,13 @@ void fg_backward_with(fg_graph *g, fg_var *out, const float *seed)
      * NULL and they are skipped. */
     for (fg_node *n = g->tail; n; n = n->prev) {
         if (!n->out->grad) continue;
-        n->backward(g, n);
+        if (fg_profile_enabled()) {
+            double t0 = fg_profile_now();
+            n->backward(g, n);
+            fg_profile_add(prof_name(n->op, 1), fg_profile_now() - t0);
+        } else {
+            n->backward(g, n);
+        }
     }
     fg_set_grad_enabled(g, was);
 }

@@ -24,7 +24,12 @@ struct fg_graph {
     fg_node *tail;
     size_t n_nodes;
     int grad_enabled;
+    double op_start;    /* profiling: when the current op began */
 };
+
+/* Profiling: every op calls FG_OP_BEGIN first; fg_record, which every op
+ * calls last, charges the time in between to "op:NAME". */
+#define FG_OP_BEGIN(g) do { if (fg_profile_enabled()) (g)->op_start = fg_profile_now(); } while (0)
 
 /* A fresh arena variable (value not initialized, no grad). */
 fg_var *fg_var_new(fg_graph *g, int ndim, const int *shape);

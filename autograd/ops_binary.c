@@ -33,6 +33,7 @@ static void add_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_add(fg_graph *g, fg_var *a, fg_var *b)
 {
+    FG_OP_BEGIN(g);
     int bc = broadcast_b("add", a, b);
     fg_var *y = fg_var_like(g, a);
     size_t n = fg_var_numel(a);
@@ -59,6 +60,7 @@ static void sub_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_sub(fg_graph *g, fg_var *a, fg_var *b)
 {
+    FG_OP_BEGIN(g);
     int bc = broadcast_b("sub", a, b);
     fg_var *y = fg_var_like(g, a);
     size_t n = fg_var_numel(a);
@@ -90,6 +92,7 @@ static void mul_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_mul(fg_graph *g, fg_var *a, fg_var *b)
 {
+    FG_OP_BEGIN(g);
     int bc = broadcast_b("mul", a, b);
     fg_var *y = fg_var_like(g, a);
     size_t n = fg_var_numel(a);
@@ -122,6 +125,7 @@ static void div_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_div(fg_graph *g, fg_var *a, fg_var *b)
 {
+    FG_OP_BEGIN(g);
     int bc = broadcast_b("div", a, b);
     fg_var *y = fg_var_like(g, a);
     size_t n = fg_var_numel(a);

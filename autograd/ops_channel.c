@@ -40,6 +40,7 @@ static void add_channel_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_add_channel(fg_graph *g, fg_var *x, fg_var *v)
 {
+    FG_OP_BEGIN(g);
     require_vector("add_channel", x, v);
     fg_var *y = fg_var_like(g, x);
     fg_k_add_channel(x->t.shape[0], x->t.shape[1], (int)spatial(x), x->t.data, v->t.data, y->t.data);
@@ -51,32 +52,39 @@ fg_var *fg_add_channel(fg_graph *g, fg_var *x, fg_var *v)
 static void mul_channel_backward(fg_graph *g, fg_node *nd)
 {
     fg_var *x = nd->in[0], *v = nd->in[1];
-    int N = x->t.shape[0], C = x->t.shape[1];
-    size_t HW = spatial(x);
-    const float *gy = nd->out->grad;
-    if (x->requires_grad) {
-        float *gx = fg_grad(g, x);
-        for (int n = 0; n < N; n++)
-            for (int c = 0; c < C; c++) {
-                size_t off = ((size_t)n * C + c) * HW;
-                fg_k_axpy(HW, v->t.data[c], gy + off, gx + off);
+    const int N = x->t.shape[0], C = x->t.shape[1];
+    const size_t HW = spatial(x);
+    const float *gy = nd->out->grad, *X = x->t.data, *V = v->t.data;
+    float *gx = x->requires_grad ? fg_grad(g, x) : NULL;
+    float *gv = v->requires_grad ? fg_grad(g, v) : NULL;
+    /* One pass over each channel plane does both sides; channels are
+     * independent, so they split across threads without reductions. */
+    #pragma omp parallel for if ((size_t)N * C * HW > FG_PARALLEL_THRESHOLD) schedule(static)
+    for (int c = 0; c < C; c++) {
+        double s = 0.0;
+        for (int n = 0; n < N; n++) {
+            const size_t off = ((size_t)n * C + c) * HW;
+            const float *restrict d = gy + off, *restrict xp = X + off;
+            if (gx) {
+                float *restrict o = gx + off;
+                const float vc = V[c];
+                #pragma omp simd
+                for (size_t i = 0; i < HW; i++) o[i] += vc * d[i];
             }
-    }
-    if (v->requires_grad) {
-        float *gv = fg_grad(g, v);
-        for (int c = 0; c < C; c++) {
-            double s = 0.0;
-            for (int n = 0; n < N; n++) {
-                size_t off = ((size_t)n * C + c) * HW;
-                s += fg_k_dot(HW, gy + off, x->t.data + off);
+            if (gv) {
+                float part = 0.0f;   /* one plane in float, planes summed in double */
+                #pragma omp simd reduction(+:part)
+                for (size_t i = 0; i < HW; i++) part += d[i] * xp[i];
+                s += part;
             }
-            gv[c] += (float)s;
         }
+        if (gv) gv[c] += (float)s;
     }
 }
 
 fg_var *fg_mul_channel(fg_graph *g, fg_var *x, fg_var *v)
 {
+    FG_OP_BEGIN(g);
     require_vector("mul_channel", x, v);
     fg_var *y = fg_var_like(g, x);
     fg_k_mul_channel(x->t.shape[0], x->t.shape[1], (int)spatial(x), x->t.data, v->t.data, y->t.data);
@@ -113,6 +121,7 @@ static void gather_backward(fg_graph *g, fg_node *nd)
 
 static fg_var *gather(fg_graph *g, const char *op, fg_var *x, int Cout, int *src)
 {
+    FG_OP_BEGIN(g);
     fg_var *y;
     int shape[FG_MAX_DIMS];
     memcpy(shape, x->t.shape, sizeof shape);
@@ -131,6 +140,7 @@ static int *index_buf(fg_graph *g, int n)
 
 fg_var *fg_channel_slice(fg_graph *g, fg_var *x, int c0, int c1)
 {
+    FG_OP_BEGIN(g);
     require_channels("channel_slice", x);
     FG_CHECK(0 <= c0 && c0 <= c1 && c1 <= x->t.shape[1], "channel_slice",
              "range [%d, %d) outside %d channels", c0, c1, x->t.shape[1]);
@@ -154,6 +164,7 @@ fg_var *fg_channel_odd(fg_graph *g, fg_var *x) { return every_other(g, "channel_
 
 fg_var *fg_channel_permute(fg_graph *g, fg_var *x, const int *perm)
 {
+    FG_OP_BEGIN(g);
     require_channels("channel_permute", x);
     int C = x->t.shape[1];
     int *src = index_buf(g, C);
@@ -186,6 +197,7 @@ static void concat_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_channel_concat(fg_graph *g, fg_var *a, fg_var *b)
 {
+    FG_OP_BEGIN(g);
     require_channels("channel_concat", a);
     char sa[FG_SHAPE_STR_LEN], sb[FG_SHAPE_STR_LEN];
     int ok = a->t.ndim == b->t.ndim && a->t.shape[0] == b->t.shape[0];

@@ -41,6 +41,7 @@ static void slogdet_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_slogdet(fg_graph *g, fg_var *w)
 {
+    FG_OP_BEGIN(g);
     int n = square_dim("slogdet", w);
     double logabs;
     int sign;
@@ -77,6 +78,7 @@ static void inverse_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_inverse(fg_graph *g, fg_var *w)
 {
+    FG_OP_BEGIN(g);
     int n = square_dim("inverse", w);
     double *inv = inverse_or_die(g, "inverse", w, n);
     fg_var *y = fg_var_like(g, w);

@@ -23,6 +23,7 @@ static void xent_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_log_softmax_cross_entropy(fg_graph *g, fg_var *logits, const int *labels)
 {
+    FG_OP_BEGIN(g);
     fg_require_ndim("log_softmax_cross_entropy", logits, 2);
     int N = logits->t.shape[0], K = logits->t.shape[1];
     /* One buffer holds the N losses followed by the N log-sum-exps that the
@@ -76,6 +77,7 @@ static void gaussian_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_gaussian_logp(fg_graph *g, fg_var *x, fg_var *mean, fg_var *logs)
 {
+    FG_OP_BEGIN(g);
     fg_require_same_shape("gaussian_logp", x, mean);
     fg_require_same_shape("gaussian_logp", x, logs);
     int N = x->t.shape[0];

@@ -24,6 +24,7 @@ static void matmul_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_matmul(fg_graph *g, fg_var *a, fg_var *b, int trans_a, int trans_b)
 {
+    FG_OP_BEGIN(g);
     fg_require_ndim("matmul", a, 2);
     fg_require_ndim("matmul", b, 2);
     int M = trans_a ? a->t.shape[1] : a->t.shape[0];
@@ -69,6 +70,7 @@ static void conv2d_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_conv2d(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias)
 {
+    FG_OP_BEGIN(g);
     fg_require_ndim("conv2d", x, 4);
     fg_require_ndim("conv2d", w, 4);
     const int *xs = x->t.shape, *ws = w->t.shape;

@@ -31,6 +31,7 @@ static void max_pool_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_max_pool2x2(fg_graph *g, fg_var *x)
 {
+    FG_OP_BEGIN(g);
     require_even_planes("max_pool2x2", x);
     int H = x->t.shape[2], W = x->t.shape[3], Ho = H / 2, Wo = W / 2;
     size_t planes = (size_t)x->t.shape[0] * x->t.shape[1];
@@ -79,6 +80,7 @@ static void avg_pool_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_avg_pool2x2(fg_graph *g, fg_var *x)
 {
+    FG_OP_BEGIN(g);
     require_even_planes("avg_pool2x2", x);
     int H = x->t.shape[2], W = x->t.shape[3], Ho = H / 2, Wo = W / 2;
     size_t planes = (size_t)x->t.shape[0] * x->t.shape[1];
@@ -112,6 +114,7 @@ static void global_avg_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_global_avg_pool(fg_graph *g, fg_var *x)
 {
+    FG_OP_BEGIN(g);
     fg_require_ndim("global_avg_pool", x, 4);
     int shape[2] = {x->t.shape[0], x->t.shape[1]};
     size_t planes = (size_t)shape[0] * shape[1];

@@ -4,7 +4,7 @@
 #include "autograd/internal.h"
 #include <stdlib.h>
 
-#define PAR _Pragma("omp parallel for if (n > FG_PARALLEL_THRESHOLD) schedule(static)")
+#define PAR _Pragma("omp parallel for simd if (n > FG_PARALLEL_THRESHOLD) schedule(static)")
 
 static size_t trailing(const fg_var *v, int from)
 {
@@ -24,6 +24,7 @@ static void sum_backward(fg_graph *g, fg_node *nd)
 
 static fg_var *reduce_all(fg_graph *g, fg_var *a, int mean)
 {
+    FG_OP_BEGIN(g);
     const int one = 1;
     size_t n = fg_var_numel(a);
     fg_var *y = fg_var_new(g, 1, &one);
@@ -49,12 +50,14 @@ static void per_sample_backward(fg_graph *g, fg_node *nd)
     for (int s = 0; s < N; s++) {
         float v = gy[s] * nd->f;
         float *restrict p = ga + (size_t)s * D;
+        #pragma omp simd
         for (size_t i = 0; i < D; i++) p[i] += v;
     }
 }
 
 static fg_var *reduce_sample(fg_graph *g, fg_var *a, int mean)
 {
+    FG_OP_BEGIN(g);
     int N = a->t.shape[0];
     size_t D = trailing(a, 1);
     fg_var *y = fg_var_new(g, 1, &N);
@@ -82,12 +85,14 @@ static void per_channel_backward(fg_graph *g, fg_node *nd)
         for (int c = 0; c < C; c++) {
             float v = gy[c] * nd->f;
             float *restrict p = ga + ((size_t)n * C + c) * HW;
+            #pragma omp simd
             for (size_t i = 0; i < HW; i++) p[i] += v;
         }
 }
 
 static fg_var *reduce_channel(fg_graph *g, fg_var *a, int mean)
 {
+    FG_OP_BEGIN(g);
     FG_CHECK(a->t.ndim >= 2, "sum_per_channel", "needs (N, C, ...), got %d dimensions", a->t.ndim);
     int N = a->t.shape[0], C = a->t.shape[1];
     size_t HW = trailing(a, 2);

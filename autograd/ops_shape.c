@@ -13,6 +13,7 @@ static void reshape_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_reshape(fg_graph *g, fg_var *x, int ndim, const int *shape)
 {
+    FG_OP_BEGIN(g);
     size_t n = fg_shape_numel(ndim, shape);
     char sx[FG_SHAPE_STR_LEN];
     FG_CHECK(ndim >= 1 && ndim <= FG_MAX_DIMS && n == fg_var_numel(x), "reshape",
@@ -37,6 +38,7 @@ static void squeeze_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_squeeze2d(fg_graph *g, fg_var *x)
 {
+    FG_OP_BEGIN(g);
     fg_require_ndim("squeeze2d", x, 4);
     const int *s = x->t.shape;
     char sx[FG_SHAPE_STR_LEN];
@@ -63,6 +65,7 @@ static void unsqueeze_backward(fg_graph *g, fg_node *nd)
 
 fg_var *fg_unsqueeze2d(fg_graph *g, fg_var *x)
 {
+    FG_OP_BEGIN(g);
     fg_require_ndim("unsqueeze2d", x, 4);
     const int *s = x->t.shape;
     char sx[FG_SHAPE_STR_LEN];

@@ -48,6 +48,7 @@ void fg_optim_free(fg_optim *o)
 
 void fg_optim_step(fg_optim *o, double lr)
 {
+    double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
     o->step++;
     for (int i = 0; i < o->n; i++) {
         fg_var *p = o->params[i];
@@ -61,6 +62,7 @@ void fg_optim_step(fg_optim *o, double lr)
             fg_adamax_update(n, p->t.data, p->grad, o->m[i]->t.data, o->v[i]->t.data,
                              lr, o->beta1, o->beta2, o->eps, o->step);
     }
+    if (t0 != 0.0) fg_profile_add("optimizer", fg_profile_now() - t0);
 }
 
 void fg_optim_visit(fg_optim *o, fg_visit_fn fn, void *ctx)

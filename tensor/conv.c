@@ -164,8 +164,8 @@ void fg_conv2d_forward(int N, int Ci, int H, int W, int Co, int k,
     for (int n0 = 0; n0 < N; n0 += G) {
         const int g = N - n0 < G ? N - n0 : G;
         const size_t ld = (size_t)g * P;
-        for (int i = 0; i < g; i++)
-            im2col_ld(Ci, H, W, k, x + (size_t)(n0 + i) * Ci * P, col + (size_t)i * P, ld);
+        FG_TIMED("kernel:im2col", for (int i = 0; i < g; i++)
+            im2col_ld(Ci, H, W, k, x + (size_t)(n0 + i) * Ci * P, col + (size_t)i * P, ld));
         float *dst = G > 1 ? out : y + (size_t)n0 * Co * P;
         fg_gemm(0, 0, Co, (int)ld, K, 1.0f, w, K, col, (int)ld, 0.0f, dst, (int)ld);
         if (G > 1)
@@ -202,8 +202,8 @@ void fg_conv2d_backward_input(int N, int Ci, int H, int W, int Co, int k,
             b_in = dyg;
         }
         fg_gemm(1, 0, K, (int)ld, Co, 1.0f, w, K, b_in, (int)ld, 0.0f, dcol, (int)ld);
-        for (int i = 0; i < g; i++)
-            col2im_ld(Ci, H, W, k, dcol + (size_t)i * P, ld, dx + (size_t)(n0 + i) * Ci * P);
+        FG_TIMED("kernel:col2im", for (int i = 0; i < g; i++)
+            col2im_ld(Ci, H, W, k, dcol + (size_t)i * P, ld, dx + (size_t)(n0 + i) * Ci * P));
     }
     if (dyg)
         scratch_release(scratch, dyg);
@@ -232,8 +232,8 @@ void fg_conv2d_backward_weight(int N, int Ci, int H, int W, int Co, int k,
                 gather_columns(g, Co, P, a_in, dyg);
                 a_in = dyg;
             }
-            for (int i = 0; i < g; i++)
-                im2col_ld(Ci, H, W, k, x + (size_t)(n0 + i) * Ci * P, col + (size_t)i * P, ld);
+            FG_TIMED("kernel:im2col", for (int i = 0; i < g; i++)
+                im2col_ld(Ci, H, W, k, x + (size_t)(n0 + i) * Ci * P, col + (size_t)i * P, ld));
             fg_gemm(0, 1, Co, K, (int)ld, 1.0f, a_in, (int)ld, col, (int)ld, 1.0f, dw, K);
         }
         if (dyg)

@@ -290,10 +290,11 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
     bli_rntm_set_num_threads(work < GEMM_SERIAL_WORK ? 1 : fg_get_threads(), &rntm);
     if (path != FG_GEMM_BLIS)
         bli_rntm_disable_l3_sup(&rntm);
-    bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
-                 trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
-                 M, N, K, &alpha, (float *)A, ars, acs, (float *)B, brs, bcs,
-                 &beta, C, crs, ccs, cx, &rntm);
+    FG_TIMED("kernel:gemm",
+             bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+                          trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+                          M, N, K, &alpha, (float *)A, ars, acs, (float *)B, brs, bcs,
+                          &beta, C, crs, ccs, cx, &rntm));
 }
 
 void fg_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,

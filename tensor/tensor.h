@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -202,6 +203,24 @@ void fg_qr(int n, const double *a, double *q, double *r);
  * the signs of diag(R) folded into Q). */
 void fg_random_orthogonal(int n, fg_rng *rng, double *q);
 void fg_matmul_double(int n, const double *a, const double *b, double *c);
+
+
+/* ---------------------------------------------------------------- profile
+ * FLOWGRAD_PROFILE=1 turns on named time counters, printed at exit. Names
+ * are static strings: "kernel:..." for tensor kernels (gemm, im2col,
+ * col2im), "op:NAME" and "op:NAME (backward)" for autograd ops,
+ * "optimizer" for parameter updates. */
+int fg_profile_enabled(void);
+double fg_profile_now(void);
+void fg_profile_add(const char *name, double seconds);
+double fg_profile_seconds(const char *name);
+void fg_profile_report(FILE *f);
+/* Runs stmt and, when profiling, adds its time to the named counter. */
+#define FG_TIMED(name, stmt) do { \
+        double fg_t0_ = fg_profile_enabled() ? fg_profile_now() : 0.0; \
+        stmt; \
+        if (fg_t0_ != 0.0) fg_profile_add((name), fg_profile_now() - fg_t0_); \
+    } while (0)
 
 #ifdef __cplusplus
 }
