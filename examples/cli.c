@@ -185,13 +185,21 @@ double cli_eval_bpd(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
     int total = d->n;
     if (max_images > 0 && max_images < total)
         total = max_images;
+    return cli_eval_bpd_sum(m, g, d, batch, seed, 0, total) / total;
+}
+
+double cli_eval_bpd_sum(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
+                        uint64_t seed, int first, int count)
+{
     int *idx = fg_xmalloc((size_t)batch * sizeof *idx, "eval indices");
     int *y = fg_xmalloc((size_t)batch * sizeof *y, "eval labels");
     fg_rng rng;
     fg_rng_seed_stream(&rng, seed, 0x6576616cULL);
+    /* Image i's noise is the same whichever range it is evaluated in. */
+    rng.counter = (uint64_t)first * d->c * d->h * d->w;
     double sum = 0;
-    for (int start = 0; start < total; start += batch) {
-        int n = total - start < batch ? total - start : batch;
+    for (int start = first; start < first + count; start += batch) {
+        int n = first + count - start < batch ? first + count - start : batch;
         for (int i = 0; i < n; i++)
             idx[i] = start + i;
         fg_dataset_labels(d, idx, n, y);
@@ -205,7 +213,7 @@ double cli_eval_bpd(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
     fg_graph_reset(g);
     free(idx);
     free(y);
-    return sum / total;
+    return sum;
 }
 
 int cli_write_grid(const char *path, const fg_tensor *x, int rows)

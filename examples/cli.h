@@ -50,6 +50,11 @@ void cli_loaded_free(cli_loaded *l);
  * noise from a fixed stream so repeated evaluations agree). */
 double cli_eval_bpd(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
                     uint64_t seed, int max_images);
+/* Sum of bits/dim over images [first, first + count) of d; each image gets
+ * the noise it gets in cli_eval_bpd, so ranges can be evaluated apart (one
+ * per process) and added up. */
+double cli_eval_bpd_sum(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
+                        uint64_t seed, int first, int count);
 
 /* Dequantized images idx (n) into a graph constant (n, C, H, W). */
 fg_var *cli_batch(fg_graph *g, const fg_dataset *d, const int *idx, int n,

@@ -5,6 +5,7 @@
  * each step's dequantization noise comes from the stream (seed, step), so a
  * resumed run sees exactly the data an uninterrupted one would. */
 #include "examples/cli.h"
+#include "examples/train_dist.h"
 #include "examples/train_guard.h"
 
 #include <errno.h>
@@ -76,6 +77,8 @@ static const char *out_file(run *r, const char *name)
 
 static int save_checkpoint(run *r)
 {
+    if (!dist_is_root())
+        return FG_OK;
     /* A checkpoint is the state to come back to: never replace a good one
      * with weights that are no longer finite. */
     char why[512];
@@ -161,8 +164,8 @@ static double test_bpd(run *r)
 {
     if (r->use_ema)
         fg_ema_swap(&r->ema);
-    double bpd = cli_eval_bpd(r->model, r->g, &r->test, r->cfg->train.batch,
-                              r->cfg->train.seed, 0);
+    double bpd = dist_eval_bpd(r->model, r->g, &r->test,
+                               dist_shard_size(r->cfg->train.batch), r->cfg->train.seed);
     if (r->use_ema)
         fg_ema_swap(&r->ema);
     return bpd;
@@ -170,6 +173,8 @@ static double test_bpd(run *r)
 
 static int write_samples(run *r)
 {
+    if (!dist_is_root())
+        return FG_OK;
     if (r->use_ema)
         fg_ema_swap(&r->ema);
     fg_rng rng;
@@ -195,6 +200,8 @@ static int write_samples(run *r)
 
 static void progress(run *r, double bpd, double img_s, int final)
 {
+    if (!dist_is_root())
+        return;
     static int tty = -1;
     if (tty < 0)
         tty = isatty(2);
@@ -228,7 +235,8 @@ static int train_loop(run *r)
 {
     const fg_train_spec *t = &r->cfg->train;
     fg_model *m = r->model;
-    FILE *metrics = fopen(out_file(r, "metrics.csv"), r->step > 0 ? "a" : "w");
+    FILE *metrics = fopen(dist_is_root() ? out_file(r, "metrics.csv") : "/dev/null",
+                          r->step > 0 ? "a" : "w");
     if (!metrics)
         return fg_error("%s: cannot open for writing", r->path);
     if (r->step == 0)
@@ -249,7 +257,8 @@ static int train_loop(run *r)
             double tb = NAN;
             if (t->test_every == 0 || r->epochs) {
                 tb = test_bpd(r);
-                fprintf(stderr, "epoch %d: test %.4f bits/dim\n", ended, tb);
+                if (dist_is_root())
+                    fprintf(stderr, "epoch %d: test %.4f bits/dim\n", ended, tb);
                 fprintf(metrics, "%ld,%d,,%.6f,,,%.2f\n", r->step, ended, tb, r->elapsed);
                 fflush(metrics);
             }
@@ -262,13 +271,20 @@ static int train_loop(run *r)
             continue;
         }
         double t0 = now();
-        fg_dataset_labels(&r->train, idx, n, y);
+        /* n is the global batch; this rank trains on its shard of it. */
+        int first = dist_shard_first(n), mine = dist_shard_size(n);
+        fg_dataset_labels(&r->train, idx + first, mine, y);
         fg_rng noise;
         fg_rng_seed_stream(&noise, t->seed, STREAM_NOISE + (uint64_t)r->step);
+        dist_skip_noise(&noise, &r->train, first);
         fg_graph_reset(r->g);
-        fg_var *x = cli_batch(r->g, &r->train, idx, n, m->n_bits, &noise);
+        fg_var *x = cli_batch(r->g, &r->train, idx + first, mine, m->n_bits, &noise);
         fg_var *loss = fg_model_loss(m, r->g, x, y, &bpd);
         double lv = loss->t.data[0];
+        /* Means over ranks, so every rank takes the same decisions below. */
+        double means[2] = {lv, bpd};
+        dist_mean(means, 2);
+        lv = means[0], bpd = means[1];
         const char *bad = NULL;
         char why[512];
         if (!isfinite(lv)) {
@@ -281,6 +297,7 @@ static int train_loop(run *r)
         } else {
             fg_state_list_zero_grad(&m->state);
             fg_backward(r->g, loss);
+            fg_dist_average_grads(&m->state);
             /* State order is forward order, so the first named is the
              * earliest layer with a non-finite gradient. */
             if (fg_state_list_check_finite(&m->state, 1) != FG_OK) {
@@ -317,8 +334,9 @@ static int train_loop(run *r)
         int last = r->step == r->total_steps;
         if (due(t->test_every, r->step) || (last && !r->epochs && t->test_every > 0)) {
             tb = test_bpd(r);
-            fprintf(stderr, "%sstep %ld: test %.4f bits/dim\n", isatty(2) ? "\n" : "",
-                    r->step, tb);
+            if (dist_is_root())
+                fprintf(stderr, "%sstep %ld: test %.4f bits/dim\n", isatty(2) ? "\n" : "",
+                        r->step, tb);
         }
         fprintf(metrics, "%ld,%ld,%.6f,", r->step, r->it.epoch, bpd);
         if (isfinite(tb))
@@ -394,6 +412,8 @@ int cmd_train(int argc, char **argv)
         return cli_usage_error(cmd, "--steps and --epochs: give one, not both");
     if (threads > 0)
         fg_set_threads((int)threads);
+    if (dist_start(threads > 0) != FG_OK)
+        return dist_end(cli_fail(cmd, "%s", fg_last_error()));
 
     run r;
     memset(&r, 0, sizeof r);
@@ -433,6 +453,10 @@ int cmd_train(int argc, char **argv)
         cli_fail(cmd, "%s", fg_last_error());
         goto out_data;
     }
+    if (dist_check_batch(t->batch) != FG_OK) {
+        cli_fail(cmd, "%s", fg_last_error());
+        goto out_data;
+    }
     if (r.train.n < t->batch) {
         cli_fail(cmd, "batch %d: larger than the %d training images", t->batch, r.train.n);
         goto out_data;
@@ -455,10 +479,12 @@ int cmd_train(int argc, char **argv)
         cli_fail(cmd, "--resume: %s", fg_last_error());
         goto out_model;
     }
+    dist_broadcast_start(&r.model->state, &r.optim, r.use_ema ? &r.ema : NULL);
     size_t params = fg_state_list_param_count(&r.model->state);
-    fprintf(stderr, "%s: %zu parameters, %d train / %d test images, %ld steps of batch %d "
-            "on %d threads -> %s\n", config, params, r.train.n, r.test.n, r.total_steps,
-            t->batch, fg_get_threads(), out);
+    if (dist_is_root())
+        fprintf(stderr, "%s: %zu parameters, %d train / %d test images, %ld steps of batch %d "
+                "on %d threads x %d ranks -> %s\n", config, params, r.train.n, r.test.n,
+                r.total_steps, t->batch, fg_get_threads(), fg_dist_size(), out);
     if (r.step >= r.total_steps && !(r.epochs && r.it.pos > 0 && r.it.epoch < r.epochs)) {
         fprintf(stderr, "nothing to do: the checkpoint is at step %ld of %ld\n", r.step,
                 r.total_steps);
@@ -471,6 +497,8 @@ int cmd_train(int argc, char **argv)
         cli_fail(cmd, "%s", fg_last_error());
     else
         status = r.stopped_by ? guard_stop_status(r.stopped_by) : 0;
+    if (status == 0 && fg_dist_check_same(&r.model->state) != FG_OK)
+        status = cli_fail(cmd, "%s", fg_last_error());
 out_model:
     fg_batch_iter_free(&r.it);
     fg_graph_destroy(r.g);
@@ -483,5 +511,5 @@ out_data:
     fg_dataset_free(&r.test);
 out_cfg:
     fg_config_free(r.cfg);
-    return status;
+    return dist_end(status);
 }

@@ -50,3 +50,13 @@ tests_test_reliability_SOURCES = tests/test_reliability.c examples/train_guard.c
 	examples/train_guard.h
 tests_test_reliability_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_reliability_LDADD = $(FG_TEST_LIBS)
+
+# Data-parallel training (mpirun -np N flowgrad train) and its test, which
+# compares N ranks with one process; skipped when mpirun is missing.
+examples_flowgrad_SOURCES += examples/train_dist.c examples/train_dist.h
+check_PROGRAMS += tests/test_mpi
+tests_test_mpi_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
+TESTS += tests/test_mpi
+tests_test_mpi_SOURCES = tests/test_mpi.c
+tests_test_mpi_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_mpi_LDADD = $(FG_TEST_LIBS)

@@ -26,6 +26,23 @@ static int out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *o
     return FG_OK;
 }
 
+/* Process-wide, like the thread count: data-parallel training sets it once
+ * for every actnorm of every model. */
+static fg_sum_reducer reducer;
+static void *reducer_ctx;
+
+void fg_actnorm_set_reducer(fg_sum_reducer fn, void *ctx)
+{
+    reducer = fn;
+    reducer_ctx = ctx;
+}
+
+static void reduce(double *v, int n)
+{
+    if (reducer)
+        reducer(v, n, reducer_ctx);
+}
+
 void fg_actnorm_initialize(fg_flow *f, const fg_tensor *x)
 {
     actnorm *a = (actnorm *)f;
@@ -35,26 +52,41 @@ void fg_actnorm_initialize(fg_flow *f, const fg_tensor *x)
     int n = x->shape[0], c = a->channels, hw = 1;
     for (int i = 2; i < x->ndim; i++)
         hw *= x->shape[i];
-    double count = (double)n * hw;
+    /* Two passes: the mean first, then squared deviations, so a large mean
+     * does not cancel the variance away. Each pass ends in one reduction, so
+     * processes holding parts of the batch see the whole batch's statistics.
+     * sums[c] is the count of values per channel. */
+    double *sums = fg_xmalloc((size_t)(2 * c + 1) * sizeof *sums, "actnorm init");
+    double *sq = sums + c + 1;
     for (int ch = 0; ch < c; ch++) {
-        /* Two passes: the mean first, then squared deviations, so a large
-         * mean does not cancel the variance away. */
-        double sum = 0.0, sq = 0.0;
+        double sum = 0.0;
         for (int s = 0; s < n; s++) {
             const float *p = x->data + ((size_t)s * c + ch) * hw;
             for (int i = 0; i < hw; i++)
                 sum += p[i];
         }
-        double mean = sum / count;
+        sums[ch] = sum;
+    }
+    sums[c] = (double)n * hw;
+    reduce(sums, c + 1);
+    const double count = sums[c];
+    for (int ch = 0; ch < c; ch++) {
+        double mean = sums[ch] / count, dev = 0.0;
         for (int s = 0; s < n; s++) {
             const float *p = x->data + ((size_t)s * c + ch) * hw;
             for (int i = 0; i < hw; i++)
-                sq += (p[i] - mean) * (p[i] - mean);
+                dev += (p[i] - mean) * (p[i] - mean);
         }
-        double std = sqrt(sq / count);
+        sq[ch] = dev;
+    }
+    reduce(sq, c);
+    for (int ch = 0; ch < c; ch++) {
+        double mean = sums[ch] / count;
+        double std = sqrt(sq[ch] / count);
         a->bias->t.data[ch] = (float)-mean;
         a->logs->t.data[ch] = (float)log(a->scale / (std + 1e-6));
     }
+    free(sums);
     a->initialized->t.data[0] = 1.0f;
 }
 

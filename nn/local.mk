@@ -11,3 +11,8 @@ TESTS += tests/test_nn
 tests_test_nn_SOURCES = tests/test_nn.c
 tests_test_nn_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_nn_LDADD = $(FG_TEST_LIBS) $(ZLIB_LIBS) $(PNG_LIBS)
+
+# Data-parallel training over MPI (a one-process stand-in without it).
+libflowgrad_la_SOURCES += nn/distributed.c
+AM_CPPFLAGS += $(MPI_CFLAGS)
+libflowgrad_la_LIBADD += $(MPI_LIBS)

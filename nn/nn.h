@@ -280,6 +280,34 @@ void fg_dataset_labels(const fg_dataset *d, const int *idx, int n, int *out);
 int fg_png_write_grid(const char *path, const float *x, int n, int c, int h,
                       int w, int rows, int cols, int border);
 
+/* ---------------------------------------------------------------- data parallelism
+ * Data-parallel training over MPI: one process per rank, each with a full copy
+ * of the model. Built without MPI (configure --without-mpi), or run without an
+ * MPI launcher (no mpirun environment), the same calls describe one process:
+ * rank 0 of 1, and every reduction leaves its input as it is. Every rank must
+ * make the collective calls (all but rank/size) in the same order. Errors in
+ * MPI are fatal (MPI_ERRORS_ARE_FATAL): a rank that dies stops the job. */
+/* Starts MPI when launched by mpirun (idempotent); FG_ERR if it cannot. */
+int fg_dist_init(void);
+void fg_dist_finalize(void);
+int fg_dist_rank(void);
+int fg_dist_size(void);
+/* 1 when the library was built with MPI. */
+int fg_dist_available(void);
+/* Stops every rank with this exit status (exit() when alone). */
+void fg_dist_abort(int status) __attribute__((noreturn));
+/* In-place sum of v[0..n) over all ranks, in double; ctx unused, so the
+ * function fits a reducer callback such as fg_actnorm_set_reducer's. */
+void fg_dist_sum(double *v, int n, void *ctx);
+/* Copies every entry (parameters and buffers) from rank 0 to the others. */
+void fg_dist_broadcast_state(const fg_state_list *l);
+/* Replaces each parameter gradient by its mean over ranks, with one
+ * MPI_Allreduce on a flat float32 buffer; returns the bytes of that buffer
+ * (4 x parameter count), 0 when alone. */
+size_t fg_dist_average_grads(const fg_state_list *l);
+/* FG_OK when all ranks hold bit-identical values in l; FG_ERR otherwise. */
+int fg_dist_check_same(const fg_state_list *l);
+
 #ifdef __cplusplus
 }
 #endif
