@@ -60,3 +60,4 @@ TESTS += tests/test_mpi
 tests_test_mpi_SOURCES = tests/test_mpi.c
 tests_test_mpi_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_mpi_LDADD = $(FG_TEST_LIBS)
+EXTRA_DIST += tests/configs/mpi-init.yaml
