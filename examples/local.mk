@@ -10,6 +10,19 @@ bench-gemm: examples/bench/bench_gemm$(EXEEXT)
 	./examples/bench/bench_gemm --threads $(BENCH_THREADS)
 bench: bench-gemm
 
+# Glow training and sampling against the PyTorch yardstick, alternating runs.
+noinst_PROGRAMS += examples/bench/bench_glow
+examples_bench_bench_glow_SOURCES = examples/bench/bench_glow.c
+examples_bench_bench_glow_LDADD = libflowgrad.la $(BLIS_LIBS) -lm
+EXTRA_DIST += examples/bench/compare_glow.py
+BENCH_GLOW_ARGS ?=
+.PHONY: bench-glow
+bench-glow: examples/bench/bench_glow$(EXEEXT)
+	/usr/bin/python3 $(srcdir)/examples/bench/compare_glow.py \
+	    --flowgrad ./examples/bench/bench_glow \
+	    --torch $(abs_top_srcdir)/../shared/bench/torch_glow.py $(BENCH_GLOW_ARGS)
+bench: bench-glow
+
 # The flowgrad command line: one source file per subcommand.
 bin_PROGRAMS += examples/flowgrad
 examples_flowgrad_SOURCES = examples/flowgrad.c examples/cli.h examples/cli.c \
@@ -61,3 +74,11 @@ tests_test_mpi_SOURCES = tests/test_mpi.c
 tests_test_mpi_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_mpi_LDADD = $(FG_TEST_LIBS)
 EXTRA_DIST += tests/configs/mpi-init.yaml
+
+# flowgrad ablate on a tiny grid (it runs examples/flowgrad).
+check_PROGRAMS += tests/test_ablate
+tests_test_ablate_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
+TESTS += tests/test_ablate
+tests_test_ablate_SOURCES = tests/test_ablate.c
+tests_test_ablate_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_ablate_LDADD = $(FG_TEST_LIBS)

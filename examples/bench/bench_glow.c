@@ -1,0 +1,158 @@
+/* Times Glow training and sampling on Fashion-MNIST, the same work as the
+ * PyTorch yardstick's torch_glow.py (same options, same JSON fields), so a
+ * driver can alternate the two and quote ratios.
+ *
+ *   bench_glow --K 16 --L 2 --hidden 256 --batch 64 --threads 2 --steps 20 --sample 64
+ *
+ * One untimed step comes first (it runs actnorm's data-dependent init and
+ * touches every buffer once), then --steps timed training steps, then one
+ * sampling pass of --sample images at --temperature. */
+#include "flowgrad.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+typedef struct opts {
+    int K, L, hidden, batch, threads, steps, sample, lu, learn_top, seed;
+    const char *coupling, *permutation, *data;
+    double lr, temperature;
+    int warmup;
+} opts;
+
+static void usage(FILE *f)
+{
+    fputs("usage: bench_glow [options]\n"
+          "  --K N --L N --hidden N        architecture (default 8, 2, 128)\n"
+          "  --coupling affine|additive    (default affine)\n"
+          "  --permutation invconv|shuffle|reverse (default invconv)\n"
+          "  --no-lu --no-learn-top\n"
+          "  --batch N --threads N          (default 64, 2)\n"
+          "  --steps N                      timed training steps (default 20)\n"
+          "  --sample N --temperature T     also time sampling N images (default 0, 0.7)\n"
+          "  --lr X --warmup N --seed N     (default 1e-3, 200, 0)\n"
+          "  --data DIR                     Fashion-MNIST IDX files (default Debian's)\n"
+          "Prints one JSON line.\n", f);
+}
+
+static int parse(int argc, char **argv, opts *o)
+{
+    *o = (opts){8, 2, 128, 64, 2, 20, 0, 1, 1, 0, "affine", "invconv", NULL, 1e-3, 0.7, 200};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int *iv = !strcmp(a, "--K") ? &o->K : !strcmp(a, "--L") ? &o->L
+                : !strcmp(a, "--hidden") ? &o->hidden : !strcmp(a, "--batch") ? &o->batch
+                : !strcmp(a, "--threads") ? &o->threads : !strcmp(a, "--steps") ? &o->steps
+                : !strcmp(a, "--sample") ? &o->sample : !strcmp(a, "--seed") ? &o->seed
+                : !strcmp(a, "--warmup") ? &o->warmup : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
+        else if (!strcmp(a, "--no-lu")) o->lu = 0;
+        else if (!strcmp(a, "--no-learn-top")) o->learn_top = 0;
+        else if (!v) { fprintf(stderr, "bench_glow: %s needs a value (see --help)\n", a); return -1; }
+        else if (iv) {
+            char *end;
+            long x = strtol(v, &end, 10);
+            if (*end || x < 0 || x > 1000000) {
+                fprintf(stderr, "bench_glow: %s expects a non-negative integer, got '%s'\n", a, v);
+                return -1;
+            }
+            *iv = (int)x; i++;
+        } else if (!strcmp(a, "--coupling")) { o->coupling = v; i++; }
+        else if (!strcmp(a, "--permutation")) { o->permutation = v; i++; }
+        else if (!strcmp(a, "--data")) { o->data = v; i++; }
+        else if (!strcmp(a, "--lr")) { o->lr = atof(v); i++; }
+        else if (!strcmp(a, "--temperature")) { o->temperature = atof(v); i++; }
+        else { fprintf(stderr, "bench_glow: unknown option %s (see --help)\n", a); return -1; }
+    }
+    if (o->batch < 1 || o->threads < 1) {
+        fprintf(stderr, "bench_glow: --batch and --threads must be at least 1\n");
+        return -1;
+    }
+    return 0;
+}
+
+static double peak_rss_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
+int main(int argc, char **argv)
+{
+    opts o;
+    if (parse(argc, argv, &o)) return 2;
+    fg_set_threads(o.threads);
+
+    /* The glow preset of the yardstick's configuration, validated like any
+     * user config. */
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "model:\n  type: glow\n  height: 28\n  width: 28\n  channels: 1\n"
+             "  levels: %d\n  steps: %d\n  hidden: %d\n  coupling: %s\n  permutation: %s\n"
+             "  lu: %s\n  learn_top: %s\n  n_bits: 8\n",
+             o.L, o.K, o.hidden, o.coupling, o.permutation, o.lu ? "true" : "false",
+             o.learn_top ? "true" : "false");
+    fg_config *cfg;
+    fg_model *m;
+    fg_dataset train;
+    if (fg_config_load_string(yaml, strlen(yaml), "bench_glow options", &cfg) != FG_OK ||
+        fg_model_build(&cfg->model, (uint64_t)o.seed, &m) != FG_OK ||
+        fg_dataset_load_mnist_dir(&train, o.data, 1) != FG_OK) {
+        fprintf(stderr, "bench_glow: %s\n", fg_last_error());
+        return 1;
+    }
+    fg_optim opt;
+    fg_optim_init(&opt, FG_ADAM, &m->state, 0.9, 0.999, 1e-8);
+    fg_batch_iter it;
+    fg_batch_iter_init(&it, &train, o.batch, 1, 1, (uint64_t)o.seed);
+    fg_rng rng;
+    fg_rng_seed(&rng, (uint64_t)o.seed);
+    fg_graph *g = fg_graph_create();
+    int *idx = fg_xmalloc((size_t)o.batch * sizeof(int), "batch indices");
+    const int shape[4] = {o.batch, 1, 28, 28};
+    float *x = fg_xmalloc((size_t)o.batch * 784 * sizeof(float), "batch");
+    double loss_first = 0, loss_last = 0, t_start = 0;
+    for (int step = 0; step <= o.steps; step++) {
+        if (step == 1) t_start = fg_profile_now();
+        if (fg_batch_iter_next(&it, idx) < o.batch) fg_batch_iter_next(&it, idx);
+        fg_dequantize(&train, idx, o.batch, 8, &rng, x);
+        fg_state_list_zero_grad(&m->state);
+        fg_var *loss = fg_model_loss(m, g, fg_const_wrap(g, x, 4, shape), NULL, NULL);
+        fg_backward(g, loss);
+        fg_optim_step(&opt, fg_lr_warmup(o.lr, step + 1, o.warmup));
+        loss_last = loss->t.data[0];
+        if (step == 0) loss_first = loss_last;
+        fg_graph_reset(g);
+    }
+    double train_s = (fg_profile_now() - t_start) / (o.steps > 0 ? o.steps : 1);
+    double flops = fg_model_spec_flops(&cfg->model);
+
+    printf("{\"peer\": \"flowgrad\", \"K\": %d, \"L\": %d, \"hidden\": %d, \"coupling\": \"%s\", "
+           "\"permutation\": \"%s\", \"lu\": %s, \"batch\": %d, \"threads\": %d, \"steps\": %d, "
+           "\"train_step_s\": %.6f, \"train_img_per_s\": %.3f, \"train_gflop_per_s\": %.2f, "
+           "\"forward_gflop_per_image\": %.5f, \"loss_first\": %.6f, \"loss_last\": %.6f",
+           o.K, o.L, o.hidden, o.coupling, o.permutation, o.lu ? "true" : "false", o.batch,
+           o.threads, o.steps + 1, train_s, o.batch / train_s,
+           /* a training step is a forward and a backward of about twice
+            * its cost, as in the yardstick's flops.py */
+           3.0 * flops * o.batch / train_s / 1e9, flops / 1e9, loss_first, loss_last);
+    if (o.sample > 0) {
+        double t = fg_profile_now();
+        fg_var *s = fg_multiscale_sample(m->flow, g, o.sample, NULL, (float)o.temperature, &rng);
+        double dt = fg_profile_now() - t;
+        printf(", \"sample_img_per_s\": %.3f, \"sample_finite\": %s", o.sample / dt,
+               fg_k_all_finite(fg_numel(&s->t), s->t.data) ? "true" : "false");
+        fg_graph_reset(g);
+    }
+    printf(", \"peak_rss_mb\": %.1f}\n", peak_rss_mb());
+    free(x);
+    free(idx);
+    fg_graph_destroy(g);
+    fg_batch_iter_free(&it);
+    fg_optim_free(&opt);
+    fg_dataset_free(&train);
+    fg_model_free(m);
+    fg_config_free(cfg);
+    return 0;
+}
