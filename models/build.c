@@ -6,14 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *mask_name(fg_mask_kind k)
+static fg_coupling_mask coupling_mask(fg_mask_kind k)
 {
     switch (k) {
-    case FG_MASK_CHANNEL: return "channel";
-    case FG_MASK_CHANNEL_FLIP: return "channel_flip";
-    case FG_MASK_CHECKERBOARD: return "checkerboard";
-    default: return "checkerboard_flip";
+    case FG_MASK_CHANNEL: return FG_COUPLING_MASK_CHANNEL;
+    case FG_MASK_CHANNEL_FLIP: return FG_COUPLING_MASK_CHANNEL_FLIP;
+    case FG_MASK_CHECKERBOARD: return FG_COUPLING_MASK_CHECKERBOARD;
+    case FG_MASK_CHECKERBOARD_FLIP: return FG_COUPLING_MASK_CHECKERBOARD_FLIP;
     }
+    fg_fatal("fg_model_build", "unknown coupling mask %d", (int)k);
 }
 
 /* One layer, or NULL with fg_error naming where it was declared. */
@@ -36,31 +37,17 @@ static fg_flow *build_layer(const fg_layer_spec *l, int max_hidden, fg_rng *rng)
         return fg_permute_create(&o);
     }
     case FG_LAYER_COUPLING: {
-        if (l->u.coupling.mask != FG_MASK_CHANNEL) {
-            fg_error("line %d, column %d: coupling mask '%s' is not available in "
-                     "the flow layers yet; expected mask: channel",
-                     l->line, l->column, mask_name(l->u.coupling.mask));
-            return NULL;
-        }
-        if (l->u.coupling.type == FG_COUPLING_AFFINE &&
-            l->u.coupling.scale != FG_SCALE_SIGMOID) {
-            fg_error("line %d, column %d: coupling scale 'tanh' is not available in "
-                     "the flow layers yet; expected scale: sigmoid", l->line, l->column);
-            return NULL;
-        }
         int hidden = l->u.coupling.hidden;
         if (max_hidden > 0 && hidden > max_hidden)
             hidden = max_hidden;
-        fg_coupling_options o = {c, hidden, l->u.coupling.type == FG_COUPLING_AFFINE, rng};
+        fg_coupling_options o = {c, hidden, l->u.coupling.type == FG_COUPLING_AFFINE, rng,
+                                 coupling_mask(l->u.coupling.mask),
+                                 l->u.coupling.scale == FG_SCALE_TANH
+                                     ? FG_COUPLING_SCALE_TANH : FG_COUPLING_SCALE_SIGMOID};
         return fg_coupling_create(&o);
     }
     case FG_LAYER_SPLIT: {
-        if (l->u.split.prior != FG_SPLIT_LEARNED) {
-            fg_error("line %d, column %d: split prior 'standard' is not available in "
-                     "the flow layers yet; expected prior: learned", l->line, l->column);
-            return NULL;
-        }
-        fg_split_options o = {c};
+        fg_split_options o = {c, l->u.split.prior == FG_SPLIT_STANDARD};
         return fg_split_create(&o);
     }
     }
@@ -199,8 +186,12 @@ double fg_model_spec_flops(const fg_model_spec *spec)
             break;
         case FG_LAYER_COUPLING: {
             int hid = l->u.coupling.hidden;
-            int co = l->u.coupling.type == FG_COUPLING_AFFINE ? 2 * (c - half) : c - half;
-            f += conv_flops(half, hid, 3, h, w) + conv_flops(hid, hid, 1, h, w) +
+            /* A checkerboard network sees and writes every channel. */
+            int checker = l->u.coupling.mask == FG_MASK_CHECKERBOARD ||
+                          l->u.coupling.mask == FG_MASK_CHECKERBOARD_FLIP;
+            int seen = checker ? c : half, changed = checker ? c : c - half;
+            int co = l->u.coupling.type == FG_COUPLING_AFFINE ? 2 * changed : changed;
+            f += conv_flops(seen, hid, 3, h, w) + conv_flops(hid, hid, 1, h, w) +
                  conv_flops(hid, co, 3, h, w);
             break;
         }
