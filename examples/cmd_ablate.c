@@ -48,7 +48,8 @@ static void help(void)
          "\n"
          "Writes DIR/results.csv (test bits/dim at every evaluation of every cell),\n"
          "DIR/summary.md (mean and std over seeds of the final test bits/dim, training\n"
-         "seconds per epoch, parameters) and DIR/plot.png (drawn by gnuplot). Rerunning\n"
+         "seconds per epoch, parameters) and DIR/plot.png (drawn by gnuplot, or by the\n"
+         "program named in $GNUPLOT). Rerunning\n"
          "skips finished cells and resumes interrupted ones from their checkpoints.");
 }
 
@@ -541,6 +542,8 @@ static int draw_plot(const grid *gr)
                 k + 1 < n_groups ? ", \\" : "");
     if (fclose(f) != 0)
         return fg_error("%s: cannot write", gp);
+    /* GNUPLOT names another program (or a copy outside PATH). */
+    const char *program = getenv("GNUPLOT") && *getenv("GNUPLOT") ? getenv("GNUPLOT") : "gnuplot";
     fflush(stdout);
     pid_t pid = fork();
     if (pid < 0)
@@ -548,7 +551,7 @@ static int draw_plot(const grid *gr)
     if (pid == 0) {
         if (chdir(gr->out) != 0)
             _exit(126);
-        execlp("gnuplot", "gnuplot", "plot.gp", (char *)NULL);
+        execlp(program, program, "plot.gp", (char *)NULL);
         _exit(errno == ENOENT ? 127 : 126);
     }
     int status;
@@ -556,9 +559,9 @@ static int draw_plot(const grid *gr)
         if (errno != EINTR)
             return fg_error("waiting for gnuplot: %s", strerror(errno));
     if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-        return fg_error("gnuplot is not installed, so %s was not drawn (%s and %s are "
-                        "ready for it); install it with 'apt-get install gnuplot-nox' and "
-                        "rerun the same command", png, gp, dat);
+        return fg_error("'%s' not found: gnuplot is not installed, so %s was not drawn "
+                        "(%s and %s are ready for it); install it with 'apt-get install "
+                        "gnuplot-nox' and rerun the same command", program, png, gp, dat);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return fg_error("gnuplot failed on %s", gp);
     return FG_OK;
