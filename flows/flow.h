@@ -137,13 +137,6 @@ fg_flow *fg_actnorm_create(const fg_actnorm_options *o);
 /* Data-dependent init on a given batch x (N, C, ...), flag set to 1. */
 void fg_actnorm_initialize(fg_flow *actnorm, const fg_tensor *x);
 int fg_actnorm_is_initialized(const fg_flow *actnorm);
-/* Data-parallel training: a reducer sums values[0..n) in place over the
- * processes that each hold a part of the batch. actnorm's data-dependent init
- * passes its per-channel sums through it, so every process starts from the
- * statistics of the whole batch. NULL, the default: this process's batch
- * alone. Process-wide; fg_dist_sum (nn.h) fits. */
-typedef void (*fg_sum_reducer)(double *values, int n, void *ctx);
-void fg_actnorm_set_reducer(fg_sum_reducer fn, void *ctx);
 
 /* invconv: z[:, i] = sum_j W[i, j] x[:, j]; logdet += H W log|det W|. Plain
  * keeps W; LU keeps its factors. W starts as init_w when given, else as a
@@ -225,6 +218,39 @@ fg_flow *fg_split_create(const fg_split_options *o);
 /* The conditional Gaussian of z2 given z1 (each (N, C/2, H, W)). */
 void fg_split_prior_params(fg_flow *split, fg_graph *g, fg_var *z1, fg_var **mean,
                            fg_var **logs);
+
+/* ---------------------------------------------------------------- vectors
+ * Flows over vectors carry a batch of D-vectors as (N, D, 1, 1), so the
+ * channel-wise layers (actnorm, invconv, permute, priors) apply unchanged.
+ *
+ * flatten: (N, C, H, W) -> (N, C H W, 1, 1) in memory order; the inverse
+ * restores the image. Volume preserving. */
+typedef struct fg_flatten_options {
+    int channels, height, width;
+} fg_flatten_options;
+fg_flow *fg_flatten_create(const fg_flatten_options *o);
+
+/* dense_coupling: the coupling of flow.h on vectors (N, D, 1, 1), D even,
+ * with mask channel (x[:, :D/2] conditions x[:, D/2:]) or channel_flip,
+ * additive or affine with the same scale bounds, and a fully connected
+ * network h = out(relu(hidden_{L-1}(... relu(hidden_0(x1))))): L = layers
+ * hidden layers of width hidden (He-initialized, with bias), then `out`
+ * (zero-initialized, so the layer starts as the identity). State:
+ *   dense_coupling.hidden.<i>.{weight,bias}, dense_coupling.out.{weight,bias} */
+typedef struct fg_dense_coupling_options {
+    int dim;                /* D */
+    int hidden;
+    int layers;             /* hidden layers, >= 1 */
+    int affine;
+    fg_coupling_mask mask;  /* channel or channel_flip */
+    fg_coupling_scale scale;
+    fg_rng *rng;
+} fg_dense_coupling_options;
+fg_flow *fg_dense_coupling_create(const fg_dense_coupling_options *o);
+
+/* scale_diag: NICE's diagonal scaling, z = x * exp(logs) per channel,
+ * logdet += H W sum(logs); state scale_diag.logs [C], zeros at creation. */
+fg_flow *fg_scale_diag_create(int channels);
 
 /* A sequence is itself a layer; it owns its layers. The array is copied.
  * Returns NULL (and destroys the layers) on bad arguments. */

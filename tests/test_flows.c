@@ -84,6 +84,14 @@ static void perturb_visitor(void *vctx, const char *name, fg_var *v, fg_state_ki
     }
     if (ends_with(name, "nn.0.weight") || ends_with(name, "nn.3.weight"))
         return;
+    /* Dense networks: small hidden weights under +-1 biases keep every ReLU
+     * input far from its kink, as for the conv networks above. */
+    if (strstr(name, ".hidden.")) {
+        for (size_t i = 0; i < n; i++)
+            v->t.data[i] = ends_with(name, "bias") ? (i % 2 ? -1.0f : 1.0f)
+                                                   : 0.1f * v->t.data[i];
+        return;
+    }
     float *noise = random_buffer(p->rng, n, p->scale);
     if (ends_with(name, "nn.1.bias") || ends_with(name, "nn.4.bias"))
         for (size_t i = 0; i < n; i++)
@@ -154,12 +162,12 @@ static fg_flow *make_layer(int which, int c, fg_rng *rng)
     case L_SHUFFLE:
         return fg_permute_create(&(fg_permute_options){c, 1, rng});
     case L_ADDITIVE:
-        return fg_coupling_create(&(fg_coupling_options){c, HIDDEN, 0, rng});
+        return fg_coupling_create(&(fg_coupling_options){c, HIDDEN, 0, rng, 0, 0});
     case L_AFFINE:
-        return fg_coupling_create(&(fg_coupling_options){c, HIDDEN, 1, rng});
+        return fg_coupling_create(&(fg_coupling_options){c, HIDDEN, 1, rng, 0, 0});
     case L_SQUEEZE: return fg_squeeze_create();
     case L_UNSQUEEZE: return fg_unsqueeze_create();
-    case L_SPLIT: return fg_split_create(&(fg_split_options){c});
+    case L_SPLIT: return fg_split_create(&(fg_split_options){c, 0});
     case L_SEQUENCE: {
         fg_flow *layers[4] = {
             make_layer(L_ACTNORM, c, rng), make_layer(L_INVCONV_LU, c, rng),
@@ -858,6 +866,106 @@ START_TEST(test_checkerboard_masks)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- vectors */
+
+enum { V_FLATTEN, V_DENSE_ADDITIVE, V_DENSE_SIGMOID_FLIP, V_DENSE_TANH, V_SCALE_DIAG,
+       N_VECTOR };
+static const char *VECTOR_NAMES[N_VECTOR] = {
+    "flatten", "dense_additive", "dense_sigmoid_flip", "dense_tanh", "scale_diag"};
+
+/* flatten (C, H, W) followed by the vector layer under test, so every case
+ * maps an image batch to vectors and back. */
+static fg_flow *make_vector(int which, int c, int h, int w, fg_rng *rng)
+{
+    int d = c * h * w;
+    fg_flow *layers[2];
+    layers[0] = fg_flatten_create(&(fg_flatten_options){c, h, w});
+    fg_dense_coupling_options o = {d, HIDDEN, 2, 0, FG_COUPLING_MASK_CHANNEL,
+                                   FG_COUPLING_SCALE_SIGMOID, rng};
+    switch (which) {
+    case V_FLATTEN: return layers[0];
+    case V_DENSE_ADDITIVE: break;
+    case V_DENSE_SIGMOID_FLIP:
+        o.affine = 1;
+        o.mask = FG_COUPLING_MASK_CHANNEL_FLIP;
+        break;
+    case V_DENSE_TANH:
+        o.affine = 1;
+        o.scale = FG_COUPLING_SCALE_TANH;
+        break;
+    }
+    layers[1] = which == V_SCALE_DIAG ? fg_scale_diag_create(d) : fg_dense_coupling_create(&o);
+    return fg_sequence_create(layers, 2);
+}
+
+START_TEST(test_vector_layers)
+{
+    fg_rng rng;
+    fg_rng_seed(&rng, 26);
+    fg_graph *g = fg_graph_create();
+    fg_flow_shape in2 = fg_flow_shape4(2, 4, 2, 2), in1 = fg_flow_shape4(1, 4, 2, 2);
+    float *x = random_buffer(&rng, shape_numel(&in2), 1.0f);
+    for (int l = 0; l < N_VECTOR; l++) {
+        fg_flow *f = make_vector(l, 4, 2, 2, &rng);
+        ck_assert_ptr_nonnull(f);
+        fg_flow_shape out;
+        ck_assert_int_eq(fg_flow_out_shape(f, &in2, &out), FG_OK);
+        ck_assert_int_eq(out.dim[1], 16);
+        ck_assert_int_eq(out.dim[2] * out.dim[3], 1);
+        /* A fresh additive or tanh coupling and scale_diag are the identity. */
+        fg_var *ld = NULL, *xin = input_const(g, x, &in2);
+        fg_var *z = fg_flow_forward(f, g, xin, &ld, NULL);
+        if (l != V_DENSE_SIGMOID_FLIP) {
+            ck_assert_float_eq(fg_k_max_abs_diff(fg_numel(&z->t), z->t.data, xin->t.data), 0.0f);
+            ck_assert_float_eq(ld->t.data[0], 0.0f);
+        }
+        fg_graph_reset(g);
+        perturb(f, &rng, 0.2f);
+        double ld_sum, ld_mag;
+        double err = round_trip(f, g, x, &in2, &ld_sum, &ld_mag);
+        double analytic, numeric = numerical_logdet(f, g, x, &in1, &analytic);
+        collect_ctx *c = calloc(1, sizeof *c);
+        fg_flow_visit(f, NULL, collect_visitor, c);
+        fg_gradcheck_result res = {0};
+        int ok = 1;
+        if (c->n_params) {
+            nll_ctx nc = {f, x, in2};
+            ok = fg_gradcheck(g, mean_nll, &nc, c->params, c->n_params, 1e-2, 2e-3, 1e-2, &res);
+        }
+        printf("flows: %-18s round trip %.2e, log-det %+.6f vs numerical %+.6f, gradcheck "
+               "%d elements max abs err %.2e\n", VECTOR_NAMES[l], err, analytic, numeric,
+               res.n_checked, res.max_abs_err);
+        fflush(stdout);
+        ck_assert_msg(err < 1e-4, "%s: round trip error %g", VECTOR_NAMES[l], err);
+        ck_assert_msg(ld_sum <= 1e-5 * fmax(1.0, ld_mag), "%s: log-dets do not cancel",
+                      VECTOR_NAMES[l]);
+        int volume = l == V_DENSE_SIGMOID_FLIP || l == V_DENSE_TANH || l == V_SCALE_DIAG;
+        ck_assert_msg(volume ? ld_mag > 1e-2 : ld_mag == 0.0, "%s: log-det %g",
+                      VECTOR_NAMES[l], ld_mag);
+        ck_assert_msg(fabs(analytic - numeric) < 2e-4, "%s: analytic %g vs numerical %g",
+                      VECTOR_NAMES[l], analytic, numeric);
+        ck_assert_msg(ok, "%s: %d of %d gradient elements fail", VECTOR_NAMES[l],
+                      res.n_failed, res.n_checked);
+        if (l == V_DENSE_TANH) {
+            ck_assert_int_eq(c->n_params, 6);
+            ck_assert_str_eq(c->param_names[0], "1.dense_coupling.hidden.0.weight");
+            ck_assert_str_eq(c->param_names[5], "1.dense_coupling.out.bias");
+        }
+        free(c);
+        fg_flow_destroy(f);
+    }
+    /* Vector layers refuse images that were not flattened. */
+    fg_flow *dc = fg_dense_coupling_create(&(fg_dense_coupling_options){
+        4, HIDDEN, 1, 0, FG_COUPLING_MASK_CHANNEL, 0, &rng});
+    fg_flow_shape img = fg_flow_shape4(2, 4, 2, 2), out;
+    ck_assert_int_eq(fg_flow_out_shape(dc, &img, &out), FG_ERR);
+    ck_assert_ptr_nonnull(strstr(fg_last_error(), "flatten it first"));
+    fg_flow_destroy(dc);
+    free(x);
+    fg_graph_destroy(g);
+}
+END_TEST
+
 typedef struct prior_ctx {
     fg_prior *p;
     const float *z;
@@ -1195,7 +1303,7 @@ START_TEST(test_bad_shapes)
     fg_flow *unsq = fg_unsqueeze_create();
     expect_error(fg_flow_out_shape(unsq, &three, &out), "unsqueeze", "(2, 3, 8, 8)");
 
-    ck_assert_ptr_null(fg_split_create(&(fg_split_options){3}));
+    ck_assert_ptr_null(fg_split_create(&(fg_split_options){3, 0}));
     expect_error(FG_ERR, "split", "3");
     ck_assert_ptr_null(make_layer(L_ADDITIVE, 5, &rng));
     expect_error(FG_ERR, "coupling", "5");
@@ -1233,6 +1341,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, test_prior);
     tcase_add_test(tc, test_split_standard);
     tcase_add_test(tc, test_checkerboard_masks);
+    tcase_add_test(tc, test_vector_layers);
     suite_add_tcase(s, tc);
     TCase *ms = fg_tcase("multiscale");
     tcase_add_test(ms, test_multiscale_round_trip_and_jacobian);
