@@ -137,6 +137,13 @@ fg_flow *fg_actnorm_create(const fg_actnorm_options *o);
 /* Data-dependent init on a given batch x (N, C, ...), flag set to 1. */
 void fg_actnorm_initialize(fg_flow *actnorm, const fg_tensor *x);
 int fg_actnorm_is_initialized(const fg_flow *actnorm);
+/* Data-parallel training: a reducer sums values[0..n) in place over the
+ * processes that each hold a part of the batch. actnorm's data-dependent init
+ * passes its per-channel sums through it, so every process starts from the
+ * statistics of the whole batch. NULL, the default: this process's batch
+ * alone. Process-wide; fg_dist_sum (nn.h) fits. */
+typedef void (*fg_sum_reducer)(double *values, int n, void *ctx);
+void fg_actnorm_set_reducer(fg_sum_reducer fn, void *ctx);
 
 /* invconv: z[:, i] = sum_j W[i, j] x[:, j]; logdet += H W log|det W|. Plain
  * keeps W; LU keeps its factors. W starts as init_w when given, else as a
