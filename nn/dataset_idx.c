@@ -31,6 +31,43 @@ static int read_exact(gzFile f, const char *path, void *buf, size_t n, const cha
     return FG_OK;
 }
 
+/* Reads n bytes into a buffer that grows as the data arrives, so a header
+ * that claims gigabytes of a short (or hostile) file fails at its end
+ * instead of allocating all it claims up front. */
+static int read_grown(gzFile f, const char *path, size_t n, const char *what,
+                      unsigned char **out)
+{
+    size_t cap = n < ((size_t)16 << 20) ? n : ((size_t)16 << 20), got = 0;
+    unsigned char *buf = malloc(cap ? cap : 1);
+    while (buf && got < n) {
+        if (got == cap) {
+            size_t grown = n - cap > cap ? 2 * cap : n;
+            unsigned char *more = realloc(buf, grown);
+            if (!more)
+                break;
+            buf = more, cap = grown;
+        }
+        unsigned chunk = cap - got > (1u << 30) ? (1u << 30) : (unsigned)(cap - got);
+        int r = gzread(f, buf + got, chunk);
+        if (r <= 0) {
+            int errnum;
+            free(buf);
+            if (r < 0)
+                return fg_error("%s: corrupt data while reading %s: %s", path, what,
+                                gzerror(f, &errnum));
+            return fg_error("%s: truncated: %s needs %zu bytes, file ends after %zu", path,
+                            what, n, got);
+        }
+        got += (size_t)r;
+    }
+    if (got < n) {
+        free(buf);
+        return fg_error("%s: cannot allocate %zu bytes for %s", path, n, what);
+    }
+    *out = buf;
+    return FG_OK;
+}
+
 static uint32_t be32(const unsigned char *b)
 {
     return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
@@ -107,13 +144,12 @@ int fg_dataset_load_idx(fg_dataset *d, const char *images_path, const char *labe
         d->h = (int)idims[1];
         d->w = (int)idims[2];
         d->n_classes = MNIST_CLASSES;
-        d->images = malloc(npix);
         d->labels = malloc((size_t)d->n);
-        if (!d->images || !d->labels)
-            rc = fg_error("%s: cannot allocate %zu bytes for the images", images_path, npix);
+        if (!d->labels)
+            rc = fg_error("%s: cannot allocate %d bytes for the labels", labels_path, d->n);
     }
     if (rc == FG_OK)
-        rc = read_exact(fi, images_path, d->images, npix, "the pixels");
+        rc = read_grown(fi, images_path, npix, "the pixels", &d->images);
     if (rc == FG_OK)
         rc = expect_eof(fi, images_path);
     if (rc == FG_OK)
