@@ -18,9 +18,10 @@ static fg_coupling_mask coupling_mask(fg_mask_kind k)
 }
 
 /* One layer, or NULL with fg_error naming where it was declared. */
-static fg_flow *build_layer(const fg_layer_spec *l, int max_hidden, fg_rng *rng)
+static fg_flow *build_layer(const fg_layer_spec *l, const fg_flow_shape *in, int max_hidden,
+                           fg_rng *rng)
 {
-    int c = l->in.c;
+    int c = in->dim[1];   /* the actual input; a reduced build may differ */
     switch (l->kind) {
     case FG_LAYER_SQUEEZE:
         return fg_squeeze_create();
@@ -36,10 +37,26 @@ static fg_flow *build_layer(const fg_layer_spec *l, int max_hidden, fg_rng *rng)
         fg_permute_options o = {c, l->u.permute.type == FG_PERMUTE_SHUFFLE, rng};
         return fg_permute_create(&o);
     }
+    case FG_LAYER_FLATTEN: {
+        /* The actual input, which a reduced build makes smaller than the spec's. */
+        fg_flatten_options o = {in->dim[1], in->dim[2], in->dim[3]};
+        return fg_flatten_create(&o);
+    }
+    case FG_LAYER_SCALE_DIAG:
+        return fg_scale_diag_create(c);
     case FG_LAYER_COUPLING: {
         int hidden = l->u.coupling.hidden;
         if (max_hidden > 0 && hidden > max_hidden)
             hidden = max_hidden;
+        if (l->u.coupling.dense) {
+            fg_dense_coupling_options o = {
+                c, hidden, l->u.coupling.layers, l->u.coupling.type == FG_COUPLING_AFFINE,
+                coupling_mask(l->u.coupling.mask),
+                l->u.coupling.scale == FG_SCALE_TANH ? FG_COUPLING_SCALE_TANH
+                                                     : FG_COUPLING_SCALE_SIGMOID,
+                rng};
+            return fg_dense_coupling_create(&o);
+        }
         fg_coupling_options o = {c, hidden, l->u.coupling.type == FG_COUPLING_AFFINE, rng,
                                  coupling_mask(l->u.coupling.mask),
                                  l->u.coupling.scale == FG_SCALE_TANH
@@ -71,8 +88,13 @@ int fg_model_build_ex(const fg_model_spec *spec, uint64_t seed,
     fg_rng rng;
     fg_rng_seed_stream(&rng, seed, 0x6d6f64656cULL);
     fg_flow **layers = fg_xcalloc((size_t)spec->n_layers, sizeof *layers, "model layers");
+    fg_flow_shape cur = fg_flow_shape4(1, spec->input.c, h, w);
     for (int i = 0; i < spec->n_layers; i++) {
-        layers[i] = build_layer(&spec->layers[i], max_hidden, &rng);
+        layers[i] = build_layer(&spec->layers[i], &cur, max_hidden, &rng);
+        if (layers[i] && fg_flow_out_shape(layers[i], &cur, &cur) != FG_OK) {
+            fg_flow_destroy(layers[i]);
+            layers[i] = NULL;
+        }
         if (!layers[i]) {
             for (int j = 0; j < i; j++)
                 fg_flow_destroy(layers[j]);
@@ -186,6 +208,11 @@ double fg_model_spec_flops(const fg_model_spec *spec)
             break;
         case FG_LAYER_COUPLING: {
             int hid = l->u.coupling.hidden;
+            if (l->u.coupling.dense) {
+                int out = l->u.coupling.type == FG_COUPLING_AFFINE ? 2 * (c - half) : c - half;
+                f += 2.0 * hid * (half + (l->u.coupling.layers - 1) * (double)hid + out);
+                break;
+            }
             /* A checkerboard network sees and writes every channel. */
             int checker = l->u.coupling.mask == FG_MASK_CHECKERBOARD ||
                           l->u.coupling.mask == FG_MASK_CHECKERBOARD_FLIP;

@@ -60,8 +60,19 @@
  *               mask: channel | channel_flip | checkerboard |
  *                     checkerboard_flip          default channel
  *               scale: sigmoid | tanh            default sigmoid; affine only
+ *               net: conv | dense                default conv: Glow's three
+ *                                                convolutions; dense: fully
+ *                                                connected ReLU layers on
+ *                                                vectors (after flatten)
+ *               layers: 1..64                    default 4; dense only: hidden
+ *                                                layers of width `hidden`
  *               channel masks need an even channel count; checkerboard masks
- *               need at least two pixels
+ *               need at least two pixels; dense nets need vectors (after a
+ *               flatten) and a channel mask
+ *     flatten                    no options: CxHxW -> (C*H*W)x1x1, vectors
+ *                                carried as 1x1 images
+ *     scale_diag                 no options: NICE's diagonal scaling,
+ *                                x * exp(logs) with logs per channel
  *     split     prior: learned | standard        default learned; needs an
  *               even channel count and must not be the last entry
  *   The whole list may expand to at most FG_CONFIG_MAX_LAYERS layers.
@@ -127,7 +138,9 @@ typedef enum {
     FG_LAYER_INVCONV,
     FG_LAYER_PERMUTE,
     FG_LAYER_COUPLING,
-    FG_LAYER_SPLIT
+    FG_LAYER_SPLIT,
+    FG_LAYER_FLATTEN,
+    FG_LAYER_SCALE_DIAG
 } fg_layer_kind;
 
 typedef enum { FG_PERMUTE_REVERSE, FG_PERMUTE_SHUFFLE } fg_permute_kind;
@@ -167,6 +180,8 @@ typedef struct fg_layer_spec {
             int hidden;
             fg_mask_kind mask;
             fg_scale_kind scale;   /* affine only */
+            int dense;             /* net: dense (vectors) instead of conv */
+            int layers;            /* dense: hidden layers */
         } coupling;
         struct { fg_split_prior_kind prior; } split;
     } u;

@@ -7,19 +7,22 @@
 #define MAX_REPEAT 100000
 
 static const char *const layer_names[] = {
-    "squeeze", "actnorm", "invconv", "permute", "coupling", "split", "repeat", NULL
+    "squeeze", "actnorm", "invconv", "permute", "coupling", "split", "flatten",
+    "scale_diag", "repeat", NULL
 };
 /* Indexed by fg_layer_kind. */
 static const fg_layer_kind layer_kinds[] = {
     FG_LAYER_SQUEEZE, FG_LAYER_ACTNORM, FG_LAYER_INVCONV,
-    FG_LAYER_PERMUTE, FG_LAYER_COUPLING, FG_LAYER_SPLIT
+    FG_LAYER_PERMUTE, FG_LAYER_COUPLING, FG_LAYER_SPLIT, FG_LAYER_FLATTEN,
+    FG_LAYER_SCALE_DIAG
 };
 
 static const char *const no_keys[] = { NULL };
 static const char *const actnorm_keys[] = { "scale", NULL };
 static const char *const invconv_keys[] = { "lu", NULL };
 static const char *const permute_keys[] = { "type", NULL };
-static const char *const coupling_keys[] = { "type", "hidden", "mask", "scale", NULL };
+static const char *const coupling_keys[] = { "type", "hidden", "mask", "scale", "net", "layers",
+                                               NULL };
 static const char *const split_keys[] = { "prior", NULL };
 static const char *const repeat_keys[] = { "repeat", "flow", NULL };
 
@@ -32,6 +35,7 @@ static const char *const mask_names[] = {
     "channel", "channel_flip", "checkerboard", "checkerboard_flip", NULL
 };
 static const char *const scale_names[] = { "sigmoid", "tanh", NULL };
+static const char *const net_names[] = { "conv", "dense", NULL };
 static const char *const prior_names[] = { "learned", "standard", NULL };
 
 typedef struct walk {
@@ -51,17 +55,21 @@ static int read_layer(walk *w, fg_layer_kind kind, const char *name,
     memset(&l, 0, sizeof l);
     l.kind = kind;
     static const char *const *const keys[] = {
-        no_keys, actnorm_keys, invconv_keys, permute_keys, coupling_keys, split_keys
+        no_keys, actnorm_keys, invconv_keys, permute_keys, coupling_keys, split_keys,
+        no_keys, no_keys
     };
     if (opts) {
-        if (kind == FG_LAYER_SQUEEZE && opts->n > 0)
-            return cfg_fail(ctx, opts->kids[0], "squeeze takes no options (expected "
-                            "'- squeeze' alone)");
+        if ((kind == FG_LAYER_SQUEEZE || kind == FG_LAYER_FLATTEN ||
+             kind == FG_LAYER_SCALE_DIAG) && opts->n > 0)
+            return cfg_fail(ctx, opts->kids[0], "%s takes no options (expected "
+                            "'- %s' alone)", name, name);
         if (cfg_check_keys(ctx, opts, name, keys[kind]))
             return FG_ERR;
     }
     switch (kind) {
     case FG_LAYER_SQUEEZE:
+    case FG_LAYER_FLATTEN:
+    case FG_LAYER_SCALE_DIAG:
         break;
     case FG_LAYER_ACTNORM: {
         double scale = 1.0;
@@ -87,12 +95,20 @@ static int read_layer(walk *w, fg_layer_kind kind, const char *name,
     }
     case FG_LAYER_COUPLING: {
         int type = FG_COUPLING_AFFINE, mask = FG_MASK_CHANNEL, scale = FG_SCALE_SIGMOID;
+        int net = 0, layers = 4;
         l.u.coupling.hidden = 512;
         if (cfg_enum(ctx, opts, name, "type", coupling_names, &type)
             || cfg_int32(ctx, opts, name, "hidden", 1, 65536, &l.u.coupling.hidden)
             || cfg_enum(ctx, opts, name, "mask", mask_names, &mask)
-            || cfg_enum(ctx, opts, name, "scale", scale_names, &scale))
+            || cfg_enum(ctx, opts, name, "scale", scale_names, &scale)
+            || cfg_enum(ctx, opts, name, "net", net_names, &net)
+            || cfg_int32(ctx, opts, name, "layers", 1, 64, &layers))
             return FG_ERR;
+        if (!net && cfg_get(opts, "layers"))
+            return cfg_fail(ctx, cfg_get_key(opts, "layers"), "'layers' only applies to "
+                            "dense coupling networks (expected net: dense with it)");
+        l.u.coupling.dense = net;
+        l.u.coupling.layers = net ? layers : 0;
         if (type == FG_COUPLING_ADDITIVE && cfg_get(opts, "scale"))
             return cfg_fail(ctx, cfg_get_key(opts, "scale"), "'scale' only applies to "
                             "affine couplings (expected no 'scale' with type: additive)");

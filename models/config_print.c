@@ -5,7 +5,8 @@
 #include "models/config_internal.h"
 
 static const char *const kind_names[] = {
-    "squeeze", "actnorm", "invconv", "permute", "coupling", "split"
+    "squeeze", "actnorm", "invconv", "permute", "coupling", "split", "flatten",
+    "scale_diag"
 };
 static const char *const coupling_names[] = { "additive", "affine" };
 static const char *const permute_names[] = { "reverse", "shuffle" };
@@ -18,7 +19,7 @@ static const char *const prior_names[] = { "learned", "standard" };
 
 const char *fg_layer_kind_name(fg_layer_kind k)
 {
-    return (unsigned)k <= FG_LAYER_SPLIT ? kind_names[k] : "?";
+    return (unsigned)k <= FG_LAYER_SCALE_DIAG ? kind_names[k] : "?";
 }
 
 const char *fg_layer_spec_describe(const fg_layer_spec *l, char *buf, size_t n)
@@ -34,7 +35,14 @@ const char *fg_layer_spec_describe(const fg_layer_spec *l, char *buf, size_t n)
         snprintf(buf, n, "permute %s", permute_names[l->u.permute.type]);
         break;
     case FG_LAYER_COUPLING:
-        if (l->u.coupling.type == FG_COUPLING_AFFINE)
+        if (l->u.coupling.dense)
+            snprintf(buf, n, "coupling %s net=dense hidden=%d layers=%d mask=%s%s%s",
+                     coupling_names[l->u.coupling.type], l->u.coupling.hidden,
+                     l->u.coupling.layers, mask_names[l->u.coupling.mask],
+                     l->u.coupling.type == FG_COUPLING_AFFINE ? " scale=" : "",
+                     l->u.coupling.type == FG_COUPLING_AFFINE
+                         ? scale_names[l->u.coupling.scale] : "");
+        else if (l->u.coupling.type == FG_COUPLING_AFFINE)
             snprintf(buf, n, "coupling affine hidden=%d mask=%s scale=%s",
                      l->u.coupling.hidden, mask_names[l->u.coupling.mask],
                      scale_names[l->u.coupling.scale]);

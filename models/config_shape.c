@@ -38,6 +38,10 @@ static int next_shape(const cfg_ctx *ctx, const fg_layer_spec *l, fg_chw in,
                             "of channels to cut in halves, but the shape here is %s "
                             "(CxHxW; add a squeeze first, or use mask: checkerboard)%s",
                             s, note);
+        if (l->u.coupling.dense && (in.h != 1 || in.w != 1 || !mask_is_channel(l->u.coupling.mask)))
+            return cfg_fail(ctx, at, "a dense coupling works on vectors with a channel "
+                            "mask, but the shape here is %s (CxHxW; add a flatten first, "
+                            "and use mask: channel or channel_flip)%s", s, note);
         if (!mask_is_channel(l->u.coupling.mask) && in.h * in.w < 2)
             return cfg_fail(ctx, at, "coupling with a checkerboard mask needs at least "
                             "2 pixels, but the shape here is %s (CxHxW)%s", s, note);
@@ -49,6 +53,10 @@ static int next_shape(const cfg_ctx *ctx, const fg_layer_spec *l, fg_chw in,
                             "first)%s", s, note);
         out->c = in.c / 2;
         return FG_OK;
+    case FG_LAYER_FLATTEN:
+        *out = (fg_chw){ in.c * in.h * in.w, 1, 1 };
+        return FG_OK;
+    case FG_LAYER_SCALE_DIAG:
     case FG_LAYER_ACTNORM:
     case FG_LAYER_INVCONV:
     case FG_LAYER_PERMUTE:
