@@ -19,7 +19,9 @@ dist_pkgdata_DATA += \
 	models/fmnist-quick.yaml \
 	models/mnist.yaml \
 	models/cifar10.yaml \
-	models/generic-example.yaml
+	models/generic-example.yaml \
+	models/realnvp-fmnist.yaml \
+	models/nice-fmnist.yaml
 
 check_PROGRAMS += tests/test_config
 TESTS += tests/test_config
@@ -49,3 +51,9 @@ EXTRA_DIST += \
 	tests/configs/bad-unknown-layer.yaml \
 	tests/configs/bad-additive-scale.yaml \
 	tests/configs/bad-lr.yaml
+
+check_PROGRAMS += tests/test_zoo_train
+TESTS += tests/test_zoo_train
+tests_test_zoo_train_SOURCES = tests/test_zoo_train.c
+tests_test_zoo_train_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_zoo_train_LDADD = $(FG_TEST_LIBS)
