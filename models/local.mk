@@ -21,7 +21,8 @@ dist_pkgdata_DATA += \
 	models/cifar10.yaml \
 	models/generic-example.yaml \
 	models/realnvp-fmnist.yaml \
-	models/nice-fmnist.yaml
+	models/nice-fmnist.yaml \
+	models/ablation-fmnist.yaml
 
 check_PROGRAMS += tests/test_config
 TESTS += tests/test_config
