@@ -28,29 +28,43 @@ static void help(void)
          "  --help     this text");
 }
 
-/* Random inputs in the data range, actnorms initialized on them, then
- * every parameter perturbed so zero convs and identity maps stop being so. */
+/* Random inputs in the data range and every parameter perturbed, so zero
+ * convs and identity maps stop being so; then the actnorms are initialized
+ * again on the perturbed model. Without that second init, perturbations
+ * compound through a deep stack (activations grow about 5x per coupling)
+ * until float rounding, not the flow, decides the round trip. */
 static void randomize(fg_model *m, fg_graph *g, int batch, fg_rng *rng)
 {
     int shape[4] = {batch, m->c, m->h, m->w};
-    fg_graph_reset(g);
-    fg_var *x = fg_const(g, 4, shape);
-    fg_rng_uniform(rng, x->t.data, fg_numel(&x->t));
-    fg_k_add_scalar(fg_numel(&x->t), -0.5f, x->t.data, x->t.data);
+    float *x0 = fg_xmalloc((size_t)batch * m->c * m->h * m->w * sizeof *x0, "input");
+    fg_rng_uniform(rng, x0, (size_t)batch * m->c * m->h * m->w);
+    fg_k_add_scalar((size_t)batch * m->c * m->h * m->w, -0.5f, x0, x0);
     int *y = calloc((size_t)batch, sizeof *y);
-    fg_model_loss(m, g, x, y, NULL);
-    free(y);
-    fg_graph_reset(g);
-    for (int i = 0; i < m->state.n; i++) {
-        fg_state_entry *e = &m->state.items[i];
-        if (e->kind != FG_PARAM)
-            continue;
-        size_t n = fg_numel(&e->var->t);
-        float *noise = fg_xmalloc(n * sizeof *noise, "noise");
-        fg_rng_normal(rng, noise, n);
-        fg_k_axpy(n, 0.05f, noise, e->var->t.data);
-        free(noise);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            for (int i = 0; i < m->state.n; i++) {
+                fg_state_entry *e = &m->state.items[i];
+                if (e->kind != FG_PARAM)
+                    continue;
+                /* 0.05 / sqrt(fan-in): each output moves by about 0.05
+                 * whatever the layer's width, so wide layers are perturbed
+                 * as much as narrow ones and no more. */
+                size_t n = fg_numel(&e->var->t);
+                size_t fan_in = e->var->t.ndim >= 2 ? n / (size_t)e->var->t.shape[0] : 1;
+                float *noise = fg_xmalloc(n * sizeof *noise, "noise");
+                fg_rng_normal(rng, noise, n);
+                fg_k_axpy(n, 0.05f / sqrtf((float)fan_in), noise, e->var->t.data);
+                free(noise);
+            }
+            fg_flow_rearm_actnorm(m->flow->body);
+        }
+        /* a forward with gradients on runs actnorm's data-dependent init */
+        fg_graph_reset(g);
+        fg_model_loss(m, g, fg_const_wrap(g, x0, 4, shape), y, NULL);
+        fg_graph_reset(g);
     }
+    free(y);
+    free(x0);
 }
 
 static fg_var *random_input(fg_model *m, fg_graph *g, int n, fg_rng *rng)
@@ -160,7 +174,7 @@ static double gradient_error(fg_model *m, fg_graph *g, fg_rng *rng, double *an, 
         if (m->state.items[i].kind == FG_PARAM)
             leaves[n++] = m->state.items[i].var;
     fg_graph_reset(g);
-    double rel = fg_gradcheck_direction(g, loss_fn, &c, leaves, n, 1e-3, rng, an, nu);
+    double rel = fg_gradcheck_direction(g, loss_fn, &c, leaves, n, 1e-2, rng, an, nu);
     fg_graph_reset(g);
     free(leaves);
     fg_tensor_free(x);
@@ -169,15 +183,18 @@ static double gradient_error(fg_model *m, fg_graph *g, fg_rng *rng, double *an, 
 
 /* Thresholds: float32 round trips of deep chains stay well under 1e-3;
  * finite differences in float32 at eps 1e-2 give a few 1e-3 on the
- * log-determinant; at eps 1e-3 a directional derivative agrees to a few
- * 1e-3 relative (eps 1e-2 already shows the curvature of LU factors). */
+ * log-determinant. With perturbations scaled by fan-in and actnorms
+ * re-initialized, a step of 1e-2 along a unit direction sits between
+ * curvature and rounding: over the zoo (seeds 1 and 2) the directional
+ * derivative agreed to at most 1.8e-2 relative, while steps of 1e-3 reached
+ * 7e-2 on rounding alone. */
 #define TOL_ROUND_TRIP 1e-3
 #define TOL_LOGDET_ABS 0.05
 #define TOL_LOGDET_REL 1e-3
 #define TOL_GRAD_REL 2e-2
-/* float32 noise floor of a central difference at eps 1e-3 on a loss of a
+/* float32 noise floor of a central difference at eps 1e-2 on a loss of a
  * few bits/dim */
-#define TOL_GRAD_ABS 5e-4
+#define TOL_GRAD_ABS 1e-4
 
 int cmd_check(int argc, char **argv)
 {
@@ -230,7 +247,7 @@ int cmd_check(int argc, char **argv)
     fg_rng rng;
     fg_rng_seed(&rng, (uint64_t)seed);
     randomize(full, g, 2, &rng);
-    randomize(small, g, 8, &rng);
+    randomize(small, g, 32, &rng);
     double rt = round_trip_error(full, g, &rng);
     int D = fg_model_dims(small);
     double la = 0, ln = 0;

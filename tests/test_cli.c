@@ -253,6 +253,25 @@ START_TEST(every_subcommand_runs)
 }
 END_TEST
 
+/* Every config of the model zoo passes `flowgrad check`: round trip, the
+ * analytic against the numerical log-determinant, and a gradient check, on
+ * parameters moved off their identity start. */
+static const char *const ZOO[] = {
+    "fmnist-quick", "mnist", "cifar10", "generic-example", "ablation-fmnist",
+    "realnvp-fmnist", "nice-fmnist",
+};
+
+START_TEST(zoo_configs_pass_check)
+{
+    setup();
+    char path[1024], rel[256];
+    snprintf(rel, sizeof rel, "models/%s.yaml", ZOO[_i]);
+    fg_test_path(rel, path, sizeof path);
+    ck_assert_msg(run("./examples/flowgrad check %s", path) == 0,
+                  "flowgrad check %s failed (see %s/log)", path, tmpdir);
+}
+END_TEST
+
 Suite *fg_test_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -261,6 +280,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, checkpoint_round_trip);
     tcase_add_test(tc, damaged_checkpoints_are_refused);
     tcase_add_test(tc, every_subcommand_runs);
+    tcase_add_loop_test(tc, zoo_configs_pass_check, 0, (int)(sizeof ZOO / sizeof ZOO[0]));
     suite_add_tcase(s, tc);
     return s;
 }
