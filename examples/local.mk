@@ -82,11 +82,3 @@ TESTS += tests/test_ablate
 tests_test_ablate_SOURCES = tests/test_ablate.c
 tests_test_ablate_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_ablate_LDADD = $(FG_TEST_LIBS)
-
-# flowgrad ablate on a tiny grid (it runs examples/flowgrad).
-check_PROGRAMS += tests/test_ablate
-tests_test_ablate_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
-TESTS += tests/test_ablate
-tests_test_ablate_SOURCES = tests/test_ablate.c
-tests_test_ablate_CFLAGS = $(FG_TEST_CFLAGS)
-tests_test_ablate_LDADD = $(FG_TEST_LIBS)
