@@ -55,6 +55,17 @@ EXTRA_DIST += tests/configs/cli-tiny.yaml
 # Stop requests by signal and weight-health checks of flowgrad train.
 examples_flowgrad_SOURCES += examples/train_guard.c examples/train_guard.h
 
+# The memory a training run needs, from measured steps (flowgrad info --batch,
+# and the check flowgrad train makes before it starts); its test compares the
+# estimate with the peak RSS of real runs.
+examples_flowgrad_SOURCES += examples/train_memory.c examples/train_memory.h
+check_PROGRAMS += tests/test_memory
+tests_test_memory_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
+TESTS += tests/test_memory
+tests_test_memory_SOURCES = tests/test_memory.c
+tests_test_memory_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_memory_LDADD = $(FG_TEST_LIBS)
+
 # flowgrad train under faults: kills, stop signals, full disk, blow-ups.
 check_PROGRAMS += tests/test_reliability
 tests_test_reliability_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
@@ -82,3 +93,14 @@ TESTS += tests/test_ablate
 tests_test_ablate_SOURCES = tests/test_ablate.c
 tests_test_ablate_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_ablate_LDADD = $(FG_TEST_LIBS)
+
+# 2-D toy densities (two moons, eight Gaussians, checkerboard) fitted by a
+# flow of dense affine couplings; the test trains a narrower copy.
+noinst_PROGRAMS += examples/toy2d
+examples_toy2d_SOURCES = examples/toy2d.c examples/toy2d_lib.c examples/toy2d_lib.h
+examples_toy2d_LDADD = libflowgrad.la $(BLIS_LIBS) -lm
+check_PROGRAMS += tests/test_toy2d
+TESTS += tests/test_toy2d
+tests_test_toy2d_SOURCES = tests/test_toy2d.c examples/toy2d_lib.c examples/toy2d_lib.h
+tests_test_toy2d_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_toy2d_LDADD = $(FG_TEST_LIBS)
