@@ -36,6 +36,9 @@ void fg_graph_destroy(fg_graph *g);
 /* End of a step: forget the tape, reset the arena (O(1)). */
 void fg_graph_reset(fg_graph *g);
 fg_arena *fg_graph_arena(fg_graph *g);
+/* Transient kernel workspace (im2col columns, GEMM-side buffers); its peak
+ * adds to the arena's in a step's memory. */
+fg_arena *fg_graph_scratch(fg_graph *g);
 /* No-grad mode records nothing; returns the previous setting. */
 int fg_set_grad_enabled(fg_graph *g, int enabled);
 int fg_grad_enabled(const fg_graph *g);

@@ -34,6 +34,7 @@ void fg_graph_reset(fg_graph *g)
 }
 
 fg_arena *fg_graph_arena(fg_graph *g) { return g->arena; }
+fg_arena *fg_graph_scratch(fg_graph *g) { return g->scratch; }
 size_t fg_graph_nodes(const fg_graph *g) { return g->n_nodes; }
 int fg_grad_enabled(const fg_graph *g) { return g->grad_enabled; }
 

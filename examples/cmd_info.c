@@ -1,6 +1,7 @@
 /* flowgrad info: what a config or checkpoint declares: parameters, the
  * expanded layer list with shapes per level, forward FLOPs per image. */
 #include "examples/cli.h"
+#include "examples/train_memory.h"
 
 #include <string.h>
 
@@ -8,12 +9,16 @@ static const char cmd[] = "info";
 
 static void help(void)
 {
-    puts("usage: flowgrad info CONFIG.yaml|CKPT.safetensors [--json]\n"
+    puts("usage: flowgrad info CONFIG.yaml|CKPT.safetensors [--batch B] [--json]\n"
          "\n"
          "Prints the parameter count, the expanded layer list with the shape entering\n"
          "and leaving each layer per level, the top prior's shape, and the forward\n"
          "FLOPs per image (multiply-adds of convolutions and 1x1 convolutions x 2).\n"
          "\n"
+         "  --batch B  also the memory training needs at batch B: intermediates of a\n"
+         "             step measured at batch 1 and 2 on a throwaway copy of the model and\n"
+         "             extrapolated, parameters with gradients, optimizer moments and EMA,\n"
+         "             the dataset (loaded to count it), and a fixed runtime allowance\n"
          "  --json   the same as JSON\n"
          "  --help   this text");
 }
@@ -24,10 +29,32 @@ static int ends_with(const char *s, const char *suffix)
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
+/* The estimate flowgrad train checks before it starts. Without the
+ * dataset's files at hand the data counts as nothing, and the text says so. */
+static int info_memory(const fg_config *cfg, int batch, train_memory *m)
+{
+    double data = 0;
+    for (int train = 1; train >= 0 && cfg->has_train; train--) {
+        fg_dataset d;
+        if (cli_load_split(cfg, train, &d) != FG_OK) {
+            fprintf(stderr, "flowgrad %s: dataset not counted: %s\n", cmd, fg_last_error());
+            data = 0;
+            break;
+        }
+        data += train_memory_dataset_bytes(&d);
+        fg_dataset_free(&d);
+    }
+    if (train_memory_measure(cfg, cfg->has_train && cfg->train.ema > 0, data, m) != FG_OK)
+        return FG_ERR;
+    train_memory_at(m, batch);
+    return FG_OK;
+}
+
 int cmd_info(int argc, char **argv)
 {
     const char *path = NULL;
     int json = 0;
+    long long batch = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -35,6 +62,10 @@ int cmd_info(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "--batch")) {
+            const char *v = cli_value(argc, argv, &i);
+            if (!v || cli_int(a, v, 1, 65536, &batch) != FG_OK)
+                return cli_usage_error(cmd, "%s", fg_last_error());
         } else if (a[0] == '-') {
             return cli_usage_error(cmd, "unknown option '%s'", a);
         } else if (!path) {
@@ -68,6 +99,12 @@ int cmd_info(int argc, char **argv)
     size_t params = fg_state_list_param_count(&L.model->state);
     double flops = fg_model_spec_flops(s);
     char desc[256];
+    train_memory mem;
+    if (batch > 0 && info_memory(L.cfg, (int)batch, &mem) != FG_OK) {
+        int rc = cli_fail(cmd, "%s: %s", path, fg_last_error());
+        cli_loaded_free(&L);
+        return rc;
+    }
     if (json) {
         printf("{\"path\": ");
         cli_json_string(stdout, path);
@@ -78,6 +115,10 @@ int cmd_info(int argc, char **argv)
                s->y_condition ? s->classes : 0);
         if (step >= 0)
             printf(", \"step\": %lld", step);
+        if (batch > 0) {
+            printf(", ");
+            train_memory_print_json(&mem, stdout);
+        }
         printf(", \"layers\": [");
         for (int i = 0; i < s->n_layers; i++) {
             const fg_layer_spec *l = &s->layers[i];
@@ -109,6 +150,8 @@ int cmd_info(int argc, char **argv)
         printf("top prior:       (%d, %d, %d)%s%s\n", s->top.c, s->top.h, s->top.w,
                s->learn_top ? ", learned" : ", N(0, 1)",
                s->y_condition ? ", class-conditional" : "");
+        if (batch > 0)
+            train_memory_print(&mem, stdout);
     }
     cli_loaded_free(&L);
     return 0;

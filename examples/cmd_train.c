@@ -7,6 +7,7 @@
 #include "examples/cli.h"
 #include "examples/train_dist.h"
 #include "examples/train_guard.h"
+#include "examples/train_memory.h"
 
 #include <errno.h>
 #include <math.h>
@@ -34,6 +35,8 @@ static void help(void)
          "  --seed S        seed for weights, data order and noise (overrides the config)\n"
          "  --skip-nonfinite N  skip up to N batches whose loss or gradient is not finite\n"
          "                  (default 0: the first one stops the run)\n"
+         "  --no-memory-check  start even when the estimated memory (flowgrad info --batch)\n"
+         "                  exceeds MemAvailable (also FLOWGRAD_NO_MEMORY_CHECK=1)\n"
          "\n"
          "SIGINT or SIGTERM ends the current step, writes the checkpoint and exits with\n"
          "status 130 or 143; a second signal stops at once.\n"
@@ -372,12 +375,17 @@ int cmd_train(int argc, char **argv)
 {
     const char *config = NULL, *out = NULL, *resume = NULL;
     long long steps = -1, epochs = -1, batch = -1, threads = -1, seed = -1, skip = 0;
+    const char *no_check = getenv("FLOWGRAD_NO_MEMORY_CHECK");
+    int memory_check = !(no_check && !strcmp(no_check, "1"));
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         long long *target = NULL, lo = 1, hi = 0;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             help();
             return 0;
+        } else if (!strcmp(a, "--no-memory-check")) {
+            memory_check = 0;
+            continue;
         } else if (!strcmp(a, "--out") || !strcmp(a, "--resume")) {
             if (!(v = cli_value(argc, argv, &i)))
                 return cli_usage_error(cmd, "%s", fg_last_error());
@@ -454,6 +462,14 @@ int cmd_train(int argc, char **argv)
         goto out_data;
     }
     if (dist_check_batch(t->batch) != FG_OK) {
+        cli_fail(cmd, "%s", fg_last_error());
+        goto out_data;
+    }
+    /* Refuse up front, with numbers, what would otherwise fail in malloc
+     * hours later or drive the machine into swap. */
+    train_memory mem;
+    if (memory_check && train_memory_check(r.cfg, dist_shard_size(t->batch), &r.train,
+                                           &r.test, &mem) != FG_OK) {
         cli_fail(cmd, "%s", fg_last_error());
         goto out_data;
     }

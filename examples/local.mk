@@ -55,6 +55,17 @@ EXTRA_DIST += tests/configs/cli-tiny.yaml
 # Stop requests by signal and weight-health checks of flowgrad train.
 examples_flowgrad_SOURCES += examples/train_guard.c examples/train_guard.h
 
+# The memory a training run needs, from measured steps (flowgrad info --batch,
+# and the check flowgrad train makes before it starts); its test compares the
+# estimate with the peak RSS of real runs.
+examples_flowgrad_SOURCES += examples/train_memory.c examples/train_memory.h
+check_PROGRAMS += tests/test_memory
+tests_test_memory_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
+TESTS += tests/test_memory
+tests_test_memory_SOURCES = tests/test_memory.c
+tests_test_memory_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_memory_LDADD = $(FG_TEST_LIBS)
+
 # flowgrad train under faults: kills, stop signals, full disk, blow-ups.
 check_PROGRAMS += tests/test_reliability
 tests_test_reliability_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la

@@ -1,0 +1,220 @@
+/* Memory estimate of a training run from measured steps (see train_memory.h).
+ *
+ * Agreement with reality (BENCHMARKS.md, "Memory estimate"): against the peak
+ * RSS of 'flowgrad train --steps 3' the estimate was within 10% for the quick
+ * Fashion-MNIST config at batches 16 and 64; tests/test_memory.c holds the
+ * tiny test config to a factor of 1.5 either way at two batch sizes. */
+#include "examples/train_memory.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double graph_peak(fg_graph *g)
+{
+    return (double)fg_arena_peak(fg_graph_arena(g)) + (double)fg_arena_peak(fg_graph_scratch(g));
+}
+
+/* Peaks of n-image steps on a fresh throwaway model: *train of two training
+ * steps (the first also initializes the actnorms from its batch, which the
+ * real run's first step does too), *sample of drawing n images after them. */
+static int measure_at(const fg_config *cfg, int n, double *train, double *sample)
+{
+    fg_model *m;
+    if (fg_model_build(&cfg->model, cfg->train.seed, &m) != FG_OK)
+        return FG_ERR;
+    int labels[2] = {0, 1 % (m->n_classes ? m->n_classes : 1)};
+    const int *y = m->n_classes ? labels : NULL;
+    fg_rng rng;
+    fg_rng_seed(&rng, 1);
+    fg_graph *g = fg_graph_create();
+    for (int rep = 0; rep < 2; rep++) {
+        fg_graph_reset(g);
+        int shape[4] = {n, m->c, m->h, m->w};
+        fg_var *x = fg_const(g, 4, shape);
+        size_t count = fg_numel(&x->t);
+        fg_rng_uniform(&rng, x->t.data, count);
+        for (size_t i = 0; i < count; i++)
+            x->t.data[i] -= 0.5f;
+        fg_var *loss = fg_model_loss(m, g, x, y, NULL);
+        fg_state_list_zero_grad(&m->state);
+        fg_backward(g, loss);
+    }
+    *train = graph_peak(g);
+    fg_graph_destroy(g);
+
+    g = fg_graph_create();
+    fg_set_grad_enabled(g, 0);
+    fg_multiscale_sample(m->flow, g, n, y, 0.7f, &rng);
+    *sample = graph_peak(g);
+    fg_graph_destroy(g);
+    fg_model_free(m);
+    return FG_OK;
+}
+
+int train_memory_measure(const fg_config *cfg, int use_ema, double dataset_bytes,
+                         train_memory *m)
+{
+    memset(m, 0, sizeof *m);
+    double t1, t2, s1, s2;
+    if (measure_at(cfg, 1, &t1, &s1) != FG_OK || measure_at(cfg, 2, &t2, &s2) != FG_OK)
+        return FG_ERR;
+    /* Every intermediate is a fixed number of floats per image, so the peak
+     * is linear in the batch; two points fix the line. */
+    m->step_per_image = t2 > t1 ? t2 - t1 : 0;
+    m->step_fixed = t1 - m->step_per_image > 0 ? t1 - m->step_per_image : 0;
+    double s_per = s2 > s1 ? s2 - s1 : 0;
+    double s_fixed = s1 - s_per > 0 ? s1 - s_per : 0;
+    m->sample_bytes = s_fixed + s_per * TRAIN_MEMORY_SAMPLE_IMAGES;
+
+    fg_model *model;
+    if (fg_model_build(&cfg->model, cfg->train.seed, &model) != FG_OK)
+        return FG_ERR;
+    m->params = fg_state_list_param_count(&model->state);
+    fg_model_free(model);
+    /* Value and gradient, Adam's or Adamax's two moments, the EMA copy. */
+    m->copies = 4 + (use_ema ? 1 : 0);
+    m->dataset_bytes = dataset_bytes;
+    train_memory_at(m, cfg->has_train ? cfg->train.batch : 1);
+    return FG_OK;
+}
+
+void train_memory_at(train_memory *m, int batch)
+{
+    m->batch = batch;
+    double step = m->step_fixed + m->step_per_image * batch;
+    m->step_bytes = step > m->sample_bytes ? step : m->sample_bytes;
+    m->param_bytes = (double)m->params * 4.0 * m->copies;
+    m->runtime_bytes = TRAIN_MEMORY_BASE_BYTES + TRAIN_MEMORY_THREAD_BYTES * fg_get_threads();
+    m->total = m->step_bytes + m->param_bytes + m->dataset_bytes + m->runtime_bytes;
+}
+
+double train_memory_dataset_bytes(const fg_dataset *d)
+{
+    double n = d->n;
+    return n * d->c * d->h * d->w + n + n * sizeof(int);
+}
+
+/* "123", "64M", "2.5G": bytes; -1 when malformed. */
+static double parse_bytes(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || v < 0)
+        return -1;
+    switch (toupper((unsigned char)*end)) {
+    case 0: return v;
+    case 'K': v *= 1024.0; break;
+    case 'M': v *= 1024.0 * 1024; break;
+    case 'G': v *= 1024.0 * 1024 * 1024; break;
+    case 'T': v *= 1024.0 * 1024 * 1024 * 1024; break;
+    default: return -1;
+    }
+    end++;
+    if (toupper((unsigned char)*end) == 'I')
+        end++;
+    if (toupper((unsigned char)*end) == 'B')
+        end++;
+    return *end ? -1 : v;
+}
+
+double train_memory_available(void)
+{
+    const char *env = getenv("FLOWGRAD_MEMORY_AVAILABLE");
+    if (env && *env) {
+        double v = parse_bytes(env);
+        if (v >= 0)
+            return v;
+        fprintf(stderr, "flowgrad: FLOWGRAD_MEMORY_AVAILABLE='%s' ignored: expected bytes, "
+                "optionally with a K, M or G suffix\n", env);
+    }
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    double kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib < 0 ? -1 : kib * 1024.0;
+}
+
+int train_memory_largest_batch(const train_memory *m, double avail, int max_batch)
+{
+    train_memory t = *m;
+    int lo = 0, hi = max_batch;
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        train_memory_at(&t, mid);
+        if (t.total <= avail)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+const char *train_memory_human(double bytes, char *buf, size_t n)
+{
+    static const char *unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (bytes >= 1024 && u < 4)
+        bytes /= 1024, u++;
+    snprintf(buf, n, u ? "%.3g %s" : "%.0f %s", bytes, unit[u]);
+    return buf;
+}
+
+void train_memory_print(const train_memory *m, FILE *f)
+{
+    char a[32], b[32], c[32];
+    double step = m->step_fixed + m->step_per_image * m->batch;
+    fprintf(f, "training memory at batch %d (estimate):\n", m->batch);
+    fprintf(f, "  step intermediates %10s  (%s + %s per image, measured at batch 1 and 2)\n",
+            train_memory_human(step, a, sizeof a), train_memory_human(m->step_fixed, b, sizeof b),
+            train_memory_human(m->step_per_image, c, sizeof c));
+    fprintf(f, "  sampling %d images %10s  (%s)\n", TRAIN_MEMORY_SAMPLE_IMAGES,
+            train_memory_human(m->sample_bytes, a, sizeof a),
+            m->sample_bytes > step ? "larger than a step: counted instead" : "fits in the step's");
+    fprintf(f, "  parameters         %10s  (%zu x 4 bytes x %d: value, gradient, 2 optimizer "
+            "moments%s)\n", train_memory_human(m->param_bytes, a, sizeof a), m->params,
+            m->copies, m->copies > 4 ? ", EMA" : "");
+    fprintf(f, "  dataset            %10s\n", train_memory_human(m->dataset_bytes, a, sizeof a));
+    fprintf(f, "  runtime and BLIS   %10s  (allowance: %s + %s per thread x %d)\n",
+            train_memory_human(m->runtime_bytes, a, sizeof a),
+            train_memory_human(TRAIN_MEMORY_BASE_BYTES, b, sizeof b),
+            train_memory_human(TRAIN_MEMORY_THREAD_BYTES, c, sizeof c), fg_get_threads());
+    fprintf(f, "  total              %10s\n", train_memory_human(m->total, a, sizeof a));
+}
+
+void train_memory_print_json(const train_memory *m, FILE *f)
+{
+    fprintf(f, "\"memory\": {\"batch\": %d, \"step_fixed_bytes\": %.0f, "
+            "\"step_per_image_bytes\": %.0f, \"step_bytes\": %.0f, \"sample_bytes\": %.0f, "
+            "\"parameter_bytes\": %.0f, \"parameter_copies\": %d, \"dataset_bytes\": %.0f, "
+            "\"runtime_bytes\": %.0f, \"total_bytes\": %.0f}", m->batch, m->step_fixed,
+            m->step_per_image, m->step_bytes, m->sample_bytes, m->param_bytes, m->copies,
+            m->dataset_bytes, m->runtime_bytes, m->total);
+}
+
+int train_memory_check(const fg_config *cfg, int batch, const fg_dataset *train,
+                       const fg_dataset *test, train_memory *m)
+{
+    double data = train_memory_dataset_bytes(train) + train_memory_dataset_bytes(test);
+    if (train_memory_measure(cfg, cfg->train.ema > 0, data, m) != FG_OK)
+        return FG_ERR;
+    train_memory_at(m, batch);
+    double avail = train_memory_available();
+    if (avail < 0 || m->total <= avail)
+        return FG_OK;
+    char need[32], per[32], have[32], fits[64] = "no batch fits";
+    int b = train_memory_largest_batch(m, avail, batch);
+    if (b > 0)
+        snprintf(fits, sizeof fits, "e.g. --batch %d fits", b);
+    return fg_error("%s needs about %s at batch %d (%s per image), only %s available: lower "
+                    "the batch (%s) or the model size; 'flowgrad info %s --batch %d' shows "
+                    "the breakdown, --no-memory-check tries anyway", cfg->name,
+                    train_memory_human(m->total, need, sizeof need), batch,
+                    train_memory_human(m->step_per_image, per, sizeof per),
+                    train_memory_human(avail, have, sizeof have), fits, cfg->name, batch);
+}

@@ -1,0 +1,234 @@
+/* The memory estimate of flowgrad info --batch against the peak RSS of real
+ * training runs, and flowgrad train refusing up front a run that cannot fit. */
+#include "check_main.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char config[1024];
+static char tmpdir[256];
+static char out_path[512];
+
+static void setup(void)
+{
+    fg_test_path("tests/configs/cli-tiny.yaml", config, sizeof config);
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/flowgrad-test-memory.%d", (int)getpid());
+    mkdir(tmpdir, 0777);
+    snprintf(out_path, sizeof out_path, "%s/out", tmpdir);
+}
+
+/* Runs ./examples/flowgrad with argv (NULL-terminated) and the environment
+ * assignments env (NULL-terminated), stdout and stderr into out_path; returns
+ * the exit status and the child's peak RSS in bytes. */
+static int run_flowgrad(const char *const *env, const char *const *argv, double *max_rss)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0)
+            _exit(126);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        for (int i = 0; env && env[i]; i++)
+            putenv((char *)env[i]);
+        execv("./examples/flowgrad", (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    struct rusage ru;
+    ck_assert_int_eq(wait4(pid, &st, 0, &ru), pid);
+    if (max_rss)
+        *max_rss = ru.ru_maxrss * 1024.0; /* Linux reports KiB */
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *output(void)
+{
+    static char buf[65536];
+    FILE *f = fopen(out_path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+/* The number after "\"key\": " in the output. */
+static double json_number(const char *text, const char *key)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    const char *p = strstr(text, pat);
+    ck_assert_msg(p != NULL, "no %s in: %s", key, text);
+    return atof(p + strlen(pat));
+}
+
+static const char *one_thread[] = {"FLOWGRAD_THREADS=1", NULL};
+
+/* Estimated total bytes (JSON) of config at batch, one compute thread. */
+static double estimate(const char *cfg, int batch, double *params, double *fields)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%d", batch);
+    const char *argv[] = {"flowgrad", "info", cfg, "--batch", b, "--json", NULL};
+    ck_assert_int_eq(run_flowgrad(one_thread, argv, NULL), 0);
+    const char *text = output();
+    if (params)
+        *params = json_number(text, "parameters");
+    if (fields)
+        fields[0] = json_number(text, "step_bytes"), fields[1] = json_number(text, "parameter_bytes"),
+        fields[2] = json_number(text, "dataset_bytes"), fields[3] = json_number(text, "runtime_bytes"),
+        fields[4] = json_number(text, "step_fixed_bytes"),
+        fields[5] = json_number(text, "step_per_image_bytes"),
+        fields[6] = json_number(text, "sample_bytes");
+    return json_number(text, "total_bytes");
+}
+
+START_TEST(estimate_matches_peak_rss)
+{
+    setup();
+#ifdef __SANITIZE_ADDRESS__
+    /* Shadow memory and the quarantine make RSS say nothing about the
+     * program's own allocations. */
+    return;
+#endif
+    static const int batches[2] = {16, 256};
+    for (int i = 0; i < 2; i++) {
+        char b[32], dir[512];
+        snprintf(b, sizeof b, "%d", batches[i]);
+        snprintf(dir, sizeof dir, "%s/run%d", tmpdir, batches[i]);
+        const char *argv[] = {"flowgrad", "train", config, "--batch", b, "--steps", "3",
+                              "--threads", "1", "--out", dir, NULL};
+        double rss;
+        ck_assert_int_eq(run_flowgrad(one_thread, argv, &rss), 0);
+        double est = estimate(config, batches[i], NULL, NULL);
+        /* The estimate guards against running out of memory, so it must not
+         * fall below what the run takes; on this tiny model the fixed
+         * runtime allowance dominates, and keeps it within a factor of 2. */
+        ck_assert_msg(est >= rss && est <= 2.0 * rss,
+                      "batch %d: estimate %.0f bytes, peak RSS %.0f bytes", batches[i], est, rss);
+    }
+}
+END_TEST
+
+START_TEST(info_prints_the_breakdown)
+{
+    setup();
+    double params, f[7];
+    double total = estimate(config, 100, &params, f);
+    /* tiny config: Adam and an EMA, so 5 copies of every parameter */
+    ck_assert_double_eq_tol(f[1], params * 4 * 5, 0.5);
+    ck_assert_double_eq_tol(total, f[0] + f[1] + f[2] + f[3], 1.0);
+    /* The step line at batch 100, unless sampling 64 images is larger. */
+    double step = f[4] + f[5] * 100;
+    ck_assert_double_eq_tol(f[0], step > f[6] ? step : f[6], 1.0);
+    ck_assert(f[5] > 0);
+    /* Synthetic data: 1024 train and 256 test images of 8x8x1, plus labels
+     * and the epoch permutation's ints. */
+    ck_assert_double_eq_tol(f[2], (1024 + 256) * (64 + 1 + 4.0), 0.5);
+    /* The runtime allowance on one thread: 8 MiB + 4 MiB. */
+    ck_assert_double_eq_tol(f[3], 12.0 * 1024 * 1024, 0.5);
+
+    const char *argv[] = {"flowgrad", "info", config, "--batch", "100", NULL};
+    ck_assert_int_eq(run_flowgrad(one_thread, argv, NULL), 0);
+    const char *text = output();
+    ck_assert_ptr_nonnull(strstr(text, "training memory at batch 100"));
+    ck_assert_ptr_nonnull(strstr(text, "step intermediates"));
+    ck_assert_ptr_nonnull(strstr(text, "2 optimizer moments, EMA"));
+    ck_assert_ptr_nonnull(strstr(text, "total"));
+}
+END_TEST
+
+START_TEST(train_refuses_what_cannot_fit)
+{
+    setup();
+    /* 20 MiB available: the suggested batch must fit and the next must not. */
+    const char *small[] = {"FLOWGRAD_THREADS=1", "FLOWGRAD_MEMORY_AVAILABLE=20M", NULL};
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/refused", tmpdir);
+    const char *argv[] = {"flowgrad", "train", config, "--batch", "1024", "--steps", "1",
+                          "--out", dir, NULL};
+    ck_assert_int_eq(run_flowgrad(small, argv, NULL), 1);
+    const char *text = output();
+    ck_assert_msg(strstr(text, "needs about") && strstr(text, "at batch 1024") &&
+                  strstr(text, "only 20 MiB available"), "%s", text);
+    const char *fits = strstr(text, "--batch ");
+    ck_assert_msg(fits != NULL, "%s", text);
+    int b = atoi(fits + 8);
+    ck_assert_int_gt(b, 16);
+    ck_assert_int_lt(b, 1024);
+    ck_assert(estimate(config, b, NULL, NULL) <= 20.0 * 1024 * 1024);
+    ck_assert(estimate(config, b + 1, NULL, NULL) > 20.0 * 1024 * 1024);
+
+    /* Nothing fits in 1 MiB; the flag and the variable override the check. */
+    const char *tiny[] = {"FLOWGRAD_THREADS=1", "FLOWGRAD_MEMORY_AVAILABLE=1M", NULL};
+    const char *argv16[] = {"flowgrad", "train", config, "--batch", "16", "--steps", "1",
+                            "--out", dir, NULL};
+    ck_assert_int_eq(run_flowgrad(tiny, argv16, NULL), 1);
+    ck_assert_msg(strstr(output(), "no batch fits") != NULL, "%s", output());
+    const char *forced[] = {"flowgrad", "train", config, "--batch", "16", "--steps", "1",
+                            "--out", dir, "--no-memory-check", NULL};
+    ck_assert_int_eq(run_flowgrad(tiny, forced, NULL), 0);
+    const char *tiny_off[] = {"FLOWGRAD_THREADS=1", "FLOWGRAD_MEMORY_AVAILABLE=1M",
+                              "FLOWGRAD_NO_MEMORY_CHECK=1", NULL};
+    ck_assert_int_eq(run_flowgrad(tiny_off, argv16, NULL), 0);
+}
+END_TEST
+
+/* A wider model at the largest batch needs terabytes: refused with the real
+ * MemAvailable, before anything of that size is allocated. */
+START_TEST(train_refuses_a_huge_batch_without_allocating_it)
+{
+    setup();
+    FILE *in = fopen(config, "r");
+    ck_assert_ptr_nonnull(in);
+    char wide[512], line[512];
+    snprintf(wide, sizeof wide, "%s/wide.yaml", tmpdir);
+    FILE *out = fopen(wide, "w");
+    ck_assert_ptr_nonnull(out);
+    while (fgets(line, sizeof line, in)) {
+        if (!strcmp(line, "  height: 8\n"))
+            strcpy(line, "  height: 64\n");
+        else if (!strcmp(line, "  width: 8\n"))
+            strcpy(line, "  width: 64\n");
+        else if (!strcmp(line, "  hidden: 16\n"))
+            strcpy(line, "  hidden: 64\n");
+        fputs(line, out);
+    }
+    fclose(in);
+    fclose(out);
+    double per_image[7];
+    estimate(wide, 1, NULL, per_image);
+    /* More than the 139 GiB of the largest machines this suite runs on. */
+    ck_assert(per_image[5] * 65536 > 200.0 * 1024 * 1024 * 1024);
+
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/huge", tmpdir);
+    const char *argv[] = {"flowgrad", "train", wide, "--batch", "65536", "--steps", "1",
+                          "--out", dir, NULL};
+    double rss;
+    ck_assert_int_eq(run_flowgrad(one_thread, argv, &rss), 1);
+    const char *text = output();
+    ck_assert_msg(strstr(text, "needs about") && strstr(text, "at batch 65536") &&
+                  strstr(text, "per image") && strstr(text, "available"), "%s", text);
+    ck_assert_msg(rss < 256.0 * 1024 * 1024, "peak RSS %.0f bytes", rss);
+}
+END_TEST
+
+Suite *fg_test_suite(void)
+{
+    Suite *s = suite_create("memory");
+    TCase *tc = fg_tcase("memory");
+    tcase_add_test(tc, info_prints_the_breakdown);
+    tcase_add_test(tc, estimate_matches_peak_rss);
+    tcase_add_test(tc, train_refuses_what_cannot_fit);
+    tcase_add_test(tc, train_refuses_a_huge_batch_without_allocating_it);
+    suite_add_tcase(s, tc);
+    return s;
+}
