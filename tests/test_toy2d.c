@@ -122,6 +122,19 @@ START_TEST(test_training_eight_gaussians)
     double mass = toy2d_grid_mass(grid, RES, -6.0, 6.0);
     fprintf(stderr, "toy2d test: model mass in [-6, 6]^2 %.4f\n", mass);
     ck_assert_msg(fabs(mass - 1.0) < 0.03, "model density integrates to %g", mass);
+
+    /* Sampling runs the flow backwards: its points must sit on the ring. */
+    enum { NS = 2000 };
+    static float smp[2 * NS];
+    fg_rng srng;
+    fg_rng_seed_stream(&srng, 7, 3);
+    toy2d_model_sample(&m, NS, &srng, smp);
+    double rad = 0.0;
+    for (int i = 0; i < NS; i++)
+        rad += hypot(smp[2 * i], smp[2 * i + 1]);
+    rad /= NS;
+    fprintf(stderr, "toy2d test: mean radius of model samples %.4f\n", rad);
+    ck_assert_msg(fabs(rad - 2.0 * M_SQRT2) < 0.3, "model samples' mean radius %g", rad);
     toy2d_model_free(&m);
 }
 END_TEST
