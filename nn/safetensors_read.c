@@ -108,20 +108,26 @@ static int read_entry(const char *name, const fg_json *e, uint64_t buffer_len,
     return FG_OK;
 }
 
-static void copy_data(fg_st_tensor *t, const unsigned char *src)
+/* The size is bounded by the file, which is already in memory; a copy that
+ * still does not fit is an error for the caller, not a stop. */
+static int copy_data(fg_st_tensor *t, const unsigned char *src, const char *what)
 {
-    t->data = fg_xmalloc(t->nbytes ? t->nbytes : 1, "safetensors tensor");
+    t->data = malloc(t->nbytes ? t->nbytes : 1);
+    if (!t->data)
+        return fg_error("%s: tensor '%s': cannot allocate %zu bytes for its data", what,
+                        t->name, t->nbytes);
     t->owns = 1;
     size_t es = fg_dtype_size(t->dtype);
     const uint16_t one = 1;
     if (*(const unsigned char *)&one == 1 || es == 1) {
         memcpy(t->data, src, t->nbytes);
-        return;
+        return FG_OK;
     }
     unsigned char *d = t->data;
     for (size_t i = 0; i < t->nbytes; i += es)
         for (size_t j = 0; j < es; j++)
             d[i + j] = src[i + es - 1 - j];
+    return FG_OK;
 }
 
 static int parse_into(fg_safetensors *st, const unsigned char *buf, size_t len, const char *what)
@@ -183,9 +189,8 @@ static int parse_into(fg_safetensors *st, const unsigned char *buf, size_t len, 
             rc = fg_error("%s: tensors cover %llu bytes of a %llu-byte data buffer", what,
                           (unsigned long long)expect, (unsigned long long)buffer_len);
     }
-    if (rc == FG_OK)
-        for (int i = 0; i < ns; i++)
-            copy_data(&st->t[spans[i].index], data + spans[i].begin);
+    for (int i = 0; rc == FG_OK && i < ns; i++)
+        rc = copy_data(&st->t[spans[i].index], data + spans[i].begin, what);
     free(spans);
     fg_json_free(&root);
     return rc;

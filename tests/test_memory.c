@@ -1,6 +1,7 @@
 /* The memory estimate of flowgrad info --batch against the peak RSS of real
  * training runs, and flowgrad train refusing up front a run that cannot fit. */
 #include "check_main.h"
+#include "flowgrad.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -221,6 +222,50 @@ START_TEST(train_refuses_a_huge_batch_without_allocating_it)
 }
 END_TEST
 
+/* A valid safetensors buffer whose one tensor is too large to copy under an
+ * address-space limit: fg_st_parse must return an error naming it, not
+ * stop the process. */
+START_TEST(safetensors_copy_failure_is_an_error)
+{
+#ifdef __SANITIZE_ADDRESS__
+    return; /* the sanitizer's shadow memory needs an unlimited address space */
+#endif
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        const size_t n = (size_t)256 << 20;
+        char header[128];
+        int hl = snprintf(header, sizeof header,
+                          "{\"big\":{\"dtype\":\"U8\",\"shape\":[%zu],\"data_offsets\":[0,%zu]}}",
+                          n, n);
+        size_t len = 8 + (size_t)hl + n;
+        unsigned char *buf = calloc(len, 1); /* pages stay untouched */
+        if (!buf)
+            _exit(10);
+        for (int i = 0; i < 8; i++)
+            buf[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+        memcpy(buf + 8, header, (size_t)hl);
+        FILE *f = fopen("/proc/self/statm", "r");
+        unsigned long pages = 0;
+        if (!f || fscanf(f, "%lu", &pages) != 1)
+            _exit(11);
+        fclose(f);
+        struct rlimit rl;
+        rl.rlim_cur = rl.rlim_max =
+            (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + ((rlim_t)64 << 20);
+        if (setrlimit(RLIMIT_AS, &rl) != 0)
+            _exit(12);
+        fg_safetensors st;
+        int rc = fg_st_parse(&st, buf, len, "big.safetensors");
+        _exit(rc == FG_ERR && strstr(fg_last_error(), "big.safetensors: tensor 'big': cannot "
+                                     "allocate") ? 0 : 13);
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+}
+END_TEST
+
 Suite *fg_test_suite(void)
 {
     Suite *s = suite_create("memory");
@@ -229,6 +274,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, estimate_matches_peak_rss);
     tcase_add_test(tc, train_refuses_what_cannot_fit);
     tcase_add_test(tc, train_refuses_a_huge_batch_without_allocating_it);
+    tcase_add_test(tc, safetensors_copy_failure_is_an_error);
     suite_add_tcase(s, tc);
     return s;
 }
