@@ -39,7 +39,7 @@ static void randomize(fg_model *m, fg_graph *g, int batch, fg_rng *rng)
     float *x0 = fg_xmalloc((size_t)batch * m->c * m->h * m->w * sizeof *x0, "input");
     fg_rng_uniform(rng, x0, (size_t)batch * m->c * m->h * m->w);
     fg_k_add_scalar((size_t)batch * m->c * m->h * m->w, -0.5f, x0, x0);
-    int *y = calloc((size_t)batch, sizeof *y);
+    int *y = fg_xcalloc((size_t)batch, sizeof *y, "labels");
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1) {
             for (int i = 0; i < m->state.n; i++) {

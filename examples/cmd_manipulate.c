@@ -87,7 +87,8 @@ int cmd_manipulate(int argc, char **argv)
         goto done_data;
     }
     /* Class means of the flattened latents (forward order), in double. */
-    double *mean_a = calloc(D, sizeof *mean_a), *mean_b = calloc(D, sizeof *mean_b);
+    double *mean_a = fg_xcalloc(D, sizeof *mean_a, "class mean"),
+           *mean_b = fg_xcalloc(D, sizeof *mean_b, "class mean");
     float *flat = fg_xmalloc(D * sizeof *flat, "latent");
     int count_a = 0, count_b = 0, chosen = 0;
     int *pick = fg_xmalloc((size_t)n_img * sizeof *pick, "images");
