@@ -468,9 +468,14 @@ int cmd_train(int argc, char **argv)
     /* Refuse up front, with numbers, what would otherwise fail in malloc
      * hours later or drive the machine into swap. */
     train_memory mem;
-    if (memory_check && train_memory_check(r.cfg, dist_shard_size(t->batch), &r.train,
-                                           &r.test, &mem) != FG_OK) {
-        cli_fail(cmd, "%s", fg_last_error());
+    double refused = memory_check && train_memory_check(r.cfg, dist_shard_size(t->batch),
+                                                         &r.train, &r.test, &mem) != FG_OK;
+    char why[1024] = "another rank's machine cannot fit its share of the batch";
+    if (refused)
+        snprintf(why, sizeof why, "%s", fg_last_error());
+    dist_mean(&refused, 1); /* every rank stops when one must */
+    if (refused > 0) {
+        cli_fail(cmd, "%s", why);
         goto out_data;
     }
     if (r.train.n < t->batch) {
