@@ -150,6 +150,14 @@ int fg_gradcheck(fg_graph *g, fg_loss_fn fn, void *ctx, fg_var **leaves,
 double fg_gradcheck_direction(fg_graph *g, fg_loss_fn fn, void *ctx,
                               fg_var **leaves, int n_leaves, double eps,
                               fg_rng *rng, double *analytic, double *numeric);
+/* The same along a unit direction made of equal parts random and analytic
+ * gradient: the derivative along it is at least about |grad| / 2, so it
+ * stands far above the difference quotient's noise even where a random
+ * direction is nearly orthogonal to the gradient, while a gradient wrong in
+ * size or direction still disagrees with the numerical slope. */
+double fg_gradcheck_direction_mixed(fg_graph *g, fg_loss_fn fn, void *ctx,
+                                    fg_var **leaves, int n_leaves, double eps,
+                                    fg_rng *rng, double *analytic, double *numeric);
 
 #ifdef __cplusplus
 }

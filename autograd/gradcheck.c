@@ -76,9 +76,29 @@ int fg_gradcheck(fg_graph *g, fg_loss_fn fn, void *ctx, fg_var **leaves, int n_l
     return r.n_failed == 0;
 }
 
+static double check_direction(fg_graph *g, fg_loss_fn fn, void *ctx, fg_var **leaves,
+                              int n_leaves, double eps, fg_rng *rng, int toward_gradient,
+                              double *analytic_out, double *numeric_out);
+
 double fg_gradcheck_direction(fg_graph *g, fg_loss_fn fn, void *ctx, fg_var **leaves,
                               int n_leaves, double eps, fg_rng *rng, double *analytic_out,
                               double *numeric_out)
+{
+    return check_direction(g, fn, ctx, leaves, n_leaves, eps, rng, 0, analytic_out,
+                           numeric_out);
+}
+
+double fg_gradcheck_direction_mixed(fg_graph *g, fg_loss_fn fn, void *ctx, fg_var **leaves,
+                                    int n_leaves, double eps, fg_rng *rng,
+                                    double *analytic_out, double *numeric_out)
+{
+    return check_direction(g, fn, ctx, leaves, n_leaves, eps, rng, 1, analytic_out,
+                           numeric_out);
+}
+
+static double check_direction(fg_graph *g, fg_loss_fn fn, void *ctx, fg_var **leaves,
+                              int n_leaves, double eps, fg_rng *rng, int toward_gradient,
+                              double *analytic_out, double *numeric_out)
 {
     float **ga = analytic(g, fn, ctx, leaves, n_leaves);
     float **u = fg_xcalloc((size_t)n_leaves, sizeof *u, "gradcheck");
@@ -91,6 +111,20 @@ double fg_gradcheck_direction(fg_graph *g, fg_loss_fn fn, void *ctx, fg_var **le
         fg_rng_normal(rng, u[l], m);
         memcpy(saved[l], leaves[l]->t.data, m * sizeof(float));
         norm += fg_k_dot(m, u[l], u[l]);
+    }
+    if (toward_gradient) {
+        /* u = r/|r| + g/|g|, normalized below: equal parts random and
+         * analytic-gradient direction. */
+        double gnorm = 0.0;
+        for (int l = 0; l < n_leaves; l++)
+            gnorm += fg_k_dot(fg_var_numel(leaves[l]), ga[l], ga[l]);
+        double rs = norm > 0 ? 1.0 / sqrt(norm) : 0.0, gs = gnorm > 0 ? 1.0 / sqrt(gnorm) : 0.0;
+        norm = 0.0;
+        for (int l = 0; l < n_leaves; l++) {
+            size_t m = fg_var_numel(leaves[l]);
+            for (size_t i = 0; i < m; i++) u[l][i] = (float)(rs * u[l][i] + gs * ga[l][i]);
+            norm += fg_k_dot(m, u[l], u[l]);
+        }
     }
     /* A unit direction keeps the step size meaningful for any model size. */
     double inv = norm > 0 ? 1.0 / sqrt(norm) : 0.0;

@@ -481,6 +481,8 @@ START_TEST(test_gradcheck_detects_wrong_gradient)
     double an, num;
     double rel = fg_gradcheck_direction(g, inconsistent_loss, x, &x, 1, 1e-2, &r, &an, &num);
     ck_assert_double_gt(rel, 0.3);
+    rel = fg_gradcheck_direction_mixed(g, inconsistent_loss, x, &x, 1, 1e-2, &r, &an, &num);
+    ck_assert_double_gt(rel, 0.3);
     fg_leaf_free(x);
     fg_graph_destroy(g);
 }
@@ -520,6 +522,8 @@ START_TEST(test_gradcheck_direction_model)
          * direction keeps that below 1e-3 relative. */
         double rel = fg_gradcheck_direction(g, tiny_loss, &m, leaves, 3, 3e-2, &r, &an, &num);
         ck_assert_msg(rel < 1e-2, "direction %d: analytic %g numeric %g", k, an, num);
+        rel = fg_gradcheck_direction_mixed(g, tiny_loss, &m, leaves, 3, 3e-2, &r, &an, &num);
+        ck_assert_msg(rel < 1e-2, "mixed direction %d: analytic %g numeric %g", k, an, num);
     }
     for (int i = 0; i < 3; i++) fg_leaf_free(leaves[i]);
     fg_graph_destroy(g);
