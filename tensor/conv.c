@@ -9,6 +9,7 @@
  * group_size); the products are the same with P replaced by G*P. */
 #include "tensor/tensor.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,44 +139,60 @@ static void scatter_columns(int G, int C, int P, const float *src, float *dst)
                    src + (size_t)c * G * P + (size_t)g * P, (size_t)P * sizeof(float));
 }
 
+/* Threads split the groups of samples between them, each with its own
+ * column buffers, and every GEMM runs on its calling thread (fg_gemm_ex
+ * does not fork inside a parallel region). The products of one sample are
+ * small (e.g. 128 x 196 x 1152 for a 14x14 Glow layer): threading inside
+ * each of them costs a barrier per GEMM and gains little, while whole
+ * samples need no synchronization at all. */
+/* (Profile counters are thread-seconds divided by T: wall time, as the
+ * static schedule gives every thread the same share.) */
+static int sample_threads(int n_groups)
+{
+    int t = fg_get_threads();
+    return t < n_groups ? t : n_groups;
+}
+
 void fg_conv2d_forward(int N, int Ci, int H, int W, int Co, int k,
                        const float *x, const float *w, const float *bias,
                        float *y, fg_arena *scratch)
 {
     check_args("conv2d_forward", N, Ci, H, W, Co, k);
     const int K = Ci * k * k, P = H * W, G = group_size(N, P);
-    if (G == 1 && k == 1) {
-        /* Each sample already is its own column matrix. */
-        for (int n = 0; n < N; n++) {
-            float *yn = y + (size_t)n * Co * P;
-            float beta = 0.0f;
-            if (bias) {
-                for (int o = 0; o < Co; o++)
-                    fg_k_fill((size_t)P, bias[o], yn + (size_t)o * P);
-                beta = 1.0f;
-            }
-            fg_gemm(0, 0, Co, P, K, 1.0f, w, K, x + (size_t)n * Ci * P, P, beta, yn, P);
-        }
-        return;
-    }
+    const int n_groups = (N + G - 1) / G, T = sample_threads(n_groups);
+    const int direct = G == 1 && k == 1;   /* a sample is its own column matrix */
     const size_t cols = (size_t)G * P;
-    float *col = scratch_get(scratch, (size_t)K * cols);
-    float *out = G > 1 ? scratch_get(scratch, (size_t)Co * cols) : NULL;
-    for (int n0 = 0; n0 < N; n0 += G) {
-        const int g = N - n0 < G ? N - n0 : G;
+    float *col_all = direct ? NULL : scratch_get(scratch, (size_t)T * K * cols);
+    float *out_all = G > 1 ? scratch_get(scratch, (size_t)T * Co * cols) : NULL;
+    double t_im2col = 0.0;
+    const int timed = fg_profile_enabled();
+    #pragma omp parallel for num_threads(T) if (T > 1) schedule(static) reduction(+:t_im2col)
+    for (int gi = 0; gi < n_groups; gi++) {
+        const int t = omp_get_thread_num();
+        const int n0 = gi * G, g = N - n0 < G ? N - n0 : G;
         const size_t ld = (size_t)g * P;
-        FG_TIMED("kernel:im2col", for (int i = 0; i < g; i++)
-            im2col_ld(Ci, H, W, k, x + (size_t)(n0 + i) * Ci * P, col + (size_t)i * P, ld));
-        float *dst = G > 1 ? out : y + (size_t)n0 * Co * P;
-        fg_gemm(0, 0, Co, (int)ld, K, 1.0f, w, K, col, (int)ld, 0.0f, dst, (int)ld);
+        const float *b = x + (size_t)n0 * Ci * P;
+        if (!direct) {
+            float *col = col_all + (size_t)t * K * cols;
+            double t0 = timed ? fg_profile_now() : 0.0;
+            for (int i = 0; i < g; i++)
+                im2col_ld(Ci, H, W, k, x + (size_t)(n0 + i) * Ci * P, col + (size_t)i * P, ld);
+            if (timed) t_im2col += fg_profile_now() - t0;
+            b = col;
+        }
+        float *yg = y + (size_t)n0 * Co * P;
+        float *dst = G > 1 ? out_all + (size_t)t * Co * cols : yg;
+        fg_gemm(0, 0, Co, (int)ld, K, 1.0f, w, K, b, (int)ld, 0.0f, dst, (int)ld);
         if (G > 1)
-            scatter_columns(g, Co, P, out, y + (size_t)n0 * Co * P);
+            scatter_columns(g, Co, P, dst, yg);
         if (bias)
-            fg_k_add_channel(g, Co, P, y + (size_t)n0 * Co * P, bias, y + (size_t)n0 * Co * P);
+            fg_k_add_channel(g, Co, P, yg, bias, yg);
     }
-    if (out)
-        scratch_release(scratch, out);
-    scratch_release(scratch, col);
+    if (timed && !direct) fg_profile_add("kernel:im2col", t_im2col / T);
+    if (out_all)
+        scratch_release(scratch, out_all);
+    if (col_all)
+        scratch_release(scratch, col_all);
 }
 
 void fg_conv2d_backward_input(int N, int Ci, int H, int W, int Co, int k,
@@ -184,30 +201,41 @@ void fg_conv2d_backward_input(int N, int Ci, int H, int W, int Co, int k,
 {
     check_args("conv2d_backward_input", N, Ci, H, W, Co, k);
     const int K = Ci * k * k, P = H * W, G = group_size(N, P);
-    if (G == 1 && k == 1) {
-        for (int n = 0; n < N; n++)
-            fg_gemm(1, 0, Ci, P, Co, 1.0f, w, K, dy + (size_t)n * Co * P, P, 1.0f,
-                    dx + (size_t)n * Ci * P, P);
-        return;
-    }
+    const int n_groups = (N + G - 1) / G, T = sample_threads(n_groups);
+    const int direct = G == 1 && k == 1;
     const size_t cols = (size_t)G * P;
-    float *dcol = scratch_get(scratch, (size_t)K * cols);
-    float *dyg = G > 1 ? scratch_get(scratch, (size_t)Co * cols) : NULL;
-    for (int n0 = 0; n0 < N; n0 += G) {
-        const int g = N - n0 < G ? N - n0 : G;
+    float *dcol_all = direct ? NULL : scratch_get(scratch, (size_t)T * K * cols);
+    float *dyg_all = G > 1 ? scratch_get(scratch, (size_t)T * Co * cols) : NULL;
+    double t_col2im = 0.0;
+    const int timed = fg_profile_enabled();
+    #pragma omp parallel for num_threads(T) if (T > 1) schedule(static) reduction(+:t_col2im)
+    for (int gi = 0; gi < n_groups; gi++) {
+        const int t = omp_get_thread_num();
+        const int n0 = gi * G, g = N - n0 < G ? N - n0 : G;
         const size_t ld = (size_t)g * P;
         const float *b_in = dy + (size_t)n0 * Co * P;
+        if (direct) {
+            /* dx_n += w^T dy_n straight into the sample's gradient */
+            fg_gemm(1, 0, Ci, P, Co, 1.0f, w, K, b_in, P, 1.0f, dx + (size_t)n0 * Ci * P, P);
+            continue;
+        }
         if (G > 1) {
+            float *dyg = dyg_all + (size_t)t * Co * cols;
             gather_columns(g, Co, P, b_in, dyg);
             b_in = dyg;
         }
+        float *dcol = dcol_all + (size_t)t * K * cols;
         fg_gemm(1, 0, K, (int)ld, Co, 1.0f, w, K, b_in, (int)ld, 0.0f, dcol, (int)ld);
-        FG_TIMED("kernel:col2im", for (int i = 0; i < g; i++)
-            col2im_ld(Ci, H, W, k, dcol + (size_t)i * P, ld, dx + (size_t)(n0 + i) * Ci * P));
+        double t0 = timed ? fg_profile_now() : 0.0;
+        for (int i = 0; i < g; i++)
+            col2im_ld(Ci, H, W, k, dcol + (size_t)i * P, ld, dx + (size_t)(n0 + i) * Ci * P);
+        if (timed) t_col2im += fg_profile_now() - t0;
     }
-    if (dyg)
-        scratch_release(scratch, dyg);
-    scratch_release(scratch, dcol);
+    if (timed && !direct) fg_profile_add("kernel:col2im", t_col2im / T);
+    if (dyg_all)
+        scratch_release(scratch, dyg_all);
+    if (dcol_all)
+        scratch_release(scratch, dcol_all);
 }
 
 void fg_conv2d_backward_weight(int N, int Ci, int H, int W, int Co, int k,
@@ -216,30 +244,51 @@ void fg_conv2d_backward_weight(int N, int Ci, int H, int W, int Co, int k,
 {
     check_args("conv2d_backward_weight", N, Ci, H, W, Co, k);
     const int K = Ci * k * k, P = H * W, G = group_size(N, P);
-    if (G == 1 && k == 1) {
-        for (int n = 0; n < N; n++)
-            fg_gemm(0, 1, Co, K, P, 1.0f, dy + (size_t)n * Co * P, P,
-                    x + (size_t)n * Ci * P, P, 1.0f, dw, K);
-    } else {
-        const size_t cols = (size_t)G * P;
-        float *col = scratch_get(scratch, (size_t)K * cols);
-        float *dyg = G > 1 ? scratch_get(scratch, (size_t)Co * cols) : NULL;
-        for (int n0 = 0; n0 < N; n0 += G) {
-            const int g = N - n0 < G ? N - n0 : G;
-            const size_t ld = (size_t)g * P;
-            const float *a_in = dy + (size_t)n0 * Co * P;
-            if (G > 1) {
-                gather_columns(g, Co, P, a_in, dyg);
-                a_in = dyg;
-            }
-            FG_TIMED("kernel:im2col", for (int i = 0; i < g; i++)
-                im2col_ld(Ci, H, W, k, x + (size_t)(n0 + i) * Ci * P, col + (size_t)i * P, ld));
-            fg_gemm(0, 1, Co, K, (int)ld, 1.0f, a_in, (int)ld, col, (int)ld, 1.0f, dw, K);
+    const int n_groups = (N + G - 1) / G, T = sample_threads(n_groups);
+    const int direct = G == 1 && k == 1;
+    const size_t cols = (size_t)G * P;
+    float *col_all = direct ? NULL : scratch_get(scratch, (size_t)T * K * cols);
+    float *dyg_all = G > 1 ? scratch_get(scratch, (size_t)T * Co * cols) : NULL;
+    /* Thread 0 accumulates into dw itself, the others into zeroed copies
+     * summed at the end (a fixed order, so results repeat for a given
+     * thread count). */
+    float *acc = T > 1 ? scratch_get(scratch, (size_t)(T - 1) * Co * K) : NULL;
+    if (acc)
+        memset(acc, 0, (size_t)(T - 1) * Co * K * sizeof(float));
+    double t_im2col = 0.0;
+    const int timed = fg_profile_enabled();
+    #pragma omp parallel for num_threads(T) if (T > 1) schedule(static) reduction(+:t_im2col)
+    for (int gi = 0; gi < n_groups; gi++) {
+        const int t = omp_get_thread_num();
+        float *dwt = t == 0 ? dw : acc + (size_t)(t - 1) * Co * K;
+        const int n0 = gi * G, g = N - n0 < G ? N - n0 : G;
+        const size_t ld = (size_t)g * P;
+        const float *a_in = dy + (size_t)n0 * Co * P;
+        if (direct) {
+            fg_gemm(0, 1, Co, K, P, 1.0f, a_in, P, x + (size_t)n0 * Ci * P, P, 1.0f, dwt, K);
+            continue;
         }
-        if (dyg)
-            scratch_release(scratch, dyg);
-        scratch_release(scratch, col);
+        if (G > 1) {
+            float *dyg = dyg_all + (size_t)t * Co * cols;
+            gather_columns(g, Co, P, a_in, dyg);
+            a_in = dyg;
+        }
+        float *col = col_all + (size_t)t * K * cols;
+        double t0 = timed ? fg_profile_now() : 0.0;
+        for (int i = 0; i < g; i++)
+            im2col_ld(Ci, H, W, k, x + (size_t)(n0 + i) * Ci * P, col + (size_t)i * P, ld);
+        if (timed) t_im2col += fg_profile_now() - t0;
+        fg_gemm(0, 1, Co, K, (int)ld, 1.0f, a_in, (int)ld, col, (int)ld, 1.0f, dwt, K);
     }
+    if (timed && !direct) fg_profile_add("kernel:im2col", t_im2col / T);
+    for (int t = 1; t < T; t++)
+        fg_k_add((size_t)Co * K, dw, acc + (size_t)(t - 1) * Co * K, dw);
+    if (acc)
+        scratch_release(scratch, acc);
+    if (dyg_all)
+        scratch_release(scratch, dyg_all);
+    if (col_all)
+        scratch_release(scratch, col_all);
     if (db) {
         double *sums = fg_xmalloc((size_t)Co * sizeof(double), "conv2d bias gradient");
         fg_k_sum_per_channel(N, Co, P, dy, sums, NULL);
