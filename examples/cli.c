@@ -72,6 +72,16 @@ int cli_double_list(const char *opt, const char *s, double lo, double hi,
     return FG_OK;
 }
 
+int cli_positional(const char *cmd, const char *a, const char **slot, const char *what)
+{
+    if (a[0] == '-')
+        return cli_usage_error(cmd, "unknown option '%s'", a);
+    if (*slot)
+        return cli_usage_error(cmd, "unexpected argument '%s'; expected one %s", a, what);
+    *slot = a;
+    return 0;
+}
+
 const char *cli_value(int argc, char **argv, int *i)
 {
     if (*i + 1 >= argc) {

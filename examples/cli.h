@@ -31,6 +31,10 @@ int cli_double_list(const char *opt, const char *s, double lo, double hi,
 /* argv[*i] is an option needing a value: returns it and advances, or NULL
  * with an error message. */
 const char *cli_value(int argc, char **argv, int *i);
+/* The end of every argument loop: a is an unknown option, the one
+ * positional argument (stored in *slot), or one too many. Returns 0 when a
+ * was taken, else the usage error's exit status. */
+int cli_positional(const char *cmd, const char *a, const char **slot, const char *what);
 
 /* The train or test split named by the config's dataset. Synthetic data is
  * generated from the config's seed. */

@@ -211,12 +211,10 @@ int cmd_check(int argc, char **argv)
         } else if (!strcmp(a, "--seed")) {
             if (!(v = cli_value(argc, argv, &i)) || cli_int(a, v, 0, INT64_MAX, &seed) != FG_OK)
                 return cli_usage_error(cmd, "%s", fg_last_error());
-        } else if (a[0] == '-') {
-            return cli_usage_error(cmd, "unknown option '%s'", a);
-        } else if (!config) {
-            config = a;
         } else {
-            return cli_usage_error(cmd, "unexpected argument '%s'; expected one CONFIG", a);
+            int rc = cli_positional(cmd, a, &config, "CONFIG");
+            if (rc)
+                return rc;
         }
     }
     if (!config)

@@ -38,12 +38,10 @@ int cmd_eval(int argc, char **argv)
             long long *t = a[2] == 'l' ? &limit : a[2] == 'b' ? &batch : &threads;
             if (!(v = cli_value(argc, argv, &i)) || cli_int(a, v, 1, 1 << 30, t) != FG_OK)
                 return cli_usage_error(cmd, "%s", fg_last_error());
-        } else if (a[0] == '-') {
-            return cli_usage_error(cmd, "unknown option '%s'", a);
-        } else if (!ckpt) {
-            ckpt = a;
         } else {
-            return cli_usage_error(cmd, "unexpected argument '%s'; expected one CKPT", a);
+            int rc = cli_positional(cmd, a, &ckpt, "CKPT");
+            if (rc)
+                return rc;
         }
     }
     if (!ckpt)

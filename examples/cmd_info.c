@@ -66,12 +66,10 @@ int cmd_info(int argc, char **argv)
             const char *v = cli_value(argc, argv, &i);
             if (!v || cli_int(a, v, 1, 65536, &batch) != FG_OK)
                 return cli_usage_error(cmd, "%s", fg_last_error());
-        } else if (a[0] == '-') {
-            return cli_usage_error(cmd, "unknown option '%s'", a);
-        } else if (!path) {
-            path = a;
         } else {
-            return cli_usage_error(cmd, "unexpected argument '%s'; expected one path", a);
+            int rc = cli_positional(cmd, a, &path, "path");
+            if (rc)
+                return rc;
         }
     }
     if (!path)

@@ -45,12 +45,10 @@ int cmd_sample(int argc, char **argv)
         } else if (!strcmp(a, "--out")) {
             if (!(out = cli_value(argc, argv, &i)))
                 return cli_usage_error(cmd, "%s", fg_last_error());
-        } else if (a[0] == '-') {
-            return cli_usage_error(cmd, "unknown option '%s'", a);
-        } else if (!ckpt) {
-            ckpt = a;
         } else {
-            return cli_usage_error(cmd, "unexpected argument '%s'; expected one CKPT", a);
+            int rc = cli_positional(cmd, a, &ckpt, "CKPT");
+            if (rc)
+                return rc;
         }
     }
     if (!ckpt)

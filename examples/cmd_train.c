@@ -403,13 +403,11 @@ int cmd_train(int argc, char **argv)
             target = &seed, lo = 0, hi = INT64_MAX;
         } else if (!strcmp(a, "--skip-nonfinite")) {
             target = &skip, lo = 0, hi = (1LL << 40);
-        } else if (a[0] == '-') {
-            return cli_usage_error(cmd, "unknown option '%s'", a);
-        } else if (!config) {
-            config = a;
-            continue;
         } else {
-            return cli_usage_error(cmd, "unexpected argument '%s'; expected one CONFIG", a);
+            int rc = cli_positional(cmd, a, &config, "CONFIG");
+            if (rc)
+                return rc;
+            continue;
         }
         if (!(v = cli_value(argc, argv, &i)) || cli_int(a, v, lo, hi, target) != FG_OK)
             return cli_usage_error(cmd, "%s", fg_last_error());
