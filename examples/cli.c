@@ -1,11 +1,13 @@
 /* Shared pieces of the flowgrad command line. */
 #include "examples/cli.h"
 
+#include <sys/stat.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
@@ -70,6 +72,28 @@ int cli_double_list(const char *opt, const char *s, double lo, double hi,
     if (*n == 0)
         return fg_error("%s: expected a comma-separated list of numbers, got '%s'", opt, s);
     return FG_OK;
+}
+
+int cli_mkdirs(const char *path)
+{
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, path, n + 1);
+    /* Every prefix ending at a slash, then the whole path, like mkdir -p. */
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return -1;
+        buf[i] = c;
+    }
+    return 0;
 }
 
 int cli_positional(const char *cmd, const char *a, const char **slot, const char *what)

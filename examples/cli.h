@@ -34,6 +34,8 @@ const char *cli_value(int argc, char **argv, int *i);
 /* The end of every argument loop: a is an unknown option, the one
  * positional argument (stored in *slot), or one too many. Returns 0 when a
  * was taken, else the usage error's exit status. */
+/* mkdir -p: creates path and its missing parents; 0, or -1 with errno. */
+int cli_mkdirs(const char *path);
 int cli_positional(const char *cmd, const char *a, const char **slot, const char *what);
 
 /* The train or test split named by the config's dataset. Synthetic data is

@@ -715,10 +715,9 @@ int cmd_ablate(int argc, char **argv)
         const char *b = strrchr(config, '/');
         b = b ? b + 1 : config;
         snprintf(default_out, sizeof default_out, "runs/ablate-%.*s", (int)strcspn(b, "."), b);
-        mkdir("runs", 0777);
         out = default_out;
     }
-    if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+    if (cli_mkdirs(out) != 0) {
         cli_fail(cmd, "--out %s: cannot create the folder: %s", out, strerror(errno));
         goto out;
     }

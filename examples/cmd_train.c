@@ -445,11 +445,10 @@ int cmd_train(int argc, char **argv)
         const char *base = strrchr(config, '/');
         base = base ? base + 1 : config;
         snprintf(default_out, sizeof default_out, "runs/%.*s", (int)strcspn(base, "."), base);
-        mkdir("runs", 0777);
         out = default_out;
     }
-    if (mkdir(out, 0777) != 0 && errno != EEXIST) {
-        cli_fail(cmd, "--out %s: cannot create the folder", out);
+    if (cli_mkdirs(out) != 0) {
+        cli_fail(cmd, "--out %s: cannot create the folder: %s", out, strerror(errno));
         goto out_cfg;
     }
     r.out = out;

@@ -214,6 +214,18 @@ START_TEST(damaged_checkpoints_are_refused)
 }
 END_TEST
 
+/* --out makes missing parent folders, as the README's first command needs
+ * on a fresh clone (runs/quick with no runs/). */
+START_TEST(train_creates_nested_out)
+{
+    setup();
+    char d[512];
+    snprintf(d, sizeof d, "%s/nested/a/b", tmpdir);
+    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s --threads 1 --steps 2", config, d), 0);
+    ck_assert(exists(d, "checkpoint.safetensors"));
+}
+END_TEST
+
 START_TEST(every_subcommand_runs)
 {
     setup();
@@ -280,6 +292,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, checkpoint_round_trip);
     tcase_add_test(tc, damaged_checkpoints_are_refused);
     tcase_add_test(tc, every_subcommand_runs);
+    tcase_add_test(tc, train_creates_nested_out);
     tcase_add_loop_test(tc, zoo_configs_pass_check, 0, (int)(sizeof ZOO / sizeof ZOO[0]));
     suite_add_tcase(s, tc);
     return s;
