@@ -1,7 +1,6 @@
 /* Shared pieces of the flowgrad command line. */
 #include "examples/cli.h"
 
-#include <sys/stat.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
