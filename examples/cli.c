@@ -257,6 +257,28 @@ int cli_write_grid(const char *path, const fg_tensor *x, int rows)
                              rows, cols, 1);
 }
 
+int cli_grey_nonfinite(fg_tensor *x)
+{
+    int n = x->shape[0], bad = 0;
+    size_t per = fg_numel(x) / (size_t)n;
+    for (int i = 0; i < n; i++) {
+        float *p = x->data + (size_t)i * per;
+        if (fg_k_all_finite(per, p))
+            continue;
+        bad++;
+        fg_k_fill(per, 0.0f, p);   /* 0 is mid-grey in [-0.5, 0.5] */
+    }
+    return bad;
+}
+
+void cli_report_nonfinite(const char *cmd, int bad, int total)
+{
+    if (bad)
+        fprintf(stderr, "flowgrad %s: %d of %d images overflowed in the inverse (drawn grey); "
+                "a lower temperature, a smaller step or a longer-trained model avoids it\n",
+                cmd, bad, total);
+}
+
 void cli_json_string(FILE *f, const char *s)
 {
     fputc('"', f);

@@ -69,6 +69,15 @@ fg_var *cli_batch(fg_graph *g, const fg_dataset *d, const int *idx, int n,
 /* Writes x (n, C, H, W) as a grid of `rows` rows. */
 int cli_write_grid(const char *path, const fg_tensor *x, int rows);
 
+/* A flow's inverse can overflow for an unlucky latent (a coupling scale
+ * near zero, divided by): such an image is a result, not an error. Sets
+ * every image of x (n, C, H, W) holding a non-finite value to mid-grey and
+ * returns how many there were. */
+int cli_grey_nonfinite(fg_tensor *x);
+
+/* The warning of cmd for `bad` of `total` images greyed (nothing if none). */
+void cli_report_nonfinite(const char *cmd, int bad, int total);
+
 /* JSON-safe printing of a string (quotes included). */
 void cli_json_string(FILE *f, const char *s);
 

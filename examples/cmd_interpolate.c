@@ -91,13 +91,16 @@ int cmd_interpolate(int argc, char **argv)
         }
     }
     fg_var *xs = fg_multiscale_decode(m->flow, g, mix, k);
+    int bad = cli_grey_nonfinite(&xs->t);
     int rc = cli_write_grid(out, &xs->t, 1);
     if (rc == FG_OK) {
         if (json)
-            printf("{\"from\": %lld, \"to\": %lld, \"steps\": %lld}\n", from, to, steps);
+            printf("{\"from\": %lld, \"to\": %lld, \"steps\": %lld, \"non_finite\": %d}\n",
+                   from, to, steps, bad);
         else
             printf("interpolated test images %lld -> %lld in %lld steps -> %s\n", from, to,
                    steps, out);
+        cli_report_nonfinite(cmd, bad, (int)steps);
     }
     fg_graph_destroy(g);
     fg_dataset_free(&d);

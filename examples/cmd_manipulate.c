@@ -159,16 +159,19 @@ int cmd_manipulate(int argc, char **argv)
         off += per;
     }
     fg_var *xs = fg_multiscale_decode(m->flow, g, moved, k);
+    int bad = cli_grey_nonfinite(&xs->t);
     if (cli_write_grid(out, &xs->t, rows) != FG_OK) {
         status = cli_fail(cmd, "%s", fg_last_error());
         goto done;
     }
     if (json)
         printf("{\"from_class\": %lld, \"to_class\": %lld, \"images\": %d, \"alphas\": %d, "
-               "\"class_counts\": [%d, %d]}\n", ca, cb, rows, cols, count_a, count_b);
+               "\"class_counts\": [%d, %d], \"non_finite\": %d}\n", ca, cb, rows, cols,
+               count_a, count_b, bad);
     else
         printf("moved %d images of class %lld toward class %lld (means over %d and %d test "
                "images) -> %s\n", rows, ca, cb, count_a, count_b, out);
+    cli_report_nonfinite(cmd, bad, rows * cols);
     status = 0;
 done:
     fg_graph_destroy(g);

@@ -89,17 +89,7 @@ int cmd_sample(int argc, char **argv)
         while ((long long)(rows + 1) * (rows + 1) <= n)
             rows++;
     }
-    /* A flow's inverse can overflow for an unlucky draw (a coupling scale
-     * near zero, divided by): such a sample is a result, not an error. It
-     * is counted, drawn as mid-grey, and reported. */
-    int bad = 0;
-    for (int i = 0; i < total; i++) {
-        float *p = all->data + (size_t)i * D;
-        if (fg_k_all_finite(D, p))
-            continue;
-        bad++;
-        fg_k_fill(D, 0.0f, p);
-    }
+    int bad = cli_grey_nonfinite(all);
     int rc = cli_write_grid(out, all, rows);
     if (rc == FG_OK) {
         if (json) {
@@ -112,9 +102,7 @@ int cmd_sample(int argc, char **argv)
         } else {
             printf("wrote %d samples to %s\n", total, out);
         }
-        if (bad)
-            fprintf(stderr, "flowgrad sample: %d of %d samples overflowed (drawn grey); a lower "
-                    "--temperature or a longer-trained model avoids it\n", bad, total);
+        cli_report_nonfinite(cmd, bad, total);
     }
     free(y);
     fg_graph_destroy(g);

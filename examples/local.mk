@@ -47,7 +47,7 @@ check_PROGRAMS += tests/test_cli
 # The test runs the program, so make check builds it first.
 tests_test_cli_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
 TESTS += tests/test_cli
-tests_test_cli_SOURCES = tests/test_cli.c
+tests_test_cli_SOURCES = tests/test_cli.c examples/cli.c
 tests_test_cli_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_cli_LDADD = $(FG_TEST_LIBS)
 EXTRA_DIST += tests/configs/cli-tiny.yaml

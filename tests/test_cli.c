@@ -1,10 +1,12 @@
 /* The flowgrad command line end to end on a tiny synthetic model: training
  * lowers the loss, checkpoints round-trip, a resumed run repeats an
  * uninterrupted one bit for bit, damaged checkpoints are refused, and every
- * subcommand runs and writes its output. */
+ * subcommand runs and writes its output; decoded images that overflowed are
+ * drawn grey, not fatal. */
 #include "check_main.h"
 #include "flowgrad.h"
 #include "models/model.h"
+#include "examples/cli.h"
 
 #include <math.h>
 #include <string.h>
@@ -284,6 +286,26 @@ START_TEST(zoo_configs_pass_check)
 }
 END_TEST
 
+/* Decoded images that overflowed are greyed one image at a time, counted,
+ * and the finite ones are left exactly as they were. */
+START_TEST(overflowed_images_are_greyed)
+{
+    int shape[4] = {3, 1, 2, 2};
+    fg_tensor *x = fg_tensor_new(4, shape);
+    for (int i = 0; i < 12; i++)
+        x->data[i] = 0.1f * (float)(i + 1);
+    x->data[5] = NAN;
+    x->data[11] = INFINITY;
+    ck_assert_int_eq(cli_grey_nonfinite(x), 2);
+    for (int i = 0; i < 4; i++)
+        ck_assert_float_eq(x->data[i], 0.1f * (float)(i + 1));
+    for (int i = 4; i < 12; i++)
+        ck_assert_float_eq(x->data[i], 0.0f);
+    ck_assert_int_eq(cli_grey_nonfinite(x), 0);
+    fg_tensor_free(x);
+}
+END_TEST
+
 Suite *fg_test_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -292,6 +314,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, checkpoint_round_trip);
     tcase_add_test(tc, damaged_checkpoints_are_refused);
     tcase_add_test(tc, every_subcommand_runs);
+    tcase_add_test(tc, overflowed_images_are_greyed);
     tcase_add_test(tc, train_creates_nested_out);
     tcase_add_loop_test(tc, zoo_configs_pass_check, 0, (int)(sizeof ZOO / sizeof ZOO[0]));
     suite_add_tcase(s, tc);
