@@ -738,9 +738,9 @@ int cmd_ablate(int argc, char **argv)
                 }
             }
     printf("%s: %d cells (%d couplings x %d permutations x %lld seeds), %s = %ld steps of "
-           "batch %d each, %d at once on %d threads each -> %s\n", config, gr.n, n_couplings,
+           "batch %d each, %d at once on %d thread%s each -> %s\n", config, gr.n, n_couplings,
            n_permutations, seeds, gr.target, gr.total_steps, t->batch, (int)jobs,
-           gr.threads_per_job, out);
+           gr.threads_per_job, gr.threads_per_job == 1 ? "" : "s", out);
 
     struct sigaction sa, old_int, old_term;
     memset(&sa, 0, sizeof sa);

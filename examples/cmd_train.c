@@ -501,8 +501,9 @@ int cmd_train(int argc, char **argv)
     size_t params = fg_state_list_param_count(&r.model->state);
     if (dist_is_root())
         fprintf(stderr, "%s: %zu parameters, %d train / %d test images, %ld steps of batch %d "
-                "on %d threads x %d ranks -> %s\n", config, params, r.train.n, r.test.n,
-                r.total_steps, t->batch, fg_get_threads(), fg_dist_size(), out);
+                "on %d thread%s x %d rank%s -> %s\n", config, params, r.train.n, r.test.n,
+                r.total_steps, t->batch, fg_get_threads(), fg_get_threads() == 1 ? "" : "s",
+                fg_dist_size(), fg_dist_size() == 1 ? "" : "s", out);
     if (r.step >= r.total_steps && !(r.epochs && r.it.pos > 0 && r.it.epoch < r.epochs)) {
         fprintf(stderr, "nothing to do: the checkpoint is at step %ld of %ld\n", r.step,
                 r.total_steps);
