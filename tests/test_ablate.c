@@ -126,6 +126,8 @@ START_TEST(grid_outputs_and_rerun)
     snprintf(row, sizeof row, "| affine | reverse | 1 of 1 | 1.00 | %.4f |", bpd);
     ck_assert_msg(strstr(sum, row) != NULL, "expected '%s' in\n%s", row, sum);
     ck_assert(strstr(sum, "| additive | reverse | 1 of 1 | 1.00 |") != NULL);
+    snprintf(row, sizeof row, "| %.2f |\n", bpd);   /* the per-seed column, last */
+    ck_assert_msg(strstr(sum, row) != NULL, "expected '%s' in\n%s", row, sum);
 
     char png[1024];
     snprintf(png, sizeof png, "%s/grid/plot.png", tmpdir);
