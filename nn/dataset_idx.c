@@ -144,16 +144,13 @@ int fg_dataset_load_idx(fg_dataset *d, const char *images_path, const char *labe
         d->h = (int)idims[1];
         d->w = (int)idims[2];
         d->n_classes = MNIST_CLASSES;
-        d->labels = malloc((size_t)d->n);
-        if (!d->labels)
-            rc = fg_error("%s: cannot allocate %d bytes for the labels", labels_path, d->n);
     }
     if (rc == FG_OK)
         rc = read_grown(fi, images_path, npix, "the pixels", &d->images);
     if (rc == FG_OK)
         rc = expect_eof(fi, images_path);
     if (rc == FG_OK)
-        rc = read_exact(fl, labels_path, d->labels, (size_t)d->n, "the labels");
+        rc = read_grown(fl, labels_path, (size_t)d->n, "the labels", &d->labels);
     if (rc == FG_OK)
         rc = expect_eof(fl, labels_path);
     for (int i = 0; rc == FG_OK && i < d->n; i++)

@@ -1050,6 +1050,10 @@ START_TEST(test_idx_reader)
     write_idx(lp, 0x801, 1, ldims, longlab, 4);
     ck_assert_int_eq(fg_dataset_load_idx(&d, ip, lp), FG_ERR);
     assert_error_has("unexpected bytes");
+    /* Labels that end before the count their header claims. */
+    write_idx(lp, 0x801, 1, ldims, lab, 2);
+    ck_assert_int_eq(fg_dataset_load_idx(&d, ip, lp), FG_ERR);
+    assert_error_has("lab.gz: truncated: the labels needs 3 bytes, file ends after 2");
     /* Zero images. */
     uint32_t z[3] = {0, 2, 3};
     write_idx(ip, 0x803, 3, z, NULL, 0);
