@@ -353,8 +353,10 @@ static int train_loop(run *r)
         if (due(t->checkpoint_every, r->step) || (last && t->checkpoint_every > 0))
             if ((rc = save_checkpoint(r)) != FG_OK)
                 break;
-        if ((r->stopped_by = guard_stop_signal()) != 0) {
-            if ((rc = save_checkpoint(r)) == FG_OK)
+        /* Agreed between ranks, so that all of them stop after this step
+         * even when the signal reached only some. */
+        if ((r->stopped_by = dist_agree_stop(guard_stop_signal())) != 0) {
+            if ((rc = save_checkpoint(r)) == FG_OK && dist_is_root())
                 fprintf(stderr, "\nstopped by signal %d after step %ld; checkpoint written to "
                         "%s\n", r->stopped_by, r->step, r->path);
             break;
@@ -419,12 +421,12 @@ int cmd_train(int argc, char **argv)
     if (threads > 0)
         fg_set_threads((int)threads);
     if (dist_start(threads > 0) != FG_OK)
-        return dist_end(cli_fail(cmd, "%s", fg_last_error()));
+        return dist_end(cli_fail(cmd, "%s", fg_last_error()), 0);
 
     run r;
     memset(&r, 0, sizeof r);
     if (fg_config_load_file(config, &r.cfg) != FG_OK)
-        return cli_fail(cmd, "%s", fg_last_error());
+        return dist_end(cli_fail(cmd, "%s", fg_last_error()), 0);
     int status = 1;
     fg_train_spec *t = &r.cfg->train;
     if (!r.cfg->has_train) {
@@ -530,5 +532,5 @@ out_data:
     fg_dataset_free(&r.test);
 out_cfg:
     fg_config_free(r.cfg);
-    return dist_end(status);
+    return dist_end(status, status != 0 && status == guard_stop_status(r.stopped_by));
 }

@@ -2,6 +2,7 @@
  * and the library's data-parallel calls (nn.h, fg_dist_*). */
 #include "examples/train_dist.h"
 
+#include <signal.h>
 #include <stdlib.h>
 
 int dist_start(int threads_given)
@@ -90,9 +91,19 @@ int dist_is_root(void)
     return fg_dist_rank() == 0;
 }
 
-int dist_end(int status)
+int dist_agree_stop(int local_signal)
 {
-    if (status != 0 && fg_dist_size() > 1)
+    if (fg_dist_size() == 1)
+        return local_signal;
+    /* Counts of the two signals train catches, summed over ranks. */
+    double seen[2] = {local_signal == SIGTERM, local_signal == SIGINT};
+    fg_dist_sum(seen, 2, NULL);
+    return seen[0] > 0 ? SIGTERM : seen[1] > 0 ? SIGINT : 0;
+}
+
+int dist_end(int status, int agreed)
+{
+    if (status != 0 && !agreed && fg_dist_size() > 1)
         fg_dist_abort(status);
     fg_dist_finalize();
     return status;

@@ -32,8 +32,14 @@ double dist_eval_bpd(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
 void dist_broadcast_start(const fg_state_list *model, fg_optim *o, fg_ema *ema);
 /* 1 on the rank that prints, writes metrics, samples and checkpoints. */
 int dist_is_root(void);
-/* Ends MPI; after a failure (status != 0) it stops every rank at once, so
- * none waits for a peer that left. Returns status. */
-int dist_end(int status);
+/* The stop signal every rank acts on, from each rank's own (0: none): a
+ * signal that reached any rank stops all of them after the same step
+ * (SIGTERM wins over SIGINT). Every rank must call it at the same point. */
+int dist_agree_stop(int local_signal);
+/* Ends MPI. After a failure (status != 0) it stops every rank at once, so
+ * none waits for a peer that left; `agreed` says every rank ends here with
+ * the same status (a stop all agreed on), so MPI finalizes normally.
+ * Returns status. */
+int dist_end(int status, int agreed);
 
 #endif

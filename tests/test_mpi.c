@@ -298,6 +298,43 @@ START_TEST(a_dying_rank_stops_the_job)
 }
 END_TEST
 
+/* SIGINT reaches rank 1 only: both ranks stop after the same step, rank 0
+ * writes the checkpoint of that step, and MPI ends normally with the
+ * signal's status (130), not by an abort. */
+START_TEST(a_stop_signal_on_one_rank_stops_all_after_the_same_step)
+{
+    if (!setup())
+        return;
+    char out[512];
+    snprintf(out, sizeof out, "%s/sig", tmpdir);
+    int rc = run("timeout 300 %s -np 1 sh -c './examples/flowgrad train %s --out %s "
+                 "--threads 1 --steps 100000000 2>%s.rank0' : -np 1 sh -c "
+                 "'./examples/flowgrad train %s --out %s --threads 1 --steps 100000000 & "
+                 "p=$!; while [ ! -f %s/checkpoint.safetensors ]; do sleep 0.05; done; "
+                 "sleep 0.3; kill -INT $p; wait $p'", mpirun, tiny, out, out, tiny, out, out);
+    ck_assert_msg(rc == 130, "mpirun exit status %d (see %s/log)", rc, tmpdir);
+    char path[1024], text[8192];
+    snprintf(path, sizeof path, "%s.rank0", out);
+    FILE *f = fopen(path, "r");
+    ck_assert(f != NULL);
+    size_t got = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[got] = 0;
+    const char *said = strstr(text, "stopped by signal 2 after step ");
+    ck_assert_msg(said != NULL, "rank 0 did not stop by the signal:\n%s", text);
+    long stopped = atol(said + strlen("stopped by signal 2 after step "));
+    fg_safetensors st;
+    read_ckpt("sig", &st);
+    int64_t s[4];
+    ck_assert_int_eq(fg_st_get_i64(&st, "train.state", s, 4), FG_OK);
+    ck_assert_int_eq(s[0], stopped);
+    fg_st_free(&st);
+    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s --threads 1 --steps %lld "
+                         "--resume %s/checkpoint.safetensors", tiny, out,
+                         (long long)s[0] + 2, out), 0);
+}
+END_TEST
+
 Suite *fg_test_suite(void)
 {
     Suite *s = suite_create("mpi");
@@ -307,6 +344,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, checkpoints_move_between_rank_counts);
     tcase_add_test(tc, uneven_batch_is_refused);
     tcase_add_test(tc, a_dying_rank_stops_the_job);
+    tcase_add_test(tc, a_stop_signal_on_one_rank_stops_all_after_the_same_step);
     suite_add_tcase(s, tc);
     return s;
 }
