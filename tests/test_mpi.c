@@ -271,30 +271,47 @@ START_TEST(uneven_batch_is_refused)
 }
 END_TEST
 
+/* Two ranks train tiny into tmpdir/dir without a step limit; once the first
+ * checkpoint is on disk (and `after` more seconds), `kill -SIG` reaches rank
+ * 1 alone. Rank 0's stderr goes to tmpdir/dir.rank0. mpirun's status. */
+static int two_ranks_then_signal(const char *dir, const char *sig, const char *after)
+{
+    char out[512];
+    snprintf(out, sizeof out, "%s/%s", tmpdir, dir);
+    return run("timeout 300 %s -np 1 sh -c './examples/flowgrad train %s --out %s "
+               "--threads 1 --steps 100000000 2>%s.rank0' : -np 1 sh -c "
+               "'./examples/flowgrad train %s --out %s --threads 1 --steps 100000000 & "
+               "p=$!; while [ ! -f %s/checkpoint.safetensors ]; do sleep 0.05; done; "
+               "sleep %s; kill -%s $p; wait $p'", mpirun, tiny, out, out, tiny, out, out,
+               after, sig);
+}
+
+/* The step of tmpdir/dir's checkpoint; then checks that one process resumes
+ * from it. */
+static long checkpoint_step_and_resume(const char *dir)
+{
+    fg_safetensors st;
+    read_ckpt(dir, &st);
+    int64_t s[4];
+    ck_assert_int_eq(fg_st_get_i64(&st, "train.state", s, 4), FG_OK);
+    fg_st_free(&st);
+    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s/%s --threads 1 --steps %lld "
+                         "--resume %s/%s/checkpoint.safetensors", tiny, tmpdir, dir,
+                         (long long)s[0] + 2, tmpdir, dir), 0);
+    return (long)s[0];
+}
+
 /* Rank 1 is killed after the first checkpoint: the job ends (no hang), not
  * with success, and the checkpoint it leaves resumes on one process. */
 START_TEST(a_dying_rank_stops_the_job)
 {
     if (!setup())
         return;
-    char out[512];
-    snprintf(out, sizeof out, "%s/die", tmpdir);
-    int rc = run("timeout 300 %s -np 1 ./examples/flowgrad train %s --out %s --threads 1 "
-                 "--steps 100000000 : -np 1 sh -c './examples/flowgrad train %s --out %s "
-                 "--threads 1 --steps 100000000 & p=$!; "
-                 "while [ ! -f %s/checkpoint.safetensors ]; do sleep 0.05; done; "
-                 "kill -9 $p; wait $p'", mpirun, tiny, out, tiny, out, out);
+    int rc = two_ranks_then_signal("die", "9", "0");
     ck_assert_msg(rc != 0 && rc != 124, "mpirun exit status %d", rc);
-    fg_safetensors st;
-    read_ckpt("die", &st);
-    int64_t s[4];
-    ck_assert_int_eq(fg_st_get_i64(&st, "train.state", s, 4), FG_OK);
-    ck_assert_int_ge(s[0], 10);
-    ck_assert_int_eq(s[0] % 10, 0);
-    fg_st_free(&st);
-    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s --threads 1 --steps %lld "
-                         "--resume %s/checkpoint.safetensors", tiny, out,
-                         (long long)s[0] + 2, out), 0);
+    long step = checkpoint_step_and_resume("die");
+    ck_assert_int_ge(step, 10);
+    ck_assert_int_eq(step % 10, 0);
 }
 END_TEST
 
@@ -305,16 +322,10 @@ START_TEST(a_stop_signal_on_one_rank_stops_all_after_the_same_step)
 {
     if (!setup())
         return;
-    char out[512];
-    snprintf(out, sizeof out, "%s/sig", tmpdir);
-    int rc = run("timeout 300 %s -np 1 sh -c './examples/flowgrad train %s --out %s "
-                 "--threads 1 --steps 100000000 2>%s.rank0' : -np 1 sh -c "
-                 "'./examples/flowgrad train %s --out %s --threads 1 --steps 100000000 & "
-                 "p=$!; while [ ! -f %s/checkpoint.safetensors ]; do sleep 0.05; done; "
-                 "sleep 0.3; kill -INT $p; wait $p'", mpirun, tiny, out, out, tiny, out, out);
+    int rc = two_ranks_then_signal("sig", "INT", "0.3");
     ck_assert_msg(rc == 130, "mpirun exit status %d (see %s/log)", rc, tmpdir);
     char path[1024], text[8192];
-    snprintf(path, sizeof path, "%s.rank0", out);
+    snprintf(path, sizeof path, "%s/sig.rank0", tmpdir);
     FILE *f = fopen(path, "r");
     ck_assert(f != NULL);
     size_t got = fread(text, 1, sizeof text - 1, f);
@@ -323,15 +334,7 @@ START_TEST(a_stop_signal_on_one_rank_stops_all_after_the_same_step)
     const char *said = strstr(text, "stopped by signal 2 after step ");
     ck_assert_msg(said != NULL, "rank 0 did not stop by the signal:\n%s", text);
     long stopped = atol(said + strlen("stopped by signal 2 after step "));
-    fg_safetensors st;
-    read_ckpt("sig", &st);
-    int64_t s[4];
-    ck_assert_int_eq(fg_st_get_i64(&st, "train.state", s, 4), FG_OK);
-    ck_assert_int_eq(s[0], stopped);
-    fg_st_free(&st);
-    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s --threads 1 --steps %lld "
-                         "--resume %s/checkpoint.safetensors", tiny, out,
-                         (long long)s[0] + 2, out), 0);
+    ck_assert_int_eq(checkpoint_step_and_resume("sig"), stopped);
 }
 END_TEST
 
