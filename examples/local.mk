@@ -28,7 +28,8 @@ bin_PROGRAMS += examples/flowgrad
 examples_flowgrad_SOURCES = examples/flowgrad.c examples/cli.h examples/cli.c \
 	examples/cmd_train.c examples/cmd_eval.c examples/cmd_sample.c \
 	examples/cmd_reconstruct.c examples/cmd_interpolate.c examples/cmd_manipulate.c \
-	examples/cmd_check.c examples/cmd_info.c examples/cmd_ablate.c
+	examples/cmd_check.c examples/cmd_info.c examples/cmd_ablate.c \
+	examples/ablate.h examples/ablate_report.c
 examples_flowgrad_LDADD = libflowgrad.la $(BLIS_LIBS) -lm
 
 # A convolutional Fashion-MNIST classifier on the public API; its test trains
