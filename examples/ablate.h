@@ -41,6 +41,10 @@ typedef struct grid {
 int ablate_write_results(const grid *gr, const char *path);
 /* DIR/summary.md: one row per (coupling, permutation) over its seeds. */
 int ablate_write_summary(const grid *gr, const char *path);
+/* The upper of Tukey's far-out fences, Q3 + 3 (Q3 - Q1), over every test
+ * bits/dim of every finished cell, when some value lies above it; else (or
+ * with fewer than 4 values) INFINITY. */
+double ablate_outlier_fence(const grid *gr);
 /* DIR/plot.dat, plot.gp and plot.png (by gnuplot, or $GNUPLOT). FG_ERR with
  * the package to install when gnuplot is missing. */
 int ablate_draw_plot(const grid *gr);

@@ -52,51 +52,68 @@ static int is_group_start(const grid *gr, int i)
     return 1;
 }
 
+/* "mean ± std" of v[0..n) (sample standard deviation; the mean alone for
+ * one value). */
+static void print_mean_std(FILE *f, const double *v, int n)
+{
+    double sum = 0, sq = 0;
+    for (int k = 0; k < n; k++)
+        sum += v[k];
+    double mean = sum / n;
+    fprintf(f, "%.4f", mean);
+    if (n < 2)
+        return;
+    for (int k = 0; k < n; k++)
+        sq += (v[k] - mean) * (v[k] - mean);
+    fprintf(f, " ± %.4f", sqrt(sq / (n - 1)));
+}
+
 int ablate_write_summary(const grid *gr, const char *path)
 {
     FILE *f = fopen(path, "w");
     if (!f)
         return fg_error("%s: cannot open for writing: %s", path, strerror(errno));
     fprintf(f, "| coupling | permutation | seeds | epochs | test bits/dim (mean ± std) | "
-            "train s/epoch | parameters | per seed |\n|---|---|---|---|---|---|---|---|\n");
+            "best evaluation (mean ± std) | train s/epoch | parameters | per seed |\n"
+            "|---|---|---|---|---|---|---|---|---|\n");
     const cell *g[MAX_SEEDS];
+    double final[MAX_SEEDS], best[MAX_SEEDS];
     for (int i = 0; i < gr->n; i++) {
         if (!is_group_start(gr, i))
             continue;
         int n = group(gr, i, g), done = 0;
-        double sum = 0, sq = 0, secs = 0, epochs = 0;
+        double secs = 0, epochs = 0;
         for (int k = 0; k < n; k++) {
             if (!g[k]->finished)
                 continue;
             const eval_point *e = &g[k]->ev[g[k]->n_ev - 1];
-            sum += e->test_bpd;
-            sq += e->test_bpd * e->test_bpd;
+            final[done] = best[done] = e->test_bpd;
+            for (int j = 0; j < g[k]->n_ev; j++)
+                best[done] = fmin(best[done], g[k]->ev[j].test_bpd);
             secs += e->epoch > 0 ? e->elapsed / e->epoch : 0;
             epochs = e->epoch;
             done++;
         }
         fprintf(f, "| %s | %s | %d of %d | ", g[0]->coupling, g[0]->permutation, done, n);
         if (done == 0) {
-            fprintf(f, "– | – | – | %zu | – |\n", g[0]->params);
+            fprintf(f, "– | – | – | – | %zu | – |\n", g[0]->params);
             continue;
         }
-        double mean = sum / done;
-        fprintf(f, "%.2f | %.4f", epochs, mean);
-        if (done > 1) {
-            /* Sample standard deviation over seeds. */
-            double var = (sq - done * mean * mean) / (done - 1);
-            fprintf(f, " ± %.4f", var > 0 ? sqrt(var) : 0.0);
-        }
+        fprintf(f, "%.2f | ", epochs);
+        print_mean_std(f, final, done);
+        fprintf(f, " | ");
+        print_mean_std(f, best, done);
         fprintf(f, " | %.1f | %zu | ", secs / done, g[0]->params);
         /* Every seed's value: one diverged seed moves the mean a long way,
          * and the reader should see that it was one. */
-        for (int k = 0, shown = 0; k < n; k++)
-            if (g[k]->finished)
-                fprintf(f, "%s%.2f", shown++ ? ", " : "", g[k]->ev[g[k]->n_ev - 1].test_bpd);
+        for (int k = 0; k < done; k++)
+            fprintf(f, "%s%.2f", k ? ", " : "", final[k]);
         fprintf(f, " |\n");
     }
-    fprintf(f, "\nTest bits/dim after the last epoch (per seed in seed order); train "
-            "s/epoch counts training steps only (no evaluation), averaged over seeds.\n");
+    fprintf(f, "\nTest bits/dim after the last epoch, and at each seed's best evaluation "
+            "(lowest test bits/dim of the run); per seed: after the last epoch, in seed "
+            "order. Train s/epoch counts training steps only (no evaluation), averaged "
+            "over seeds.\n");
     return fclose(f) == 0 ? FG_OK : fg_error("%s: cannot write", path);
 }
 
@@ -143,6 +160,34 @@ static int write_plot_data(const grid *gr, const char *path, char titles[][64], 
     return fclose(f) == 0 ? FG_OK : fg_error("%s: cannot write", path);
 }
 
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* A run that diverged (bits/dim 18 where the rest sit near 5) would
+ * stretch the plot's axis until every other line is flat: the axis ends at
+ * the fence instead. */
+double ablate_outlier_fence(const grid *gr)
+{
+    int n = 0;
+    for (int i = 0; i < gr->n; i++)
+        n += gr->cells[i].finished ? gr->cells[i].n_ev : 0;
+    if (n < 4)
+        return INFINITY;
+    double *v = fg_xmalloc((size_t)n * sizeof *v, "plot values");
+    n = 0;
+    for (int i = 0; i < gr->n; i++)
+        for (int j = 0; gr->cells[i].finished && j < gr->cells[i].n_ev; j++)
+            v[n++] = gr->cells[i].ev[j].test_bpd;
+    qsort(v, (size_t)n, sizeof *v, compare_doubles);
+    double q1 = v[n / 4], q3 = v[(3 * n) / 4];
+    double fence = q3 + 3 * (q3 - q1), top = v[n - 1];
+    free(v);
+    return top > fence ? fence : INFINITY;
+}
+
 /* Runs gnuplot on a generated script. FG_ERR with advice when it is not
  * installed. */
 int ablate_draw_plot(const grid *gr)
@@ -162,15 +207,26 @@ int ablate_draw_plot(const grid *gr)
         return fg_error("%s: cannot open for writing: %s", gp, strerror(errno));
     fprintf(f, "# Drawn by 'flowgrad ablate': test bits/dim per cell, the band spans the "
             "seeds (min to max), the line is their mean.\n"
-            "set terminal png size 1000,650\nset output 'plot.png'\n"
+            "# pngcairo blends the bands; libgd's png (a gnuplot without cairo) paints them.\n"
+            "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
+            "  set terminal pngcairo size 1000,650\n} else {\n  set terminal png size 1000,650\n}\n"
+            "set output 'plot.png'\n"
             "set title 'Glow ablation: coupling x permutation'\n"
-            "set xlabel 'epoch'\nset ylabel 'test bits/dim'\nset key top right\n"
-            "set grid\nset style fill transparent solid 0.15 noborder\nplot \\\n");
+            "set xlabel 'epoch'\nset ylabel 'test bits/dim'\nset key outside right top\n"
+            "set grid\nset style fill transparent solid 0.15 noborder\n");
+    double fence = ablate_outlier_fence(gr);
+    if (isfinite(fence))
+        fprintf(f, "set yrange [*:%.4f]\nset label 1 'cut at %.2f bits/dim: higher values "
+                "(diverged runs) are in summary.md' at graph 0.02, graph 0.04\n", fence,
+                fence);
+    fprintf(f, "plot \\\n");
+    /* Every band first, then every line, so no band covers a line. */
     for (int k = 0; k < n_groups; k++)
-        fprintf(f, "  'plot.dat' index %d using 1:3:4 with filledcurves lc %d notitle, \\\n"
-                "  'plot.dat' index %d using 1:2 with linespoints lc %d lw 2 pt %d "
-                "title '%s'%s\n", k, k + 1, k, k + 1, k + 1, titles[k],
-                k + 1 < n_groups ? ", \\" : "");
+        fprintf(f, "  'plot.dat' index %d using 1:3:4 with filledcurves lc %d notitle, \\\n",
+                k, k + 1);
+    for (int k = 0; k < n_groups; k++)
+        fprintf(f, "  'plot.dat' index %d using 1:2 with linespoints lc %d lw 2 pt %d "
+                "title '%s'%s\n", k, k + 1, k + 1, titles[k], k + 1 < n_groups ? ", \\" : "");
     if (fclose(f) != 0)
         return fg_error("%s: cannot write", gp);
     /* GNUPLOT names another program (or a copy outside PATH). */

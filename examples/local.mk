@@ -91,7 +91,7 @@ EXTRA_DIST += tests/configs/mpi-init.yaml
 check_PROGRAMS += tests/test_ablate
 tests_test_ablate_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
 TESTS += tests/test_ablate
-tests_test_ablate_SOURCES = tests/test_ablate.c
+tests_test_ablate_SOURCES = tests/test_ablate.c examples/ablate_report.c examples/cli.c
 tests_test_ablate_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_ablate_LDADD = $(FG_TEST_LIBS)
 

@@ -3,6 +3,7 @@
  * after its first checkpoint resumes and ends where an uninterrupted run
  * ends. */
 #include "check_main.h"
+#include "examples/ablate.h"
 #include "flowgrad.h"
 
 #include <signal.h>
@@ -83,17 +84,21 @@ static int have_gnuplot(void)
     return system("command -v gnuplot >/dev/null 2>&1") == 0;
 }
 
-/* The last test bits/dim the cell's own metrics.csv recorded. */
-static double last_metrics_bpd(const char *cell)
+/* The last test bits/dim the cell's own metrics.csv recorded, and the
+ * lowest (best) in *best. */
+static double last_metrics_bpd(const char *cell, double *best)
 {
     char *m = slurp("%s/grid/%s/metrics.csv", tmpdir, cell);
     double last = NAN;
+    *best = INFINITY;
     for (char *line = strtok(m, "\n"); line; line = strtok(NULL, "\n")) {
         const char *p = line;
         for (int k = 0; k < 3 && p; k++)
             p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL;
-        if (p && *p && *p != ',' && strncmp(line, "step", 4))
+        if (p && *p && *p != ',' && strncmp(line, "step", 4)) {
             last = atof(p);
+            *best = last < *best ? last : *best;
+        }
     }
     return last;
 }
@@ -116,14 +121,15 @@ START_TEST(grid_outputs_and_rerun)
     const char *fin = strstr(res, "affine-reverse-seed7,affine,reverse,7,64,1.0000,");
     ck_assert_msg(fin != NULL, "%s", res);
     double bpd = atof(fin + strlen("affine-reverse-seed7,affine,reverse,7,64,1.0000,"));
-    ck_assert_double_eq_tol(bpd, last_metrics_bpd("affine-reverse-seed7"), 1e-6);
+    double best;
+    ck_assert_double_eq_tol(bpd, last_metrics_bpd("affine-reverse-seed7", &best), 1e-6);
     ck_assert(bpd > 2 && bpd < 6);
 
     /* summary.md: one seed, so the mean is that value; parameters differ
      * (affine couplings output a scale as well as a shift). */
     char *sum = slurp("%s/grid/summary.md", tmpdir);
     char row[128];
-    snprintf(row, sizeof row, "| affine | reverse | 1 of 1 | 1.00 | %.4f |", bpd);
+    snprintf(row, sizeof row, "| affine | reverse | 1 of 1 | 1.00 | %.4f | %.4f |", bpd, best);
     ck_assert_msg(strstr(sum, row) != NULL, "expected '%s' in\n%s", row, sum);
     ck_assert(strstr(sum, "| additive | reverse | 1 of 1 | 1.00 |") != NULL);
     snprintf(row, sizeof row, "| %.2f |\n", bpd);   /* the per-seed column, last */
@@ -226,12 +232,36 @@ START_TEST(bad_arguments)
 }
 END_TEST
 
+/* The plot's axis is cut above a diverged run and only then. */
+START_TEST(plot_axis_is_cut_above_diverged_runs_only)
+{
+    eval_point ev[2][4] = {{{1, 1, 6.0, 0}, {2, 2, 5.6, 0}, {3, 3, 5.4, 0}, {4, 4, 5.3, 0}},
+                           {{1, 1, 6.1, 0}, {2, 2, 5.5, 0}, {3, 3, 5.2, 0}, {4, 4, 5.1, 0}}};
+    cell cells[2];
+    memset(cells, 0, sizeof cells);
+    for (int i = 0; i < 2; i++) {
+        cells[i].finished = 1;
+        cells[i].ev = ev[i];
+        cells[i].n_ev = 4;
+    }
+    grid gr = {.cells = cells, .n = 2};
+    ck_assert(isinf(ablate_outlier_fence(&gr)));
+    /* Sorted: 5.2 5.3 5.4 5.5 5.6 6.0 6.1 18.6: Q1 = 5.4, Q3 = 6.1. */
+    ev[1][3].test_bpd = 18.6;
+    ck_assert_double_eq_tol(ablate_outlier_fence(&gr), 6.1 + 3 * (6.1 - 5.4), 1e-9);
+    /* An unfinished cell's values do not count. */
+    cells[1].finished = 0;
+    ck_assert(isinf(ablate_outlier_fence(&gr)));
+}
+END_TEST
+
 Suite *fg_test_suite(void)
 {
     Suite *s = suite_create("ablate");
     TCase *tc = fg_tcase("ablate");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, grid_outputs_and_rerun);
+    tcase_add_test(tc, plot_axis_is_cut_above_diverged_runs_only);
     tcase_add_test(tc, interrupted_cell_resumes);
     tcase_add_test(tc, bad_arguments);
     suite_add_tcase(s, tc);
