@@ -1,7 +1,7 @@
 /* flowgrad ablate end to end on the tiny synthetic config: a 2-cell grid
  * writes its table, summary and plot; a rerun trains nothing; a cell killed
  * after its first checkpoint resumes and ends where an uninterrupted run
- * ends. */
+ * ends. And the plot's axis is cut above diverged runs, and only then. */
 #include "check_main.h"
 #include "examples/ablate.h"
 #include "flowgrad.h"
