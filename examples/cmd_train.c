@@ -243,7 +243,7 @@ static int train_loop(run *r)
     if (!metrics)
         return fg_error("%s: cannot open for writing", r->path);
     if (r->step == 0)
-        fprintf(metrics, "step,epoch,train_bpd,test_bpd,lr,img_per_s,elapsed_s\n");
+        fprintf(metrics, "step,epoch,train_bpd,test_bpd,lr,img_per_s,elapsed_s,grad_norm\n");
     int *idx = fg_xmalloc((size_t)t->batch * sizeof *idx, "batch indices");
     int *y = fg_xmalloc((size_t)t->batch * sizeof *y, "batch labels");
     int rc = FG_OK;
@@ -321,8 +321,9 @@ static int train_loop(run *r)
                           "--skip-nonfinite N", r->step + 1, bad);
             break;
         }
-        if (t->grad_clip > 0)
-            fg_state_list_clip_grad_norm(&m->state, t->grad_clip);
+        /* The norm before clipping (grad_clip 0 clips nothing): a spike in it
+         * is where a loss spike comes from. */
+        double grad_norm = fg_state_list_clip_grad_norm(&m->state, t->grad_clip);
         r->step++;
         double lr = fg_lr_warmup(t->lr, r->step, t->warmup);
         fg_optim_step(&r->optim, lr);
@@ -344,7 +345,7 @@ static int train_loop(run *r)
         fprintf(metrics, "%ld,%ld,%.6f,", r->step, r->it.epoch, bpd);
         if (isfinite(tb))
             fprintf(metrics, "%.6f", tb);
-        fprintf(metrics, ",%.6g,%.2f,%.2f\n", lr, img_s, r->elapsed);
+        fprintf(metrics, ",%.6g,%.2f,%.2f,%.6g\n", lr, img_s, r->elapsed, grad_norm);
         fflush(metrics);
         progress(r, bpd, ema_img_s, last);
         if (due(t->sample_every, r->step) || (last && t->sample_every > 0))
