@@ -117,14 +117,22 @@ int ablate_write_summary(const grid *gr, const char *path)
     return fclose(f) == 0 ? FG_OK : fg_error("%s: cannot write", path);
 }
 
-/* plot.dat: one block per (coupling, permutation): epoch, mean, min, max
- * over the seeds that reached that evaluation. */
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* plot.dat: one block per (coupling, permutation): epoch, median, min, max
+ * over the seeds that reached that evaluation. The median, not the mean:
+ * one diverged seed would pull a mean line off the chart. */
 static int write_plot_data(const grid *gr, const char *path, char titles[][64], int *n_groups)
 {
     FILE *f = fopen(path, "w");
     if (!f)
         return fg_error("%s: cannot open for writing: %s", path, strerror(errno));
     const cell *g[MAX_SEEDS];
+    double v[MAX_SEEDS];
     *n_groups = 0;
     for (int i = 0; i < gr->n; i++) {
         if (!is_group_start(gr, i))
@@ -139,31 +147,18 @@ static int write_plot_data(const grid *gr, const char *path, char titles[][64], 
         snprintf(titles[*n_groups], 64, "%s, %s", g[0]->coupling, g[0]->permutation);
         fprintf(f, "# %s\n", titles[(*n_groups)++]);
         for (int e = 0; e < ref->n_ev; e++) {
-            double sum = 0, lo = INFINITY, hi = -INFINITY;
             int m = 0;
-            for (int k = 0; k < n; k++) {
-                if (!g[k]->finished)
-                    continue;
-                for (int j = 0; j < g[k]->n_ev; j++) {
-                    if (g[k]->ev[j].step != ref->ev[e].step)
-                        continue;
-                    double v = g[k]->ev[j].test_bpd;
-                    sum += v, m++;
-                    lo = v < lo ? v : lo;
-                    hi = v > hi ? v : hi;
-                }
-            }
-            fprintf(f, "%.4f %.6f %.6f %.6f\n", ref->ev[e].epoch, sum / m, lo, hi);
+            for (int k = 0; k < n; k++)
+                for (int j = 0; g[k]->finished && j < g[k]->n_ev; j++)
+                    if (g[k]->ev[j].step == ref->ev[e].step)
+                        v[m++] = g[k]->ev[j].test_bpd;
+            qsort(v, (size_t)m, sizeof *v, compare_doubles);
+            double median = m % 2 ? v[m / 2] : 0.5 * (v[m / 2 - 1] + v[m / 2]);
+            fprintf(f, "%.4f %.6f %.6f %.6f\n", ref->ev[e].epoch, median, v[0], v[m - 1]);
         }
         fprintf(f, "\n\n");
     }
     return fclose(f) == 0 ? FG_OK : fg_error("%s: cannot write", path);
-}
-
-static int compare_doubles(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 /* A run that diverged (bits/dim 18 where the rest sit near 5) would
@@ -206,7 +201,7 @@ int ablate_draw_plot(const grid *gr)
     if (!f)
         return fg_error("%s: cannot open for writing: %s", gp, strerror(errno));
     fprintf(f, "# Drawn by 'flowgrad ablate': test bits/dim per cell, the band spans the "
-            "seeds (min to max), the line is their mean.\n"
+            "seeds (min to max), the line is their median.\n"
             "# pngcairo blends the bands; libgd's png (a gnuplot without cairo) paints them.\n"
             "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
             "  set terminal pngcairo size 1000,650\n} else {\n  set terminal png size 1000,650\n}\n"
