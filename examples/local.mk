@@ -105,3 +105,7 @@ TESTS += tests/test_toy2d
 tests_test_toy2d_SOURCES = tests/test_toy2d.c examples/toy2d_lib.c examples/toy2d_lib.h
 tests_test_toy2d_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_toy2d_LDADD = $(FG_TEST_LIBS)
+
+# The default ablation grid's result, shown in the README.
+EXTRA_DIST += examples/ablation-fmnist/summary.md examples/ablation-fmnist/results.csv \
+	examples/ablation-fmnist/plot.png
