@@ -40,7 +40,9 @@ static int exists(const char *dir, const char *name)
 }
 
 /* Column 3 (train bits/dim) of metrics.csv, rows with a step. */
-static int read_losses(const char *dir, double *out, int max)
+/* Train bits/dim of every step in dir/metrics.csv, and (norms not NULL)
+ * the gradient norm, its last column. */
+static int read_losses(const char *dir, double *out, double *norms, int max)
 {
     char p[1024], line[512];
     snprintf(p, sizeof p, "%s/metrics.csv", dir);
@@ -48,12 +50,17 @@ static int read_losses(const char *dir, double *out, int max)
     if (!f)
         return 0;
     int n = 0;
-    fgets(line, sizeof line, f);
+    if (!fgets(line, sizeof line, f))
+        line[0] = 0;
+    ck_assert_msg(strstr(line, ",elapsed_s,grad_norm\n") != NULL, "header: %s", line);
     while (fgets(line, sizeof line, f) && n < max) {
         long step, epoch;
         double bpd;
-        if (sscanf(line, "%ld,%ld,%lf,", &step, &epoch, &bpd) == 3)
+        if (sscanf(line, "%ld,%ld,%lf,", &step, &epoch, &bpd) == 3) {
+            if (norms)
+                norms[n] = atof(strrchr(line, ',') + 1);
             out[n++] = bpd;
+        }
     }
     fclose(f);
     return n;
@@ -74,9 +81,12 @@ START_TEST(loss_falls_and_resume_is_bitwise)
     snprintf(dir, sizeof dir, "%s/full", tmpdir);
     ck_assert(exists(dir, "checkpoint.safetensors"));
     ck_assert(exists(dir, "samples_15.png"));
-    double full[64];
-    int n = read_losses(dir, full, 64);
+    double full[64], full_norm[64];
+    int n = read_losses(dir, full, full_norm, 64);
     ck_assert_int_eq(n, 30);
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(isfinite(full_norm[i]) && full_norm[i] > 0, "step %d: gradient norm %g",
+                      i + 1, full_norm[i]);
     /* The first five steps against the last five: a clear fall. */
     double first = 0, last = 0;
     for (int i = 0; i < 5; i++) {
@@ -91,10 +101,13 @@ START_TEST(loss_falls_and_resume_is_bitwise)
     ck_assert_int_eq(run("./examples/flowgrad train %s --out %s/part --threads 1 --resume "
                          "%s/part/checkpoint.safetensors", config, tmpdir, tmpdir), 0);
     snprintf(dir, sizeof dir, "%s/part", tmpdir);
-    double part[64];
-    ck_assert_int_eq(read_losses(dir, part, 64), 30);
-    for (int i = 0; i < 30; i++)
+    double part[64], part_norm[64];
+    ck_assert_int_eq(read_losses(dir, part, part_norm, 64), 30);
+    for (int i = 0; i < 30; i++) {
         ck_assert_msg(part[i] == full[i], "step %d: %.6f vs %.6f", i + 1, part[i], full[i]);
+        ck_assert_msg(part_norm[i] == full_norm[i], "step %d: gradient norm %g vs %g", i + 1,
+                      part_norm[i], full_norm[i]);
+    }
 }
 END_TEST
 
