@@ -95,6 +95,22 @@ int cli_mkdirs(const char *path)
     return 0;
 }
 
+const char *cli_out_dir(const char *cmd, const char *out, const char *config,
+                        const char *prefix, char *buf, size_t n)
+{
+    if (!out) {
+        const char *base = strrchr(config, '/');
+        base = base ? base + 1 : config;
+        snprintf(buf, n, "runs/%s%.*s", prefix, (int)strcspn(base, "."), base);
+        out = buf;
+    }
+    if (cli_mkdirs(out) != 0) {
+        cli_fail(cmd, "--out %s: cannot create the folder: %s", out, strerror(errno));
+        return NULL;
+    }
+    return out;
+}
+
 int cli_positional(const char *cmd, const char *a, const char **slot, const char *what)
 {
     if (a[0] == '-')

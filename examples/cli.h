@@ -31,11 +31,16 @@ int cli_double_list(const char *opt, const char *s, double lo, double hi,
 /* argv[*i] is an option needing a value: returns it and advances, or NULL
  * with an error message. */
 const char *cli_value(int argc, char **argv, int *i);
+/* mkdir -p: creates path and its missing parents; 0, or -1 with errno. */
+int cli_mkdirs(const char *path);
+/* The output folder of a run: out when given, else runs/<prefix><name of
+ * config without folder and extension> (in buf), created with its parents.
+ * NULL after printing cmd's error. */
+const char *cli_out_dir(const char *cmd, const char *out, const char *config,
+                        const char *prefix, char *buf, size_t n);
 /* The end of every argument loop: a is an unknown option, the one
  * positional argument (stored in *slot), or one too many. Returns 0 when a
  * was taken, else the usage error's exit status. */
-/* mkdir -p: creates path and its missing parents; 0, or -1 with errno. */
-int cli_mkdirs(const char *path);
 int cli_positional(const char *cmd, const char *a, const char **slot, const char *what);
 
 /* The train or test split named by the config's dataset. Synthetic data is

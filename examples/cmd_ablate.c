@@ -496,16 +496,8 @@ int cmd_ablate(int argc, char **argv)
     gr.threads_per_job = total_threads / (int)jobs > 0 ? total_threads / (int)jobs : 1;
 
     char default_out[4096];
-    if (!out) {
-        const char *b = strrchr(config, '/');
-        b = b ? b + 1 : config;
-        snprintf(default_out, sizeof default_out, "runs/ablate-%.*s", (int)strcspn(b, "."), b);
-        out = default_out;
-    }
-    if (cli_mkdirs(out) != 0) {
-        cli_fail(cmd, "--out %s: cannot create the folder: %s", out, strerror(errno));
+    if (!(out = cli_out_dir(cmd, out, config, "ablate-", default_out, sizeof default_out)))
         goto out;
-    }
     gr.out = out;
     gr.n = n_couplings * n_permutations * (int)seeds;
     gr.cells = fg_xcalloc((size_t)gr.n, sizeof *gr.cells, "ablation cells");

@@ -444,16 +444,8 @@ int cmd_train(int argc, char **argv)
         t->epochs = (int)epochs, t->steps = 0;
 
     char default_out[4096];
-    if (!out) {
-        const char *base = strrchr(config, '/');
-        base = base ? base + 1 : config;
-        snprintf(default_out, sizeof default_out, "runs/%.*s", (int)strcspn(base, "."), base);
-        out = default_out;
-    }
-    if (cli_mkdirs(out) != 0) {
-        cli_fail(cmd, "--out %s: cannot create the folder: %s", out, strerror(errno));
+    if (!(out = cli_out_dir(cmd, out, config, "", default_out, sizeof default_out)))
         goto out_cfg;
-    }
     r.out = out;
 
     if (cli_load_split(r.cfg, 1, &r.train) != FG_OK ||
