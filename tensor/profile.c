@@ -77,6 +77,31 @@ static int by_time(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
+static void totals_of(const counter *c, int n, fg_profile_totals *t)
+{
+    /* Kernel counters (gemm, im2col, col2im) run inside op counters; the
+     * categories separate them so that nothing is counted twice. */
+    double kernels = 0.0;
+    *t = (fg_profile_totals){0};
+    for (int i = 0; i < n; i++) {
+        const char *s = c[i].name;
+        if (strncmp(s, "kernel:", 7) == 0) kernels += c[i].seconds;
+        else if (strncmp(s, "op:", 3) == 0) t->ops += c[i].seconds;
+        else if (strncmp(s, "optimizer", 9) == 0) t->optimizer += c[i].seconds;
+        if (strcmp(s, "kernel:gemm") == 0) t->gemm += c[i].seconds;
+        if (strcmp(s, "kernel:im2col") == 0 || strcmp(s, "kernel:col2im") == 0)
+            t->columns += c[i].seconds;
+    }
+    t->other_ops = t->ops > kernels ? t->ops - kernels : 0.0;
+}
+
+void fg_profile_get_totals(fg_profile_totals *t)
+{
+    pthread_mutex_lock(&lock);
+    totals_of(counters, n_counters, t);
+    pthread_mutex_unlock(&lock);
+}
+
 void fg_profile_report(FILE *f)
 {
     if (!fg_profile_enabled()) return;
@@ -87,29 +112,15 @@ void fg_profile_report(FILE *f)
     pthread_mutex_unlock(&lock);
     qsort(sorted, (size_t)n, sizeof *sorted, by_time);
     double wall = fg_profile_now() - started;
-    /* Kernel counters (gemm, im2col, col2im) run inside op counters; the
-     * categories below separate them so that nothing is counted twice. */
-    double kernels = 0.0, ops = 0.0, optim = 0.0;
-    for (int i = 0; i < n; i++) {
-        const char *s = sorted[i].name;
-        if (strncmp(s, "kernel:", 7) == 0) kernels += sorted[i].seconds;
-        else if (strncmp(s, "op:", 3) == 0) ops += sorted[i].seconds;
-        else if (strncmp(s, "optimizer", 9) == 0) optim += sorted[i].seconds;
-    }
+    fg_profile_totals t;
+    totals_of(sorted, n, &t);
     fprintf(f, "\nflowgrad profile: %.2f s since start\n", wall);
     fprintf(f, "%-40s %10s %8s %10s\n", "counter", "seconds", "share", "calls");
     for (int i = 0; i < n; i++)
         fprintf(f, "%-40s %10.3f %7.1f%% %10ld\n", sorted[i].name, sorted[i].seconds,
                 100.0 * sorted[i].seconds / wall, sorted[i].calls);
-    double gemm = 0.0, im2col = 0.0;
-    for (int i = 0; i < n; i++) {
-        if (strcmp(sorted[i].name, "kernel:gemm") == 0) gemm = sorted[i].seconds;
-        if (strcmp(sorted[i].name, "kernel:im2col") == 0 || strcmp(sorted[i].name, "kernel:col2im") == 0)
-            im2col += sorted[i].seconds;
-    }
-    double rest = ops - kernels;
     fprintf(f, "shares of the run: GEMM %.1f%%, im2col/col2im %.1f%%, other op work "
                "(elementwise, reductions, layout) %.1f%%, optimizer %.1f%%, outside ops %.1f%%\n",
-            100 * gemm / wall, 100 * im2col / wall, 100 * (rest > 0 ? rest : 0) / wall,
-            100 * optim / wall, 100 * (wall - ops - optim) / wall);
+            100 * t.gemm / wall, 100 * t.columns / wall, 100 * t.other_ops / wall,
+            100 * t.optimizer / wall, 100 * (wall - t.ops - t.optimizer) / wall);
 }

@@ -214,6 +214,15 @@ int fg_profile_enabled(void);
 double fg_profile_now(void);
 void fg_profile_add(const char *name, double seconds);
 double fg_profile_seconds(const char *name);
+/* The counters summed by category, in seconds. Kernel counters run inside
+ * op counters, so `other_ops` is op time less kernel time. */
+typedef struct fg_profile_totals {
+    double gemm, columns;   /* kernel:gemm; kernel:im2col + kernel:col2im */
+    double other_ops;       /* elementwise, reductions, layout */
+    double ops;             /* every op counter, kernels inside them included */
+    double optimizer;
+} fg_profile_totals;
+void fg_profile_get_totals(fg_profile_totals *t);
 void fg_profile_report(FILE *f);
 /* Runs stmt and, when profiling, adds its time to the named counter. */
 #define FG_TIMED(name, stmt) do { \

@@ -249,6 +249,10 @@ static const conv_case conv_cases[] = {
     /* Images of 1024+ pixels take one GEMM per sample; 300 pixels group
      * three samples per GEMM and leave a partial group. */
     {2, 2, 3, 32, 33, 3}, {2, 3, 2, 32, 32, 1}, {4, 2, 3, 15, 20, 3}, {5, 3, 2, 15, 20, 1},
+    /* Fewer output than input channels with k > 1 take the narrow path:
+     * one sample per GEMM, then 49 pixels (groups of 5 and a partial
+     * group), a 5x5 kernel, and a 1x1 image. */
+    {3, 9, 2, 16, 17, 3}, {7, 6, 3, 7, 7, 3}, {2, 5, 2, 6, 5, 5}, {3, 4, 1, 1, 1, 3},
 };
 #define NCONV (sizeof conv_cases / sizeof conv_cases[0])
 

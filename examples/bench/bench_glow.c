@@ -6,7 +6,12 @@
  *
  * One untimed step comes first (it runs actnorm's data-dependent init and
  * touches every buffer once), then --steps timed training steps, then one
- * sampling pass of --sample images at --temperature. */
+ * sampling pass of --sample images at --temperature.
+ *
+ * Besides the yardstick's fields it reports the minor page faults per timed
+ * step (a steady state reuses its memory and faults nothing) and, under
+ * FLOWGRAD_PROFILE=1, the shares of the timed steps spent in GEMM, in
+ * im2col/col2im, in other op work and outside ops. */
 #include "flowgrad.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +76,13 @@ static int parse(int argc, char **argv, opts *o)
     return 0;
 }
 
+static long minor_faults(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_minflt;
+}
+
 static double peak_rss_mb(void)
 {
     struct rusage ru;
@@ -113,8 +125,14 @@ int main(int argc, char **argv)
     const int shape[4] = {o.batch, 1, 28, 28};
     float *x = fg_xmalloc((size_t)o.batch * 784 * sizeof(float), "batch");
     double loss_first = 0, loss_last = 0, t_start = 0;
+    long faults_start = 0;
+    fg_profile_totals prof_start = {0}, prof_end = {0};
     for (int step = 0; step <= o.steps; step++) {
-        if (step == 1) t_start = fg_profile_now();
+        if (step == 1) {
+            t_start = fg_profile_now();
+            faults_start = minor_faults();
+            fg_profile_get_totals(&prof_start);
+        }
         if (fg_batch_iter_next(&it, idx) < o.batch) fg_batch_iter_next(&it, idx);
         fg_dequantize(&train, idx, o.batch, 8, &rng, x);
         fg_state_list_zero_grad(&m->state);
@@ -126,6 +144,8 @@ int main(int argc, char **argv)
         fg_graph_reset(g);
     }
     double train_s = (fg_profile_now() - t_start) / (o.steps > 0 ? o.steps : 1);
+    double faults_per_step = o.steps > 0 ? (double)(minor_faults() - faults_start) / o.steps : 0.0;
+    fg_profile_get_totals(&prof_end);
     double flops = fg_model_spec_flops(&cfg->model);
 
     printf("{\"peer\": \"flowgrad\", \"K\": %d, \"L\": %d, \"hidden\": %d, \"coupling\": \"%s\", "
@@ -137,6 +157,17 @@ int main(int argc, char **argv)
            /* a training step is a forward and a backward of about twice
             * its cost, as in the yardstick's flops.py */
            3.0 * flops * o.batch / train_s / 1e9, flops / 1e9, loss_first, loss_last);
+    printf(", \"page_faults_per_step\": %.1f", faults_per_step);
+    if (fg_profile_enabled() && o.steps > 0) {
+        double wall = train_s * o.steps;
+        double gemm = prof_end.gemm - prof_start.gemm;
+        double cols = prof_end.columns - prof_start.columns;
+        double other = prof_end.other_ops - prof_start.other_ops;
+        double in_ops = prof_end.ops - prof_start.ops + prof_end.optimizer - prof_start.optimizer;
+        printf(", \"profile_gemm_share\": %.3f, \"profile_columns_share\": %.3f, "
+               "\"profile_other_ops_share\": %.3f, \"profile_outside_ops_share\": %.3f",
+               gemm / wall, cols / wall, other / wall, (wall - in_ops) / wall);
+    }
     if (o.sample > 0) {
         double t = fg_profile_now();
         fg_var *s = fg_multiscale_sample(m->flow, g, o.sample, NULL, (float)o.temperature, &rng);

@@ -1,0 +1,42 @@
+/* Pieces shared by the two conv2d formulations (tensor/conv.c and
+ * tensor/conv_narrow.c); not installed, not exported. */
+#ifndef FLOWGRAD_CONV_INTERNAL_H
+#define FLOWGRAD_CONV_INTERNAL_H
+
+#include "tensor/tensor.h"
+
+#define FG_HIDDEN __attribute__((visibility("hidden")))
+
+/* im2col of one sample (C, H, W) into rows of stride ld: row (c, t) holds
+ * x[c] shifted by kernel tap t, zero outside the image. Several samples
+ * sit side by side when ld is a multiple of H*W. */
+FG_HIDDEN void fg_conv_im2col_ld(int C, int H, int W, int k, const float *x, float *col,
+                                 size_t ld);
+/* The adjoint: accumulates such columns back into x (C, H, W). */
+FG_HIDDEN void fg_conv_col2im_ld(int C, int H, int W, int k, const float *col, size_t ld,
+                                 float *x);
+/* Samples per GEMM for images of P pixels (see conv.c). */
+FG_HIDDEN int fg_conv_group_size(int N, int P);
+/* Threads that split n_groups groups of samples. */
+FG_HIDDEN int fg_conv_sample_threads(int n_groups);
+/* (G, C, P) samples -> (C, G*P) columns, and back (overwrite or add). */
+FG_HIDDEN void fg_conv_gather_columns(int G, int C, int P, const float *src, float *dst);
+FG_HIDDEN void fg_conv_scatter_columns(int G, int C, int P, const float *src, float *dst,
+                                       int accumulate);
+/* Column scratch from the caller's arena, or from the heap when it is NULL. */
+FG_HIDDEN float *fg_conv_scratch_get(fg_arena *scratch, size_t count);
+FG_HIDDEN void fg_conv_scratch_release(fg_arena *scratch, float *p);
+
+/* The narrow formulation, for convolutions with fewer output than input
+ * channels and k > 1: the same contract as the public functions. */
+FG_HIDDEN void fg_conv_narrow_forward(int N, int Ci, int H, int W, int Co, int k,
+                                      const float *x, const float *w, const float *bias,
+                                      float *y, fg_arena *scratch);
+FG_HIDDEN void fg_conv_narrow_backward_input(int N, int Ci, int H, int W, int Co, int k,
+                                             const float *dy, const float *w, float *dx,
+                                             fg_arena *scratch);
+FG_HIDDEN void fg_conv_narrow_backward_weight(int N, int Ci, int H, int W, int Co, int k,
+                                              const float *dy, const float *x, float *dw,
+                                              fg_arena *scratch);
+
+#endif
