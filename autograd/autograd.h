@@ -91,6 +91,9 @@ fg_var *fg_mean_per_channel(fg_graph *g, fg_var *a);
 /* Per-channel broadcast: x (N, C, ...) with v of C elements. */
 fg_var *fg_add_channel(fg_graph *g, fg_var *x, fg_var *v);
 fg_var *fg_mul_channel(fg_graph *g, fg_var *x, fg_var *v);
+/* max(0, (x + bias[c]) exp(logs[c])): an actnorm and its ReLU in one op
+ * (one output tensor, one backward pass); bias and logs of C elements. */
+fg_var *fg_channel_affine_relu(fg_graph *g, fg_var *x, fg_var *bias, fg_var *logs);
 
 /* 2-D product op(a) op(b); trans flags transpose the stored matrix. */
 fg_var *fg_matmul(fg_graph *g, fg_var *a, fg_var *b, int trans_a, int trans_b);

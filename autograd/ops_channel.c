@@ -1,5 +1,6 @@
 /* Per-channel broadcasts and channel layout ops on (N, C, ...) tensors. */
 #include "autograd/internal.h"
+#include <math.h>
 #include <string.h>
 
 static size_t spatial(const fg_var *v)
@@ -89,6 +90,83 @@ fg_var *fg_mul_channel(fg_graph *g, fg_var *x, fg_var *v)
     fg_var *y = fg_var_like(g, x);
     fg_k_mul_channel(x->t.shape[0], x->t.shape[1], (int)spatial(x), x->t.data, v->t.data, y->t.data);
     fg_record(g, "mul_channel", mul_channel_backward, y, 2, x, v, NULL);
+    return y;
+}
+
+/* ------------------------------------------------------------- channel_affine_relu
+ * y = max(0, (x + bias[c]) e^logs[c]): actnorm followed by ReLU as one op,
+ * so one output tensor and one backward pass instead of three of each.
+ * Where y > 0 it equals the pre-activation, and 0 elsewhere, so y alone
+ * gives the mask and the logs gradient; x is not kept. nd->saved holds
+ * e^logs as the forward used it. */
+static void channel_affine_relu_backward(fg_graph *g, fg_node *nd)
+{
+    fg_var *x = nd->in[0], *b = nd->in[1], *l = nd->in[2], *y = nd->out;
+    const int N = x->t.shape[0], C = x->t.shape[1];
+    const size_t HW = spatial(x);
+    const float *gy = y->grad, *Y = y->t.data, *S = nd->saved;
+    float *gx = x->requires_grad ? fg_grad(g, x) : NULL;
+    float *gb = b->requires_grad ? fg_grad(g, b) : NULL;
+    float *gl = l->requires_grad ? fg_grad(g, l) : NULL;
+    /* Channels are independent, so they split across threads without
+     * reductions and the sums do not depend on the thread count. */
+    #pragma omp parallel for if ((size_t)N * C * HW > FG_PARALLEL_THRESHOLD) schedule(static)
+    for (int c = 0; c < C; c++) {
+        const float s = S[c];
+        double sb = 0.0, sl = 0.0;
+        for (int n = 0; n < N; n++) {
+            const size_t off = ((size_t)n * C + c) * HW;
+            const float *restrict d = gy + off, *restrict yp = Y + off;
+            if (gx) {
+                float *restrict o = gx + off;
+                #pragma omp simd
+                for (size_t i = 0; i < HW; i++) o[i] += (yp[i] > 0.0f) * d[i] * s;
+            }
+            if (gb || gl) {
+                float pb = 0.0f, pl = 0.0f;   /* one plane in float, planes summed in double */
+                #pragma omp simd reduction(+:pb, pl)
+                for (size_t i = 0; i < HW; i++) {
+                    pb += (yp[i] > 0.0f) * d[i];
+                    pl += d[i] * yp[i];
+                }
+                sb += pb;
+                sl += pl;
+            }
+        }
+        if (gb) gb[c] += (float)(s * sb);
+        if (gl) gl[c] += (float)sl;
+    }
+}
+
+fg_var *fg_channel_affine_relu(fg_graph *g, fg_var *x, fg_var *bias, fg_var *logs)
+{
+    FG_OP_BEGIN(g);
+    require_vector("channel_affine_relu", x, bias);
+    require_vector("channel_affine_relu", x, logs);
+    const int N = x->t.shape[0], C = x->t.shape[1];
+    const size_t HW = spatial(x);
+    float *S = fg_arena_alloc(fg_graph_arena(g), (size_t)C * sizeof(float));
+    for (int c = 0; c < C; c++) S[c] = expf(logs->t.data[c]);
+    fg_var *y = fg_var_like(g, x);
+    const float *X = x->t.data, *B = bias->t.data;
+    float *Y = y->t.data;
+    #pragma omp parallel for collapse(2) if ((size_t)N * C * HW > FG_PARALLEL_THRESHOLD)
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            const size_t off = ((size_t)n * C + c) * HW;
+            const float *restrict xp = X + off;
+            float *restrict yp = Y + off;
+            const float bc = B[c], s = S[c];
+            #pragma omp simd
+            for (size_t i = 0; i < HW; i++) {
+                /* (x + b) rounded before the product, as the unfused ops do */
+                const float p = (xp[i] + bc) * s;
+                yp[i] = p > 0.0f ? p : 0.0f;
+            }
+        }
+    fg_node *nd = fg_record(g, "channel_affine_relu", channel_affine_relu_backward, y, 3, x,
+                            bias, logs);
+    if (nd) nd->saved = S;
     return y;
 }
 

@@ -107,18 +107,31 @@ static fg_var *logdet_term(actnorm *a, fg_graph *g, const fg_var *x)
     return fg_scale(g, fg_sum(g, a->logs), (float)fg_flow_spatial(x));
 }
 
+/* Checks x and, on the first forward in training, initializes from it. */
+static void prepare(actnorm *a, fg_graph *g, const fg_var *x)
+{
+    require_input(a, x);
+    if (!fg_actnorm_is_initialized(&a->base) && fg_grad_enabled(g))
+        fg_actnorm_initialize(&a->base, &x->t);
+}
+
 static fg_var *forward(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet,
                        fg_flow_ctx *ctx)
 {
     (void)ctx;
     actnorm *a = (actnorm *)f;
-    require_input(a, x);
-    if (!fg_actnorm_is_initialized(f) && fg_grad_enabled(g))
-        fg_actnorm_initialize(f, &x->t);
+    prepare(a, g, x);
     fg_var *y = fg_mul_channel(g, fg_add_channel(g, x, a->bias), fg_exp(g, a->logs));
     if (logdet)
         fg_flow_accumulate(g, logdet, logdet_term(a, g, x), +1, x->t.shape[0]);
     return y;
+}
+
+fg_var *fg_actnorm_forward_relu(fg_flow *f, fg_graph *g, fg_var *x)
+{
+    actnorm *a = (actnorm *)f;
+    prepare(a, g, x);
+    return fg_channel_affine_relu(g, x, a->bias, a->logs);
 }
 
 static fg_var *inverse(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,

@@ -48,10 +48,8 @@ static int out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *o
 
 static fg_var *nn(coupling *c, fg_graph *g, fg_var *x1)
 {
-    fg_var *h = fg_conv_apply(g, &c->in, x1);
-    h = fg_relu(g, fg_flow_forward(c->norm_in, g, h, NULL, NULL));
-    h = fg_conv_apply(g, &c->mid, h);
-    h = fg_relu(g, fg_flow_forward(c->norm_mid, g, h, NULL, NULL));
+    fg_var *h = fg_actnorm_forward_relu(c->norm_in, g, fg_conv_apply(g, &c->in, x1));
+    h = fg_actnorm_forward_relu(c->norm_mid, g, fg_conv_apply(g, &c->mid, h));
     return fg_zero_conv_apply(g, &c->out, h);
 }
 

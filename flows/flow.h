@@ -8,7 +8,7 @@
  *
  * logdet is per sample, an fg_var of shape [N]. Layers take it by address:
  * they replace *logdet with the new sum; *logdet == NULL starts from zeros;
- * a NULL address means "do not track" (e.g. a coupling network's actnorms).
+ * a NULL address means "do not track".
  *
  * Shapes are full tensor shapes, (N, C, H, W) for images. Every layer knows
  * its output shape from an input shape before any op runs, so a model built

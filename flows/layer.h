@@ -30,6 +30,11 @@ const char *fg_flow_prefix(char *buf, size_t n, const char *prefix, const char *
 void fg_actnorm_visit_state(fg_flow *actnorm, const char *prefix, fg_visit_fn fn,
                             void *vctx);
 
+/* ReLU(actnorm(x)) without a log-determinant, as one op (a coupling
+ * network's hidden layers): the same input check and data-dependent init as
+ * the layer's forward. */
+fg_var *fg_actnorm_forward_relu(fg_flow *actnorm, fg_graph *g, fg_var *x);
+
 /* z = W x per pixel: x (N, C, H, W), w (C, C) -> (N, C, H, W). */
 fg_var *fg_flow_conv1x1(fg_graph *g, fg_var *x, fg_var *w);
 

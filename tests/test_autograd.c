@@ -7,13 +7,15 @@
  * with the loss summed in double keep rounding near 1e-5. The per-op
  * tolerances (atol + rtol * |numeric|) below: 2e-4 / 1e-3 for ops linear in
  * each input (about 5x the worst error seen); 5e-4 / 1e-3 for the smooth
- * saturating ops and the matrix ops; 2e-3 / 1e-2 for exp, log and division,
- * whose curvature makes the O(h^2) truncation error of the quotient reach
- * 1e-3 at h = 1e-2 (the third derivative of log at 0.3 is 74). */
+ * saturating ops and the matrix ops; 2e-3 / 1e-2 for exp, log, division and
+ * channel_affine_relu (exponential in logs), whose curvature makes the O(h^2)
+ * truncation error of the quotient reach 1e-3 at h = 1e-2 (the third
+ * derivative of log at 0.3 is 74). */
 #include "check_main.h"
 #include "flowgrad.h"
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_IN 3
@@ -41,7 +43,7 @@ enum {
     OP_ADD_CHANNEL, OP_MUL_CHANNEL, OP_MATMUL_NN, OP_MATMUL_NT, OP_MATMUL_TN, OP_MATMUL_TT,
     OP_CONV1, OP_CONV3, OP_CONV3_BIAS, OP_SLICE, OP_CONCAT, OP_EVEN, OP_ODD, OP_PERMUTE,
     OP_RESHAPE, OP_SQUEEZE, OP_UNSQUEEZE, OP_SLOGDET, OP_INVERSE, OP_XENT, OP_GAUSS,
-    OP_MAX_POOL, OP_AVG_POOL, OP_GLOBAL_AVG_POOL,
+    OP_MAX_POOL, OP_AVG_POOL, OP_GLOBAL_AVG_POOL, OP_AFFINE_RELU,
     N_OPS
 };
 
@@ -93,6 +95,7 @@ static const op_case CASES[N_OPS] = {
     [OP_MAX_POOL] = {"max_pool2x2", 1, 2e-4, 1e-3},
     [OP_AVG_POOL] = {"avg_pool2x2", 1, 2e-4, 1e-3},
     [OP_GLOBAL_AVG_POOL] = {"global_avg_pool", 1, 2e-4, 1e-3},
+    [OP_AFFINE_RELU] = {"channel_affine_relu", 3, 2e-3, 1e-2},
 };
 
 static int rand_int(fg_rng *r, int lo, int hi) { return lo + (int)(fg_rng_u32(r) % (uint32_t)(hi - lo + 1)); }
@@ -185,6 +188,7 @@ static fg_var *apply(fg_graph *g, ctx *c)
     case OP_MAX_POOL: return fg_max_pool2x2(g, x[0]);
     case OP_AVG_POOL: return fg_avg_pool2x2(g, x[0]);
     case OP_GLOBAL_AVG_POOL: return fg_global_avg_pool(g, x[0]);
+    case OP_AFFINE_RELU: return fg_channel_affine_relu(g, x[0], x[1], x[2]);
     }
     return NULL;
 }
@@ -301,6 +305,19 @@ static void setup(ctx *c, fg_rng *r)
         c->in[0] = leaf(r, 4, s, -1, 1);
         break;
     }
+    case OP_AFFINE_RELU: {
+        /* Pre-activations of both signs; x + bias at least 0.05 from zero,
+         * so no step of 1e-2 in x or bias crosses the kink, and one in logs
+         * only scales them. */
+        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 1, &C, -0.5f, 0.5f);
+        c->in[2] = leaf(r, 1, &C, -0.5f, 0.5f);
+        size_t HW = (size_t)H * W;
+        for (size_t i = 0; i < fg_numel(&c->in[0]->t); i++) {
+            float b = c->in[1]->t.data[(i / HW) % (size_t)C], *x = &c->in[0]->t.data[i];
+            if (fabsf(*x + b) < 0.05f) *x = *x + b < 0 ? -0.05f - b : 0.05f - b;
+        }
+        break;
+    }
     default:
         c->in[0] = leaf(r, 4, x4, -1, 1);
     }
@@ -414,6 +431,106 @@ START_TEST(test_pool_values)
     ck_assert_float_eq_tol(gl->t.data[0], 25.0f / 8.0f, 1e-6f);
     fg_leaf_free(x);
     fg_graph_destroy(g);
+}
+END_TEST
+
+/* ------------------------------------------------------------- fused ops */
+
+/* Values and gradients of x, bias and logs under sum(y * r). */
+typedef struct affine_relu_out { float *y, *gx, *gb, *gl; } affine_relu_out;
+
+static void affine_relu_run(int fused, fg_var *x, fg_var *b, fg_var *l, float *r,
+                            affine_relu_out *o)
+{
+    fg_graph *g = fg_graph_create();
+    fg_zero_grad(x); fg_zero_grad(b); fg_zero_grad(l);
+    fg_var *y = fused ? fg_channel_affine_relu(g, x, b, l)
+                      : fg_relu(g, fg_mul_channel(g, fg_add_channel(g, x, b), fg_exp(g, l)));
+    ck_assert_uint_eq(fg_graph_nodes(g), fused ? 1 : 4);
+    size_t n = fg_numel(&x->t), C = fg_numel(&b->t);
+    memcpy(o->y, y->t.data, n * sizeof(float));
+    fg_backward(g, fg_sum(g, fg_mul(g, y, fg_const_wrap(g, r, y->t.ndim, y->t.shape))));
+    memcpy(o->gx, x->grad, n * sizeof(float));
+    memcpy(o->gb, b->grad, C * sizeof(float));
+    memcpy(o->gl, l->grad, C * sizeof(float));
+    fg_graph_destroy(g);
+}
+
+static affine_relu_out affine_relu_alloc(size_t n, size_t C)
+{
+    affine_relu_out o = {malloc(n * sizeof(float)), malloc(n * sizeof(float)),
+                         malloc(C * sizeof(float)), malloc(C * sizeof(float))};
+    return o;
+}
+
+static void affine_relu_free(affine_relu_out *o)
+{
+    free(o->y); free(o->gx); free(o->gb); free(o->gl);
+}
+
+/* Largest |a - b| over n values relative to the largest |b| (at least 1). */
+static double max_rel_diff(const float *a, const float *b, size_t n)
+{
+    double d = 0.0, m = 1.0;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        m = fmax(m, fabs((double)b[i]));
+    }
+    return d / m;
+}
+
+/* fg_channel_affine_relu against the unfused relu(mul_channel(add_channel(
+ * x, b), exp(logs))) it replaces: the same values and gradients to float
+ * rounding, on 1 and 2 threads. The second shape is above
+ * FG_PARALLEL_THRESHOLD, so 2 threads do split it; there the fused result
+ * must not change at all with the thread count, since its per-channel sums
+ * run on one thread each. */
+START_TEST(test_channel_affine_relu_matches_unfused)
+{
+    const int shapes[2][4] = {{3, 5, 4, 4}, {5, 32, 16, 16}};
+    const int threads = fg_get_threads();
+    for (int k = 0; k < 2; k++) {
+        const int *s = shapes[k], C = s[1];
+        fg_rng r;
+        fg_rng_seed(&r, 41 + (uint64_t)k);
+        fg_var *x = leaf(&r, 4, s, -1, 1);
+        fg_var *b = leaf(&r, 1, &C, -0.5f, 0.5f);
+        fg_var *l = leaf(&r, 1, &C, -0.5f, 0.5f);
+        size_t n = fg_numel(&x->t);
+        float *w = malloc(n * sizeof(float));
+        fg_rng_uniform(&r, w, n);
+        for (size_t i = 0; i < n; i++) w[i] = 2.0f * w[i] - 1.0f;
+        affine_relu_out fused[2], ref = affine_relu_alloc(n, (size_t)C);
+        size_t negative = 0;
+        for (int t = 0; t < 2; t++) {
+            fg_set_threads(t + 1);
+            fused[t] = affine_relu_alloc(n, (size_t)C);
+            affine_relu_run(1, x, b, l, w, &fused[t]);
+            affine_relu_run(0, x, b, l, w, &ref);
+            double dy = max_rel_diff(fused[t].y, ref.y, n);
+            double dx = max_rel_diff(fused[t].gx, ref.gx, n);
+            double db = max_rel_diff(fused[t].gb, ref.gb, (size_t)C);
+            double dl = max_rel_diff(fused[t].gl, ref.gl, (size_t)C);
+            printf("channel_affine_relu (%d, %d, %d, %d), %d thread(s): y %.1e, gx %.1e, "
+                   "gbias %.1e, glogs %.1e\n", s[0], s[1], s[2], s[3], t + 1, dy, dx, db, dl);
+            ck_assert_double_le(dy, 1e-5);
+            ck_assert_double_le(dx, 1e-5);
+            ck_assert_double_le(db, 1e-5);
+            ck_assert_double_le(dl, 1e-5);
+        }
+        for (size_t i = 0; i < n; i++) negative += fused[0].y[i] == 0.0f;
+        ck_assert_uint_gt(negative, n / 10);   /* the mask is exercised */
+        ck_assert_uint_lt(negative, n - n / 10);
+        ck_assert_mem_eq(fused[0].y, fused[1].y, n * sizeof(float));
+        ck_assert_mem_eq(fused[0].gx, fused[1].gx, n * sizeof(float));
+        ck_assert_mem_eq(fused[0].gb, fused[1].gb, (size_t)C * sizeof(float));
+        ck_assert_mem_eq(fused[0].gl, fused[1].gl, (size_t)C * sizeof(float));
+        for (int t = 0; t < 2; t++) affine_relu_free(&fused[t]);
+        affine_relu_free(&ref);
+        free(w);
+        fg_leaf_free(x); fg_leaf_free(b); fg_leaf_free(l);
+    }
+    fg_set_threads(threads);
 }
 END_TEST
 
@@ -587,6 +704,9 @@ Suite *fg_test_suite(void)
     Suite *s = suite_create("autograd");
     TCase *tc = fg_tcase("op_gradients");
     tcase_add_loop_test(tc, test_op_gradient, 0, N_OPS);
+    suite_add_tcase(s, tc);
+    tc = fg_tcase("fused_ops");
+    tcase_add_test(tc, test_channel_affine_relu_matches_unfused);
     suite_add_tcase(s, tc);
     tc = fg_tcase("tape");
     tcase_add_test(tc, test_forward_values);
