@@ -4,8 +4,9 @@
 #define FLOWGRAD_GEMM_INTERNAL_H
 
 /* FLOWGRAD_GEMM_KERNEL=avx512|avx2|scalar|blis picks the path at the first
- * call; unset or "auto" takes the best one the CPU supports. "blis" is BLIS's
- * own context for this CPU, untouched. */
+ * call; unset or "auto" takes the best one for the CPU: avx512 where it is
+ * supported, else BLIS's own context when BLIS has kernels for this CPU,
+ * else avx2 or scalar. "blis" is BLIS's own context, untouched. */
 enum fg_gemm_path {
     FG_GEMM_AUTO = -1,
     FG_GEMM_BLIS = 0,
@@ -16,6 +17,8 @@ enum fg_gemm_path {
 };
 
 int fg_gemm_path_supported(int path);
+/* The path "auto" takes on this CPU. */
+int fg_gemm_best_path(void);
 /* Selects the path of every later call, process-wide; FG_GEMM_AUTO returns to
  * the environment's or the CPU's choice. FG_ERR when the CPU lacks it. */
 int fg_gemm_set_path(int path);

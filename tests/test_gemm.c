@@ -224,8 +224,10 @@ START_TEST(test_path_names)
     /* Without an override the best path of the CPU serves. */
     if (getenv("FLOWGRAD_GEMM_KERNEL") == NULL) {
         int best = fg_gemm_path_supported(FG_GEMM_AVX512) ? FG_GEMM_AVX512
+                   : bli_arch_query_id() != BLIS_ARCH_GENERIC ? FG_GEMM_BLIS
                    : fg_gemm_path_supported(FG_GEMM_AVX2) ? FG_GEMM_AVX2
                                                           : FG_GEMM_SCALAR;
+        ck_assert_int_eq(fg_gemm_best_path(), best);
         ck_assert_int_eq(fg_gemm_get_path(), best);
     }
 }
