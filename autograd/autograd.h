@@ -100,6 +100,14 @@ fg_var *fg_matmul(fg_graph *g, fg_var *a, fg_var *b, int trans_a, int trans_b);
 /* x (N, Ci, H, W), w (Co, Ci, k, k), bias (Co) or NULL: stride 1, same pad. */
 fg_var *fg_conv2d(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias);
 
+/* Channel-major batches (autograd/ops_channel_major.c): (N, C, H, W) stored
+ * as (1, C, N*H, W), each channel of the batch one row, so that a
+ * convolution is one GEMM over the batch. Per-channel ops apply as they
+ * are; fg_conv2d_cm is fg_conv2d on such a batch of N images. */
+fg_var *fg_to_channel_major(fg_graph *g, fg_var *x);
+fg_var *fg_from_channel_major(fg_graph *g, fg_var *x, int N);
+fg_var *fg_conv2d_cm(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias, int N);
+
 /* Pooling on x (N, C, H, W). 2x2 windows, stride 2, H and W even ->
  * (N, C, H/2, W/2); max routes the gradient to the first maximum of each
  * window. Global average -> (N, C). */

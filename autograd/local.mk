@@ -7,6 +7,7 @@ libflowgrad_la_SOURCES += \
 	autograd/ops_unary.c \
 	autograd/ops_reduce.c \
 	autograd/ops_channel.c \
+	autograd/ops_channel_major.c \
 	autograd/ops_pool.c \
 	autograd/ops_shape.c \
 	autograd/ops_matmul.c \

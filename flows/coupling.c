@@ -2,7 +2,7 @@
  * invertible map of the rest through NN(part), so the Jacobian is
  * triangular (after a permutation) and the inverse needs NN only forward.
  * NN = conv3x3 -> actnorm -> ReLU -> conv1x1 -> actnorm -> ReLU -> zero
- * conv3x3, whose zero start makes additive and tanh couplings begin as the
+ * conv3x3 (in channel-major layout, see nn()), whose zero start makes additive and tanh couplings begin as the
  * identity. The parts are channel halves or a spatial checkerboard (see
  * flow.h); a checkerboard coupling works on whole tensors, with the shift
  * and log-scale masked to zero where values are kept, so one formula,
@@ -46,11 +46,17 @@ static int out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *o
     return FG_OK;
 }
 
+/* The network runs on the batch in channel-major layout: each of its
+ * convolutions is then one GEMM over the whole batch, and the wide hidden
+ * activations never need reordering; only the narrow input and output are
+ * transposed. Per-channel actnorm statistics are the same in either layout. */
 static fg_var *nn(coupling *c, fg_graph *g, fg_var *x1)
 {
-    fg_var *h = fg_actnorm_forward_relu(c->norm_in, g, fg_conv_apply(g, &c->in, x1));
-    h = fg_actnorm_forward_relu(c->norm_mid, g, fg_conv_apply(g, &c->mid, h));
-    return fg_zero_conv_apply(g, &c->out, h);
+    const int n = x1->t.shape[0];
+    fg_var *h = fg_to_channel_major(g, x1);
+    h = fg_actnorm_forward_relu(c->norm_in, g, fg_conv_apply_cm(g, &c->in, h, n));
+    h = fg_actnorm_forward_relu(c->norm_mid, g, fg_conv_apply_cm(g, &c->mid, h, n));
+    return fg_from_channel_major(g, fg_zero_conv_apply_cm(g, &c->out, h, n), n);
 }
 
 /* tanh(a) = 2 sigmoid(2a) - 1, from ops that already have backward rules. */

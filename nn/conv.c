@@ -33,6 +33,14 @@ fg_var *fg_conv_apply(fg_graph *g, fg_conv *c, fg_var *x)
     return fg_conv2d(g, x, c->weight, c->bias);
 }
 
+fg_var *fg_conv_apply_cm(fg_graph *g, fg_conv *c, fg_var *x, int N)
+{
+    FG_CHECK(x->t.ndim == 4 && x->t.shape[1] == c->ci, "fg_conv_apply_cm",
+             "input has %d dims, channel %d; conv expects (1, %d, N*H, W)",
+             x->t.ndim, x->t.ndim > 1 ? x->t.shape[1] : -1, c->ci);
+    return fg_conv2d_cm(g, x, c->weight, c->bias, N);
+}
+
 void fg_conv_visit(fg_conv *c, const char *prefix, fg_visit_fn fn, void *ctx)
 {
     char buf[FG_NAME_LEN];

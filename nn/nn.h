@@ -33,6 +33,8 @@ typedef struct fg_conv {
 void fg_conv_init(fg_conv *c, int ci, int co, int k, int with_bias,
                   float init_std, fg_rng *rng);
 fg_var *fg_conv_apply(fg_graph *g, fg_conv *c, fg_var *x);
+/* The same on a channel-major batch of N images (see fg_to_channel_major). */
+fg_var *fg_conv_apply_cm(fg_graph *g, fg_conv *c, fg_var *x, int N);
 void fg_conv_visit(fg_conv *c, const char *prefix, fg_visit_fn fn, void *ctx);
 void fg_conv_free(fg_conv *c);
 
@@ -46,6 +48,7 @@ typedef struct fg_zero_conv {
 } fg_zero_conv;
 void fg_zero_conv_init(fg_zero_conv *z, int ci, int co, int k, float logscale_factor);
 fg_var *fg_zero_conv_apply(fg_graph *g, fg_zero_conv *z, fg_var *x);
+fg_var *fg_zero_conv_apply_cm(fg_graph *g, fg_zero_conv *z, fg_var *x, int N);
 void fg_zero_conv_visit(fg_zero_conv *z, const char *prefix, fg_visit_fn fn, void *ctx);
 void fg_zero_conv_free(fg_zero_conv *z);
 

@@ -11,11 +11,20 @@ void fg_zero_conv_init(fg_zero_conv *z, int ci, int co, int k, float logscale_fa
     z->logscale_factor = logscale_factor;
 }
 
-fg_var *fg_zero_conv_apply(fg_graph *g, fg_zero_conv *z, fg_var *x)
+static fg_var *scaled(fg_graph *g, fg_zero_conv *z, fg_var *y)
 {
-    fg_var *y = fg_conv_apply(g, &z->conv, x);
     fg_var *scale = fg_exp(g, fg_scale(g, z->logs, z->logscale_factor));
     return fg_mul_channel(g, y, scale);
+}
+
+fg_var *fg_zero_conv_apply(fg_graph *g, fg_zero_conv *z, fg_var *x)
+{
+    return scaled(g, z, fg_conv_apply(g, &z->conv, x));
+}
+
+fg_var *fg_zero_conv_apply_cm(fg_graph *g, fg_zero_conv *z, fg_var *x, int N)
+{
+    return scaled(g, z, fg_conv_apply_cm(g, &z->conv, x, N));
 }
 
 void fg_zero_conv_visit(fg_zero_conv *z, const char *prefix, fg_visit_fn fn, void *ctx)

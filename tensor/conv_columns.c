@@ -144,3 +144,22 @@ int fg_conv_sample_threads(int n_groups)
     return t < n_groups ? t : n_groups;
 }
 
+
+void fg_conv_flip_weights(int Co, int Ci, int kk, const float *w, float *wr)
+{
+    for (int o = 0; o < Co; o++)
+        for (int t = 0; t < kk; t++) {
+            float *row = wr + ((size_t)o * kk + t) * Ci;
+            for (int c = 0; c < Ci; c++)
+                row[c] = w[((size_t)o * Ci + c) * kk + (kk - 1 - t)];
+        }
+}
+
+void fg_conv_unflip_add(int Co, int Ci, int kk, const float *a, float *dw)
+{
+    const size_t R = (size_t)Co * kk;
+    for (int o = 0; o < Co; o++)
+        for (int c = 0; c < Ci; c++)
+            for (int t = 0; t < kk; t++)
+                dw[((size_t)o * Ci + c) * kk + t] += a[(size_t)c * R + (size_t)o * kk + (kk - 1 - t)];
+}

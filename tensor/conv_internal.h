@@ -27,6 +27,12 @@ FG_HIDDEN void fg_conv_scatter_columns(int G, int C, int P, const float *src, fl
 FG_HIDDEN float *fg_conv_scratch_get(fg_arena *scratch, size_t count);
 FG_HIDDEN void fg_conv_scratch_release(fg_arena *scratch, float *p);
 
+/* The narrow formulation's weights: Wr (Co k k, Ci) with
+ * Wr[(o, t), c] = w[o, c, k k - 1 - t], and its gradient A (Ci, Co k k)
+ * added back into dw (Co, Ci, k, k). */
+FG_HIDDEN void fg_conv_flip_weights(int Co, int Ci, int kk, const float *w, float *wr);
+FG_HIDDEN void fg_conv_unflip_add(int Co, int Ci, int kk, const float *a, float *dw);
+
 /* The narrow formulation, for convolutions with fewer output than input
  * channels and k > 1: the same contract as the public functions. */
 FG_HIDDEN void fg_conv_narrow_forward(int N, int Ci, int H, int W, int Co, int k,

@@ -20,17 +20,6 @@
 #include <omp.h>
 #include <string.h>
 
-/* Wr (Co k k, Ci) from w (Co, Ci, k, k). */
-static void flip_weights(int Co, int Ci, int kk, const float *w, float *wr)
-{
-    for (int o = 0; o < Co; o++)
-        for (int t = 0; t < kk; t++) {
-            float *row = wr + ((size_t)o * kk + t) * Ci;
-            for (int c = 0; c < Ci; c++)
-                row[c] = w[((size_t)o * Ci + c) * kk + (kk - 1 - t)];
-        }
-}
-
 typedef struct {
     int N, Ci, H, W, Co, k;
     int kk, R, P, G, n_groups, T;   /* R = Co k k rows of the small matrix */
@@ -82,7 +71,7 @@ void fg_conv_narrow_forward(int N, int Ci, int H, int W, int Co, int k,
     float *wr = fg_conv_scratch_get(scratch, (size_t)p.R * Ci);
     float *z_all = fg_conv_scratch_get(scratch, (size_t)p.T * p.R * p.cols);
     float *xg_all = p.G > 1 ? fg_conv_scratch_get(scratch, (size_t)p.T * Ci * p.cols) : NULL;
-    flip_weights(Co, Ci, p.kk, w, wr);
+    fg_conv_flip_weights(Co, Ci, p.kk, w, wr);
     double t_shift = 0.0;
     const int timed = fg_profile_enabled();
     #pragma omp parallel for num_threads(p.T) if (p.T > 1) schedule(static) reduction(+:t_shift)
@@ -122,7 +111,7 @@ void fg_conv_narrow_backward_input(int N, int Ci, int H, int W, int Co, int k,
     float *wr = fg_conv_scratch_get(scratch, (size_t)p.R * Ci);
     float *col_all = fg_conv_scratch_get(scratch, (size_t)p.T * p.R * p.cols);
     float *out_all = p.G > 1 ? fg_conv_scratch_get(scratch, (size_t)p.T * Ci * p.cols) : NULL;
-    flip_weights(Co, Ci, p.kk, w, wr);
+    fg_conv_flip_weights(Co, Ci, p.kk, w, wr);
     double t_cols = 0.0;
     const int timed = fg_profile_enabled();
     #pragma omp parallel for num_threads(p.T) if (p.T > 1) schedule(static) reduction(+:t_cols)
@@ -182,11 +171,7 @@ void fg_conv_narrow_backward_weight(int N, int Ci, int H, int W, int Co, int k,
     if (timed) fg_profile_add("kernel:im2col", t_cols / p.T);
     for (int t = 1; t < p.T; t++)
         fg_k_add(acc_n, acc, acc + (size_t)t * acc_n, acc);
-    for (int o = 0; o < Co; o++)
-        for (int c = 0; c < Ci; c++)
-            for (int t = 0; t < p.kk; t++)
-                dw[((size_t)o * Ci + c) * p.kk + t] +=
-                    acc[(size_t)c * p.R + (size_t)o * p.kk + (p.kk - 1 - t)];
+    fg_conv_unflip_add(Co, Ci, p.kk, acc, dw);
     fg_conv_scratch_release(scratch, acc);
     if (xg_all)
         fg_conv_scratch_release(scratch, xg_all);

@@ -178,6 +178,23 @@ void fg_conv2d_backward_input(int N, int Ci, int H, int W, int Co, int k,
 void fg_conv2d_backward_weight(int N, int Ci, int H, int W, int Co, int k,
                                const float *dy, const float *x, float *dw,
                                float *db, fg_arena *scratch);
+/* The same convolutions on a batch stored channel-major: x (Ci, N, H, W),
+ * y and dy (Co, N, H, W), each channel of the batch one contiguous row, so
+ * that every layer is one GEMM over the whole batch (tensor/conv_cm.c).
+ * Weights and contracts as above. */
+void fg_conv2d_cm_forward(int N, int Ci, int H, int W, int Co, int k,
+                          const float *x, const float *w, const float *bias,
+                          float *y, fg_arena *scratch);
+void fg_conv2d_cm_backward_input(int N, int Ci, int H, int W, int Co, int k,
+                                 const float *dy, const float *w, float *dx,
+                                 fg_arena *scratch);
+void fg_conv2d_cm_backward_weight(int N, int Ci, int H, int W, int Co, int k,
+                                  const float *dy, const float *x, float *dw,
+                                  float *db, fg_arena *scratch);
+/* Bytes a channel-major convolution's column matrix may take; larger
+ * batches are processed a run of samples at a time. Returns the previous
+ * budget (default 32 MiB). */
+size_t fg_conv_set_column_budget(size_t bytes);
 /* (Ci, H, W) -> (Ci*k*k, H*W) columns, zero padding. */
 void fg_im2col(int Ci, int H, int W, int k, const float *x, float *col);
 /* Accumulates columns back into x (the adjoint of im2col). */

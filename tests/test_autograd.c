@@ -43,7 +43,8 @@ enum {
     OP_ADD_CHANNEL, OP_MUL_CHANNEL, OP_MATMUL_NN, OP_MATMUL_NT, OP_MATMUL_TN, OP_MATMUL_TT,
     OP_CONV1, OP_CONV3, OP_CONV3_BIAS, OP_SLICE, OP_CONCAT, OP_EVEN, OP_ODD, OP_PERMUTE,
     OP_RESHAPE, OP_SQUEEZE, OP_UNSQUEEZE, OP_SLOGDET, OP_INVERSE, OP_XENT, OP_GAUSS,
-    OP_MAX_POOL, OP_AVG_POOL, OP_GLOBAL_AVG_POOL, OP_AFFINE_RELU,
+    OP_MAX_POOL, OP_AVG_POOL, OP_GLOBAL_AVG_POOL, OP_AFFINE_RELU, OP_TO_CM, OP_FROM_CM,
+    OP_CONV_CM1, OP_CONV_CM3_BIAS, OP_CONV_CM3_NARROW,
     N_OPS
 };
 
@@ -96,6 +97,11 @@ static const op_case CASES[N_OPS] = {
     [OP_AVG_POOL] = {"avg_pool2x2", 1, 2e-4, 1e-3},
     [OP_GLOBAL_AVG_POOL] = {"global_avg_pool", 1, 2e-4, 1e-3},
     [OP_AFFINE_RELU] = {"channel_affine_relu", 3, 2e-3, 1e-2},
+    [OP_TO_CM] = {"to_channel_major", 1, 2e-4, 1e-3},
+    [OP_FROM_CM] = {"from_channel_major", 1, 2e-4, 1e-3},
+    [OP_CONV_CM1] = {"conv2d_cm_1x1", 2, 2e-4, 1e-3},
+    [OP_CONV_CM3_BIAS] = {"conv2d_cm_3x3_bias", 3, 2e-4, 1e-3},
+    [OP_CONV_CM3_NARROW] = {"conv2d_cm_3x3_narrow", 2, 2e-4, 1e-3},
 };
 
 static int rand_int(fg_rng *r, int lo, int hi) { return lo + (int)(fg_rng_u32(r) % (uint32_t)(hi - lo + 1)); }
@@ -189,6 +195,11 @@ static fg_var *apply(fg_graph *g, ctx *c)
     case OP_AVG_POOL: return fg_avg_pool2x2(g, x[0]);
     case OP_GLOBAL_AVG_POOL: return fg_global_avg_pool(g, x[0]);
     case OP_AFFINE_RELU: return fg_channel_affine_relu(g, x[0], x[1], x[2]);
+    case OP_TO_CM: return fg_to_channel_major(g, x[0]);
+    case OP_FROM_CM: return fg_from_channel_major(g, x[0], c->extra[0]);
+    case OP_CONV_CM1: case OP_CONV_CM3_NARROW:
+        return fg_conv2d_cm(g, x[0], x[1], NULL, c->extra[0]);
+    case OP_CONV_CM3_BIAS: return fg_conv2d_cm(g, x[0], x[1], x[2], c->extra[0]);
     }
     return NULL;
 }
@@ -316,6 +327,23 @@ static void setup(ctx *c, fg_rng *r)
             float b = c->in[1]->t.data[(i / HW) % (size_t)C], *x = &c->in[0]->t.data[i];
             if (fabsf(*x + b) < 0.05f) *x = *x + b < 0 ? -0.05f - b : 0.05f - b;
         }
+        break;
+    }
+    case OP_FROM_CM: {
+        int s[4] = {1, C, N * H, W};
+        c->in[0] = leaf(r, 4, s, -1, 1);
+        c->extra[0] = N;
+        break;
+    }
+    case OP_CONV_CM1: case OP_CONV_CM3_BIAS: case OP_CONV_CM3_NARROW: {
+        /* A channel-major batch of N images; the narrow case has fewer
+         * output than input channels. */
+        int narrow = op == OP_CONV_CM3_NARROW, Ci = narrow ? C + 2 : C;
+        int k = op == OP_CONV_CM1 ? 1 : 3, Co = narrow ? rand_int(r, 1, 2) : rand_int(r, 1, 4);
+        int s[4] = {1, Ci, N * H, W}, ws[4] = {Co, Ci, k, k};
+        c->in[0] = leaf(r, 4, s, -1, 1); c->in[1] = leaf(r, 4, ws, -0.5f, 0.5f);
+        if (op == OP_CONV_CM3_BIAS) c->in[2] = leaf(r, 1, &Co, -1, 1);
+        c->extra[0] = N;
         break;
     }
     default:

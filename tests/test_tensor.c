@@ -418,6 +418,79 @@ START_TEST(test_conv2d_adjoint)
 }
 END_TEST
 
+/* (N, C, P) <-> (C, N, P) */
+static void to_channel_major(int N, int C, size_t P, const float *x, float *y)
+{
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            memcpy(y + ((size_t)c * N + n) * P, x + ((size_t)n * C + c) * P, P * sizeof(float));
+}
+
+static void from_channel_major_double(int N, int C, size_t P, const double *x, double *y)
+{
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            memcpy(y + ((size_t)c * N + n) * P, x + ((size_t)n * C + c) * P, P * sizeof(double));
+}
+
+/* The channel-major kernels against the naive convolution, with the
+ * default column budget (one run) and a budget of one byte (one sample per
+ * run, so runs and their column offsets are exercised). */
+START_TEST(test_conv2d_channel_major)
+{
+    conv_case p = conv_cases[_i];
+    const size_t P = (size_t)p.H * p.W;
+    size_t nx = (size_t)p.N * p.Ci * P, ny = (size_t)p.N * p.Co * P;
+    size_t nw = (size_t)p.Co * p.Ci * p.k * p.k;
+    fg_rng r;
+    fg_rng_seed(&r, 50 + _i);
+    float *x = random_floats(&r, nx, -1, 1), *w = random_floats(&r, nw, -1, 1);
+    float *bias = random_floats(&r, (size_t)p.Co, -1, 1), *dy = random_floats(&r, ny, -1, 1);
+    float *xc = fg_xmalloc(nx * sizeof(float), "xc"), *dyc = fg_xmalloc(ny * sizeof(float), "dyc");
+    to_channel_major(p.N, p.Ci, P, x, xc);
+    to_channel_major(p.N, p.Co, P, dy, dyc);
+    double *naive = fg_xmalloc((nx > ny ? nx : ny) * sizeof(double), "naive");
+    double *want_y = fg_xmalloc(ny * sizeof(double), "want y");
+    double *want_dx = fg_xmalloc(nx * sizeof(double), "want dx");
+    double *want_dw = fg_xmalloc(nw * sizeof(double), "want dw");
+    double *want_db = fg_xmalloc((size_t)p.Co * sizeof(double), "want db");
+    naive_conv(p, x, w, bias, naive);
+    from_channel_major_double(p.N, p.Co, P, naive, want_y);
+    naive_conv_input_grad(p, dy, w, naive);
+    from_channel_major_double(p.N, p.Ci, P, naive, want_dx);
+    naive_conv_weight_grad(p, dy, x, want_dw, want_db);
+
+    float *y = fg_xmalloc(ny * sizeof(float), "y"), *dx = fg_xmalloc(nx * sizeof(float), "dx");
+    float *dw = fg_xmalloc(nw * sizeof(float), "dw"), *db = fg_xmalloc((size_t)p.Co * sizeof(float), "db");
+    fg_arena *arena = fg_arena_create(1 << 16);
+    const size_t budgets[2] = {(size_t)32 << 20, 1};
+    for (int b = 0; b < 2; b++) {
+        size_t old = fg_conv_set_column_budget(budgets[b]);
+        fg_k_fill(ny, NAN, y);      /* forward must overwrite, never read y */
+        fg_conv2d_cm_forward(p.N, p.Ci, p.H, p.W, p.Co, p.k, xc, w, bias, y, arena);
+        assert_close_double(y, want_y, ny, 1e-5, "channel-major forward");
+        /* Gradients accumulate: start from ones. */
+        fg_k_fill(nx, 1.0f, dx);
+        fg_k_fill(nw, 1.0f, dw);
+        fg_k_fill((size_t)p.Co, 1.0f, db);
+        fg_conv2d_cm_backward_input(p.N, p.Ci, p.H, p.W, p.Co, p.k, dyc, w, dx, arena);
+        fg_conv2d_cm_backward_weight(p.N, p.Ci, p.H, p.W, p.Co, p.k, dyc, xc, dw, db, NULL);
+        for (size_t i = 0; i < nx; i++) dx[i] -= 1.0f;
+        for (size_t i = 0; i < nw; i++) dw[i] -= 1.0f;
+        for (int o = 0; o < p.Co; o++) db[o] -= 1.0f;
+        assert_close_double(dx, want_dx, nx, 1e-5, "channel-major dx");
+        assert_close_double(dw, want_dw, nw, 1e-5, "channel-major dw");
+        assert_close_double(db, want_db, (size_t)p.Co, 1e-5, "channel-major db");
+        fg_arena_reset(arena);
+        fg_conv_set_column_budget(old);
+    }
+    fg_arena_destroy(arena);
+    free(x); free(w); free(bias); free(dy); free(xc); free(dyc); free(naive);
+    free(want_y); free(want_dx); free(want_dw); free(want_db);
+    free(y); free(dx); free(dw); free(db);
+}
+END_TEST
+
 START_TEST(test_im2col_adjoint)
 {
     const int shapes[][4] = {{3, 5, 7, 3}, {2, 4, 4, 1}, {1, 1, 1, 3}, {2, 6, 3, 5}};
@@ -896,6 +969,7 @@ Suite *fg_test_suite(void)
     tcase_add_loop_test(tc, test_conv2d_forward, 0, NCONV);
     tcase_add_loop_test(tc, test_conv2d_backward, 0, NCONV);
     tcase_add_loop_test(tc, test_conv2d_adjoint, 0, NCONV);
+    tcase_add_loop_test(tc, test_conv2d_channel_major, 0, NCONV);
     tcase_add_test(tc, test_im2col_adjoint);
     suite_add_tcase(s, tc);
 

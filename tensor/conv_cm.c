@@ -1,0 +1,203 @@
+/* conv2d on a batch stored channel-major: x (Ci, N, H, W), y (Co, N, H, W).
+ *
+ * In this layout channel c of the whole batch is one row of N*H*W values,
+ * so the batch is one matrix (Ci, N P) and every convolution is one GEMM
+ * over the whole batch: a 1x1 convolution is y = w . x with no copy, and
+ * BLIS splits the large product between threads itself. Per sample (conv.c)
+ * the same layer is N small products that BLIS blocks poorly.
+ *
+ * For k > 1 the shifted copies are made as in conv.c and conv_narrow.c, on
+ * the side with fewer channels: im2col of the input when Ci <= Co, a small
+ * output-side matrix of Co k k rows when Co < Ci. Column matrices are built
+ * for a run of samples at a time, so that they stay within the column
+ * budget however large the batch; each run is one GEMM whose output is a
+ * column range of the (Co, N P) result. */
+#include "tensor/conv_internal.h"
+
+#include <omp.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* 32 MiB: a run of 64 samples of 14x14 pixels with 2304 column rows (a
+ * 256-channel 3x3 layer) in two runs; Glow's small-side matrices (at most
+ * a few dozen rows) always in one. */
+static _Atomic size_t column_budget = (size_t)32 << 20;
+
+size_t fg_conv_set_column_budget(size_t bytes)
+{
+    return atomic_exchange(&column_budget, bytes > 0 ? bytes : 1);
+}
+
+/* Samples per run for a column matrix of `rows` rows. */
+static int run_length(int N, int rows, int P)
+{
+    size_t per_sample = (size_t)rows * P * sizeof(float);
+    size_t n = atomic_load(&column_budget) / (per_sample ? per_sample : 1);
+    if (n < 1)
+        n = 1;
+    return n < (size_t)N ? (int)n : N;
+}
+
+/* im2col of samples [n0, n0 + nc) of a channel-major (C, N, H, W) batch:
+ * row (c, t) holds the planes (c, n) shifted by tap t, side by side. */
+static void im2col_run(int C, int N, int H, int W, int k, int n0, int nc, const float *x,
+                       float *col)
+{
+    const size_t P = (size_t)H * W, ld = (size_t)nc * P;
+    const int kk = k * k;
+    #pragma omp parallel for if ((size_t)C * nc * kk * P > FG_PARALLEL_THRESHOLD) schedule(static)
+    for (int j = 0; j < C * nc; j++) {
+        const int c = j / nc, n = j % nc;
+        fg_conv_im2col_ld(1, H, W, k, x + ((size_t)c * N + n0 + n) * P,
+                          col + (size_t)c * kk * ld + (size_t)n * P, ld);
+    }
+}
+
+/* The adjoint: adds the shifted rows back into the planes (c, n). Every
+ * thread owns whole planes. */
+static void col2im_run(int C, int N, int H, int W, int k, int n0, int nc, const float *col,
+                       float *x)
+{
+    const size_t P = (size_t)H * W, ld = (size_t)nc * P;
+    const int kk = k * k;
+    #pragma omp parallel for if ((size_t)C * nc * kk * P > FG_PARALLEL_THRESHOLD) schedule(static)
+    for (int j = 0; j < C * nc; j++) {
+        const int c = j / nc, n = j % nc;
+        fg_conv_col2im_ld(1, H, W, k, col + (size_t)c * kk * ld + (size_t)n * P, ld,
+                          x + ((size_t)c * N + n0 + n) * P);
+    }
+}
+
+static int narrow(int Ci, int Co, int k)
+{
+    return k > 1 && Co < Ci;
+}
+
+static void check(const char *op, int N, int Ci, int H, int W, int Co, int k)
+{
+    FG_CHECK(N > 0 && Ci > 0 && H > 0 && W > 0 && Co > 0, op,
+             "bad shape N=%d Ci=%d H=%d W=%d Co=%d", N, Ci, H, W, Co);
+    FG_CHECK(k > 0 && k % 2 == 1, op, "kernel size %d is not odd", k);
+    FG_CHECK((size_t)N * H * W <= (size_t)1 << 30, op,
+             "a batch of %d images of %dx%d is too large for one matrix row", N, H, W);
+}
+
+#define TIMED_COLUMNS(name, stmt) FG_TIMED("kernel:" name, stmt)
+
+void fg_conv2d_cm_forward(int N, int Ci, int H, int W, int Co, int k,
+                          const float *x, const float *w, const float *bias,
+                          float *y, fg_arena *scratch)
+{
+    check("conv2d_cm_forward", N, Ci, H, W, Co, k);
+    const int P = H * W, NP = N * P, kk = k * k;
+    if (k == 1) {
+        fg_gemm(0, 0, Co, NP, Ci, 1.0f, w, Ci, x, NP, 0.0f, y, NP);
+    } else if (!narrow(Ci, Co, k)) {
+        const int K = Ci * kk, run = run_length(N, K, P);
+        float *col = fg_conv_scratch_get(scratch, (size_t)K * run * P);
+        for (int n0 = 0; n0 < N; n0 += run) {
+            const int nc = N - n0 < run ? N - n0 : run;
+            TIMED_COLUMNS("im2col", im2col_run(Ci, N, H, W, k, n0, nc, x, col));
+            fg_gemm(0, 0, Co, nc * P, K, 1.0f, w, K, col, nc * P, 0.0f,
+                    y + (size_t)n0 * P, NP);
+        }
+        fg_conv_scratch_release(scratch, col);
+    } else {
+        /* Z (Co k k, run P) = Wr . x, then its rows shifted into y. */
+        const int R = Co * kk, run = run_length(N, R, P);
+        float *wr = fg_conv_scratch_get(scratch, (size_t)R * Ci);
+        float *z = fg_conv_scratch_get(scratch, (size_t)R * run * P);
+        fg_conv_flip_weights(Co, Ci, kk, w, wr);
+        memset(y, 0, (size_t)Co * NP * sizeof(float));
+        for (int n0 = 0; n0 < N; n0 += run) {
+            const int nc = N - n0 < run ? N - n0 : run;
+            fg_gemm_ex(0, 0, R, nc * P, Ci, 1.0f, wr, Ci, 1, x + (size_t)n0 * P, NP, 1, 0.0f,
+                       z, (long)nc * P, 1);
+            TIMED_COLUMNS("col2im", col2im_run(Co, N, H, W, k, n0, nc, z, y));
+        }
+        fg_conv_scratch_release(scratch, z);
+        fg_conv_scratch_release(scratch, wr);
+    }
+    if (bias)
+        fg_k_add_channel(1, Co, NP, y, bias, y);
+}
+
+void fg_conv2d_cm_backward_input(int N, int Ci, int H, int W, int Co, int k,
+                                 const float *dy, const float *w, float *dx,
+                                 fg_arena *scratch)
+{
+    check("conv2d_cm_backward_input", N, Ci, H, W, Co, k);
+    const int P = H * W, NP = N * P, kk = k * k;
+    if (k == 1) {
+        fg_gemm(1, 0, Ci, NP, Co, 1.0f, w, Ci, dy, NP, 1.0f, dx, NP);
+    } else if (!narrow(Ci, Co, k)) {
+        /* dcol (Ci k k, run P) = w^T . dy, added back into dx by col2im. */
+        const int K = Ci * kk, run = run_length(N, K, P);
+        float *dcol = fg_conv_scratch_get(scratch, (size_t)K * run * P);
+        for (int n0 = 0; n0 < N; n0 += run) {
+            const int nc = N - n0 < run ? N - n0 : run;
+            fg_gemm_ex(1, 0, K, nc * P, Co, 1.0f, w, K, 1, dy + (size_t)n0 * P, NP, 1, 0.0f,
+                       dcol, (long)nc * P, 1);
+            TIMED_COLUMNS("col2im", col2im_run(Ci, N, H, W, k, n0, nc, dcol, dx));
+        }
+        fg_conv_scratch_release(scratch, dcol);
+    } else {
+        /* dx += Wr^T . im2col(dy) */
+        const int R = Co * kk, run = run_length(N, R, P);
+        float *wr = fg_conv_scratch_get(scratch, (size_t)R * Ci);
+        float *dcol = fg_conv_scratch_get(scratch, (size_t)R * run * P);
+        fg_conv_flip_weights(Co, Ci, kk, w, wr);
+        for (int n0 = 0; n0 < N; n0 += run) {
+            const int nc = N - n0 < run ? N - n0 : run;
+            TIMED_COLUMNS("im2col", im2col_run(Co, N, H, W, k, n0, nc, dy, dcol));
+            fg_gemm(1, 0, Ci, nc * P, R, 1.0f, wr, Ci, dcol, nc * P, 1.0f,
+                    dx + (size_t)n0 * P, NP);
+        }
+        fg_conv_scratch_release(scratch, dcol);
+        fg_conv_scratch_release(scratch, wr);
+    }
+}
+
+void fg_conv2d_cm_backward_weight(int N, int Ci, int H, int W, int Co, int k,
+                                  const float *dy, const float *x, float *dw,
+                                  float *db, fg_arena *scratch)
+{
+    check("conv2d_cm_backward_weight", N, Ci, H, W, Co, k);
+    const int P = H * W, NP = N * P, kk = k * k;
+    if (k == 1) {
+        fg_gemm(0, 1, Co, Ci, NP, 1.0f, dy, NP, x, NP, 1.0f, dw, Ci);
+    } else if (!narrow(Ci, Co, k)) {
+        /* dw += dy . im2col(x)^T */
+        const int K = Ci * kk, run = run_length(N, K, P);
+        float *col = fg_conv_scratch_get(scratch, (size_t)K * run * P);
+        for (int n0 = 0; n0 < N; n0 += run) {
+            const int nc = N - n0 < run ? N - n0 : run;
+            TIMED_COLUMNS("im2col", im2col_run(Ci, N, H, W, k, n0, nc, x, col));
+            fg_gemm_ex(0, 1, Co, K, nc * P, 1.0f, dy + (size_t)n0 * P, NP, 1, col, (long)nc * P,
+                       1, 1.0f, dw, K, 1);
+        }
+        fg_conv_scratch_release(scratch, col);
+    } else {
+        /* A (Ci, Co k k) = x . im2col(dy)^T, rearranged into dw. */
+        const int R = Co * kk, run = run_length(N, R, P);
+        float *dcol = fg_conv_scratch_get(scratch, (size_t)R * run * P);
+        float *a = fg_conv_scratch_get(scratch, (size_t)Ci * R);
+        for (int n0 = 0; n0 < N; n0 += run) {
+            const int nc = N - n0 < run ? N - n0 : run;
+            TIMED_COLUMNS("im2col", im2col_run(Co, N, H, W, k, n0, nc, dy, dcol));
+            fg_gemm_ex(0, 1, Ci, R, nc * P, 1.0f, x + (size_t)n0 * P, NP, 1, dcol, (long)nc * P,
+                       1, n0 == 0 ? 0.0f : 1.0f, a, R, 1);
+        }
+        fg_conv_unflip_add(Co, Ci, kk, a, dw);
+        fg_conv_scratch_release(scratch, a);
+        fg_conv_scratch_release(scratch, dcol);
+    }
+    if (db) {
+        double *sums = fg_xmalloc((size_t)Co * sizeof(double), "conv2d bias gradient");
+        fg_k_sum_per_channel(1, Co, NP, dy, sums, NULL);
+        for (int o = 0; o < Co; o++)
+            db[o] += (float)sums[o];
+        free(sums);
+    }
+}
