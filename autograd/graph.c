@@ -119,6 +119,13 @@ float *fg_grad(fg_graph *g, fg_var *v)
     return v->grad;
 }
 
+float *fg_grad_for_write(fg_graph *g, fg_var *v, int *fresh)
+{
+    *fresh = v->grad == NULL;
+    if (*fresh) v->grad = fg_arena_alloc(g->arena, fg_var_numel(v) * sizeof(float));
+    return v->grad;
+}
+
 void fg_backward_with(fg_graph *g, fg_var *out, const float *seed)
 {
     FG_CHECK(out->requires_grad, "backward", "the output does not depend on any variable that requires a gradient");

@@ -40,6 +40,12 @@ fg_node *fg_record(fg_graph *g, const char *op, fg_backward_fn bw, fg_var *out,
                    int nin, fg_var *a, fg_var *b, fg_var *c);
 /* The gradient buffer of v, allocated zeroed on first use. */
 float *fg_grad(fg_graph *g, fg_var *v);
+/* The same for a backward rule that produces every element of v's
+ * gradient: on first use the buffer is not zeroed and *fresh is set, and
+ * the rule must store its values instead of adding them. That saves a
+ * zeroing pass and a read of the buffer, the larger part of the memory
+ * traffic of an elementwise backward. */
+float *fg_grad_for_write(fg_graph *g, fg_var *v, int *fresh);
 /* Stops with the op name and both shapes when a and b differ. */
 void fg_require_same_shape(const char *op, const fg_var *a, const fg_var *b);
 void fg_require_ndim(const char *op, const fg_var *a, int ndim);

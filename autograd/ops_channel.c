@@ -105,11 +105,13 @@ static void channel_affine_relu_backward(fg_graph *g, fg_node *nd)
     const int N = x->t.shape[0], C = x->t.shape[1];
     const size_t HW = spatial(x);
     const float *gy = y->grad, *Y = y->t.data, *S = nd->saved;
-    float *gx = x->requires_grad ? fg_grad(g, x) : NULL;
+    int fresh = 0;
+    float *gx = x->requires_grad ? fg_grad_for_write(g, x, &fresh) : NULL;
     float *gb = b->requires_grad ? fg_grad(g, b) : NULL;
     float *gl = l->requires_grad ? fg_grad(g, l) : NULL;
     /* Channels are independent, so they split across threads without
-     * reductions and the sums do not depend on the thread count. */
+     * reductions and the sums do not depend on the thread count. One pass
+     * over each plane produces gx and both sums. */
     #pragma omp parallel for if ((size_t)N * C * HW > FG_PARALLEL_THRESHOLD) schedule(static)
     for (int c = 0; c < C; c++) {
         const float s = S[c];
@@ -117,21 +119,34 @@ static void channel_affine_relu_backward(fg_graph *g, fg_node *nd)
         for (int n = 0; n < N; n++) {
             const size_t off = ((size_t)n * C + c) * HW;
             const float *restrict d = gy + off, *restrict yp = Y + off;
-            if (gx) {
+            float pb = 0.0f, pl = 0.0f;   /* one plane in float, planes summed in double */
+            if (gx && fresh) {   /* gx is not initialized: never read it */
                 float *restrict o = gx + off;
-                #pragma omp simd
-                for (size_t i = 0; i < HW; i++) o[i] += (yp[i] > 0.0f) * d[i] * s;
-            }
-            if (gb || gl) {
-                float pb = 0.0f, pl = 0.0f;   /* one plane in float, planes summed in double */
+                #pragma omp simd reduction(+:pb, pl)
+                for (size_t i = 0; i < HW; i++) {
+                    const float m = (yp[i] > 0.0f) * d[i];
+                    o[i] = m * s;
+                    pb += m;
+                    pl += d[i] * yp[i];
+                }
+            } else if (gx) {
+                float *restrict o = gx + off;
+                #pragma omp simd reduction(+:pb, pl)
+                for (size_t i = 0; i < HW; i++) {
+                    const float m = (yp[i] > 0.0f) * d[i];
+                    o[i] += m * s;
+                    pb += m;
+                    pl += d[i] * yp[i];
+                }
+            } else {
                 #pragma omp simd reduction(+:pb, pl)
                 for (size_t i = 0; i < HW; i++) {
                     pb += (yp[i] > 0.0f) * d[i];
                     pl += d[i] * yp[i];
                 }
-                sb += pb;
-                sl += pl;
             }
+            sb += pb;
+            sl += pl;
         }
         if (gb) gb[c] += (float)(s * sb);
         if (gl) gl[c] += (float)sl;

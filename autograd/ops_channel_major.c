@@ -32,11 +32,21 @@ static void transpose_planes_add(int A, int B, size_t P, const float *gy, float 
 }
 
 /* ------------------------------------------------------------- to / from */
+/* gx[a][b] (+)= gy[b][a]: stored when gx is fresh (see fg_grad_for_write). */
+static void transpose_grad(fg_graph *g, fg_var *x, int A, int B, size_t P, const float *gy)
+{
+    int fresh;
+    float *gx = fg_grad_for_write(g, x, &fresh);
+    if (fresh)
+        transpose_planes(B, A, P, gy, gx);
+    else
+        transpose_planes_add(A, B, P, gy, gx);
+}
+
 static void to_cm_backward(fg_graph *g, fg_node *nd)
 {
-    fg_var *x = nd->in[0];
-    const int *s = x->t.shape;
-    transpose_planes_add(s[0], s[1], (size_t)s[2] * s[3], nd->out->grad, fg_grad(g, x));
+    const int *s = nd->in[0]->t.shape;
+    transpose_grad(g, nd->in[0], s[0], s[1], (size_t)s[2] * s[3], nd->out->grad);
 }
 
 fg_var *fg_to_channel_major(fg_graph *g, fg_var *x)
@@ -54,7 +64,7 @@ fg_var *fg_to_channel_major(fg_graph *g, fg_var *x)
 static void from_cm_backward(fg_graph *g, fg_node *nd)
 {
     const int *s = nd->out->t.shape;   /* (N, C, H, W) */
-    transpose_planes_add(s[1], s[0], (size_t)s[2] * s[3], nd->out->grad, fg_grad(g, nd->in[0]));
+    transpose_grad(g, nd->in[0], s[1], s[0], (size_t)s[2] * s[3], nd->out->grad);
 }
 
 static void require_channel_major(const char *op, const fg_var *x, int N)
@@ -86,7 +96,9 @@ static void conv2d_cm_backward(fg_graph *g, fg_node *nd)
     const int Co = w->t.shape[0], k = w->t.shape[2];
     const float *dy = nd->out->grad;
     if (x->requires_grad) {
-        fg_conv2d_cm_backward_input(N, Ci, H, W, Co, k, dy, w->t.data, fg_grad(g, x), g->scratch);
+        int fresh;
+        float *dx = fg_grad_for_write(g, x, &fresh);
+        fg_conv2d_cm_backward_input(N, Ci, H, W, Co, k, dy, w->t.data, dx, !fresh, g->scratch);
         fg_arena_reset(g->scratch);
     }
     int need_b = b && b->requires_grad;

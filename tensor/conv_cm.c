@@ -39,33 +39,98 @@ static int run_length(int N, int rows, int P)
     return n < (size_t)N ? (int)n : N;
 }
 
-/* im2col of samples [n0, n0 + nc) of a channel-major (C, N, H, W) batch:
- * row (c, t) holds the planes (c, n) shifted by tap t, side by side. */
-static void im2col_run(int C, int N, int H, int W, int k, int n0, int nc, const float *x,
-                       float *col)
+/* Tap t of a k x k kernel reads the pixel (di, dj) away. In a row of whole
+ * images that is the value `off` = di W + dj positions further, except
+ * where the tap reaches outside its image; those positions are zeroed. */
+typedef struct {
+    int di, dj;
+    long off;
+} tap;
+
+static tap tap_of(int W, int k, int t)
 {
-    const size_t P = (size_t)H * W, ld = (size_t)nc * P;
-    const int kk = k * k;
-    #pragma omp parallel for if ((size_t)C * nc * kk * P > FG_PARALLEL_THRESHOLD) schedule(static)
-    for (int j = 0; j < C * nc; j++) {
-        const int c = j / nc, n = j % nc;
-        fg_conv_im2col_ld(1, H, W, k, x + ((size_t)c * N + n0 + n) * P,
-                          col + (size_t)c * kk * ld + (size_t)n * P, ld);
+    tap a = {t / k - k / 2, t % k - k / 2, 0};
+    a.off = (long)a.di * W + a.dj;
+    return a;
+}
+
+/* Zeroes the positions of a row of nc images whose tap falls outside the
+ * image: |di| rows at the top or bottom, |dj| columns at the left or right. */
+static void zero_border(int H, int W, tap a, int nc, float *row)
+{
+    const size_t P = (size_t)H * W;
+    const int r0 = a.di < 0 ? 0 : H - a.di, r1 = a.di < 0 ? -a.di : H;
+    const int c0 = a.dj < 0 ? 0 : W - a.dj, c1 = a.dj < 0 ? -a.dj : W;
+    for (int n = 0; n < nc; n++) {
+        float *img = row + (size_t)n * P;
+        if (a.di != 0)
+            memset(img + (size_t)r0 * W, 0, (size_t)(r1 - r0) * W * sizeof(float));
+        if (a.dj != 0)
+            for (int h = 0; h < H; h++)
+                for (int w = c0; w < c1; w++)
+                    img[(size_t)h * W + w] = 0.0f;
     }
 }
 
-/* The adjoint: adds the shifted rows back into the planes (c, n). Every
- * thread owns whole planes. */
-static void col2im_run(int C, int N, int H, int W, int k, int n0, int nc, const float *col,
+/* The range of positions q whose source q + off lies inside a row of L. */
+static void valid_range(long L, long off, long *q0, long *q1)
+{
+    *q0 = off < 0 ? -off : 0;
+    *q1 = off > 0 ? L - off : L;
+    if (*q0 > L) *q0 = L;
+    if (*q1 < *q0) *q1 = *q0;
+}
+
+/* im2col of samples [n0, n0 + nc) of a channel-major (C, N, H, W) batch:
+ * row (c, t) is channel c's row of the run shifted by tap t, one copy of
+ * the whole row and then its borders zeroed, so that small images cost no
+ * call per image row. */
+static void im2col_run(int C, int N, int H, int W, int k, int n0, int nc, const float *x,
+                       float *col)
+{
+    const size_t P = (size_t)H * W;
+    const long L = (long)nc * (long)P;
+    const int kk = k * k;
+    #pragma omp parallel for if ((size_t)C * kk * L > FG_PARALLEL_THRESHOLD) schedule(static)
+    for (int r = 0; r < C * kk; r++) {
+        const int c = r / kk;
+        const tap a = tap_of(W, k, r % kk);
+        const float *src = x + ((size_t)c * N + n0) * P;
+        float *dst = col + (size_t)r * L;
+        long q0, q1;
+        valid_range(L, a.off, &q0, &q1);
+        memset(dst, 0, (size_t)q0 * sizeof(float));
+        memcpy(dst + q0, src + q0 + a.off, (size_t)(q1 - q0) * sizeof(float));
+        memset(dst + q1, 0, (size_t)(L - q1) * sizeof(float));
+        zero_border(H, W, a, nc, dst);
+    }
+}
+
+/* The adjoint: adds every row (c, t) back into channel c, shifted the
+ * other way. The column matrix is scratch and is consumed: its border
+ * positions are zeroed in place so that whole rows can be added. Threads
+ * own whole channels. */
+static void col2im_run(int C, int N, int H, int W, int k, int n0, int nc, float *col,
                        float *x)
 {
-    const size_t P = (size_t)H * W, ld = (size_t)nc * P;
+    const size_t P = (size_t)H * W;
+    const long L = (long)nc * (long)P;
     const int kk = k * k;
-    #pragma omp parallel for if ((size_t)C * nc * kk * P > FG_PARALLEL_THRESHOLD) schedule(static)
-    for (int j = 0; j < C * nc; j++) {
-        const int c = j / nc, n = j % nc;
-        fg_conv_col2im_ld(1, H, W, k, col + (size_t)c * kk * ld + (size_t)n * P, ld,
-                          x + ((size_t)c * N + n0 + n) * P);
+    #pragma omp parallel for if ((size_t)C * kk * L > FG_PARALLEL_THRESHOLD) schedule(static)
+    for (int c = 0; c < C; c++) {
+        float *dst = x + ((size_t)c * N + n0) * P;
+        for (int t = 0; t < kk; t++) {
+            const tap a = tap_of(W, k, t);
+            float *src = col + ((size_t)c * kk + t) * L;
+            long q0, q1;
+            valid_range(L, a.off, &q0, &q1);
+            zero_border(H, W, a, nc, src);
+            float *restrict d = dst + q0 + a.off;
+            const float *restrict sp = src + q0;
+            #pragma omp simd
+            for (long i = 0; i < q1 - q0; i++)
+                d[i] += sp[i];
+        }
     }
 }
 
@@ -124,17 +189,20 @@ void fg_conv2d_cm_forward(int N, int Ci, int H, int W, int Co, int k,
 }
 
 void fg_conv2d_cm_backward_input(int N, int Ci, int H, int W, int Co, int k,
-                                 const float *dy, const float *w, float *dx,
+                                 const float *dy, const float *w, float *dx, int accumulate,
                                  fg_arena *scratch)
 {
     check("conv2d_cm_backward_input", N, Ci, H, W, Co, k);
     const int P = H * W, NP = N * P, kk = k * k;
+    const float beta = accumulate ? 1.0f : 0.0f;   /* beta 0 never reads dx */
     if (k == 1) {
-        fg_gemm(1, 0, Ci, NP, Co, 1.0f, w, Ci, dy, NP, 1.0f, dx, NP);
+        fg_gemm(1, 0, Ci, NP, Co, 1.0f, w, Ci, dy, NP, beta, dx, NP);
     } else if (!narrow(Ci, Co, k)) {
         /* dcol (Ci k k, run P) = w^T . dy, added back into dx by col2im. */
         const int K = Ci * kk, run = run_length(N, K, P);
         float *dcol = fg_conv_scratch_get(scratch, (size_t)K * run * P);
+        if (!accumulate)
+            memset(dx, 0, (size_t)Ci * NP * sizeof(float));
         for (int n0 = 0; n0 < N; n0 += run) {
             const int nc = N - n0 < run ? N - n0 : run;
             fg_gemm_ex(1, 0, K, nc * P, Co, 1.0f, w, K, 1, dy + (size_t)n0 * P, NP, 1, 0.0f,
@@ -151,7 +219,7 @@ void fg_conv2d_cm_backward_input(int N, int Ci, int H, int W, int Co, int k,
         for (int n0 = 0; n0 < N; n0 += run) {
             const int nc = N - n0 < run ? N - n0 : run;
             TIMED_COLUMNS("im2col", im2col_run(Co, N, H, W, k, n0, nc, dy, dcol));
-            fg_gemm(1, 0, Ci, nc * P, R, 1.0f, wr, Ci, dcol, nc * P, 1.0f,
+            fg_gemm(1, 0, Ci, nc * P, R, 1.0f, wr, Ci, dcol, nc * P, beta,
                     dx + (size_t)n0 * P, NP);
         }
         fg_conv_scratch_release(scratch, dcol);

@@ -181,12 +181,13 @@ void fg_conv2d_backward_weight(int N, int Ci, int H, int W, int Co, int k,
 /* The same convolutions on a batch stored channel-major: x (Ci, N, H, W),
  * y and dy (Co, N, H, W), each channel of the batch one contiguous row, so
  * that every layer is one GEMM over the whole batch (tensor/conv_cm.c).
- * Weights and contracts as above. */
+ * Weights and contracts as above, except that the input gradient is
+ * stored over dx (never read) when accumulate is 0. */
 void fg_conv2d_cm_forward(int N, int Ci, int H, int W, int Co, int k,
                           const float *x, const float *w, const float *bias,
                           float *y, fg_arena *scratch);
 void fg_conv2d_cm_backward_input(int N, int Ci, int H, int W, int Co, int k,
-                                 const float *dy, const float *w, float *dx,
+                                 const float *dy, const float *w, float *dx, int accumulate,
                                  fg_arena *scratch);
 void fg_conv2d_cm_backward_weight(int N, int Ci, int H, int W, int Co, int k,
                                   const float *dy, const float *x, float *dw,

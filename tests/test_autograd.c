@@ -44,7 +44,7 @@ enum {
     OP_CONV1, OP_CONV3, OP_CONV3_BIAS, OP_SLICE, OP_CONCAT, OP_EVEN, OP_ODD, OP_PERMUTE,
     OP_RESHAPE, OP_SQUEEZE, OP_UNSQUEEZE, OP_SLOGDET, OP_INVERSE, OP_XENT, OP_GAUSS,
     OP_MAX_POOL, OP_AVG_POOL, OP_GLOBAL_AVG_POOL, OP_AFFINE_RELU, OP_TO_CM, OP_FROM_CM,
-    OP_CONV_CM1, OP_CONV_CM3_BIAS, OP_CONV_CM3_NARROW,
+    OP_CONV_CM1, OP_CONV_CM3_BIAS, OP_CONV_CM3_NARROW, OP_AFFINE_RELU_MID,
     N_OPS
 };
 
@@ -102,6 +102,8 @@ static const op_case CASES[N_OPS] = {
     [OP_CONV_CM1] = {"conv2d_cm_1x1", 2, 2e-4, 1e-3},
     [OP_CONV_CM3_BIAS] = {"conv2d_cm_3x3_bias", 3, 2e-4, 1e-3},
     [OP_CONV_CM3_NARROW] = {"conv2d_cm_3x3_narrow", 2, 2e-4, 1e-3},
+    /* on an intermediate: its gradient is stored, not added */
+    [OP_AFFINE_RELU_MID] = {"channel_affine_relu_of_intermediate", 3, 2e-3, 1e-2},
 };
 
 static int rand_int(fg_rng *r, int lo, int hi) { return lo + (int)(fg_rng_u32(r) % (uint32_t)(hi - lo + 1)); }
@@ -195,10 +197,16 @@ static fg_var *apply(fg_graph *g, ctx *c)
     case OP_AVG_POOL: return fg_avg_pool2x2(g, x[0]);
     case OP_GLOBAL_AVG_POOL: return fg_global_avg_pool(g, x[0]);
     case OP_AFFINE_RELU: return fg_channel_affine_relu(g, x[0], x[1], x[2]);
+    case OP_AFFINE_RELU_MID:
+        return fg_channel_affine_relu(g, fg_scale(g, x[0], 1.0f), x[1], x[2]);
     case OP_TO_CM: return fg_to_channel_major(g, x[0]);
     case OP_FROM_CM: return fg_from_channel_major(g, x[0], c->extra[0]);
-    case OP_CONV_CM1: case OP_CONV_CM3_NARROW:
-        return fg_conv2d_cm(g, x[0], x[1], NULL, c->extra[0]);
+    case OP_CONV_CM1: case OP_CONV_CM3_NARROW: {
+        /* From and back to (N, C, H, W): the input is then an intermediate,
+         * whose gradient the backward stores rather than adds. */
+        int n = c->extra[0];
+        return fg_from_channel_major(g, fg_conv2d_cm(g, fg_to_channel_major(g, x[0]), x[1], NULL, n), n);
+    }
     case OP_CONV_CM3_BIAS: return fg_conv2d_cm(g, x[0], x[1], x[2], c->extra[0]);
     }
     return NULL;
@@ -316,7 +324,7 @@ static void setup(ctx *c, fg_rng *r)
         c->in[0] = leaf(r, 4, s, -1, 1);
         break;
     }
-    case OP_AFFINE_RELU: {
+    case OP_AFFINE_RELU: case OP_AFFINE_RELU_MID: {
         /* Pre-activations of both signs; x + bias at least 0.05 from zero,
          * so no step of 1e-2 in x or bias crosses the kink, and one in logs
          * only scales them. */
@@ -336,11 +344,12 @@ static void setup(ctx *c, fg_rng *r)
         break;
     }
     case OP_CONV_CM1: case OP_CONV_CM3_BIAS: case OP_CONV_CM3_NARROW: {
-        /* A channel-major batch of N images; the narrow case has fewer
-         * output than input channels. */
+        /* A batch of N images, channel-major for the bias case; the narrow
+         * case has fewer output than input channels. */
         int narrow = op == OP_CONV_CM3_NARROW, Ci = narrow ? C + 2 : C;
         int k = op == OP_CONV_CM1 ? 1 : 3, Co = narrow ? rand_int(r, 1, 2) : rand_int(r, 1, 4);
         int s[4] = {1, Ci, N * H, W}, ws[4] = {Co, Ci, k, k};
+        if (op != OP_CONV_CM3_BIAS) { s[0] = N; s[2] = H; }
         c->in[0] = leaf(r, 4, s, -1, 1); c->in[1] = leaf(r, 4, ws, -0.5f, 0.5f);
         if (op == OP_CONV_CM3_BIAS) c->in[2] = leaf(r, 1, &Co, -1, 1);
         c->extra[0] = N;

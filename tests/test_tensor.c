@@ -473,7 +473,7 @@ START_TEST(test_conv2d_channel_major)
         fg_k_fill(nx, 1.0f, dx);
         fg_k_fill(nw, 1.0f, dw);
         fg_k_fill((size_t)p.Co, 1.0f, db);
-        fg_conv2d_cm_backward_input(p.N, p.Ci, p.H, p.W, p.Co, p.k, dyc, w, dx, arena);
+        fg_conv2d_cm_backward_input(p.N, p.Ci, p.H, p.W, p.Co, p.k, dyc, w, dx, 1, arena);
         fg_conv2d_cm_backward_weight(p.N, p.Ci, p.H, p.W, p.Co, p.k, dyc, xc, dw, db, NULL);
         for (size_t i = 0; i < nx; i++) dx[i] -= 1.0f;
         for (size_t i = 0; i < nw; i++) dw[i] -= 1.0f;
@@ -481,6 +481,10 @@ START_TEST(test_conv2d_channel_major)
         assert_close_double(dx, want_dx, nx, 1e-5, "channel-major dx");
         assert_close_double(dw, want_dw, nw, 1e-5, "channel-major dw");
         assert_close_double(db, want_db, (size_t)p.Co, 1e-5, "channel-major db");
+        /* Without accumulation dx is stored over, never read. */
+        fg_k_fill(nx, NAN, dx);
+        fg_conv2d_cm_backward_input(p.N, p.Ci, p.H, p.W, p.Co, p.k, dyc, w, dx, 0, arena);
+        assert_close_double(dx, want_dx, nx, 1e-5, "channel-major dx (stored)");
         fg_arena_reset(arena);
         fg_conv_set_column_budget(old);
     }
