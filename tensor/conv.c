@@ -11,7 +11,8 @@
  * The column matrix has Ci*k*k rows. When the output has fewer channels
  * than the input (Glow's last coupling layer maps 512 channels to 6), the
  * narrow formulation of conv_narrow.c shifts the output side instead and
- * its columns have Co*k*k rows. */
+ * its columns have Co*k*k rows. A 1x1 convolution between few channels
+ * runs as direct loops (conv_pointwise.c). */
 #include "tensor/conv_internal.h"
 
 #include <omp.h>
@@ -38,6 +39,10 @@ void fg_conv2d_forward(int N, int Ci, int H, int W, int Co, int k,
                        float *y, fg_arena *scratch)
 {
     check_args("conv2d_forward", N, Ci, H, W, Co, k);
+    if (fg_conv_pointwise_applies(Ci, Co, k)) {
+        fg_conv_pointwise_forward(N, Ci, H * W, Co, x, w, bias, y);
+        return;
+    }
     if (use_narrow(Ci, Co, k)) {
         fg_conv_narrow_forward(N, Ci, H, W, Co, k, x, w, bias, y, scratch);
         return;
@@ -84,6 +89,10 @@ void fg_conv2d_backward_input(int N, int Ci, int H, int W, int Co, int k,
                               fg_arena *scratch)
 {
     check_args("conv2d_backward_input", N, Ci, H, W, Co, k);
+    if (fg_conv_pointwise_applies(Ci, Co, k)) {
+        fg_conv_pointwise_backward_input(N, Ci, H * W, Co, dy, w, dx);
+        return;
+    }
     if (use_narrow(Ci, Co, k)) {
         fg_conv_narrow_backward_input(N, Ci, H, W, Co, k, dy, w, dx, scratch);
         return;
@@ -183,7 +192,9 @@ void fg_conv2d_backward_weight(int N, int Ci, int H, int W, int Co, int k,
                                float *db, fg_arena *scratch)
 {
     check_args("conv2d_backward_weight", N, Ci, H, W, Co, k);
-    if (use_narrow(Ci, Co, k))
+    if (fg_conv_pointwise_applies(Ci, Co, k))
+        fg_conv_pointwise_backward_weight(N, Ci, H * W, Co, dy, x, dw);
+    else if (use_narrow(Ci, Co, k))
         fg_conv_narrow_backward_weight(N, Ci, H, W, Co, k, dy, x, dw, scratch);
     else
         wide_backward_weight(N, Ci, H, W, Co, k, dy, x, dw, scratch);

@@ -27,6 +27,17 @@ FG_HIDDEN void fg_conv_scatter_columns(int G, int C, int P, const float *src, fl
 FG_HIDDEN float *fg_conv_scratch_get(fg_arena *scratch, size_t count);
 FG_HIDDEN void fg_conv_scratch_release(fg_arena *scratch, float *p);
 
+/* Direct 1x1 convolution for few channels (conv_pointwise.c): whether it
+ * serves (Ci, Co, k), and the three passes on (N, C, P) tensors with the
+ * contracts of the public functions. */
+FG_HIDDEN int fg_conv_pointwise_applies(int Ci, int Co, int k);
+FG_HIDDEN void fg_conv_pointwise_forward(int N, int Ci, int P, int Co, const float *x,
+                                         const float *w, const float *bias, float *y);
+FG_HIDDEN void fg_conv_pointwise_backward_input(int N, int Ci, int P, int Co, const float *dy,
+                                                const float *w, float *dx);
+FG_HIDDEN void fg_conv_pointwise_backward_weight(int N, int Ci, int P, int Co, const float *dy,
+                                                 const float *x, float *dw);
+
 /* The narrow formulation's weights: Wr (Co k k, Ci) with
  * Wr[(o, t), c] = w[o, c, k k - 1 - t], and its gradient A (Ci, Co k k)
  * added back into dw (Co, Ci, k, k). */

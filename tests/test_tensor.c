@@ -253,6 +253,9 @@ static const conv_case conv_cases[] = {
      * one sample per GEMM, then 49 pixels (groups of 5 and a partial
      * group), a 5x5 kernel, and a 1x1 image. */
     {3, 9, 2, 16, 17, 3}, {7, 6, 3, 7, 7, 3}, {2, 5, 2, 6, 5, 5}, {3, 4, 1, 1, 1, 3},
+    /* 1x1 with few channels runs as direct loops; with more than 64 x 64
+     * as GEMMs, one per sample or (25 pixels) grouped. */
+    {2, 65, 64, 3, 4, 1}, {3, 70, 60, 5, 5, 1},
 };
 #define NCONV (sizeof conv_cases / sizeof conv_cases[0])
 
