@@ -188,7 +188,8 @@ static int checkpoint_step(const char *path, long *step)
     fg_safetensors st;
     fg_st_init(&st);
     int64_t s[4];
-    int rc = fg_st_read(&st, path) == FG_OK && fg_st_get_i64(&st, "train.state", s, 4) == FG_OK
+    int rc = fg_st_read(&st, path) == FG_OK && fg_checkpoint_check_values(&st) == FG_OK &&
+                     fg_st_get_i64(&st, "train.state", s, 4) == FG_OK
                  ? FG_OK : FG_ERR;
     if (rc == FG_OK)
         *step = (long)s[0];
@@ -438,7 +439,7 @@ int cmd_ablate(int argc, char **argv)
         } else if (!strcmp(a, "--epochs")) {
             target = &epochs, hi = 1000000;
         } else if (!strcmp(a, "--steps")) {
-            target = &steps, hi = (1LL << 40);
+            target = &steps, hi = FG_CONFIG_MAX_STEPS;
         } else if (!strcmp(a, "--jobs")) {
             target = &jobs, hi = 64;
         } else if (!strcmp(a, "--threads")) {

@@ -48,7 +48,7 @@ check_PROGRAMS += tests/test_cli
 # The test runs the program, so make check builds it first.
 tests_test_cli_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
 TESTS += tests/test_cli
-tests_test_cli_SOURCES = tests/test_cli.c examples/cli.c
+tests_test_cli_SOURCES = tests/test_cli.c examples/cli.c examples/train_memory.c
 tests_test_cli_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_cli_LDADD = $(FG_TEST_LIBS)
 EXTRA_DIST += tests/configs/cli-tiny.yaml
@@ -91,7 +91,8 @@ EXTRA_DIST += tests/configs/mpi-init.yaml
 check_PROGRAMS += tests/test_ablate
 tests_test_ablate_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
 TESTS += tests/test_ablate
-tests_test_ablate_SOURCES = tests/test_ablate.c examples/ablate_report.c examples/cli.c
+tests_test_ablate_SOURCES = tests/test_ablate.c examples/ablate_report.c examples/cli.c \
+	examples/train_memory.c
 tests_test_ablate_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_ablate_LDADD = $(FG_TEST_LIBS)
 

@@ -55,8 +55,9 @@ void train_memory_at(train_memory *m, int batch);
 /* Bytes held by a loaded split: images, labels and the permutation of an epoch. */
 double train_memory_dataset_bytes(const fg_dataset *d);
 /* Bytes the system can still give: FLOWGRAD_MEMORY_AVAILABLE (bytes, or with
- * a K, M or G suffix) when set, else MemAvailable of /proc/meminfo; -1 when
- * neither is known. */
+ * a K, M or G suffix) when set, else MemAvailable of /proc/meminfo, or the
+ * address-space limit (RLIMIT_AS) when that is lower; -1 when none is
+ * known. */
 double train_memory_available(void);
 /* The largest batch in [1, max_batch] whose estimate fits in avail; 0 when
  * none does. */

@@ -18,7 +18,7 @@ static const char *const dataset_names[] = {
 static const char *const optim_names[] = { "adam", "adamax", NULL };
 _Static_assert(FG_ADAM == 0 && FG_ADAMAX == 1, "optim_names order");
 
-#define MAX_STEPS (1LL << 40)
+#define MAX_STEPS FG_CONFIG_MAX_STEPS
 
 const char *fg_dataset_kind_name(fg_dataset_kind d)
 {
