@@ -39,7 +39,11 @@ static void help(void)
          "                  exceeds MemAvailable (also FLOWGRAD_NO_MEMORY_CHECK=1)\n"
          "\n"
          "SIGINT or SIGTERM ends the current step, writes the checkpoint and exits with\n"
-         "status 130 or 143; a second signal stops at once.\n"
+         "status 130 or 143; a second signal stops at once. Files are written to\n"
+         "FILE.tmp.<pid> and renamed into place; such temporaries of killed runs are\n"
+         "removed by the next write into the folder. The --resume checkpoint is checked\n"
+         "(permutations, LU signs, finite weights, moments and averages, counters)\n"
+         "before anything is loaded.\n"
          "  --help          this text");
 }
 

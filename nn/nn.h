@@ -215,12 +215,18 @@ int fg_st_load_state(const fg_safetensors *st, const fg_state_list *l,
 void fg_optim_save(fg_optim *o, fg_safetensors *st);
 int fg_optim_load(fg_optim *o, const fg_safetensors *st);
 
-/* Atomic file: writes land in PATH.tmp.<pid> until commit renames it. */
+/* Atomic file: writes land in PATH.tmp.<pid> until commit renames it. Open
+ * refuses a path that exists and is not a regular file (a device, fifo or
+ * directory is never replaced), and first removes the temporaries
+ * (fg_atomic_remove_stale) that killed writers left in the folder. */
 typedef struct fg_atomic_file {
     FILE *f;
     char *path, *tmp;
 } fg_atomic_file;
 int fg_atomic_open(fg_atomic_file *a, const char *path);
+/* Removes "*.tmp.<pid>" regular files of this user in path's folder whose
+ * process no longer exists on this machine; returns how many. */
+int fg_atomic_remove_stale(const char *path);
 int fg_atomic_commit(fg_atomic_file *a);   /* closes; FG_ERR removes tmp */
 void fg_atomic_abort(fg_atomic_file *a);
 
