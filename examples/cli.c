@@ -186,6 +186,9 @@ double cli_eval_bpd(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
 double cli_eval_bpd_sum(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
                         uint64_t seed, int first, int count)
 {
+    /* --batch may ask for far more than there is to evaluate. */
+    if (batch > count)
+        batch = count > 0 ? count : 1;
     int *idx = fg_xmalloc((size_t)batch * sizeof *idx, "eval indices");
     int *y = fg_xmalloc((size_t)batch * sizeof *y, "eval labels");
     fg_rng rng;

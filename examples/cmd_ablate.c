@@ -385,14 +385,17 @@ static int prepare_cell(const grid *gr, const fg_config *base, cell *c)
             rc = write_file_atomic(path, text);
     }
     free(old);
+    /* Counted from the spec: building a model only to count it could take
+     * more memory than the run it describes is later allowed (its train
+     * checks that). */
     fg_config *cfg = NULL;
-    fg_model *m = NULL;
-    if (rc == FG_OK && (fg_config_load_string(text, strlen(text), path, &cfg) != FG_OK ||
-                        fg_model_build(&cfg->model, c->seed, &m) != FG_OK))
+    if (rc == FG_OK && fg_config_load_string(text, strlen(text), path, &cfg) != FG_OK)
         rc = FG_ERR;
-    if (m)
-        c->params = fg_state_list_param_count(&m->state);
-    fg_model_free(m);
+    if (cfg) {
+        fg_model_size size;
+        fg_model_spec_size(&cfg->model, &size);
+        c->params = (size_t)size.params;
+    }
     fg_config_free(cfg);
     free(text);
     if (rc != FG_OK)

@@ -56,10 +56,28 @@ static int measure_at(const fg_config *cfg, int n, double *train, double *sample
     return FG_OK;
 }
 
+int train_memory_check_build(const fg_config *cfg)
+{
+    fg_model_size size;
+    fg_model_spec_size(&cfg->model, &size);
+    double avail = train_memory_available();
+    if (avail < 0 || size.build_bytes <= avail)
+        return FG_OK;
+    char need[32], have[32];
+    return fg_error("%s: the model needs about %s to build (%.0f parameters, with their "
+                    "gradients), more than the %s available: lower hidden, steps or levels",
+                    cfg->name, train_memory_human(size.build_bytes, need, sizeof need),
+                    size.params, train_memory_human(avail, have, sizeof have));
+}
+
 int train_memory_measure(const fg_config *cfg, int use_ema, double dataset_bytes,
                          train_memory *m)
 {
     memset(m, 0, sizeof *m);
+    /* The measurement builds the model: refuse one that cannot be built
+     * before it stops in malloc. */
+    if (train_memory_check_build(cfg) != FG_OK)
+        return FG_ERR;
     double t1, t2, s1, s2;
     if (measure_at(cfg, 1, &t1, &s1) != FG_OK || measure_at(cfg, 2, &t2, &s2) != FG_OK)
         return FG_ERR;

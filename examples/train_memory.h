@@ -44,10 +44,15 @@ typedef struct train_memory {
     double total;
 } train_memory;
 
+/* FG_ERR, before anything is allocated, when the model of cfg alone
+ * (values and gradients, fg_model_spec_size) needs more than
+ * train_memory_available(): building it would stop in malloc. */
+int train_memory_check_build(const fg_config *cfg);
 /* Measures the step and sampling lines on a throwaway model built from the
  * config (the caller's model, if any, is not touched). use_ema: whether the
  * run keeps an EMA copy. dataset_bytes: bytes of the loaded data (see
- * train_memory_dataset_bytes). FG_ERR when the model cannot be built. */
+ * train_memory_dataset_bytes). FG_ERR when the model cannot be built, or
+ * would not fit (train_memory_check_build). */
 int train_memory_measure(const fg_config *cfg, int use_ema, double dataset_bytes,
                          train_memory *m);
 /* Fills the batch-dependent fields. */

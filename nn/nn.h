@@ -250,6 +250,9 @@ int fg_dataset_load_cifar10_files(fg_dataset *d, const char *const *paths, int n
 int fg_dataset_load_cifar10_dir(fg_dataset *d, const char *dir, int train);
 /* Deterministic from seed: each class is a shape (square, disc, bars...) at a
  * jittered position and brightness, on a dark noisy background. */
+/* Needs h, w >= FG_SYNTHETIC_MIN_SIZE; labels are 0..FG_SYNTHETIC_CLASSES-1. */
+#define FG_SYNTHETIC_CLASSES 4
+#define FG_SYNTHETIC_MIN_SIZE 4
 void fg_dataset_synthetic(fg_dataset *d, int n, int c, int h, int w, uint64_t seed);
 
 /* Batches over an epoch permutation drawn from stream (seed, epoch), so the

@@ -299,6 +299,29 @@ START_TEST(huge_declared_model_is_refused_before_building)
     free(err);
     ck_assert_int_eq(run(&err, "./examples/flowgrad info %s", ckpt), 0);
     free(err);
+
+    /* The same model in a config of one's own: counted, not built (building
+     * it stopped in malloc). */
+    char big[512];
+    snprintf(big, sizeof big, "%s/big.yaml", tmpdir);
+    FILE *f = fopen(big, "w");
+    char *text = slurp(cfg);
+    char *at = strstr(text, "hidden: 16,");
+    fprintf(f, "%.*shidden: 65536,%s", (int)(at - text), text, at + strlen("hidden: 16,"));
+    fclose(f);
+    free(text);
+    static const char *const builds[] = {"info %s", "info %s --batch 4", "check %s",
+                                         "train %s --out %s/big --steps 1"};
+    for (int i = 0; i < 4; i++) {
+        char args[1200];
+        snprintf(args, sizeof args, builds[i], big, tmpdir);
+        int rc = run(&err, "FLOWGRAD_MEMORY_AVAILABLE=1G ./examples/flowgrad %s", args);
+        ck_assert_msg(rc == 1, "flowgrad %s: status %d: %s", args, rc, err);
+        ck_assert_msg(strstr(err, "the model needs about ") &&
+                      strstr(err, "more than the 1 GiB available: lower hidden, steps or "
+                             "levels"), "flowgrad %s: %s", args, err);
+        free(err);
+    }
 }
 END_TEST
 

@@ -567,6 +567,16 @@ END_TEST
 START_TEST(bad_structures_are_refused)
 {
     BAD("model: *x\n", 1, 8, "alias is not supported");
+    /* Synthetic data: these stopped the program in the data generator or
+     * at the first class-conditional step before the config said so. */
+    BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1}\n"
+        "train: {dataset: {name: synthetic}}\n", 2, 25,
+        "dataset 'synthetic' draws shapes of at least 4x4 pixels but the model's images are "
+        "2x2 (expected height and width >= 4)");
+    BAD("model: {type: glow, height: 8, width: 8, channels: 1, levels: 1, steps: 1,\n"
+        "        y_condition: true, classes: 3}\n"
+        "train: {dataset: {name: synthetic}}\n", 3, 25,
+        "dataset 'synthetic' has 4 classes but the model says classes: 3 (expected classes >= 4)");
     BAD("", 1, 1, "empty config");
     BAD("# only a comment\n", 1, 1, "empty config");
     BAD("- model\n", 1, 1, "the config must be a mapping");
