@@ -146,10 +146,21 @@ int cli_load_split(const fg_config *cfg, int train, fg_dataset *d)
         return fg_dataset_load_mnist_dir(d, t->data_path, train);
     case FG_DATASET_CIFAR10:
         return fg_dataset_load_cifar10_dir(d, t->data_path, train);
-    case FG_DATASET_SYNTHETIC:
-        fg_dataset_synthetic(d, train ? SYNTH_TRAIN : SYNTH_TEST, s->c, s->h, s->w,
-                             t->seed * 2 + (train ? 0 : 1));
+    case FG_DATASET_SYNTHETIC: {
+        /* Generated in memory at the config's image size, which a config
+         * (or a checkpoint's) may make far larger than the machine. */
+        int n = train ? SYNTH_TRAIN : SYNTH_TEST;
+        double D = (double)s->c * s->h * s->w;
+        double bytes = n * D + n + D * sizeof(float), avail = train_memory_available();
+        char need[32], have[32];
+        if (avail >= 0 && bytes > avail)
+            return fg_error("%s: %d synthetic %dx%dx%d images need about %s, more than the %s "
+                            "available: lower height, width or channels", cfg->name, n, s->h,
+                            s->w, s->c, train_memory_human(bytes, need, sizeof need),
+                            train_memory_human(avail, have, sizeof have));
+        fg_dataset_synthetic(d, n, s->c, s->h, s->w, t->seed * 2 + (train ? 0 : 1));
         return FG_OK;
+    }
     default:
         return fg_error("%s: the config has no train: dataset to load data from", cfg->name);
     }

@@ -300,6 +300,16 @@ START_TEST(huge_declared_model_is_refused_before_building)
     ck_assert_int_eq(run(&err, "./examples/flowgrad info %s", ckpt), 0);
     free(err);
 
+    /* Image size is no parameter: the model builds, but the synthetic data
+     * its config asks for is refused before it is generated. */
+    const char *wide = with_config(ckpt, "wide.safetensors", "height: 8, width: 8",
+                                   "height: 8192, width: 8192");
+    ck_assert_int_eq(run(&err, "FLOWGRAD_MEMORY_AVAILABLE=1G ./examples/flowgrad eval %s",
+                         wide), 1);
+    ck_assert_msg(strstr(err, " synthetic 8192x8192x1 images need about") &&
+                  strstr(err, "lower height, width or channels"), "%s", err);
+    free(err);
+
     /* The same model in a config of one's own: counted, not built (building
      * it stopped in malloc). */
     char big[512];
