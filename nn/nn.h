@@ -208,7 +208,9 @@ int fg_st_get_tensor(const fg_safetensors *st, const char *name, fg_tensor *t);
 int fg_st_get_i64(const fg_safetensors *st, const char *name, int64_t *v, int n);
 /* Loads every entry of l from st (F32, same shape). Entries of st not in l
  * are an error unless their name starts with skip_prefix (may be NULL), or
- * skip_prefix is "" (ignore all extras). */
+ * skip_prefix is "" (ignore all extras). Names and shapes only: what the
+ * values mean is checked by fg_checkpoint_check_values (models/checkpoint.h),
+ * which a file from outside must pass first. */
 int fg_st_load_state(const fg_safetensors *st, const fg_state_list *l,
                      const char *skip_prefix);
 /* Optimizer: moments plus "optim.step" (I64). */
