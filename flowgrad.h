@@ -7,4 +7,5 @@
 #include "flows/flow.h"
 #include "models/config.h"
 #include "models/model.h"
+#include "models/checkpoint.h"
 #endif

@@ -1,5 +1,6 @@
 /* Shared pieces of the flowgrad command line. */
 #include "examples/cli.h"
+#include "examples/train_memory.h"
 
 #include <errno.h>
 #include <math.h>
@@ -145,78 +146,34 @@ int cli_load_split(const fg_config *cfg, int train, fg_dataset *d)
         return fg_dataset_load_mnist_dir(d, t->data_path, train);
     case FG_DATASET_CIFAR10:
         return fg_dataset_load_cifar10_dir(d, t->data_path, train);
-    case FG_DATASET_SYNTHETIC:
-        fg_dataset_synthetic(d, train ? SYNTH_TRAIN : SYNTH_TEST, s->c, s->h, s->w,
-                             t->seed * 2 + (train ? 0 : 1));
+    case FG_DATASET_SYNTHETIC: {
+        /* Generated in memory at the config's image size, which a config
+         * (or a checkpoint's) may make far larger than the machine. */
+        int n = train ? SYNTH_TRAIN : SYNTH_TEST;
+        double D = (double)s->c * s->h * s->w;
+        double bytes = n * D + n + D * sizeof(float), avail = train_memory_available();
+        char need[32], have[32];
+        if (avail >= 0 && bytes > avail)
+            return fg_error("%s: %d synthetic %dx%dx%d images need about %s, more than the %s "
+                            "available: lower height, width or channels", cfg->name, n, s->h,
+                            s->w, s->c, train_memory_human(bytes, need, sizeof need),
+                            train_memory_human(avail, have, sizeof have));
+        fg_dataset_synthetic(d, n, s->c, s->h, s->w, t->seed * 2 + (train ? 0 : 1));
         return FG_OK;
+    }
     default:
         return fg_error("%s: the config has no train: dataset to load data from", cfg->name);
     }
 }
 
-static int has_prefix(const char *s, const char *p)
-{
-    return strncmp(s, p, strlen(p)) == 0;
-}
-
 int cli_load_checkpoint(const char *path, cli_loaded *out)
 {
-    memset(out, 0, sizeof *out);
-    fg_st_init(&out->st);
-    if (fg_st_read(&out->st, path) != FG_OK)
-        return FG_ERR;
-    const char *text = fg_st_get_meta(&out->st, "config");
-    if (!text) {
-        fg_st_free(&out->st);
-        return fg_error("%s: no 'config' entry in the __metadata__; expected a flowgrad "
-                        "checkpoint written by 'flowgrad train'", path);
-    }
-    char name[512];
-    snprintf(name, sizeof name, "%s:config", path);
-    if (fg_config_load_string(text, strlen(text), name, &out->cfg) != FG_OK ||
-        fg_model_build(&out->cfg->model, out->cfg->train.seed, &out->model) != FG_OK) {
-        cli_loaded_free(out);
-        return FG_ERR;
-    }
-    /* Model entries must all be there; optimizer, EMA and run state are
-     * extras the model ignores. */
-    for (int i = 0; i < out->st.n; i++) {
-        const char *n = out->st.t[i].name;
-        if (!fg_state_list_find(&out->model->state, n) && !has_prefix(n, "optim.") &&
-            !has_prefix(n, "ema.") && !has_prefix(n, "train.")) {
-            fg_error("%s: unexpected tensor '%s' that the model does not have", path, n);
-            cli_loaded_free(out);
-            return FG_ERR;
-        }
-    }
-    if (fg_st_load_state(&out->st, &out->model->state, "") != FG_OK) {
-        cli_loaded_free(out);
-        return FG_ERR;
-    }
-    for (int i = 0; i < out->model->state.n; i++) {
-        fg_state_entry *e = &out->model->state.items[i];
-        char ema[FG_NAME_LEN + 8];
-        snprintf(ema, sizeof ema, "ema.%s", e->name);
-        if (e->kind == FG_PARAM && fg_st_find(&out->st, ema) &&
-            fg_st_get_tensor(&out->st, ema, &e->var->t) != FG_OK) {
-            cli_loaded_free(out);
-            return FG_ERR;
-        }
-    }
-    if (fg_state_list_check_finite(&out->model->state, 0) != FG_OK) {
-        fg_error("%s: %s", path, fg_last_error());
-        cli_loaded_free(out);
-        return FG_ERR;
-    }
-    return FG_OK;
+    return fg_checkpoint_load(path, train_memory_available(), out);
 }
 
 void cli_loaded_free(cli_loaded *l)
 {
-    fg_model_free(l->model);
-    fg_config_free(l->cfg);
-    fg_st_free(&l->st);
-    memset(l, 0, sizeof *l);
+    fg_checkpoint_free(l);
 }
 
 fg_var *cli_batch(fg_graph *g, const fg_dataset *d, const int *idx, int n, int n_bits,
@@ -240,6 +197,9 @@ double cli_eval_bpd(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
 double cli_eval_bpd_sum(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
                         uint64_t seed, int first, int count)
 {
+    /* --batch may ask for far more than there is to evaluate. */
+    if (batch > count)
+        batch = count > 0 ? count : 1;
     int *idx = fg_xmalloc((size_t)batch * sizeof *idx, "eval indices");
     int *y = fg_xmalloc((size_t)batch * sizeof *y, "eval labels");
     fg_rng rng;

@@ -5,6 +5,7 @@
 
 #include "flowgrad.h"
 #include "models/model.h"
+#include "models/checkpoint.h"
 
 /* Subcommands: argv[0] is the subcommand's name. Return the exit status. */
 int cmd_train(int argc, char **argv);
@@ -48,12 +49,10 @@ int cli_positional(const char *cmd, const char *a, const char **slot, const char
 int cli_load_split(const fg_config *cfg, int train, fg_dataset *d);
 
 /* A model loaded from a checkpoint: the config it was trained with and its
- * weights (the EMA averages when the checkpoint has them). */
-typedef struct cli_loaded {
-    fg_config *cfg;
-    fg_model *model;
-    fg_safetensors st;
-} cli_loaded;
+ * weights (the EMA averages when the checkpoint has them), after every check
+ * of fg_checkpoint_load; building it may take the memory available
+ * (train_memory_available). */
+typedef fg_checkpoint cli_loaded;
 int cli_load_checkpoint(const char *path, cli_loaded *out);
 void cli_loaded_free(cli_loaded *l);
 

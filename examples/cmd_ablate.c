@@ -188,7 +188,8 @@ static int checkpoint_step(const char *path, long *step)
     fg_safetensors st;
     fg_st_init(&st);
     int64_t s[4];
-    int rc = fg_st_read(&st, path) == FG_OK && fg_st_get_i64(&st, "train.state", s, 4) == FG_OK
+    int rc = fg_st_read(&st, path) == FG_OK && fg_checkpoint_check_values(&st) == FG_OK &&
+                     fg_st_get_i64(&st, "train.state", s, 4) == FG_OK
                  ? FG_OK : FG_ERR;
     if (rc == FG_OK)
         *step = (long)s[0];
@@ -384,14 +385,17 @@ static int prepare_cell(const grid *gr, const fg_config *base, cell *c)
             rc = write_file_atomic(path, text);
     }
     free(old);
+    /* Counted from the spec: building a model only to count it could take
+     * more memory than the run it describes is later allowed (its train
+     * checks that). */
     fg_config *cfg = NULL;
-    fg_model *m = NULL;
-    if (rc == FG_OK && (fg_config_load_string(text, strlen(text), path, &cfg) != FG_OK ||
-                        fg_model_build(&cfg->model, c->seed, &m) != FG_OK))
+    if (rc == FG_OK && fg_config_load_string(text, strlen(text), path, &cfg) != FG_OK)
         rc = FG_ERR;
-    if (m)
-        c->params = fg_state_list_param_count(&m->state);
-    fg_model_free(m);
+    if (cfg) {
+        fg_model_size size;
+        fg_model_spec_size(&cfg->model, &size);
+        c->params = (size_t)size.params;
+    }
     fg_config_free(cfg);
     free(text);
     if (rc != FG_OK)
@@ -438,7 +442,7 @@ int cmd_ablate(int argc, char **argv)
         } else if (!strcmp(a, "--epochs")) {
             target = &epochs, hi = 1000000;
         } else if (!strcmp(a, "--steps")) {
-            target = &steps, hi = (1LL << 40);
+            target = &steps, hi = FG_CONFIG_MAX_STEPS;
         } else if (!strcmp(a, "--jobs")) {
             target = &jobs, hi = 64;
         } else if (!strcmp(a, "--threads")) {

@@ -7,6 +7,7 @@
  *   - the gradient of the training loss along a direction half random, half the analytic gradient, against
  *     a finite difference, on the reduced instance. */
 #include "examples/cli.h"
+#include "examples/train_memory.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -233,6 +234,10 @@ int cmd_check(int argc, char **argv)
         o.height = o.width = 1 << squeezes;
         if (o.height > s->input.h) o.height = s->input.h;
         if (o.width > s->input.w) o.width = s->input.w;
+    }
+    if (train_memory_check_build(cfg) != FG_OK) {
+        fg_config_free(cfg);
+        return cli_fail(cmd, "%s", fg_last_error());
     }
     if (fg_model_build(s, (uint64_t)seed, &full) != FG_OK ||
         fg_model_build_ex(s, (uint64_t)seed, &o, &small) != FG_OK) {

@@ -87,6 +87,10 @@ int cmd_info(int argc, char **argv)
     } else {
         if (fg_config_load_file(path, &L.cfg) != FG_OK)
             return cli_fail(cmd, "%s", fg_last_error());
+        if (train_memory_check_build(L.cfg) != FG_OK) {
+            cli_loaded_free(&L);
+            return cli_fail(cmd, "%s", fg_last_error());
+        }
         if (fg_model_build(&L.cfg->model, 0, &L.model) != FG_OK) {
             int rc = cli_fail(cmd, "%s: %s", path, fg_last_error());
             cli_loaded_free(&L);

@@ -15,7 +15,8 @@ static void help(void)
          "  --from I     index of the first test image (required)\n"
          "  --to J       index of the second test image (required)\n"
          "  --steps S    images on the line, ends included (default 8, at least 2)\n"
-         "  --out FILE   the image row (required)\n"
+         "  --out FILE   the image row (required; a new or regular file: an existing\n"
+         "               device, fifo or directory is refused, never replaced)\n"
          "  --json       print a summary as JSON\n"
          "  --help       this text");
 }

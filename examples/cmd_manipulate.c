@@ -20,7 +20,8 @@ static void help(void)
          "  --alpha LIST     comma-separated step sizes, e.g. -0.5,0,0.5,1 (required)\n"
          "  --n N            images of class A to move (default 4)\n"
          "  --limit N        test images used for the means (default all)\n"
-         "  --out FILE       the image grid (required)\n"
+         "  --out FILE       the image grid (required; a new or regular file: an existing\n"
+         "                   device, fifo or directory is refused, never replaced)\n"
          "  --json           print a summary as JSON\n"
          "  --help           this text");
 }

@@ -14,7 +14,8 @@ static void help(void)
          "over reconstructions (bottom row) and prints the max abs error.\n"
          "\n"
          "  --n N        number of test images (default 8)\n"
-         "  --out FILE   the image grid (required)\n"
+         "  --out FILE   the image grid (required; a new or regular file: an existing\n"
+         "               device, fifo or directory is refused, never replaced)\n"
          "  --json       print the result as JSON\n"
          "  --help       this text");
 }

@@ -15,7 +15,8 @@ static void help(void)
          "                     config's); a list gives one row per temperature\n"
          "  --seed S           random seed (default 0)\n"
          "  --class K          class label for a class-conditional model (default: cycle)\n"
-         "  --out FILE.png     the sample grid (required)\n"
+         "  --out FILE.png     the sample grid (required; a new or regular file: an existing\n"
+         "                     device, fifo or directory is refused, never replaced)\n"
          "  --json             print a summary as JSON\n"
          "  --help             this text");
 }

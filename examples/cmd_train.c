@@ -39,7 +39,11 @@ static void help(void)
          "                  exceeds MemAvailable (also FLOWGRAD_NO_MEMORY_CHECK=1)\n"
          "\n"
          "SIGINT or SIGTERM ends the current step, writes the checkpoint and exits with\n"
-         "status 130 or 143; a second signal stops at once.\n"
+         "status 130 or 143; a second signal stops at once. Files are written to\n"
+         "FILE.tmp.<pid> and renamed into place; such temporaries of killed runs are\n"
+         "removed by the next write into the folder. The --resume checkpoint is checked\n"
+         "(permutations, LU signs, finite weights, moments and averages, counters)\n"
+         "before anything is loaded.\n"
          "  --help          this text");
 }
 
@@ -118,6 +122,9 @@ static int save_checkpoint(run *r)
     return rc;
 }
 
+/* The checkpoint comes from outside: what its tensors mean is checked
+ * (fg_checkpoint_check_values: optimizer and EMA state too) before any is
+ * copied, and the loaded model once more as its layers will use it. */
 static int load_resume(run *r, const char *path)
 {
     fg_safetensors st;
@@ -126,9 +133,10 @@ static int load_resume(run *r, const char *path)
         return FG_ERR;
     int64_t s[4];
     int rc = FG_ERR;
-    if (fg_st_get_i64(&st, "train.state", s, 4) != FG_OK)
+    if (fg_checkpoint_check_values(&st) != FG_OK ||
+        fg_st_get_i64(&st, "train.state", s, 4) != FG_OK)
         goto done;
-    if (s[0] < 0 || s[1] < 0 || s[2] < 0 || s[2] > r->train.n) {
+    if (s[2] > r->train.n) {
         fg_error("%s: train.state (step %lld, epoch %lld, position %lld) does not fit "
                  "a dataset of %d images", path, (long long)s[0], (long long)s[1],
                  (long long)s[2], r->train.n);
@@ -146,16 +154,20 @@ static int load_resume(run *r, const char *path)
         if (e != FG_OK)
             goto done;
     }
-    if (fg_state_list_check_finite(&r->model->state, 0) != FG_OK) {
-        char why[512];
-        snprintf(why, sizeof why, "%s", fg_last_error());
-        fg_error("%s: %s", path, why);
+    if (fg_model_check_state(r->model) != FG_OK) {
+        fg_error("%s: %s", path, fg_last_error());
         goto done;
     }
     r->step = (long)s[0];
     fg_batch_iter_seek(&r->it, (long)s[1], (int)s[2]);
     const char *el = fg_st_get_meta(&st, "elapsed_seconds");
-    r->elapsed = el ? atof(el) : 0;
+    char *end = NULL;
+    r->elapsed = el ? strtod(el, &end) : 0;
+    if (el && (end == el || *end || !isfinite(r->elapsed) || r->elapsed < 0)) {
+        fg_error("%s: __metadata__ elapsed_seconds is '%.64s'; expected a number of seconds "
+                 ">= 0", path, el);
+        goto done;
+    }
     rc = FG_OK;
 done:
     fg_st_free(&st);
@@ -395,7 +407,7 @@ int cmd_train(int argc, char **argv)
             *(a[2] == 'o' ? &out : &resume) = v;
             continue;
         } else if (!strcmp(a, "--steps")) {
-            target = &steps, hi = (1LL << 40);
+            target = &steps, hi = FG_CONFIG_MAX_STEPS;
         } else if (!strcmp(a, "--epochs")) {
             target = &epochs, hi = 1000000;
         } else if (!strcmp(a, "--batch")) {
@@ -405,7 +417,7 @@ int cmd_train(int argc, char **argv)
         } else if (!strcmp(a, "--seed")) {
             target = &seed, lo = 0, hi = INT64_MAX;
         } else if (!strcmp(a, "--skip-nonfinite")) {
-            target = &skip, lo = 0, hi = (1LL << 40);
+            target = &skip, lo = 0, hi = FG_CONFIG_MAX_STEPS;
         } else {
             int rc = cli_positional(cmd, a, &config, "CONFIG");
             if (rc)

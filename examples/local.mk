@@ -48,7 +48,7 @@ check_PROGRAMS += tests/test_cli
 # The test runs the program, so make check builds it first.
 tests_test_cli_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
 TESTS += tests/test_cli
-tests_test_cli_SOURCES = tests/test_cli.c examples/cli.c
+tests_test_cli_SOURCES = tests/test_cli.c examples/cli.c examples/train_memory.c
 tests_test_cli_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_cli_LDADD = $(FG_TEST_LIBS)
 EXTRA_DIST += tests/configs/cli-tiny.yaml
@@ -76,6 +76,16 @@ tests_test_reliability_SOURCES = tests/test_reliability.c examples/train_guard.c
 tests_test_reliability_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_reliability_LDADD = $(FG_TEST_LIBS)
 
+# Checkpoints and outputs from a hostile world: files that mean something
+# impossible are refused by every command that loads them; --out never
+# replaces a device, fifo or directory; killed writers' temporaries go.
+check_PROGRAMS += tests/test_checkpoint
+tests_test_checkpoint_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
+TESTS += tests/test_checkpoint
+tests_test_checkpoint_SOURCES = tests/test_checkpoint.c
+tests_test_checkpoint_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_checkpoint_LDADD = $(FG_TEST_LIBS)
+
 # Data-parallel training (mpirun -np N flowgrad train) and its test, which
 # compares N ranks with one process; skipped when mpirun is missing.
 examples_flowgrad_SOURCES += examples/train_dist.c examples/train_dist.h
@@ -91,7 +101,8 @@ EXTRA_DIST += tests/configs/mpi-init.yaml
 check_PROGRAMS += tests/test_ablate
 tests_test_ablate_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
 TESTS += tests/test_ablate
-tests_test_ablate_SOURCES = tests/test_ablate.c examples/ablate_report.c examples/cli.c
+tests_test_ablate_SOURCES = tests/test_ablate.c examples/ablate_report.c examples/cli.c \
+	examples/train_memory.c
 tests_test_ablate_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_ablate_LDADD = $(FG_TEST_LIBS)
 

@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static double graph_peak(fg_graph *g)
 {
@@ -55,10 +56,28 @@ static int measure_at(const fg_config *cfg, int n, double *train, double *sample
     return FG_OK;
 }
 
+int train_memory_check_build(const fg_config *cfg)
+{
+    fg_model_size size;
+    fg_model_spec_size(&cfg->model, &size);
+    double avail = train_memory_available();
+    if (avail < 0 || size.build_bytes <= avail)
+        return FG_OK;
+    char need[32], have[32];
+    return fg_error("%s: the model needs about %s to build (%.0f parameters, with their "
+                    "gradients), more than the %s available: lower hidden, steps or levels",
+                    cfg->name, train_memory_human(size.build_bytes, need, sizeof need),
+                    size.params, train_memory_human(avail, have, sizeof have));
+}
+
 int train_memory_measure(const fg_config *cfg, int use_ema, double dataset_bytes,
                          train_memory *m)
 {
     memset(m, 0, sizeof *m);
+    /* The measurement builds the model: refuse one that cannot be built
+     * before it stops in malloc. */
+    if (train_memory_check_build(cfg) != FG_OK)
+        return FG_ERR;
     double t1, t2, s1, s2;
     if (measure_at(cfg, 1, &t1, &s1) != FG_OK || measure_at(cfg, 2, &t2, &s2) != FG_OK)
         return FG_ERR;
@@ -70,11 +89,9 @@ int train_memory_measure(const fg_config *cfg, int use_ema, double dataset_bytes
     double s_fixed = s1 - s_per > 0 ? s1 - s_per : 0;
     m->sample_bytes = s_fixed + s_per * TRAIN_MEMORY_SAMPLE_IMAGES;
 
-    fg_model *model;
-    if (fg_model_build(&cfg->model, cfg->train.seed, &model) != FG_OK)
-        return FG_ERR;
-    m->params = fg_state_list_param_count(&model->state);
-    fg_model_free(model);
+    fg_model_size size;
+    fg_model_spec_size(&cfg->model, &size);
+    m->params = (size_t)size.params;
     /* Value and gradient, Adam's or Adamax's two moments, the EMA copy. */
     m->copies = 4 + (use_ema ? 1 : 0);
     m->dataset_bytes = dataset_bytes;
@@ -131,16 +148,24 @@ double train_memory_available(void)
         fprintf(stderr, "flowgrad: FLOWGRAD_MEMORY_AVAILABLE='%s' ignored: expected bytes, "
                 "optionally with a K, M or G suffix\n", env);
     }
+    double avail = -1;
     FILE *f = fopen("/proc/meminfo", "r");
-    if (!f)
-        return -1;
-    char line[256];
-    double kib = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %lf kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib < 0 ? -1 : kib * 1024.0;
+    if (f) {
+        char line[256];
+        double kib = -1;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %lf kB", &kib) == 1)
+                break;
+        fclose(f);
+        avail = kib < 0 ? -1 : kib * 1024.0;
+    }
+    /* An address-space limit (ulimit -v) ends a run as surely as a lack
+     * of memory does. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (avail < 0 || (double)rl.rlim_cur < avail))
+        avail = (double)rl.rlim_cur;
+    return avail;
 }
 
 int train_memory_largest_batch(const train_memory *m, double avail, int max_batch)

@@ -44,10 +44,15 @@ typedef struct train_memory {
     double total;
 } train_memory;
 
+/* FG_ERR, before anything is allocated, when the model of cfg alone
+ * (values and gradients, fg_model_spec_size) needs more than
+ * train_memory_available(): building it would stop in malloc. */
+int train_memory_check_build(const fg_config *cfg);
 /* Measures the step and sampling lines on a throwaway model built from the
  * config (the caller's model, if any, is not touched). use_ema: whether the
  * run keeps an EMA copy. dataset_bytes: bytes of the loaded data (see
- * train_memory_dataset_bytes). FG_ERR when the model cannot be built. */
+ * train_memory_dataset_bytes). FG_ERR when the model cannot be built, or
+ * would not fit (train_memory_check_build). */
 int train_memory_measure(const fg_config *cfg, int use_ema, double dataset_bytes,
                          train_memory *m);
 /* Fills the batch-dependent fields. */
@@ -55,8 +60,9 @@ void train_memory_at(train_memory *m, int batch);
 /* Bytes held by a loaded split: images, labels and the permutation of an epoch. */
 double train_memory_dataset_bytes(const fg_dataset *d);
 /* Bytes the system can still give: FLOWGRAD_MEMORY_AVAILABLE (bytes, or with
- * a K, M or G suffix) when set, else MemAvailable of /proc/meminfo; -1 when
- * neither is known. */
+ * a K, M or G suffix) when set, else MemAvailable of /proc/meminfo, or the
+ * address-space limit (RLIMIT_AS) when that is lower; -1 when none is
+ * known. */
 double train_memory_available(void);
 /* The largest batch in [1, max_batch] whose estimate fits in avail; 0 when
  * none does. */

@@ -157,6 +157,11 @@ typedef struct fg_invconv_options {
 fg_flow *fg_invconv_create(const fg_invconv_options *o);
 /* The current W (c x c, double), composed from the factors for LU. */
 void fg_invconv_weight(const fg_flow *invconv, double *w);
+/* FG_OK when the layer's state (as loaded) gives a W that forward and
+ * inverse can use: for LU a permutation p, signs of +-1, and a composed W
+ * that is finite and invertible; else FG_ERR naming the tensor under prefix
+ * (the layer's "<prefix>.invconv"). */
+int fg_invconv_check(fg_flow *invconv, const char *prefix);
 
 /* permute: z[:, i] = x[:, perm[i]], logdet unchanged. Reverse (perm[i] =
  * C-1-i), or shuffle: a random permutation drawn at creation and saved. */
@@ -264,6 +269,21 @@ fg_flow *fg_scale_diag_create(int channels);
 fg_flow *fg_sequence_create(fg_flow **layers, int n);
 int fg_sequence_length(const fg_flow *seq);
 fg_flow *fg_sequence_layer(fg_flow *seq, int i);
+
+/* ---------------------------------------------------------------- loaded state
+ * Values from outside (a checkpoint) must pass these before a layer runs on
+ * them; the layers themselves stop on a broken one as an internal error.
+ * `what` names the tensor in the message ("run/c.safetensors: tensor 'x'"). */
+
+/* FG_ERR unless v holds each of 0..n-1 exactly once (as whole numbers). */
+int fg_flow_check_permutation(const char *what, const float *v, int64_t n);
+/* FG_ERR unless every entry is +1 or -1 (invconv_lu's sign buffer). */
+int fg_flow_check_signs(const char *what, const float *v, int64_t n);
+/* fg_invconv_check on every invconv inside f (sequences are walked; state
+ * names as the visitors give them under prefix). */
+int fg_flow_check_invertible(fg_flow *f, const char *prefix);
+/* v as messages show it: "NaN", "+Inf", "-Inf" or %.9g, into buf. */
+const char *fg_value_text(double v, char *buf, size_t n);
 
 /* ---------------------------------------------------------------- priors */
 

@@ -117,6 +117,46 @@ fg_flow *fg_invconv_create(const fg_invconv_options *o)
     return f;
 }
 
+/* W as the ops see it (converted to double like fg_slogdet and fg_inverse
+ * do), checked with the same LU those use: whatever passes here never stops
+ * them as singular. */
+int fg_invconv_check_matrix(const char *what, int c, const float *w)
+{
+    size_t n = (size_t)c * c;
+    double *a = malloc(n * sizeof *a);
+    int *piv = malloc((size_t)c * sizeof *piv);
+    int rc = FG_OK, sign;
+    if (!a || !piv) {
+        rc = fg_error("%s: cannot allocate a %dx%d matrix to check it", what, c, c);
+    } else {
+        for (size_t i = 0; i < n && rc == FG_OK; i++) {
+            a[i] = w[i];
+            if (!isfinite(a[i]))
+                rc = fg_error("%s: W overflows (entry %zu is not finite); expected an "
+                              "invertible %dx%d matrix, which the inverse and the "
+                              "log-determinant need", what, i, c, c);
+        }
+        if (rc == FG_OK && fg_lu_decompose(c, a, piv, &sign) != FG_OK)
+            rc = fg_error("%s: W is singular; expected an invertible %dx%d matrix, which "
+                          "the inverse and the log-determinant need", what, c, c);
+    }
+    free(a);
+    free(piv);
+    return rc;
+}
+
+int fg_invconv_check(fg_flow *f, const char *prefix)
+{
+    const fg_invconv_head *h = (const fg_invconv_head *)f;
+    FG_CHECK(f->ops->out_shape == fg_invconv_out_shape, "invconv_check",
+             "layer is a %s, not an invconv", f->ops->kind);
+    if (h->lu)
+        return fg_invconv_lu_check(f, prefix);
+    char name[FG_NAME_LEN], what[FG_NAME_LEN + 16];
+    snprintf(what, sizeof what, "tensor '%s'", fg_name_join(name, sizeof name, prefix, "weight"));
+    return fg_invconv_check_matrix(what, h->channels, ((invconv *)f)->weight->t.data);
+}
+
 void fg_invconv_weight(const fg_flow *f, double *w)
 {
     const fg_invconv_head *h = (const fg_invconv_head *)f;

@@ -93,6 +93,29 @@ void fg_invconv_lu_weight(const fg_flow *f, double *w)
         }
 }
 
+int fg_invconv_lu_check(fg_flow *f, const char *prefix)
+{
+    invconv_lu *lu = (invconv_lu *)f;
+    int c = lu->head.channels;
+    char name[FG_NAME_LEN], what[FG_NAME_LEN + 48];
+    snprintf(what, sizeof what, "tensor '%s'", fg_name_join(name, sizeof name, prefix, "p"));
+    if (fg_flow_check_permutation(what, lu->p->t.data, c) != FG_OK)
+        return FG_ERR;
+    snprintf(what, sizeof what, "tensor '%s'", fg_name_join(name, sizeof name, prefix, "sign"));
+    if (fg_flow_check_signs(what, lu->sign->t.data, c) != FG_OK)
+        return FG_ERR;
+    /* Composed in float by the same ops as forward and inverse: factors
+     * that are each fine can still overflow or cancel in P L U. */
+    fg_graph *g = fg_graph_create();
+    int was = fg_set_grad_enabled(g, 0);
+    fg_var *w = weight(lu, g);
+    snprintf(what, sizeof what, "tensors '%s.{p,sign,l,u,log_s}' (W = P L U)", prefix);
+    int rc = fg_invconv_check_matrix(what, c, w->t.data);
+    fg_set_grad_enabled(g, was);
+    fg_graph_destroy(g);
+    return rc;
+}
+
 static void visit(fg_flow *f, const char *prefix, fg_visit_fn fn, void *vctx)
 {
     invconv_lu *lu = (invconv_lu *)f;

@@ -45,6 +45,10 @@ typedef struct fg_invconv_head {
     int lu;
 } fg_invconv_head;
 fg_flow *fg_invconv_lu_create(int channels, const double *w);
+/* FG_ERR naming `what` unless w (c x c, float) is finite and invertible to
+ * fg_inverse and fg_slogdet. */
+int fg_invconv_check_matrix(const char *what, int c, const float *w);
+int fg_invconv_lu_check(fg_flow *f, const char *prefix);
 void fg_invconv_lu_weight(const fg_flow *f, double *w);
 int fg_invconv_out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *out);
 

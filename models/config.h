@@ -131,6 +131,9 @@ extern "C" {
 #define FG_CONFIG_MAX_NODES 100000
 #define FG_CONFIG_MAX_KEYS 256
 #define FG_CONFIG_MAX_LAYERS 100000
+/* Steps of a run (train: steps, --steps); also bounds the counters a
+ * checkpoint may hold, so that resuming can never overflow them. */
+#define FG_CONFIG_MAX_STEPS (1LL << 40)
 
 typedef enum {
     FG_LAYER_SQUEEZE,

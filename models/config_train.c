@@ -18,7 +18,7 @@ static const char *const dataset_names[] = {
 static const char *const optim_names[] = { "adam", "adamax", NULL };
 _Static_assert(FG_ADAM == 0 && FG_ADAMAX == 1, "optim_names order");
 
-#define MAX_STEPS (1LL << 40)
+#define MAX_STEPS FG_CONFIG_MAX_STEPS
 
 const char *fg_dataset_kind_name(fg_dataset_kind d)
 {
@@ -53,13 +53,13 @@ static int read_dataset(const cfg_ctx *ctx, const cfg_node *d, const fg_model_sp
     }
 
     fg_chw want;
+    const cfg_node *name = cfg_get(d, "name");
     switch (t->dataset) {
     case FG_DATASET_FASHION_MNIST:
     case FG_DATASET_MNIST: want = (fg_chw){ 1, 28, 28 }; break;
     case FG_DATASET_CIFAR10: want = (fg_chw){ 3, 32, 32 }; break;
     default: return FG_OK;   /* synthetic data takes the model's shape */
     }
-    const cfg_node *name = cfg_get(d, "name");
     if (want.c != m->input.c || want.h != m->input.h || want.w != m->input.w)
         return cfg_fail(ctx, name, "dataset '%s' has %dx%dx%d images but the model expects "
                         "%dx%dx%d (expected model height: %d, width: %d, channels: %d)",
@@ -68,6 +68,24 @@ static int read_dataset(const cfg_ctx *ctx, const cfg_node *d, const fg_model_sp
     if (m->classes && m->classes != 10)
         return cfg_fail(ctx, name, "dataset '%s' has 10 classes but the model says "
                         "classes: %d", fg_dataset_kind_name(t->dataset), m->classes);
+    return FG_OK;
+}
+
+/* Synthetic data takes the model's shape, but its shapes need room and its
+ * labels must be classes the model has; checked after the other keys, so
+ * their own errors come first. */
+static int check_synthetic(const cfg_ctx *ctx, const cfg_node *d, const fg_model_spec *m)
+{
+    const cfg_node *name = cfg_get(d, "name");
+    if (m->input.h < FG_SYNTHETIC_MIN_SIZE || m->input.w < FG_SYNTHETIC_MIN_SIZE)
+        return cfg_fail(ctx, name, "dataset 'synthetic' draws shapes of at least %dx%d "
+                        "pixels but the model's images are %dx%d (expected height and "
+                        "width >= %d)", FG_SYNTHETIC_MIN_SIZE, FG_SYNTHETIC_MIN_SIZE,
+                        m->input.h, m->input.w, FG_SYNTHETIC_MIN_SIZE);
+    if (m->y_condition && m->classes < FG_SYNTHETIC_CLASSES)
+        return cfg_fail(ctx, name, "dataset 'synthetic' has %d classes but the model says "
+                        "classes: %d (expected classes >= %d)", FG_SYNTHETIC_CLASSES,
+                        m->classes, FG_SYNTHETIC_CLASSES);
     return FG_OK;
 }
 
@@ -106,6 +124,9 @@ int cfg_read_train(const cfg_ctx *ctx, const cfg_node *train, const fg_model_spe
                         "'steps' in 'train', not both");
     if (!cfg_get(train, "epochs") && !cfg_get(train, "steps"))
         t->epochs = 1;
+    if (t->dataset == FG_DATASET_SYNTHETIC &&
+        check_synthetic(ctx, cfg_get(train, "dataset"), m) != FG_OK)
+        return FG_ERR;
     t->optimizer = (fg_optim_kind)optim;
     t->warmup = warmup;
     t->steps = steps;

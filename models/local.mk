@@ -1,6 +1,7 @@
 # models: YAML model configs (parsing, validation, preset expansion) and the
 # model zoo.
-nobase_flowgradinclude_HEADERS += models/config.h models/model.h models/config_edit.h
+nobase_flowgradinclude_HEADERS += models/config.h models/model.h models/config_edit.h \
+	models/checkpoint.h
 libflowgrad_la_SOURCES += \
 	models/config_internal.h \
 	models/config_tree.c \
@@ -13,7 +14,10 @@ libflowgrad_la_SOURCES += \
 	models/config_load.c \
 	models/config_print.c \
 	models/config_edit.c \
-	models/build.c
+	models/build.c \
+	models/model_size.c \
+	models/checkpoint_check.c \
+	models/checkpoint.c
 
 dist_pkgdata_DATA += \
 	models/fmnist-quick.yaml \

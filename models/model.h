@@ -61,6 +61,18 @@ fg_var *fg_model_loss(fg_model *m, fg_graph *g, fg_var *x, const int *y,
  * (convolutions, 1x1 invertible convolutions, the class head). */
 double fg_model_spec_flops(const fg_model_spec *spec);
 
+/* What the model a spec describes holds, counted without building it:
+ * parameters and buffers (float values, as its state list has them), the
+ * bytes of other per-layer constants, and build_bytes, what building it
+ * allocates (values, gradients, constants). Counts are doubles so that no
+ * config, however large, overflows them. */
+typedef struct fg_model_size {
+    double params, buffers;
+    double extra_bytes;
+    double build_bytes;
+} fg_model_size;
+void fg_model_spec_size(const fg_model_spec *spec, fg_model_size *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,14 +1,27 @@
 /* Crash-safe file replacement: the new content is complete on disk before
  * it takes the old file's name, so a reader (or a crash) sees the old file
- * or the new one, never a mixture. */
+ * or the new one, never a mixture. Only a regular file is ever replaced: a
+ * device, fifo or directory at the path is refused, since renaming over it
+ * would destroy it (--out /dev/null run as root). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "nn/nn.h"
+
+static const char *file_type(mode_t m)
+{
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISFIFO(m)) return "a fifo";
+    if (S_ISSOCK(m)) return "a socket";
+    return "not a regular file";
+}
 
 static char *dup_str(const char *s)
 {
@@ -18,6 +31,14 @@ static char *dup_str(const char *s)
 
 int fg_atomic_open(fg_atomic_file *a, const char *path)
 {
+    /* stat follows links: /dev/stdout names a terminal or a pipe. */
+    struct stat sb;
+    a->f = NULL;
+    a->path = a->tmp = NULL;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return fg_error("%s: exists and is %s; only a regular file is replaced: name a new "
+                        "file or remove it first", path, file_type(sb.st_mode));
+    fg_atomic_remove_stale(path);
     size_t n = strlen(path) + 32;
     a->path = dup_str(path);
     a->tmp = fg_xmalloc(n, "path");

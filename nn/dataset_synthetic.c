@@ -7,7 +7,7 @@
 #include <string.h>
 #include "nn/nn.h"
 
-#define SYNTH_CLASSES 4
+#define SYNTH_CLASSES FG_SYNTHETIC_CLASSES
 
 static int inside(int cls, float dy, float dx, float r)
 {
@@ -21,7 +21,7 @@ static int inside(int cls, float dy, float dx, float r)
 
 void fg_dataset_synthetic(fg_dataset *d, int n, int c, int h, int w, uint64_t seed)
 {
-    FG_CHECK(n > 0 && c > 0 && h >= 4 && w >= 4, "fg_dataset_synthetic",
+    FG_CHECK(n > 0 && c > 0 && h >= FG_SYNTHETIC_MIN_SIZE && w >= FG_SYNTHETIC_MIN_SIZE, "fg_dataset_synthetic",
              "n %d, shape (%d, %d, %d)", n, c, h, w);
     memset(d, 0, sizeof *d);
     d->n = n;

@@ -2,7 +2,7 @@ nobase_flowgradinclude_HEADERS += nn/nn.h
 libflowgrad_la_SOURCES += \
 	nn/naming.c nn/conv.c nn/zero_conv.c nn/linear.c \
 	nn/params.c nn/optim.c nn/adam.c nn/adamax.c nn/schedule.c nn/ema.c \
-	nn/json.h nn/json.c nn/atomic_file.c nn/safetensors.c nn/safetensors_read.c \
+	nn/json.h nn/json.c nn/atomic_file.c nn/atomic_stale.c nn/safetensors.c nn/safetensors_read.c \
 	nn/dataset.c nn/dataset_idx.c nn/dataset_cifar.c nn/dataset_synthetic.c \
 	nn/png.c
 

@@ -211,19 +211,27 @@ int fg_st_get_tensor(const fg_safetensors *st, const char *name, fg_tensor *t);
 int fg_st_get_i64(const fg_safetensors *st, const char *name, int64_t *v, int n);
 /* Loads every entry of l from st (F32, same shape). Entries of st not in l
  * are an error unless their name starts with skip_prefix (may be NULL), or
- * skip_prefix is "" (ignore all extras). */
+ * skip_prefix is "" (ignore all extras). Names and shapes only: what the
+ * values mean is checked by fg_checkpoint_check_values (models/checkpoint.h),
+ * which a file from outside must pass first. */
 int fg_st_load_state(const fg_safetensors *st, const fg_state_list *l,
                      const char *skip_prefix);
 /* Optimizer: moments plus "optim.step" (I64). */
 void fg_optim_save(fg_optim *o, fg_safetensors *st);
 int fg_optim_load(fg_optim *o, const fg_safetensors *st);
 
-/* Atomic file: writes land in PATH.tmp.<pid> until commit renames it. */
+/* Atomic file: writes land in PATH.tmp.<pid> until commit renames it. Open
+ * refuses a path that exists and is not a regular file (a device, fifo or
+ * directory is never replaced), and first removes the temporaries
+ * (fg_atomic_remove_stale) that killed writers left in the folder. */
 typedef struct fg_atomic_file {
     FILE *f;
     char *path, *tmp;
 } fg_atomic_file;
 int fg_atomic_open(fg_atomic_file *a, const char *path);
+/* Removes "*.tmp.<pid>" regular files of this user in path's folder whose
+ * process no longer exists on this machine; returns how many. */
+int fg_atomic_remove_stale(const char *path);
 int fg_atomic_commit(fg_atomic_file *a);   /* closes; FG_ERR removes tmp */
 void fg_atomic_abort(fg_atomic_file *a);
 
@@ -247,6 +255,9 @@ int fg_dataset_load_cifar10_files(fg_dataset *d, const char *const *paths, int n
 int fg_dataset_load_cifar10_dir(fg_dataset *d, const char *dir, int train);
 /* Deterministic from seed: each class is a shape (square, disc, bars...) at a
  * jittered position and brightness, on a dark noisy background. */
+/* Needs h, w >= FG_SYNTHETIC_MIN_SIZE; labels are 0..FG_SYNTHETIC_CLASSES-1. */
+#define FG_SYNTHETIC_CLASSES 4
+#define FG_SYNTHETIC_MIN_SIZE 4
 void fg_dataset_synthetic(fg_dataset *d, int n, int c, int h, int w, uint64_t seed);
 
 /* Batches over an epoch permutation drawn from stream (seed, epoch), so the

@@ -9,9 +9,14 @@
  * see each other's messages. */
 static _Thread_local char last_error[1024];
 
+/* Formats into a scratch buffer first: a caller may pass fg_last_error()
+ * itself as an argument ("%s: %s", path, fg_last_error()), and vsnprintf
+ * into the buffer it is reading from is undefined behaviour. */
 int fg_verror(const char *fmt, va_list ap)
 {
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    char msg[sizeof last_error];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    memcpy(last_error, msg, sizeof last_error);
     return FG_ERR;
 }
 

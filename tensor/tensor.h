@@ -21,7 +21,9 @@ extern "C" {
 /* ---------------------------------------------------------------- errors */
 
 /* Input from outside never aborts: functions return FG_OK or FG_ERR and the
- * message (thread-local) says where and what was expected. */
+ * message (thread-local) says where and what was expected. fg_error may
+ * quote the previous message, fg_error("%s: %s", path, fg_last_error()),
+ * to add where it happened. */
 enum { FG_OK = 0, FG_ERR = -1 };
 int fg_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fg_verror(const char *fmt, va_list ap);

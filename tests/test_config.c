@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "models/config.h"
+#include "models/model.h"
 #include "check_main.h"
 
 static fg_config *load_ok(const char *rel)
@@ -45,6 +46,49 @@ static long file_size(const char *rel)
 }
 
 /* ------------------------------------------------------------------ zoo */
+
+/* fg_model_spec_size counts what a build holds, from the spec alone: a
+ * checkpoint's config is sized with it before anything is allocated, so a
+ * count that differs from the build would refuse good checkpoints. Every
+ * config of the project, coupling widths capped at 16 to build fast (the
+ * count reads the same layer list the build does). */
+START_TEST(spec_size_matches_built_models)
+{
+    static const char *const configs[] = {
+        "models/fmnist-quick.yaml", "models/mnist.yaml", "models/cifar10.yaml",
+        "models/generic-example.yaml", "models/realnvp-fmnist.yaml",
+        "models/nice-fmnist.yaml", "models/ablation-fmnist.yaml",
+        "tests/configs/good-generic.yaml", "tests/configs/cli-tiny.yaml",
+    };
+    for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
+        fg_config *cfg = load_ok(configs[i]);
+        for (int k = 0; k < cfg->model.n_layers; k++) {
+            fg_layer_spec *l = &cfg->model.layers[k];
+            if (l->kind == FG_LAYER_COUPLING && l->u.coupling.hidden > 16)
+                l->u.coupling.hidden = 16;
+        }
+        fg_model_size size;
+        fg_model_spec_size(&cfg->model, &size);
+        fg_model *m;
+        ck_assert_msg(fg_model_build(&cfg->model, 1, &m) == FG_OK, "%s: %s", configs[i],
+                      fg_last_error());
+        double params = 0, buffers = 0;
+        for (int k = 0; k < m->state.n; k++) {
+            double n = (double)fg_numel(&m->state.items[k].var->t);
+            if (m->state.items[k].kind == FG_PARAM)
+                params += n;
+            else
+                buffers += n;
+        }
+        ck_assert_msg(size.params == params && size.buffers == buffers,
+                      "%s: counted %.0f parameters and %.0f buffers, built %.0f and %.0f",
+                      configs[i], size.params, size.buffers, params, buffers);
+        ck_assert(size.build_bytes >= (2 * params + buffers) * sizeof(float));
+        fg_model_free(m);
+        fg_config_free(cfg);
+    }
+}
+END_TEST
 
 START_TEST(zoo_configs_load)
 {
@@ -523,6 +567,16 @@ END_TEST
 START_TEST(bad_structures_are_refused)
 {
     BAD("model: *x\n", 1, 8, "alias is not supported");
+    /* Synthetic data: these stopped the program in the data generator or
+     * at the first class-conditional step before the config said so. */
+    BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1}\n"
+        "train: {dataset: {name: synthetic}}\n", 2, 25,
+        "dataset 'synthetic' draws shapes of at least 4x4 pixels but the model's images are "
+        "2x2 (expected height and width >= 4)");
+    BAD("model: {type: glow, height: 8, width: 8, channels: 1, levels: 1, steps: 1,\n"
+        "        y_condition: true, classes: 3}\n"
+        "train: {dataset: {name: synthetic}}\n", 3, 25,
+        "dataset 'synthetic' has 4 classes but the model says classes: 3 (expected classes >= 4)");
     BAD("", 1, 1, "empty config");
     BAD("# only a comment\n", 1, 1, "empty config");
     BAD("- model\n", 1, 1, "the config must be a mapping");
@@ -636,6 +690,7 @@ Suite *fg_test_suite(void)
     Suite *s = suite_create("config");
     TCase *tc = fg_tcase("good");
     tcase_add_test(tc, zoo_configs_load);
+    tcase_add_test(tc, spec_size_matches_built_models);
     tcase_add_test(tc, quick_config_is_the_yardstick_glow);
     tcase_add_test(tc, glow_preset_expands_fmnist);
     tcase_add_test(tc, glow_preset_expands_cifar10);

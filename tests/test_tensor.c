@@ -951,6 +951,12 @@ START_TEST(test_errors)
     ck_assert_str_eq(fg_last_error(), "");
     ck_assert_int_eq(fg_error("data.bin:%d: expected %s", 12, "a header"), FG_ERR);
     ck_assert_str_eq(fg_last_error(), "data.bin:12: expected a header");
+    /* The message itself as an argument: prefixing a context is safe. */
+    ck_assert_int_eq(fg_error("%s: %s", "run/ckpt.safetensors", fg_last_error()), FG_ERR);
+    ck_assert_str_eq(fg_last_error(), "run/ckpt.safetensors: data.bin:12: expected a header");
+    ck_assert_int_eq(fg_error("%s (%s)", fg_last_error(), "again"), FG_ERR);
+    ck_assert_str_eq(fg_last_error(),
+                     "run/ckpt.safetensors: data.bin:12: expected a header (again)");
     fg_clear_error();
     ck_assert_str_eq(fg_last_error(), "");
 }

@@ -2,7 +2,7 @@
 # clang, AddressSanitizer and UndefinedBehaviorSanitizer apart from the
 # normal build: the library's sources are compiled again into
 # tests/fuzz/libfg-fuzz.a with coverage instrumentation.
-#   make fuzz                      build tests/fuzz/fuzz_{config,safetensors,idx,cifar}
+#   make fuzz                      build tests/fuzz/fuzz_{config,safetensors,idx,cifar,checkpoint}
 #   make fuzz-smoke                each for FUZZ_SECONDS (20) from its seed corpus,
 #                                  then replays tests/fuzz/regressions/
 #   tests/fuzz/fuzz_config -max_total_time=3600 CORPUSDIR SEEDDIR   a longer run
@@ -13,12 +13,13 @@ FUZZ_CFLAGS = -std=c11 -g -O1 -fno-omit-frame-pointer -fopenmp=libgomp -w \
 	$(FUZZ_SAN) -fsanitize=fuzzer-no-link
 FUZZ_CPPFLAGS = $(AM_CPPFLAGS)
 FUZZ_LIBS = $(BLIS_LIBS) $(YAML_LIBS) $(ZLIB_LIBS) $(PNG_LIBS) $(MPI_LIBS) -lgomp -lm -lpthread
-FUZZ_TARGETS = config safetensors idx cifar
+FUZZ_TARGETS = config safetensors idx cifar checkpoint
 EXTRA_DIST += tests/fuzz/local.mk tests/fuzz/fuzz_mem.h tests/fuzz/fuzz_config.c \
 	tests/fuzz/fuzz_safetensors.c tests/fuzz/fuzz_idx.c tests/fuzz/fuzz_cifar.c \
+	tests/fuzz/fuzz_checkpoint.c \
 	tests/fuzz/make_seeds.sh tests/fuzz/regressions
 CLEANFILES += tests/fuzz/libfg-fuzz.a tests/fuzz/fuzz_config tests/fuzz/fuzz_safetensors \
-	tests/fuzz/fuzz_idx tests/fuzz/fuzz_cifar
+	tests/fuzz/fuzz_idx tests/fuzz/fuzz_cifar tests/fuzz/fuzz_checkpoint
 
 .PHONY: fuzz fuzz-smoke
 tests/fuzz/libfg-fuzz.a: $(libflowgrad_la_SOURCES)

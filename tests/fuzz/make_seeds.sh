@@ -32,6 +32,21 @@ cifar)
     # Two records: a label byte and 3072 pixel bytes each.
     { printf '\003'; head -c 3072 /dev/zero | tr '\000' '\200'
       printf '\011'; head -c 3072 /dev/zero; } >"$out"/two ;;
+checkpoint)
+    # Mutation programs for fuzz_checkpoint (see its mutate()): the base,
+    # a count of operations, then per operation a tensor index, the
+    # operation and its arguments. Each base unchanged, and one short
+    # program per kind of operation (a value, every value, the YAML, a
+    # counter, a removal, a dtype).
+    printf '\000\000' >"$out"/base0
+    printf '\001\000' >"$out"/base1
+    printf '\000\001\003\000\000\000\000\002\000' >"$out"/nan
+    printf '\000\001\003\000\000\000\000\001\003' >"$out"/value
+    printf '\000\001\004\001\003' >"$out"/all-zero
+    printf '\000\001\000\006\000\000\006' >"$out"/yaml
+    printf '\000\001\000\007\001\000\004' >"$out"/counter
+    printf '\001\001\005\005' >"$out"/removed
+    printf '\001\002\002\003\001\002\002\002\000' >"$out"/dtype ;;
 *)
     echo "make_seeds.sh: unknown target $t" >&2; exit 1 ;;
 esac
