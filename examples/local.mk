@@ -23,6 +23,11 @@ bench-glow: examples/bench/bench_glow$(EXEEXT)
 	    --torch $(abs_top_srcdir)/../shared/bench/torch_glow.py $(BENCH_GLOW_ARGS)
 bench: bench-glow
 
+# Bandwidth of a memcpy and of the elementwise kernels of a Glow step.
+noinst_PROGRAMS += examples/bench/bench_kernels
+examples_bench_bench_kernels_SOURCES = examples/bench/bench_kernels.c
+examples_bench_bench_kernels_LDADD = libflowgrad.la $(BLIS_LIBS) -lm
+
 # The flowgrad command line: one source file per subcommand.
 bin_PROGRAMS += examples/flowgrad
 examples_flowgrad_SOURCES = examples/flowgrad.c examples/cli.h examples/cli.c \
