@@ -41,6 +41,20 @@ static const shape shapes[] = {
     {"dX 256x12544x256", 256, 12544, 256, 1, 0},
     {"dX 18x12544x256", 18, 12544, 256, 1, 0},
     {"dX 2304x12544x4", 2304, 12544, 4, 1, 0},
+    /* The products of a K8/h128 Glow coupling network at batch 64 on the
+     * 14x14 level, channel-major (one GEMM per layer over 64 x 196 = 12544
+     * pixels): the 3x3 input layer (2 -> 128 channels, columns of 18 rows),
+     * the 1x1 middle layer, and the narrow 3x3 output layer (128 -> 4, its
+     * 36 output-side rows). */
+    {"cm in fwd 128x12544x18", 128, 12544, 18, 0, 0},
+    {"cm in dW 128x18x12544", 128, 18, 12544, 0, 1},
+    {"cm in dX 18x12544x128", 18, 12544, 128, 1, 0},
+    {"cm mid fwd 128x12544x128", 128, 12544, 128, 0, 0},
+    {"cm mid dW 128x128x12544", 128, 128, 12544, 0, 1},
+    {"cm mid dX 128x12544x128", 128, 12544, 128, 1, 0},
+    {"cm out fwd 36x12544x128", 36, 12544, 128, 0, 0},
+    {"cm out dW 128x36x12544", 128, 36, 12544, 0, 1},
+    {"cm out dX 128x12544x36", 128, 12544, 36, 1, 0},
 };
 enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
 
@@ -166,7 +180,7 @@ int main(int argc, char **argv)
                "MRxNR %dx%d MC %d KC %d NC %d, BLIS native config %s\n",
                threads, reps, fg_gemm_path_name(path), blk[0], blk[1], blk[2], blk[3],
                blk[4], bli_arch_string(bli_arch_query_id()));
-        printf("%-22s %12s %10s %10s %10s\n", "shape (MxNxK)", impl_names[0],
+        printf("%-26s %12s %10s %10s %10s\n", "shape (MxNxK)", impl_names[0],
                impl_names[1], nimpls > 2 ? impl_names[2] : "-", "ours/obl");
     }
 
@@ -206,7 +220,7 @@ int main(int argc, char **argv)
             else
                 printf("}}");
         } else {
-            printf("%-22s %12.1f %10.1f", s->name, gf[IMPL_BLIS], gf[IMPL_OURS]);
+            printf("%-26s %12.1f %10.1f", s->name, gf[IMPL_BLIS], gf[IMPL_OURS]);
             if (nimpls > 2)
                 printf(" %10.1f %10.2f\n", gf[IMPL_OPENBLAS], ratio);
             else
