@@ -108,6 +108,13 @@ fg_var *fg_to_channel_major(fg_graph *g, fg_var *x);
 fg_var *fg_from_channel_major(fg_graph *g, fg_var *x, int N);
 fg_var *fg_conv2d_cm(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias, int N);
 
+/* Glow's affine coupling map on v (N, C, ...) given h (N, 2C, ...) whose
+ * even channels are the shift and odd channels r the raw log-scale, with
+ * s = sigmoid(r + 2): y = (v + shift) s for dir > 0, y = v / s - shift for
+ * dir < 0. *logscale (when not NULL) receives the per-sample sum of log s,
+ * [N]. Two ops in all (autograd/ops_coupling.c). */
+fg_var *fg_affine_coupling(fg_graph *g, fg_var *v, fg_var *h, int dir, fg_var **logscale);
+
 /* Pooling on x (N, C, H, W). 2x2 windows, stride 2, H and W even ->
  * (N, C, H/2, W/2); max routes the gradient to the first maximum of each
  * window. Global average -> (N, C). */

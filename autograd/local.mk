@@ -8,6 +8,7 @@ libflowgrad_la_SOURCES += \
 	autograd/ops_reduce.c \
 	autograd/ops_channel.c \
 	autograd/ops_channel_major.c \
+	autograd/ops_coupling.c \
 	autograd/ops_pool.c \
 	autograd/ops_shape.c \
 	autograd/ops_matmul.c \

@@ -98,7 +98,9 @@ static void checkerboard(const coupling *c, fg_graph *g, const fg_var *x, fg_var
 
 /* The map of the changing part given h, forward (dir +1) or inverse (-1);
  * *logscale_sum receives the per-sample sum of the log-scale (or NULL for
- * additive couplings). `change` masks shift and log-scale (NULL: none). */
+ * additive couplings). `change` masks shift and log-scale (NULL: none).
+ * Glow's own case, channel halves with the sigmoid bound, is one fused op;
+ * the masked and tanh-bounded variants are composed from elementwise ops. */
 static fg_var *transform(coupling *c, fg_graph *g, fg_var *v, fg_var *h, fg_var *change,
                          int dir, fg_var **logscale_sum)
 {
@@ -108,6 +110,8 @@ static fg_var *transform(coupling *c, fg_graph *g, fg_var *v, fg_var *h, fg_var 
             h = fg_mul(g, h, change);
         return dir > 0 ? fg_add(g, v, h) : fg_sub(g, v, h);
     }
+    if (!change && c->scale == FG_COUPLING_SCALE_SIGMOID)
+        return fg_affine_coupling(g, v, h, dir, logscale_sum);
     fg_var *shift, *logscale;
     affine_params(c, g, h, &shift, &logscale);
     if (change) {

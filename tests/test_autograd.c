@@ -45,6 +45,7 @@ enum {
     OP_RESHAPE, OP_SQUEEZE, OP_UNSQUEEZE, OP_SLOGDET, OP_INVERSE, OP_XENT, OP_GAUSS,
     OP_MAX_POOL, OP_AVG_POOL, OP_GLOBAL_AVG_POOL, OP_AFFINE_RELU, OP_TO_CM, OP_FROM_CM,
     OP_CONV_CM1, OP_CONV_CM3_BIAS, OP_CONV_CM3_NARROW, OP_AFFINE_RELU_MID,
+    OP_COUPLING_FWD, OP_COUPLING_INV, OP_COUPLING_LOGDET, OP_COUPLING_MID,
     N_OPS
 };
 
@@ -104,6 +105,11 @@ static const op_case CASES[N_OPS] = {
     [OP_CONV_CM3_NARROW] = {"conv2d_cm_3x3_narrow", 2, 2e-4, 1e-3},
     /* on an intermediate: its gradient is stored, not added */
     [OP_AFFINE_RELU_MID] = {"channel_affine_relu_of_intermediate", 3, 2e-3, 1e-2},
+    [OP_COUPLING_FWD] = {"affine_coupling", 2, 5e-4, 1e-3},
+    [OP_COUPLING_INV] = {"affine_coupling_inverse", 2, 5e-4, 1e-3},
+    [OP_COUPLING_LOGDET] = {"affine_coupling_logdet", 1, 5e-4, 1e-3},
+    /* both outputs, from intermediates: gradients stored, then added */
+    [OP_COUPLING_MID] = {"affine_coupling_of_intermediates", 2, 5e-4, 1e-3},
 };
 
 static int rand_int(fg_rng *r, int lo, int hi) { return lo + (int)(fg_rng_u32(r) % (uint32_t)(hi - lo + 1)); }
@@ -199,6 +205,18 @@ static fg_var *apply(fg_graph *g, ctx *c)
     case OP_AFFINE_RELU: return fg_channel_affine_relu(g, x[0], x[1], x[2]);
     case OP_AFFINE_RELU_MID:
         return fg_channel_affine_relu(g, fg_scale(g, x[0], 1.0f), x[1], x[2]);
+    case OP_COUPLING_FWD: return fg_affine_coupling(g, x[0], x[1], 1, NULL);
+    case OP_COUPLING_INV: return fg_affine_coupling(g, x[0], x[1], -1, NULL);
+    case OP_COUPLING_LOGDET: {
+        fg_var *l;
+        int vs[4] = {x[0]->t.shape[0], x[0]->t.shape[1] / 2, x[0]->t.shape[2], x[0]->t.shape[3]};
+        fg_affine_coupling(g, fg_const(g, 4, vs), x[0], 1, &l);
+        return l;
+    }
+    case OP_COUPLING_MID: {
+        fg_var *l, *y = fg_affine_coupling(g, fg_scale(g, x[0], 1.0f), fg_scale(g, x[1], 1.0f), 1, &l);
+        return fg_add(g, fg_sum_per_sample(g, y), fg_scale(g, l, 0.7f));
+    }
     case OP_TO_CM: return fg_to_channel_major(g, x[0]);
     case OP_FROM_CM: return fg_from_channel_major(g, x[0], c->extra[0]);
     case OP_CONV_CM1: case OP_CONV_CM3_NARROW: {
@@ -335,6 +353,16 @@ static void setup(ctx *c, fg_rng *r)
             float b = c->in[1]->t.data[(i / HW) % (size_t)C], *x = &c->in[0]->t.data[i];
             if (fabsf(*x + b) < 0.05f) *x = *x + b < 0 ? -0.05f - b : 0.05f - b;
         }
+        break;
+    }
+    case OP_COUPLING_FWD: case OP_COUPLING_INV: case OP_COUPLING_MID: {
+        int hs[4] = {N, 2 * C, H, W};
+        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 4, hs, -2, 2);
+        break;
+    }
+    case OP_COUPLING_LOGDET: {
+        int hs[4] = {N, 2 * C, H, W};
+        c->in[0] = leaf(r, 4, hs, -3, 3);
         break;
     }
     case OP_FROM_CM: {
