@@ -6,11 +6,19 @@
  * the model its config declares, before anything is built; a bad one is an
  * error naming the tensor, what it holds and what was expected, never a stop.
  *
- * A checkpoint written by flowgrad train holds the model's state under its
- * visit names (flows/flow.h), "optim.m.<param>" and "optim.v.<param>" with
- * "optim.step" (I64 [1]), "ema.<param>" when the run kept averages,
- * "train.state" (I64 [step, epoch, position, seed]) and the run's YAML under
- * the metadata key "config". */
+ * The format (FG_CHECKPOINT_FORMAT in the metadata key "format") holds the
+ * model's state under its visit names (flows/flow.h), "optim.m.<param>" and
+ * "optim.v.<param>" with "optim.step" (I64 [1]), "ema.<param>" when the run
+ * kept averages, the train state as one I64 [1] tensor per field
+ * ("train.step", "train.epoch", "train.position", "train.seed"), the seconds
+ * trained under the metadata key "elapsed_seconds" and the run's YAML under
+ * "config".
+ *
+ * Reading is forward-compatible: a later format may add tensors under
+ * "train." and metadata keys, which this reader skips; it never changes what
+ * an existing name means (that would be a new format name, which the reader
+ * refuses). Format 1, with the positional "train.state" (I64 [step, epoch,
+ * position, seed]), is still read. */
 #ifndef FLOWGRAD_MODELS_CHECKPOINT_H
 #define FLOWGRAD_MODELS_CHECKPOINT_H
 
@@ -40,13 +48,50 @@ int fg_checkpoint_check_size(const fg_safetensors *st, const fg_model_spec *spec
  * (fg_flow_check_invertible), as the ops will need. */
 int fg_model_check_state(fg_model *m);
 
+#define FG_CHECKPOINT_FORMAT "flowgrad-checkpoint-2"
+
+/* Where a run stands: what resuming it needs besides weights and moments. */
+typedef struct fg_train_state {
+    long step;                 /* updates taken */
+    long epoch;                /* the batch iterator's epoch and position */
+    int position;
+    uint64_t seed;
+    double elapsed_seconds;    /* training time, carried across resumes */
+} fg_train_state;
+
 /* A model loaded from a checkpoint: the config it was trained with (from
- * the metadata) and its weights, the EMA averages where the file has them. */
+ * the metadata) and its weights, the EMA averages where the file has them.
+ * has_state: the file holds a train state (one written by training). */
 typedef struct fg_checkpoint {
     fg_config *cfg;
     fg_model *model;
     fg_safetensors st;
+    int has_state;
+    fg_train_state state;
 } fg_checkpoint;
+
+/* The train state of a checked file: the named fields, or format 1's
+ * "train.state". FG_ERR naming the file when there is none or a field is
+ * malformed. */
+int fg_checkpoint_get_state(const fg_safetensors *st, fg_train_state *s);
+/* Reads path, checks its values and returns its train state: what a
+ * scheduler needs to know of a run without building its model. */
+int fg_checkpoint_read_state(const char *path, fg_train_state *s);
+
+/* Writes a checkpoint atomically (fg_st_write): the model's state, the
+ * optimizer's moments and step, the averages (ema may be NULL), the train
+ * state and the config text. Refuses, naming the tensor, weights that are
+ * not finite: a checkpoint is the state to come back to. */
+int fg_checkpoint_save(const char *path, const fg_config *cfg, const fg_model *model,
+                       fg_optim *optim, fg_ema *ema, const fg_train_state *s);
+/* Continues a run: loads into a built model (of the same layer list) its
+ * weights, the optimizer's moments, the averages (ema may be NULL) and the
+ * train state, after every check of fg_checkpoint_check_values; the model
+ * is checked again as its layers will use it. dataset_n bounds the
+ * iterator position. On FG_ERR nothing the caller uses is half-loaded in a
+ * way that matters: the caller stops. */
+int fg_checkpoint_resume(const char *path, fg_model *model, fg_optim *optim, fg_ema *ema,
+                         int dataset_n, fg_train_state *s);
 
 /* Reads path and runs every check above, in that order, before building
  * the model; then loads its state by name and shape, and checks it again as

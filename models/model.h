@@ -57,6 +57,14 @@ fg_var *fg_model_bits_per_dim(fg_model *m, fg_graph *g, fg_var *x, const int *y)
 fg_var *fg_model_loss(fg_model *m, fg_graph *g, fg_var *x, const int *y,
                       double *bpd);
 
+/* Condition number above which a plain invertible 1x1 convolution is
+ * reported: float32 products lose about log10(cond) of their ~7 digits. */
+#define FG_COND_WARN 1e4
+/* Estimates cond_1 (fg_mat_condition_1) of every plain invconv weight of
+ * l; prints a warning naming the layer for each above limit. Returns how
+ * many were reported (a singular W counts as infinite). */
+int fg_state_report_ill_conditioned(const fg_state_list *l, double limit, long step);
+
 /* Forward multiply-adds x 2 per image of the model the spec describes
  * (convolutions, 1x1 invertible convolutions, the class head). */
 double fg_model_spec_flops(const fg_model_spec *spec);

@@ -119,6 +119,17 @@ void fg_dist_sum(double *v, int n, void *ctx)
 #endif
 }
 
+void fg_dist_max(double *v, int n)
+{
+#ifdef HAVE_MPI
+    if (size_ > 1 && n > 0)
+        MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+#else
+    (void)v;
+    (void)n;
+#endif
+}
+
 void fg_dist_broadcast_state(const fg_state_list *l)
 {
 #ifdef HAVE_MPI

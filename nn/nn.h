@@ -293,6 +293,11 @@ void fg_dataset_labels(const fg_dataset *d, const int *idx, int n, int *out);
  * C = 3), atomically. Cells beyond N stay background. */
 int fg_png_write_grid(const char *path, const float *x, int n, int c, int h,
                       int w, int rows, int cols, int border);
+/* A flow's inverse can overflow for an unlucky latent (a coupling scale
+ * near zero, divided by): such an image is a result, not an error. Sets
+ * every image of x (n, C, H, W) holding a non-finite value to mid-grey and
+ * returns how many there were. */
+int fg_images_grey_nonfinite(fg_tensor *x);
 
 /* ---------------------------------------------------------------- data parallelism
  * Data-parallel training over MPI: one process per rank, each with a full copy
@@ -313,6 +318,18 @@ void fg_dist_abort(int status) __attribute__((noreturn));
 /* In-place sum of v[0..n) over all ranks, in double; ctx unused, so the
  * function fits a reducer callback such as fg_actnorm_set_reducer's. */
 void fg_dist_sum(double *v, int n, void *ctx);
+/* In-place maximum of v[0..n) over all ranks. */
+void fg_dist_max(double *v, int n);
+/* Replaces v[0..n) by its mean over ranks. */
+void fg_dist_mean(double *v, int n);
+/* The largest of every rank's v: a stop request (a signal number, SIGTERM
+ * over SIGINT) that reached any rank stops all of them at the same step. */
+int fg_dist_agree_max(int v);
+/* FG_ERR unless a global batch divides evenly among the ranks. */
+int fg_dist_check_batch(int batch);
+/* This rank's contiguous shard of a global batch of n: its offset and size. */
+int fg_dist_shard_first(int n);
+int fg_dist_shard_size(int n);
 /* Copies every entry (parameters and buffers) from rank 0 to the others. */
 void fg_dist_broadcast_state(const fg_state_list *l);
 /* Replaces each parameter gradient by its mean over ranks, with one

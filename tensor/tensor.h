@@ -150,6 +150,10 @@ double fg_k_max_abs_diff(size_t n, const float *a, const float *b);
 void fg_k_sum_per_sample(int N, size_t D, const float *x, double *out);
 /* out[c] = sum over N and HW of channel c; out2 (may be NULL) sums squares */
 void fg_k_sum_per_channel(int N, int C, int HW, const float *x, double *out, double *out2);
+/* The upper of Tukey's far-out fences, Q3 + 3 (Q3 - Q1), of v[0..n) when
+ * some value lies above it; else (or with fewer than 4 values) INFINITY.
+ * Sorts v. */
+double fg_far_out_fence(double *v, int n);
 
 /* ---------------------------------------------------------------- GEMM
  * The one entry point for every matrix product in flowgrad.
@@ -215,6 +219,9 @@ void fg_k_unsqueeze2d(int N, int C, int H, int W, const float *x, float *y); /* 
  * with a message for a singular matrix. */
 int fg_lu_decompose(int n, double *a, int *piv, int *sign); /* in place, PA = LU */
 int fg_mat_inverse(int n, const double *a, double *inv);
+/* cond_1(W) = |W|_1 |W^-1|_1 of a float n x n matrix, computed in double;
+ * INFINITY if W is singular. */
+double fg_mat_condition_1(int n, const float *w);
 /* log|det a| and the sign of det a (0 if singular). */
 void fg_mat_slogdet(int n, const double *a, double *logabsdet, int *sign);
 /* Householder QR: q (n x n) orthogonal, r (n x n) upper triangular. */
