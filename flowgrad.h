@@ -4,6 +4,8 @@
 #include "tensor/tensor.h"
 #include "autograd/autograd.h"
 #include "nn/nn.h"
+#include "nn/io.h"
+#include "nn/distributed.h"
 #include "nn/trainer.h"
 #include "flows/flow.h"
 #include "models/config.h"

@@ -1,9 +1,10 @@
 # examples
 
-# GEMM benchmark (OpenBLAS is opened at run time as a yardstick, never linked).
+# GEMM benchmark (OpenBLAS is opened at run time as a yardstick, never linked);
+# it picks GEMM kernel paths, an internal of the library.
 noinst_PROGRAMS += examples/bench/bench_gemm
 examples_bench_bench_gemm_SOURCES = examples/bench/bench_gemm.c
-examples_bench_bench_gemm_LDADD = libflowgrad.la $(BLIS_LIBS) -ldl -lm
+examples_bench_bench_gemm_LDADD = libflowgrad_core.la $(BLIS_LIBS) -ldl -lm
 BENCH_THREADS ?= 1
 .PHONY: bench bench-gemm
 bench-gemm: examples/bench/bench_gemm$(EXEEXT)

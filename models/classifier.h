@@ -6,7 +6,7 @@
 #ifndef FLOWGRAD_MODELS_CLASSIFIER_H
 #define FLOWGRAD_MODELS_CLASSIFIER_H
 
-#include "nn/nn.h"
+#include "nn/io.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -19,24 +19,24 @@ typedef struct fg_cnn {
 } fg_cnn;
 
 /* h and w must be multiples of 4 (two 2x2 poolings). */
-void fg_cnn_init(fg_cnn *m, int c_in, int h, int w, int c1, int c2, int hidden,
+FG_API void fg_cnn_init(fg_cnn *m, int c_in, int h, int w, int c1, int c2, int hidden,
               int classes, fg_rng *rng);
-void fg_cnn_free(fg_cnn *m);
-void fg_cnn_visit(fg_cnn *m, const char *prefix, fg_visit_fn fn, void *ctx);
+FG_API void fg_cnn_free(fg_cnn *m);
+FG_API void fg_cnn_visit(fg_cnn *m, const char *prefix, fg_visit_fn fn, void *ctx);
 /* x (N, c_in, h, w) -> logits (N, classes). */
-fg_var *fg_cnn_logits(fg_graph *g, fg_cnn *m, fg_var *x);
+FG_API fg_var *fg_cnn_logits(fg_graph *g, fg_cnn *m, fg_var *x);
 
 /* Images idx[0..n) of d scaled to [0, 1] and standardized with the given
  * mean and std, into out (n, c, h, w). */
-void fg_cnn_images(const fg_dataset *d, const int *idx, int n, float mean,
+FG_API void fg_cnn_images(const fg_dataset *d, const int *idx, int n, float mean,
                 float std, float *out);
 /* Mean and standard deviation of all pixels of d scaled to [0, 1]. */
-void fg_cnn_pixel_stats(const fg_dataset *d, float *mean, float *std);
+FG_API void fg_cnn_pixel_stats(const fg_dataset *d, float *mean, float *std);
 
 /* The mean cross-entropy of a batch: the loss to train on. */
-fg_var *fg_cnn_loss(fg_graph *g, fg_cnn *m, fg_var *x, const int *labels);
+FG_API fg_var *fg_cnn_loss(fg_graph *g, fg_cnn *m, fg_var *x, const int *labels);
 /* Number of correct argmax predictions on a batch (no gradients). */
-int fg_cnn_count_correct(fg_graph *g, fg_cnn *m, fg_var *x, const int *labels);
+FG_API int fg_cnn_count_correct(fg_graph *g, fg_cnn *m, fg_var *x, const int *labels);
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,7 @@
 nobase_flowgradinclude_HEADERS += models/config.h models/model.h models/config_edit.h \
 	models/checkpoint.h models/train.h models/train_memory.h \
 	models/classifier.h models/toy2d.h models/model_check.h
-libflowgrad_la_SOURCES += \
+libflowgrad_core_la_SOURCES += \
 	models/config_internal.h \
 	models/config_tree.c \
 	models/config_schema.c \

@@ -33,7 +33,7 @@ typedef struct fg_model_check_report {
 /* Builds the spec's model (and the reduced instance) from seed and runs the
  * three checks. FG_ERR only when a model cannot be built; a failed check is
  * r->ok == 0. */
-int fg_model_self_check(const fg_model_spec *s, uint64_t seed, fg_model_check_report *r);
+FG_API int fg_model_self_check(const fg_model_spec *s, uint64_t seed, fg_model_check_report *r);
 
 #ifdef __cplusplus
 }

@@ -24,12 +24,12 @@ extern "C" {
 /* The train or test split named by the config's dataset. Synthetic data is
  * generated from the config's seed, and refused before it is when it would
  * not fit in max_bytes (negative: no limit). */
-int fg_config_load_split(const fg_config *cfg, int train, double max_bytes, fg_dataset *d);
+FG_API int fg_config_load_split(const fg_config *cfg, int train, double max_bytes, fg_dataset *d);
 /* The trainer settings of a config's train: section. */
-fg_trainer_options fg_config_trainer_options(const fg_config *cfg, long skip_nonfinite);
+FG_API fg_trainer_options fg_config_trainer_options(const fg_config *cfg, long skip_nonfinite);
 
 /* Dequantized images idx (n) into a graph constant (n, C, H, W). */
-fg_var *fg_model_input(fg_graph *g, const fg_dataset *d, const int *idx, int n,
+FG_API fg_var *fg_model_input(fg_graph *g, const fg_dataset *d, const int *idx, int n,
                        int n_bits, fg_rng *rng);
 
 /* The loss hook of fg_train_run for a flow model on a dataset. */
@@ -39,24 +39,24 @@ typedef struct fg_model_batches {
     uint64_t seed;
     int *labels;               /* room for a batch; owned */
 } fg_model_batches;
-void fg_model_batches_init(fg_model_batches *b, fg_model *m, const fg_dataset *d, int batch,
+FG_API void fg_model_batches_init(fg_model_batches *b, fg_model *m, const fg_dataset *d, int batch,
                            uint64_t seed);
-void fg_model_batches_free(fg_model_batches *b);
+FG_API void fg_model_batches_free(fg_model_batches *b);
 /* ctx is an fg_model_batches; *bpd receives the batch's bits/dim. */
-fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd);
+FG_API fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd);
 
 /* Sum of bits/dim over images [first, first + count) of d (no-grad, in
  * batches of batch); image i gets the same noise from (seed,
  * FG_STREAM_EVAL) whichever range it is evaluated in, so ranges can be
  * evaluated apart and added up. */
-double fg_model_eval_bpd_sum(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
+FG_API double fg_model_eval_bpd_sum(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
                              uint64_t seed, int first, int count);
 /* Mean bits/dim over the first max_images of d (0: all). */
-double fg_model_eval_bpd(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
+FG_API double fg_model_eval_bpd(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
                          uint64_t seed, int max_images);
 /* The same over all of d with every rank evaluating its contiguous part
  * (collective: every rank calls it). */
-double fg_model_eval_bpd_ranks(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
+FG_API double fg_model_eval_bpd_ranks(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
                                uint64_t seed);
 
 #ifdef __cplusplus

@@ -14,14 +14,11 @@
 #ifndef FLOWGRAD_MODELS_TRAIN_MEMORY_H
 #define FLOWGRAD_MODELS_TRAIN_MEMORY_H
 
+#include "nn/io.h"
 #include "models/model.h"
 
 #ifdef __cplusplus
 extern "C" {
-
-#ifdef __cplusplus
-}
-#endif
 #endif
 
 /* Code, libraries, the parsed config and thread stacks (the base), and per
@@ -54,38 +51,38 @@ typedef struct fg_train_memory {
 /* FG_ERR, before anything is allocated, when the model of cfg alone
  * (values and gradients, fg_model_spec_size) needs more than
  * fg_memory_available(): building it would stop in malloc. */
-int fg_train_memory_check_build(const fg_config *cfg);
+FG_API int fg_train_memory_check_build(const fg_config *cfg);
 /* Measures the step and sampling lines on a throwaway model built from the
  * config (the caller's model, if any, is not touched). use_ema: whether the
  * run keeps an EMA copy. dataset_bytes: bytes of the loaded data (see
  * fg_train_memory_dataset_bytes). FG_ERR when the model cannot be built, or
  * would not fit (fg_train_memory_check_build). */
-int fg_train_memory_measure(const fg_config *cfg, int use_ema, double dataset_bytes,
+FG_API int fg_train_memory_measure(const fg_config *cfg, int use_ema, double dataset_bytes,
                          fg_train_memory *m);
 /* Fills the batch-dependent fields. */
-void fg_train_memory_at(fg_train_memory *m, int batch);
+FG_API void fg_train_memory_at(fg_train_memory *m, int batch);
 /* Bytes held by a loaded split: images, labels and the permutation of an epoch. */
-double fg_train_memory_dataset_bytes(const fg_dataset *d);
+FG_API double fg_train_memory_dataset_bytes(const fg_dataset *d);
 /* Bytes the system can still give: FLOWGRAD_MEMORY_AVAILABLE (bytes, or with
  * a K, M or G suffix) when set, else MemAvailable of /proc/meminfo, or the
  * address-space limit (RLIMIT_AS) when that is lower; -1 when none is
  * known. */
-double fg_memory_available(void);
+FG_API double fg_memory_available(void);
 /* The largest batch in [1, max_batch] whose estimate fits in avail; 0 when
  * none does. */
-int fg_train_memory_largest_batch(const fg_train_memory *m, double avail, int max_batch);
+FG_API int fg_train_memory_largest_batch(const fg_train_memory *m, double avail, int max_batch);
 /* Refuses a run that cannot fit: measures the config, sets the estimate for
  * batch (the images this process trains on per step) and returns FG_ERR
  * with the estimate, the memory available and a batch that fits when the
  * total exceeds fg_memory_available(). FG_OK when it fits or when the
  * available memory is unknown. */
-int fg_train_memory_check(const fg_config *cfg, int batch, const fg_dataset *train,
+FG_API int fg_train_memory_check(const fg_config *cfg, int batch, const fg_dataset *train,
                        const fg_dataset *test, fg_train_memory *m);
 /* "1.23 GiB", "45.6 MiB", "789 KiB" into buf. */
-const char *fg_train_memory_human(double bytes, char *buf, size_t n);
+FG_API const char *fg_train_memory_human(double bytes, char *buf, size_t n);
 /* The breakdown, as lines of text or as JSON fields (no braces). */
-void fg_train_memory_print(const fg_train_memory *m, FILE *f);
-void fg_train_memory_print_json(const fg_train_memory *m, FILE *f);
+FG_API void fg_train_memory_print(const fg_train_memory *m, FILE *f);
+FG_API void fg_train_memory_print_json(const fg_train_memory *m, FILE *f);
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,7 @@
  * `flowgrad train` on a library built with MPI never pays for (or depends on)
  * a singleton MPI start-up. Only the calling thread talks to MPI; OpenMP and
  * BLIS threads stay inside each rank's compute. */
-#include "nn/nn.h"
+#include "nn/distributed.h"
 
 #include <stdint.h>
 #include <stdlib.h>

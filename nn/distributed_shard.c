@@ -1,6 +1,6 @@
 /* The arithmetic of data parallelism that sits above the collectives:
  * shards of a global batch, means over ranks, and agreeing on a stop. */
-#include "nn/nn.h"
+#include "nn/distributed.h"
 
 int fg_dist_check_batch(int batch)
 {

@@ -4,7 +4,7 @@
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
-#include "nn/nn.h"
+#include "nn/io.h"
 
 #define GRID_BACKGROUND 255   /* white borders separate the cells */
 

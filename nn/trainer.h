@@ -11,7 +11,8 @@
 #ifndef FLOWGRAD_NN_TRAINER_H
 #define FLOWGRAD_NN_TRAINER_H
 
-#include "nn/nn.h"
+#include "nn/io.h"
+#include "nn/distributed.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -55,23 +56,23 @@ typedef struct fg_step_report {
  * receives a figure to report beside it (bits/dim for flows). */
 typedef fg_var *(*fg_step_loss_fn)(void *ctx, fg_graph *g, double *metric);
 
-void fg_trainer_init(fg_trainer *t, const fg_state_list *state, const fg_trainer_options *o);
-void fg_trainer_free(fg_trainer *t);
+FG_API void fg_trainer_init(fg_trainer *t, const fg_state_list *state, const fg_trainer_options *o);
+FG_API void fg_trainer_free(fg_trainer *t);
 /* The learning rate of the update numbered step (1-based): the one place
  * where it is computed. */
-double fg_trainer_lr(const fg_trainer *t, long step);
+FG_API double fg_trainer_lr(const fg_trainer *t, long step);
 /* One step. FG_STEP_SKIPPED leaves the weights as they were (a bad batch
  * within skip_nonfinite); FG_STEP_FAILED leaves them too and says why in
  * r->why and fg_last_error ("step N: the loss is NaN ..."). */
-fg_step_outcome fg_trainer_step(fg_trainer *t, fg_step_loss_fn loss, void *ctx, fg_step_report *r);
+FG_API fg_step_outcome fg_trainer_step(fg_trainer *t, fg_step_loss_fn loss, void *ctx, fg_step_report *r);
 /* Exchanges the weights and their averages (no-op without EMA); call again
  * to swap back. Evaluation and sampling between steps use the averages. */
-void fg_trainer_swap_ema(fg_trainer *t);
+FG_API void fg_trainer_swap_ema(fg_trainer *t);
 /* The optimizer's moments and the averages as one list of buffers, for
  * checkpoints and broadcasts. l must be fresh from fg_state_list_init. */
-void fg_trainer_visit_state(fg_trainer *t, fg_state_list *l);
+FG_API void fg_trainer_visit_state(fg_trainer *t, fg_state_list *l);
 /* Gives every rank rank 0's weights, moments and averages. */
-void fg_trainer_broadcast(fg_trainer *t);
+FG_API void fg_trainer_broadcast(fg_trainer *t);
 
 /* ---------------------------------------------------------------- the loop
  * fg_train_run draws global batches from an iterator, hands each rank its
@@ -107,10 +108,10 @@ typedef struct fg_train_plan {
 
 /* Runs until the plan is done, a hook fails or stops it, or a step fails.
  * *stopped_by (may be NULL) receives the stop hook's value, else 0. */
-int fg_train_run(fg_trainer *t, fg_batch_iter *it, const fg_train_plan *p,
+FG_API int fg_train_run(fg_trainer *t, fg_batch_iter *it, const fg_train_plan *p,
                  const fg_train_hooks *h, int *stopped_by);
 /* Whether the plan still has work from where the trainer and iterator are. */
-int fg_train_plan_pending(const fg_train_plan *p, const fg_trainer *t, const fg_batch_iter *it);
+FG_API int fg_train_plan_pending(const fg_train_plan *p, const fg_trainer *t, const fg_batch_iter *it);
 
 #ifdef __cplusplus
 }
