@@ -31,118 +31,118 @@ typedef struct fg_var {
 } fg_var;
 
 /* ---------------------------------------------------------------- graph */
-fg_graph *fg_graph_create(void);
-void fg_graph_destroy(fg_graph *g);
+FG_API fg_graph *fg_graph_create(void);
+FG_API void fg_graph_destroy(fg_graph *g);
 /* End of a step: forget the tape, reset the arena (O(1)). */
-void fg_graph_reset(fg_graph *g);
-fg_arena *fg_graph_arena(fg_graph *g);
+FG_API void fg_graph_reset(fg_graph *g);
+FG_API fg_arena *fg_graph_arena(fg_graph *g);
 /* Transient kernel workspace (im2col columns, GEMM-side buffers); its peak
  * adds to the arena's in a step's memory. */
-fg_arena *fg_graph_scratch(fg_graph *g);
+FG_API fg_arena *fg_graph_scratch(fg_graph *g);
 /* No-grad mode records nothing; returns the previous setting. */
-int fg_set_grad_enabled(fg_graph *g, int enabled);
-int fg_grad_enabled(const fg_graph *g);
+FG_API int fg_set_grad_enabled(fg_graph *g, int enabled);
+FG_API int fg_grad_enabled(const fg_graph *g);
 /* Number of nodes recorded since the last reset. */
-size_t fg_graph_nodes(const fg_graph *g);
+FG_API size_t fg_graph_nodes(const fg_graph *g);
 
 /* Reverse pass from a scalar (numel 1) loss: seeds d loss = 1. */
-void fg_backward(fg_graph *g, fg_var *loss);
+FG_API void fg_backward(fg_graph *g, fg_var *loss);
 /* Reverse pass seeded with a given output gradient (numel of out). */
-void fg_backward_with(fg_graph *g, fg_var *out, const float *seed);
+FG_API void fg_backward_with(fg_graph *g, fg_var *out, const float *seed);
 
 /* ---------------------------------------------------------------- variables */
 /* Heap leaf; zeroed value; grad buffer allocated when requires_grad. */
-fg_var *fg_leaf_new(int ndim, const int *shape, int requires_grad);
-void fg_leaf_free(fg_var *v);
-void fg_zero_grad(fg_var *v);
+FG_API fg_var *fg_leaf_new(int ndim, const int *shape, int requires_grad);
+FG_API void fg_leaf_free(fg_var *v);
+FG_API void fg_zero_grad(fg_var *v);
 /* Arena constant (no grad), data zeroed. */
-fg_var *fg_const(fg_graph *g, int ndim, const int *shape);
+FG_API fg_var *fg_const(fg_graph *g, int ndim, const int *shape);
 /* Arena constant that views a caller's buffer (no copy). */
-fg_var *fg_const_wrap(fg_graph *g, float *data, int ndim, const int *shape);
-fg_var *fg_const_scalar(fg_graph *g, float v);
+FG_API fg_var *fg_const_wrap(fg_graph *g, float *data, int ndim, const int *shape);
+FG_API fg_var *fg_const_scalar(fg_graph *g, float v);
 /* Copy of v's value that no gradient flows through. */
-fg_var *fg_detach(fg_graph *g, fg_var *v);
+FG_API fg_var *fg_detach(fg_graph *g, fg_var *v);
 
 /* ---------------------------------------------------------------- ops
  * Binary ops take b of a's shape, or b with one element (broadcast). */
-fg_var *fg_add(fg_graph *g, fg_var *a, fg_var *b);
-fg_var *fg_sub(fg_graph *g, fg_var *a, fg_var *b);
-fg_var *fg_mul(fg_graph *g, fg_var *a, fg_var *b);
-fg_var *fg_div(fg_graph *g, fg_var *a, fg_var *b);
-fg_var *fg_neg(fg_graph *g, fg_var *a);
-fg_var *fg_scale(fg_graph *g, fg_var *a, float s);
-fg_var *fg_add_scalar(fg_graph *g, fg_var *a, float s);
-fg_var *fg_exp(fg_graph *g, fg_var *a);
-fg_var *fg_log(fg_graph *g, fg_var *a);
-fg_var *fg_sigmoid(fg_graph *g, fg_var *a);
-fg_var *fg_log_sigmoid(fg_graph *g, fg_var *a);
-fg_var *fg_relu(fg_graph *g, fg_var *a);
-fg_var *fg_square(fg_graph *g, fg_var *a);
+FG_API fg_var *fg_add(fg_graph *g, fg_var *a, fg_var *b);
+FG_API fg_var *fg_sub(fg_graph *g, fg_var *a, fg_var *b);
+FG_API fg_var *fg_mul(fg_graph *g, fg_var *a, fg_var *b);
+FG_API fg_var *fg_div(fg_graph *g, fg_var *a, fg_var *b);
+FG_API fg_var *fg_neg(fg_graph *g, fg_var *a);
+FG_API fg_var *fg_scale(fg_graph *g, fg_var *a, float s);
+FG_API fg_var *fg_add_scalar(fg_graph *g, fg_var *a, float s);
+FG_API fg_var *fg_exp(fg_graph *g, fg_var *a);
+FG_API fg_var *fg_log(fg_graph *g, fg_var *a);
+FG_API fg_var *fg_sigmoid(fg_graph *g, fg_var *a);
+FG_API fg_var *fg_log_sigmoid(fg_graph *g, fg_var *a);
+FG_API fg_var *fg_relu(fg_graph *g, fg_var *a);
+FG_API fg_var *fg_square(fg_graph *g, fg_var *a);
 
 /* Reductions (double accumulation). all -> [1]; per sample: (N, ...) -> [N];
  * per channel: (N, C, ...) -> [C], over N and the trailing dimensions. */
-fg_var *fg_sum(fg_graph *g, fg_var *a);
-fg_var *fg_mean(fg_graph *g, fg_var *a);
-fg_var *fg_sum_per_sample(fg_graph *g, fg_var *a);
-fg_var *fg_mean_per_sample(fg_graph *g, fg_var *a);
-fg_var *fg_sum_per_channel(fg_graph *g, fg_var *a);
-fg_var *fg_mean_per_channel(fg_graph *g, fg_var *a);
+FG_API fg_var *fg_sum(fg_graph *g, fg_var *a);
+FG_API fg_var *fg_mean(fg_graph *g, fg_var *a);
+FG_API fg_var *fg_sum_per_sample(fg_graph *g, fg_var *a);
+FG_API fg_var *fg_mean_per_sample(fg_graph *g, fg_var *a);
+FG_API fg_var *fg_sum_per_channel(fg_graph *g, fg_var *a);
+FG_API fg_var *fg_mean_per_channel(fg_graph *g, fg_var *a);
 
 /* Per-channel broadcast: x (N, C, ...) with v of C elements. */
-fg_var *fg_add_channel(fg_graph *g, fg_var *x, fg_var *v);
-fg_var *fg_mul_channel(fg_graph *g, fg_var *x, fg_var *v);
+FG_API fg_var *fg_add_channel(fg_graph *g, fg_var *x, fg_var *v);
+FG_API fg_var *fg_mul_channel(fg_graph *g, fg_var *x, fg_var *v);
 /* max(0, (x + bias[c]) exp(logs[c])): an actnorm and its ReLU in one op
  * (one output tensor, one backward pass); bias and logs of C elements. */
-fg_var *fg_channel_affine_relu(fg_graph *g, fg_var *x, fg_var *bias, fg_var *logs);
+FG_API fg_var *fg_channel_affine_relu(fg_graph *g, fg_var *x, fg_var *bias, fg_var *logs);
 
 /* 2-D product op(a) op(b); trans flags transpose the stored matrix. */
-fg_var *fg_matmul(fg_graph *g, fg_var *a, fg_var *b, int trans_a, int trans_b);
+FG_API fg_var *fg_matmul(fg_graph *g, fg_var *a, fg_var *b, int trans_a, int trans_b);
 /* x (N, Ci, H, W), w (Co, Ci, k, k), bias (Co) or NULL: stride 1, same pad. */
-fg_var *fg_conv2d(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias);
+FG_API fg_var *fg_conv2d(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias);
 
 /* Channel-major batches (autograd/ops_channel_major.c): (N, C, H, W) stored
  * as (1, C, N*H, W), each channel of the batch one row, so that a
  * convolution is one GEMM over the batch. Per-channel ops apply as they
  * are; fg_conv2d_cm is fg_conv2d on such a batch of N images. */
-fg_var *fg_to_channel_major(fg_graph *g, fg_var *x);
-fg_var *fg_from_channel_major(fg_graph *g, fg_var *x, int N);
-fg_var *fg_conv2d_cm(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias, int N);
+FG_API fg_var *fg_to_channel_major(fg_graph *g, fg_var *x);
+FG_API fg_var *fg_from_channel_major(fg_graph *g, fg_var *x, int N);
+FG_API fg_var *fg_conv2d_cm(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias, int N);
 
 /* Glow's affine coupling map on v (N, C, ...) given h (N, 2C, ...) whose
  * even channels are the shift and odd channels r the raw log-scale, with
  * s = sigmoid(r + 2): y = (v + shift) s for dir > 0, y = v / s - shift for
  * dir < 0. *logscale (when not NULL) receives the per-sample sum of log s,
  * [N]. Two ops in all (autograd/ops_coupling.c). */
-fg_var *fg_affine_coupling(fg_graph *g, fg_var *v, fg_var *h, int dir, fg_var **logscale);
+FG_API fg_var *fg_affine_coupling(fg_graph *g, fg_var *v, fg_var *h, int dir, fg_var **logscale);
 
 /* Pooling on x (N, C, H, W). 2x2 windows, stride 2, H and W even ->
  * (N, C, H/2, W/2); max routes the gradient to the first maximum of each
  * window. Global average -> (N, C). */
-fg_var *fg_max_pool2x2(fg_graph *g, fg_var *x);
-fg_var *fg_avg_pool2x2(fg_graph *g, fg_var *x);
-fg_var *fg_global_avg_pool(fg_graph *g, fg_var *x);
+FG_API fg_var *fg_max_pool2x2(fg_graph *g, fg_var *x);
+FG_API fg_var *fg_avg_pool2x2(fg_graph *g, fg_var *x);
+FG_API fg_var *fg_global_avg_pool(fg_graph *g, fg_var *x);
 
 /* Channel layout: x[:, c0:c1], cat([a, b], dim 1), x[:, 0::2], x[:, 1::2]. */
-fg_var *fg_channel_slice(fg_graph *g, fg_var *x, int c0, int c1);
-fg_var *fg_channel_concat(fg_graph *g, fg_var *a, fg_var *b);
-fg_var *fg_channel_even(fg_graph *g, fg_var *x);
-fg_var *fg_channel_odd(fg_graph *g, fg_var *x);
+FG_API fg_var *fg_channel_slice(fg_graph *g, fg_var *x, int c0, int c1);
+FG_API fg_var *fg_channel_concat(fg_graph *g, fg_var *a, fg_var *b);
+FG_API fg_var *fg_channel_even(fg_graph *g, fg_var *x);
+FG_API fg_var *fg_channel_odd(fg_graph *g, fg_var *x);
 /* x[:, perm] for a fixed permutation of the channels. */
-fg_var *fg_channel_permute(fg_graph *g, fg_var *x, const int *perm);
-fg_var *fg_reshape(fg_graph *g, fg_var *x, int ndim, const int *shape);
-fg_var *fg_squeeze2d(fg_graph *g, fg_var *x);
-fg_var *fg_unsqueeze2d(fg_graph *g, fg_var *x);
+FG_API fg_var *fg_channel_permute(fg_graph *g, fg_var *x, const int *perm);
+FG_API fg_var *fg_reshape(fg_graph *g, fg_var *x, int ndim, const int *shape);
+FG_API fg_var *fg_squeeze2d(fg_graph *g, fg_var *x);
+FG_API fg_var *fg_unsqueeze2d(fg_graph *g, fg_var *x);
 
 /* Small square matrix w (c, c): log|det w| -> [1], and w^-1, both in double. */
-fg_var *fg_slogdet(fg_graph *g, fg_var *w);
-fg_var *fg_inverse(fg_graph *g, fg_var *w);
+FG_API fg_var *fg_slogdet(fg_graph *g, fg_var *w);
+FG_API fg_var *fg_inverse(fg_graph *g, fg_var *w);
 
 /* Per-sample cross-entropy of log-softmax(logits) against labels: logits
  * (N, K), labels N ints in [0, K) -> [N]. */
-fg_var *fg_log_softmax_cross_entropy(fg_graph *g, fg_var *logits, const int *labels);
+FG_API fg_var *fg_log_softmax_cross_entropy(fg_graph *g, fg_var *logits, const int *labels);
 /* Per-sample diagonal-Gaussian log-density of x under (mean, log-std), all
  * the same shape (N, ...) -> [N]. */
-fg_var *fg_gaussian_logp(fg_graph *g, fg_var *x, fg_var *mean, fg_var *logs);
+FG_API fg_var *fg_gaussian_logp(fg_graph *g, fg_var *x, fg_var *mean, fg_var *logs);
 
 /* ---------------------------------------------------------------- checking */
 
@@ -159,13 +159,13 @@ typedef struct fg_gradcheck_result {
 /* Central differences on every element of every leaf (step eps, evaluated in
  * double-accumulated float32). An element fails when
  * |analytic - numeric| > atol + rtol * |numeric|. Returns n_failed == 0. */
-int fg_gradcheck(fg_graph *g, fg_loss_fn fn, void *ctx, fg_var **leaves,
+FG_API int fg_gradcheck(fg_graph *g, fg_loss_fn fn, void *ctx, fg_var **leaves,
                  int n_leaves, double eps, double atol, double rtol,
                  fg_gradcheck_result *res);
 /* One random direction u over all leaves: compares grad . u with
  * (f(p + eps u) - f(p - eps u)) / (2 eps). Cheap for whole models. Returns
  * the relative error; *analytic and *numeric receive the two sides. */
-double fg_gradcheck_direction(fg_graph *g, fg_loss_fn fn, void *ctx,
+FG_API double fg_gradcheck_direction(fg_graph *g, fg_loss_fn fn, void *ctx,
                               fg_var **leaves, int n_leaves, double eps,
                               fg_rng *rng, double *analytic, double *numeric);
 /* The same along a unit direction made of equal parts random and analytic
@@ -173,7 +173,7 @@ double fg_gradcheck_direction(fg_graph *g, fg_loss_fn fn, void *ctx,
  * stands far above the difference quotient's noise even where a random
  * direction is nearly orthogonal to the gradient, while a gradient wrong in
  * size or direction still disagrees with the numerical slope. */
-double fg_gradcheck_direction_mixed(fg_graph *g, fg_loss_fn fn, void *ctx,
+FG_API double fg_gradcheck_direction_mixed(fg_graph *g, fg_loss_fn fn, void *ctx,
                                     fg_var **leaves, int n_leaves, double eps,
                                     fg_rng *rng, double *analytic, double *numeric);
 

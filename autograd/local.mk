@@ -1,6 +1,6 @@
 nobase_flowgradinclude_HEADERS += autograd/autograd.h
 EXTRA_DIST += autograd/internal.h
-libflowgrad_la_SOURCES += \
+libflowgrad_core_la_SOURCES += \
 	autograd/graph.c \
 	autograd/leaf.c \
 	autograd/ops_binary.c \

@@ -37,6 +37,19 @@ typedef struct grid {
     int n;
 } grid;
 
+/* Sets total_steps and what 'done' certifies from --epochs or --steps (or
+ * the config's length); steps_per_epoch must be set. */
+void ablate_set_length(grid *gr, const fg_train_spec *t, long long epochs, long long steps);
+/* Writes the cell's config.yaml (base with its coupling, permutation and
+ * seed) and reads what an earlier run left: finished, evaluations. */
+int ablate_prepare_cell(const grid *gr, const fg_config *base, cell *c);
+/* Trains the unfinished cells, at most jobs at once, each as a child
+ * 'flowgrad train'. SIGINT or SIGTERM stops launching and waits for the
+ * running ones; returns that signal, or 0. */
+int ablate_run(grid *gr, int jobs);
+
+/* DIR/results.csv and DIR/summary.md. */
+int ablate_write_tables(const grid *gr);
 /* DIR/results.csv: every evaluation of every finished cell. */
 int ablate_write_results(const grid *gr, const char *path);
 /* DIR/summary.md: one row per (coupling, permutation) over its seeds. */

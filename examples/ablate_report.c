@@ -164,23 +164,29 @@ static int write_plot_data(const grid *gr, const char *path, char titles[][64], 
 /* A run that diverged (bits/dim 18 where the rest sit near 5) would
  * stretch the plot's axis until every other line is flat: the axis ends at
  * the fence instead. */
+int ablate_write_tables(const grid *gr)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/results.csv", gr->out);
+    if (ablate_write_results(gr, path) != FG_OK)
+        return FG_ERR;
+    snprintf(path, sizeof path, "%s/summary.md", gr->out);
+    return ablate_write_summary(gr, path);
+}
+
 double ablate_outlier_fence(const grid *gr)
 {
     int n = 0;
     for (int i = 0; i < gr->n; i++)
         n += gr->cells[i].finished ? gr->cells[i].n_ev : 0;
-    if (n < 4)
-        return INFINITY;
-    double *v = fg_xmalloc((size_t)n * sizeof *v, "plot values");
+    double *v = fg_xmalloc((size_t)(n ? n : 1) * sizeof *v, "plot values");
     n = 0;
     for (int i = 0; i < gr->n; i++)
         for (int j = 0; gr->cells[i].finished && j < gr->cells[i].n_ev; j++)
             v[n++] = gr->cells[i].ev[j].test_bpd;
-    qsort(v, (size_t)n, sizeof *v, compare_doubles);
-    double q1 = v[n / 4], q3 = v[(3 * n) / 4];
-    double fence = q3 + 3 * (q3 - q1), top = v[n - 1];
+    double fence = fg_far_out_fence(v, n);
     free(v);
-    return top > fence ? fence : INFINITY;
+    return fence;
 }
 
 /* Runs gnuplot on a generated script. FG_ERR with advice when it is not

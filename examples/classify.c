@@ -1,8 +1,10 @@
 /* classify: a convolutional Fashion-MNIST classifier written against the
- * public API (conv, ReLU, max pooling, linear, log-softmax cross-entropy,
- * Adam). Prints the training loss, test accuracy, throughput and elapsed
- * time of every epoch. */
-#include "examples/cnn.h"
+ * public API (the zoo's fg_cnn: conv, ReLU, max pooling, linear,
+ * log-softmax cross-entropy) and trained by the library trainer with Adam.
+ * Prints the training loss, test accuracy, throughput and elapsed time of
+ * every epoch. */
+#include "flowgrad.h"
+#include "models/classifier.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -93,19 +95,75 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static double test_accuracy(fg_graph *g, cnn *m, const fg_dataset *test, float mean, float std,
-                            float *xbuf, int *idx, int *labels, int batch)
+static double test_accuracy(fg_graph *g, fg_cnn *m, const fg_dataset *test, float mean,
+                            float std, float *xbuf, int *idx, int *labels, int batch)
 {
     long correct = 0;
     for (int start = 0; start < test->n; start += batch) {
         int n = test->n - start < batch ? test->n - start : batch;
         for (int i = 0; i < n; i++) idx[i] = start + i;
-        cnn_images(test, idx, n, mean, std, xbuf);
+        fg_cnn_images(test, idx, n, mean, std, xbuf);
         fg_dataset_labels(test, idx, n, labels);
         int shape[4] = {n, test->c, test->h, test->w};
-        correct += cnn_count_correct(g, m, fg_const_wrap(g, xbuf, 4, shape), labels);
+        correct += fg_cnn_count_correct(g, m, fg_const_wrap(g, xbuf, 4, shape), labels);
     }
     return (double)correct / (double)test->n;
+}
+
+enum { EVAL_BATCH = 500 };
+
+/* What the trainer's hooks need: the network, the data and the running
+ * figures of the current epoch. */
+typedef struct run {
+    const options *o;
+    fg_cnn m;
+    const fg_dataset *train, *test;
+    float mean, std, *xbuf;
+    int *idx, *labels;
+    double t0, epoch_t0, loss_sum;
+    long seen, epoch;          /* epoch: the one under way, from 1 */
+    int steps;
+} run;
+
+static fg_var *batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *metric)
+{
+    run *r = ctx;
+    const fg_dataset *d = r->train;
+    fg_cnn_images(d, b->idx, b->n, r->mean, r->std, r->xbuf);
+    fg_dataset_labels(d, b->idx, b->n, r->labels);
+    int shape[4] = {b->n, d->c, d->h, d->w};
+    fg_var *loss = fg_cnn_loss(g, &r->m, fg_const_wrap(g, r->xbuf, 4, shape), r->labels);
+    *metric = loss->t.data[0];
+    return loss;
+}
+
+static int after_step(void *ctx, fg_trainer *t, const fg_step_report *rep)
+{
+    run *r = ctx;
+    r->loss_sum += rep->loss;
+    r->seen += rep->images;
+    r->steps++;
+    if (r->o->progress && r->steps % r->o->progress == 0)
+        fprintf(stderr, "  epoch %ld step %d: loss %.4f, %.0f img/s\n", r->epoch, r->steps,
+                r->loss_sum / r->steps, (double)r->seen / (now_s() - r->epoch_t0));
+    return FG_OK;
+}
+
+static int end_of_epoch(void *ctx, fg_trainer *t, long ended)
+{
+    run *r = ctx;
+    double train_s = now_s() - r->epoch_t0;
+    double acc = test_accuracy(t->g, &r->m, r->test, r->mean, r->std, r->xbuf, r->idx,
+                               r->labels, EVAL_BATCH);
+    printf("%5ld %10.4f %8.2f%% %8.0f %8.1fs\n", ended, r->steps ? r->loss_sum / r->steps : 0.0,
+           100.0 * acc, (double)r->seen / train_s, now_s() - r->t0);
+    fflush(stdout);
+    r->loss_sum = 0;
+    r->seen = 0;
+    r->steps = 0;
+    r->epoch = ended + 1;
+    r->epoch_t0 = now_s();
+    return FG_OK;
 }
 
 int main(int argc, char **argv)
@@ -131,68 +189,48 @@ int main(int argc, char **argv)
         fg_dataset_free(&test);
         return 1;
     }
+    run r = {.o = &o, .train = &train, .test = &test, .epoch = 1};
     /* Standardize with the training set's statistics only. */
-    float mean, std;
-    cnn_pixel_stats(&train, &mean, &std);
-
+    fg_cnn_pixel_stats(&train, &r.mean, &r.std);
     fg_rng rng;
     fg_rng_seed(&rng, (uint64_t)o.seed);
-    cnn m;
-    cnn_init(&m, train.c, train.h, train.w, 32, 64, 128, 10, &rng);
+    fg_cnn_init(&r.m, train.c, train.h, train.w, 32, 64, 128, 10, &rng);
     fg_state_list params;
     fg_state_list_init(&params);
-    cnn_visit(&m, "", fg_state_list_add, &params);
-    fg_optim opt;
-    fg_optim_init(&opt, FG_ADAM, &params, 0.9, 0.999, 1e-8);
+    fg_cnn_visit(&r.m, "", fg_state_list_add, &params);
+    fg_trainer tr;
+    fg_trainer_init(&tr, &params, &(fg_trainer_options){.optimizer = FG_ADAM, .lr = o.lr});
     printf("classify: %d train / %d test images, %zu parameters, batch %d, lr %g, %d threads\n",
            train.n, test.n, fg_state_list_param_count(&params), o.batch, o.lr, o.threads);
 
-    enum { EVAL_BATCH = 500 };
     int cap = o.batch > EVAL_BATCH ? o.batch : EVAL_BATCH;
     size_t per = (size_t)train.c * train.h * train.w;
-    float *xbuf = malloc((size_t)cap * per * sizeof(float));
-    int *idx = malloc((size_t)cap * sizeof(int)), *labels = malloc((size_t)cap * sizeof(int));
-    if (!xbuf || !idx || !labels) {
+    r.xbuf = malloc((size_t)cap * per * sizeof(float));
+    r.idx = malloc((size_t)cap * sizeof(int));
+    r.labels = malloc((size_t)cap * sizeof(int));
+    if (!r.xbuf || !r.idx || !r.labels) {
         fprintf(stderr, "classify: out of memory for a batch of %d\n", cap);
         return 1;
     }
-    fg_graph *g = fg_graph_create();
     fg_batch_iter it;
     fg_batch_iter_init(&it, &train, o.batch, 1, 1, (uint64_t)o.seed);
-    double t0 = now_s();
     printf("%5s %10s %9s %8s %9s\n", "epoch", "train_loss", "test_acc", "img/s", "elapsed");
-    for (int e = 1; e <= o.epochs; e++) {
-        double te = now_s(), loss_sum = 0.0;
-        long seen = 0;
-        int n, steps = 0;
-        while ((n = fg_batch_iter_next(&it, idx)) > 0) {
-            cnn_images(&train, idx, n, mean, std, xbuf);
-            fg_dataset_labels(&train, idx, n, labels);
-            int shape[4] = {n, train.c, train.h, train.w};
-            loss_sum += cnn_train_step(g, &m, &params, &opt, o.lr,
-                                       fg_const_wrap(g, xbuf, 4, shape), labels);
-            seen += n;
-            steps++;
-            if (o.progress && steps % o.progress == 0)
-                fprintf(stderr, "  epoch %d step %d: loss %.4f, %.0f img/s\n", e, steps,
-                        loss_sum / steps, (double)seen / (now_s() - te));
-        }
-        double train_s = now_s() - te;
-        double acc = test_accuracy(g, &m, &test, mean, std, xbuf, idx, labels, EVAL_BATCH);
-        printf("%5d %10.4f %8.2f%% %8.0f %8.1fs\n", e, steps ? loss_sum / steps : 0.0, 100.0 * acc,
-               (double)seen / train_s, now_s() - t0);
-        fflush(stdout);
-    }
+    r.t0 = r.epoch_t0 = now_s();
+    fg_train_plan plan = {(long)(train.n / o.batch) * o.epochs, o.epochs};
+    fg_train_hooks h = {.ctx = &r, .loss = batch_loss, .after_step = after_step,
+                        .end_of_epoch = end_of_epoch};
+    int rc = fg_train_run(&tr, &it, &plan, &h, NULL) == FG_OK ? 0 : 1;
+    if (rc)
+        fprintf(stderr, "classify: %s\n", fg_last_error());
 
-    fg_graph_destroy(g);
     fg_batch_iter_free(&it);
-    fg_optim_free(&opt);
+    fg_trainer_free(&tr);
     fg_state_list_free(&params);
-    cnn_free(&m);
-    free(xbuf);
-    free(idx);
-    free(labels);
+    fg_cnn_free(&r.m);
+    free(r.xbuf);
+    free(r.idx);
+    free(r.labels);
     fg_dataset_free(&train);
     fg_dataset_free(&test);
-    return 0;
+    return rc;
 }

@@ -6,6 +6,8 @@
 #include "flowgrad.h"
 #include "models/model.h"
 #include "models/checkpoint.h"
+#include "models/train.h"
+#include "models/train_memory.h"
 
 /* Subcommands: argv[0] is the subcommand's name. Return the exit status. */
 int cmd_train(int argc, char **argv);
@@ -44,40 +46,16 @@ const char *cli_out_dir(const char *cmd, const char *out, const char *config,
  * was taken, else the usage error's exit status. */
 int cli_positional(const char *cmd, const char *a, const char **slot, const char *what);
 
-/* The train or test split named by the config's dataset. Synthetic data is
- * generated from the config's seed. */
-int cli_load_split(const fg_config *cfg, int train, fg_dataset *d);
-
 /* A model loaded from a checkpoint: the config it was trained with and its
  * weights (the EMA averages when the checkpoint has them), after every check
  * of fg_checkpoint_load; building it may take the memory available
- * (train_memory_available). */
+ * (fg_memory_available). */
 typedef fg_checkpoint cli_loaded;
 int cli_load_checkpoint(const char *path, cli_loaded *out);
 void cli_loaded_free(cli_loaded *l);
 
-/* Mean bits/dim over a dataset (no-grad, batches of batch, dequantization
- * noise from a fixed stream so repeated evaluations agree). */
-double cli_eval_bpd(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
-                    uint64_t seed, int max_images);
-/* Sum of bits/dim over images [first, first + count) of d; each image gets
- * the noise it gets in cli_eval_bpd, so ranges can be evaluated apart (one
- * per process) and added up. */
-double cli_eval_bpd_sum(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
-                        uint64_t seed, int first, int count);
-
-/* Dequantized images idx (n) into a graph constant (n, C, H, W). */
-fg_var *cli_batch(fg_graph *g, const fg_dataset *d, const int *idx, int n,
-                  int n_bits, fg_rng *rng);
-
 /* Writes x (n, C, H, W) as a grid of `rows` rows. */
 int cli_write_grid(const char *path, const fg_tensor *x, int rows);
-
-/* A flow's inverse can overflow for an unlucky latent (a coupling scale
- * near zero, divided by): such an image is a result, not an error. Sets
- * every image of x (n, C, H, W) holding a non-finite value to mid-grey and
- * returns how many there were. */
-int cli_grey_nonfinite(fg_tensor *x);
 
 /* The warning of cmd for `bad` of `total` images greyed (nothing if none). */
 void cli_report_nonfinite(const char *cmd, int bad, int total);

@@ -52,13 +52,13 @@ int cmd_eval(int argc, char **argv)
     if (cli_load_checkpoint(ckpt, &L) != FG_OK)
         return cli_fail(cmd, "%s", fg_last_error());
     fg_dataset d;
-    if (cli_load_split(L.cfg, !strcmp(split, "train"), &d) != FG_OK) {
+    if (fg_config_load_split(L.cfg, !strcmp(split, "train"), fg_memory_available(), &d) != FG_OK) {
         cli_loaded_free(&L);
         return cli_fail(cmd, "%s", fg_last_error());
     }
     int b = batch > 0 ? (int)batch : L.cfg->train.batch;
     fg_graph *g = fg_graph_create();
-    double bpd = cli_eval_bpd(L.model, g, &d, b, L.cfg->train.seed, (int)limit);
+    double bpd = fg_model_eval_bpd(L.model, g, &d, b, L.cfg->train.seed, (int)limit);
     int n = limit > 0 && limit < d.n ? (int)limit : d.n;
     if (json)
         printf("{\"split\": \"%s\", \"images\": %d, \"bits_per_dim\": %.6f}\n", split, n, bpd);

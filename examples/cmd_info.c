@@ -1,7 +1,7 @@
 /* flowgrad info: what a config or checkpoint declares: parameters, the
  * expanded layer list with shapes per level, forward FLOPs per image. */
 #include "examples/cli.h"
-#include "examples/train_memory.h"
+#include "models/train_memory.h"
 
 #include <string.h>
 
@@ -31,22 +31,22 @@ static int ends_with(const char *s, const char *suffix)
 
 /* The estimate flowgrad train checks before it starts. Without the
  * dataset's files at hand the data counts as nothing, and the text says so. */
-static int info_memory(const fg_config *cfg, int batch, train_memory *m)
+static int info_memory(const fg_config *cfg, int batch, fg_train_memory *m)
 {
     double data = 0;
     for (int train = 1; train >= 0 && cfg->has_train; train--) {
         fg_dataset d;
-        if (cli_load_split(cfg, train, &d) != FG_OK) {
+        if (fg_config_load_split(cfg, train, fg_memory_available(), &d) != FG_OK) {
             fprintf(stderr, "flowgrad %s: dataset not counted: %s\n", cmd, fg_last_error());
             data = 0;
             break;
         }
-        data += train_memory_dataset_bytes(&d);
+        data += fg_train_memory_dataset_bytes(&d);
         fg_dataset_free(&d);
     }
-    if (train_memory_measure(cfg, cfg->has_train && cfg->train.ema > 0, data, m) != FG_OK)
+    if (fg_train_memory_measure(cfg, cfg->has_train && cfg->train.ema > 0, data, m) != FG_OK)
         return FG_ERR;
-    train_memory_at(m, batch);
+    fg_train_memory_at(m, batch);
     return FG_OK;
 }
 
@@ -81,13 +81,12 @@ int cmd_info(int argc, char **argv)
     if (ends_with(path, ".safetensors")) {
         if (cli_load_checkpoint(path, &L) != FG_OK)
             return cli_fail(cmd, "%s", fg_last_error());
-        int64_t s[4];
-        if (fg_st_find(&L.st, "train.state") && fg_st_get_i64(&L.st, "train.state", s, 4) == FG_OK)
-            step = s[0];
+        if (L.has_state)
+            step = L.state.step;
     } else {
         if (fg_config_load_file(path, &L.cfg) != FG_OK)
             return cli_fail(cmd, "%s", fg_last_error());
-        if (train_memory_check_build(L.cfg) != FG_OK) {
+        if (fg_train_memory_check_build(L.cfg) != FG_OK) {
             cli_loaded_free(&L);
             return cli_fail(cmd, "%s", fg_last_error());
         }
@@ -101,7 +100,7 @@ int cmd_info(int argc, char **argv)
     size_t params = fg_state_list_param_count(&L.model->state);
     double flops = fg_model_spec_flops(s);
     char desc[256];
-    train_memory mem;
+    fg_train_memory mem;
     if (batch > 0 && info_memory(L.cfg, (int)batch, &mem) != FG_OK) {
         int rc = cli_fail(cmd, "%s: %s", path, fg_last_error());
         cli_loaded_free(&L);
@@ -119,7 +118,7 @@ int cmd_info(int argc, char **argv)
             printf(", \"step\": %lld", step);
         if (batch > 0) {
             printf(", ");
-            train_memory_print_json(&mem, stdout);
+            fg_train_memory_print_json(&mem, stdout);
         }
         printf(", \"layers\": [");
         for (int i = 0; i < s->n_layers; i++) {
@@ -153,7 +152,7 @@ int cmd_info(int argc, char **argv)
                s->learn_top ? ", learned" : ", N(0, 1)",
                s->y_condition ? ", class-conditional" : "");
         if (batch > 0)
-            train_memory_print(&mem, stdout);
+            fg_train_memory_print(&mem, stdout);
     }
     cli_loaded_free(&L);
     return 0;

@@ -57,7 +57,7 @@ int cmd_interpolate(int argc, char **argv)
     if (cli_load_checkpoint(ckpt, &L) != FG_OK)
         return cli_fail(cmd, "%s", fg_last_error());
     fg_dataset d;
-    if (cli_load_split(L.cfg, 0, &d) != FG_OK) {
+    if (fg_config_load_split(L.cfg, 0, fg_memory_available(), &d) != FG_OK) {
         cli_loaded_free(&L);
         return cli_fail(cmd, "%s", fg_last_error());
     }
@@ -75,7 +75,7 @@ int cmd_interpolate(int argc, char **argv)
     fg_set_grad_enabled(g, 0);
     fg_rng rng;
     fg_rng_seed(&rng, 0);
-    fg_var *x = cli_batch(g, &d, idx, 2, m->n_bits, &rng);
+    fg_var *x = fg_model_input(g, &d, idx, 2, m->n_bits, &rng);
     fg_var *lat[FG_FLOW_MAX_LATENTS], *mix[FG_FLOW_MAX_LATENTS];
     int k = fg_multiscale_encode(m->flow, g, x, y, lat, NULL);
     for (int l = 0; l < k; l++) {
@@ -92,7 +92,7 @@ int cmd_interpolate(int argc, char **argv)
         }
     }
     fg_var *xs = fg_multiscale_decode(m->flow, g, mix, k);
-    int bad = cli_grey_nonfinite(&xs->t);
+    int bad = fg_images_grey_nonfinite(&xs->t);
     int rc = cli_write_grid(out, &xs->t, 1);
     if (rc == FG_OK) {
         if (json)

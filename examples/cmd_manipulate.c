@@ -72,7 +72,7 @@ int cmd_manipulate(int argc, char **argv)
     if (cli_load_checkpoint(ckpt, &L) != FG_OK)
         return cli_fail(cmd, "%s", fg_last_error());
     fg_dataset d;
-    if (cli_load_split(L.cfg, 0, &d) != FG_OK) {
+    if (fg_config_load_split(L.cfg, 0, fg_memory_available(), &d) != FG_OK) {
         cli_loaded_free(&L);
         return cli_fail(cmd, "%s", fg_last_error());
     }
@@ -105,7 +105,7 @@ int cmd_manipulate(int argc, char **argv)
             idx[i] = start + i;
         fg_dataset_labels(&d, idx, n, y);
         fg_graph_reset(g);
-        fg_var *x = cli_batch(g, &d, idx, n, m->n_bits, &rng);
+        fg_var *x = fg_model_input(g, &d, idx, n, m->n_bits, &rng);
         k = fg_multiscale_encode(m->flow, g, x, y, lat, NULL);
         for (int s = 0; s < n; s++) {
             if (y[s] != ca && y[s] != cb)
@@ -138,7 +138,7 @@ int cmd_manipulate(int argc, char **argv)
     int yc[64];
     fg_graph_reset(g);
     fg_dataset_labels(&d, pick, rows, yc);
-    fg_var *x = cli_batch(g, &d, pick, rows, m->n_bits, &rng);
+    fg_var *x = fg_model_input(g, &d, pick, rows, m->n_bits, &rng);
     k = fg_multiscale_encode(m->flow, g, x, yc, lat, NULL);
     fg_var *moved[FG_FLOW_MAX_LATENTS];
     size_t off = 0;
@@ -160,7 +160,7 @@ int cmd_manipulate(int argc, char **argv)
         off += per;
     }
     fg_var *xs = fg_multiscale_decode(m->flow, g, moved, k);
-    int bad = cli_grey_nonfinite(&xs->t);
+    int bad = fg_images_grey_nonfinite(&xs->t);
     if (cli_write_grid(out, &xs->t, rows) != FG_OK) {
         status = cli_fail(cmd, "%s", fg_last_error());
         goto done;

@@ -52,7 +52,7 @@ int cmd_reconstruct(int argc, char **argv)
     if (cli_load_checkpoint(ckpt, &L) != FG_OK)
         return cli_fail(cmd, "%s", fg_last_error());
     fg_dataset d;
-    if (cli_load_split(L.cfg, 0, &d) != FG_OK) {
+    if (fg_config_load_split(L.cfg, 0, fg_memory_available(), &d) != FG_OK) {
         cli_loaded_free(&L);
         return cli_fail(cmd, "%s", fg_last_error());
     }
@@ -67,7 +67,7 @@ int cmd_reconstruct(int argc, char **argv)
     fg_set_grad_enabled(g, 0);
     fg_rng rng;
     fg_rng_seed(&rng, 0);
-    fg_var *x = cli_batch(g, &d, idx, (int)n, m->n_bits, &rng);
+    fg_var *x = fg_model_input(g, &d, idx, (int)n, m->n_bits, &rng);
     fg_var *lat[FG_FLOW_MAX_LATENTS];
     int k = fg_multiscale_encode(m->flow, g, x, y, lat, NULL);
     fg_var *back = fg_multiscale_decode(m->flow, g, lat, k);

@@ -90,7 +90,7 @@ int cmd_sample(int argc, char **argv)
         while ((long long)(rows + 1) * (rows + 1) <= n)
             rows++;
     }
-    int bad = cli_grey_nonfinite(all);
+    int bad = fg_images_grey_nonfinite(all);
     int rc = cli_write_grid(out, all, rows);
     if (rc == FG_OK) {
         if (json) {

@@ -1,9 +1,10 @@
 # examples
 
-# GEMM benchmark (OpenBLAS is opened at run time as a yardstick, never linked).
+# GEMM benchmark (OpenBLAS is opened at run time as a yardstick, never linked);
+# it picks GEMM kernel paths, an internal of the library.
 noinst_PROGRAMS += examples/bench/bench_gemm
 examples_bench_bench_gemm_SOURCES = examples/bench/bench_gemm.c
-examples_bench_bench_gemm_LDADD = libflowgrad.la $(BLIS_LIBS) -ldl -lm
+examples_bench_bench_gemm_LDADD = libflowgrad_core.la $(BLIS_LIBS) -ldl -lm
 BENCH_THREADS ?= 1
 .PHONY: bench bench-gemm
 bench-gemm: examples/bench/bench_gemm$(EXEEXT)
@@ -28,43 +29,44 @@ noinst_PROGRAMS += examples/bench/bench_kernels
 examples_bench_bench_kernels_SOURCES = examples/bench/bench_kernels.c
 examples_bench_bench_kernels_LDADD = libflowgrad.la $(BLIS_LIBS) -lm
 
+# A convolutional Fashion-MNIST classifier (models/classifier.h) trained by
+# the library trainer.
+noinst_PROGRAMS += examples/classify
+examples_classify_SOURCES = examples/classify.c
+examples_classify_LDADD = libflowgrad.la $(BLIS_LIBS) -lm
+
+# 2-D toy densities (two moons, eight Gaussians, checkerboard) fitted by a
+# flow of dense affine couplings (models/toy2d.h).
+noinst_PROGRAMS += examples/toy2d
+examples_toy2d_SOURCES = examples/toy2d.c examples/toy2d_png.c examples/toy2d_png.h
+examples_toy2d_LDADD = libflowgrad.la $(BLIS_LIBS) -lm
+
 # The flowgrad command line: one source file per subcommand.
 bin_PROGRAMS += examples/flowgrad
 examples_flowgrad_SOURCES = examples/flowgrad.c examples/cli.h examples/cli.c \
 	examples/cmd_train.c examples/cmd_eval.c examples/cmd_sample.c \
 	examples/cmd_reconstruct.c examples/cmd_interpolate.c examples/cmd_manipulate.c \
 	examples/cmd_check.c examples/cmd_info.c examples/cmd_ablate.c \
-	examples/ablate.h examples/ablate_report.c
+	examples/ablate.h examples/ablate_report.c examples/ablate_run.c
 examples_flowgrad_LDADD = libflowgrad.la $(BLIS_LIBS) -lm
-
-# A convolutional Fashion-MNIST classifier on the public API; its test trains
-# a narrower copy of the same network.
-noinst_PROGRAMS += examples/classify
-examples_classify_SOURCES = examples/classify.c examples/cnn.c examples/cnn.h
-examples_classify_LDADD = libflowgrad.la $(BLIS_LIBS) -lm
-check_PROGRAMS += tests/test_classify
-TESTS += tests/test_classify
-tests_test_classify_SOURCES = tests/test_classify.c examples/cnn.c examples/cnn.h
-tests_test_classify_CFLAGS = $(FG_TEST_CFLAGS)
-tests_test_classify_LDADD = $(FG_TEST_LIBS)
 
 # End-to-end tests of the command line (they run examples/flowgrad).
 check_PROGRAMS += tests/test_cli
 # The test runs the program, so make check builds it first.
 tests_test_cli_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
 TESTS += tests/test_cli
-tests_test_cli_SOURCES = tests/test_cli.c examples/cli.c examples/train_memory.c
+tests_test_cli_SOURCES = tests/test_cli.c
 tests_test_cli_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_cli_LDADD = $(FG_TEST_LIBS)
 EXTRA_DIST += tests/configs/cli-tiny.yaml
 
 # Stop requests by signal and weight-health checks of flowgrad train.
-examples_flowgrad_SOURCES += examples/train_guard.c examples/train_guard.h
+examples_flowgrad_SOURCES += examples/train_guard.c examples/train_guard.h \
+	examples/train_run.c examples/train_run.h
 
 # The memory a training run needs, from measured steps (flowgrad info --batch,
 # and the check flowgrad train makes before it starts); its test compares the
 # estimate with the peak RSS of real runs.
-examples_flowgrad_SOURCES += examples/train_memory.c examples/train_memory.h
 check_PROGRAMS += tests/test_memory
 tests_test_memory_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
 TESTS += tests/test_memory
@@ -76,8 +78,7 @@ tests_test_memory_LDADD = $(FG_TEST_LIBS)
 check_PROGRAMS += tests/test_reliability
 tests_test_reliability_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
 TESTS += tests/test_reliability
-tests_test_reliability_SOURCES = tests/test_reliability.c examples/train_guard.c \
-	examples/train_guard.h
+tests_test_reliability_SOURCES = tests/test_reliability.c
 tests_test_reliability_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_reliability_LDADD = $(FG_TEST_LIBS)
 
@@ -106,21 +107,9 @@ EXTRA_DIST += tests/configs/mpi-init.yaml
 check_PROGRAMS += tests/test_ablate
 tests_test_ablate_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
 TESTS += tests/test_ablate
-tests_test_ablate_SOURCES = tests/test_ablate.c examples/ablate_report.c examples/cli.c \
-	examples/train_memory.c
+tests_test_ablate_SOURCES = tests/test_ablate.c
 tests_test_ablate_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_ablate_LDADD = $(FG_TEST_LIBS)
-
-# 2-D toy densities (two moons, eight Gaussians, checkerboard) fitted by a
-# flow of dense affine couplings; the test trains a narrower copy.
-noinst_PROGRAMS += examples/toy2d
-examples_toy2d_SOURCES = examples/toy2d.c examples/toy2d_lib.c examples/toy2d_lib.h
-examples_toy2d_LDADD = libflowgrad.la $(BLIS_LIBS) -lm
-check_PROGRAMS += tests/test_toy2d
-TESTS += tests/test_toy2d
-tests_test_toy2d_SOURCES = tests/test_toy2d.c examples/toy2d_lib.c examples/toy2d_lib.h
-tests_test_toy2d_CFLAGS = $(FG_TEST_CFLAGS)
-tests_test_toy2d_LDADD = $(FG_TEST_LIBS)
 
 # The default ablation grid's result, shown in the README.
 EXTRA_DIST += examples/ablation-fmnist/summary.md examples/ablation-fmnist/results.csv \

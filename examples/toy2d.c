@@ -2,7 +2,7 @@
  * fresh every step, reports the held-out log-likelihood (and the target's
  * own where it has a closed form), and draws the learned density next to
  * samples of the model. */
-#include "examples/toy2d_lib.h"
+#include "examples/toy2d_png.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -12,7 +12,7 @@
 #include <time.h>
 
 typedef struct options {
-    toy2d_density density;
+    fg_toy2d_density density;
     int have_density;
     int steps, batch, layers, hidden, threads, seed;
     double lr;
@@ -76,7 +76,7 @@ static int parse_args(int argc, char **argv, options *o)
         const char *v = argv[++i];
         int rc = 0;
         if (!strcmp(a, "--density")) {
-            rc = toy2d_density_parse(v, &o->density);
+            rc = fg_toy2d_density_parse(v, &o->density);
             if (rc)
                 fprintf(stderr, "toy2d: --density: %s\n", fg_last_error());
             o->have_density = 1;
@@ -124,7 +124,7 @@ int main(int argc, char **argv)
         return 2;
     setvbuf(stdout, NULL, _IOLBF, 0);
     fg_set_threads(o.threads);
-    const char *name = toy2d_density_name(o.density);
+    const char *name = fg_toy2d_density_name(o.density);
     char default_out[64];
     snprintf(default_out, sizeof default_out, "toy2d-%s.png", name);
     const char *out = o.out ? o.out : default_out;
@@ -137,9 +137,9 @@ int main(int argc, char **argv)
     fg_rng_seed_stream(&held_rng, (uint64_t)o.seed, 2);
     fg_rng_seed_stream(&sample_rng, (uint64_t)o.seed, 3);
 
-    toy2d_model m;
-    toy2d_options mo = {.layers = o.layers, .hidden = o.hidden, .depth = 2, .actnorm = 1};
-    if (toy2d_model_init(&m, &mo, &init_rng) != FG_OK) {
+    fg_toy2d_model m;
+    fg_toy2d_options mo = {.layers = o.layers, .hidden = o.hidden, .depth = 2, .actnorm = 1};
+    if (fg_toy2d_model_init(&m, &mo, &init_rng) != FG_OK) {
         fprintf(stderr, "toy2d: %s\n", fg_last_error());
         return 1;
     }
@@ -151,11 +151,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "toy2d: out of memory for a batch of %d\n", o.batch);
         return 1;
     }
-    toy2d_sample(o.density, &held_rng, HELDOUT, held);
+    fg_toy2d_sample(o.density, &held_rng, HELDOUT, held);
     printf("toy2d: %s, %d blocks of width %d, %zu parameters, batch %d, lr %g, %d steps\n",
            name, o.layers, o.hidden, fg_state_list_param_count(&m.state), o.batch, o.lr,
            o.steps);
-    if (toy2d_true_log_prob(o.density, held, HELDOUT, lp)) {
+    if (fg_toy2d_true_log_prob(o.density, held, HELDOUT, lp)) {
         double s = 0.0;
         for (int i = 0; i < HELDOUT; i++)
             s += lp[i];
@@ -165,24 +165,24 @@ int main(int argc, char **argv)
     double t0 = now_s(), loss_sum = 0.0;
     int every = o.steps / REPORTS > 0 ? o.steps / REPORTS : 1, since = 0;
     for (int step = 1; step <= o.steps; step++) {
-        toy2d_sample(o.density, &data_rng, o.batch, batch);
+        fg_toy2d_sample(o.density, &data_rng, o.batch, batch);
         /* Constant, then down to zero linearly over the second half: fresh
          * batches keep the gradient noisy, and the decay lets the final
          * model settle instead of hopping between nearby fits. */
         double decay = 2.0 * (1.0 - (step - 1.0) / o.steps);
-        loss_sum += toy2d_train_step(&m, batch, o.batch, o.lr * (decay < 1.0 ? decay : 1.0));
+        loss_sum += fg_toy2d_train_step(&m, batch, o.batch, o.lr * (decay < 1.0 ? decay : 1.0));
         since++;
         if (step % every == 0 || step == o.steps) {
-            double ll = toy2d_mean_log_prob(&m, held, HELDOUT);
+            double ll = fg_toy2d_mean_log_prob(&m, held, HELDOUT);
             printf("%6d %10.4f %12.4f %7.1fs\n", step, loss_sum / since, ll, now_s() - t0);
             loss_sum = 0.0;
             since = 0;
         }
     }
-    double final_ll = toy2d_mean_log_prob(&m, held, HELDOUT);
-    toy2d_grid_log_prob(&m, GRID, VIEW_LO, VIEW_HI, lp);
-    double mass = toy2d_grid_mass(lp, GRID, VIEW_LO, VIEW_HI);
-    toy2d_model_sample(&m, SCATTER, &sample_rng, samples);
+    double final_ll = fg_toy2d_mean_log_prob(&m, held, HELDOUT);
+    fg_toy2d_grid_log_prob(&m, GRID, VIEW_LO, VIEW_HI, lp);
+    double mass = fg_toy2d_grid_mass(lp, GRID, VIEW_LO, VIEW_HI);
+    fg_toy2d_model_sample(&m, SCATTER, &sample_rng, samples);
     printf("final: held-out average log-likelihood %.4f; model mass in [-4, 4]^2 %.4f; "
            "%.1f s\n", final_ll, mass, now_s() - t0);
     int rc = 0;
@@ -192,7 +192,7 @@ int main(int argc, char **argv)
     } else {
         printf("wrote %s (left: density, right: %d samples)\n", out, SCATTER);
     }
-    toy2d_model_free(&m);
+    fg_toy2d_model_free(&m);
     free(held);
     free(batch);
     free(samples);

@@ -60,10 +60,10 @@ typedef struct fg_flow_shape {
     int dim[FG_MAX_DIMS];
 } fg_flow_shape;
 
-fg_flow_shape fg_flow_shape4(int n, int c, int h, int w);
-fg_flow_shape fg_flow_shape_of(const fg_var *v);
+FG_API fg_flow_shape fg_flow_shape4(int n, int c, int h, int w);
+FG_API fg_flow_shape fg_flow_shape_of(const fg_var *v);
 /* "(2, 4, 8, 8)" into buf; returns buf. */
-const char *fg_flow_shape_str(const fg_flow_shape *s, char *buf, size_t n);
+FG_API const char *fg_flow_shape_str(const fg_flow_shape *s, char *buf, size_t n);
 
 /* ---------------------------------------------------------------- context */
 
@@ -77,11 +77,11 @@ typedef struct fg_flow_ctx {
     fg_rng *rng;         /* inverse: source of draws; may be NULL at T = 0 */
 } fg_flow_ctx;
 
-void fg_flow_ctx_init(fg_flow_ctx *ctx);
+FG_API void fg_flow_ctx_init(fg_flow_ctx *ctx);
 /* Appends a latent; stops if more than FG_FLOW_MAX_LATENTS. */
-void fg_flow_ctx_push(fg_flow_ctx *ctx, fg_var *z);
+FG_API void fg_flow_ctx_push(fg_flow_ctx *ctx, fg_var *z);
 /* The last latent pushed and not yet popped, or NULL. */
-fg_var *fg_flow_ctx_pop(fg_flow_ctx *ctx);
+FG_API fg_var *fg_flow_ctx_pop(fg_flow_ctx *ctx);
 
 /* ---------------------------------------------------------------- interface */
 
@@ -105,23 +105,23 @@ struct fg_flow {
     const fg_flow_ops *ops;
 };
 
-int fg_flow_out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *out);
+FG_API int fg_flow_out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *out);
 /* ctx may be NULL unless the layer (or a layer inside it) splits. */
-fg_var *fg_flow_forward(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet,
+FG_API fg_var *fg_flow_forward(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet,
                         fg_flow_ctx *ctx);
 /* Runs with gradients disabled (restoring the graph's setting after). */
-fg_var *fg_flow_inverse(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,
+FG_API fg_var *fg_flow_inverse(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,
                         fg_flow_ctx *ctx);
 /* Same, recording on the tape when the graph has gradients enabled. */
-fg_var *fg_flow_inverse_grad(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,
+FG_API fg_var *fg_flow_inverse_grad(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,
                              fg_flow_ctx *ctx);
-void fg_flow_visit(fg_flow *f, const char *prefix, fg_visit_fn fn, void *vctx);
-void fg_flow_destroy(fg_flow *f);   /* NULL is fine */
-const char *fg_flow_kind(const fg_flow *f);
+FG_API void fg_flow_visit(fg_flow *f, const char *prefix, fg_visit_fn fn, void *vctx);
+FG_API void fg_flow_destroy(fg_flow *f);   /* NULL is fine */
+FG_API const char *fg_flow_kind(const fg_flow *f);
 
 /* Sets every actnorm's initialized flag inside f to 0 (found through the
  * visitor), so the next forward in training initializes them again. */
-void fg_flow_rearm_actnorm(fg_flow *f);
+FG_API void fg_flow_rearm_actnorm(fg_flow *f);
 
 /* ---------------------------------------------------------------- layers
  * Create functions return NULL with fg_error on bad options. */
@@ -133,17 +133,17 @@ typedef struct fg_actnorm_options {
     int channels;
     float scale;         /* 0 means the default, 1.0 */
 } fg_actnorm_options;
-fg_flow *fg_actnorm_create(const fg_actnorm_options *o);
+FG_API fg_flow *fg_actnorm_create(const fg_actnorm_options *o);
 /* Data-dependent init on a given batch x (N, C, ...), flag set to 1. */
-void fg_actnorm_initialize(fg_flow *actnorm, const fg_tensor *x);
-int fg_actnorm_is_initialized(const fg_flow *actnorm);
+FG_API void fg_actnorm_initialize(fg_flow *actnorm, const fg_tensor *x);
+FG_API int fg_actnorm_is_initialized(const fg_flow *actnorm);
 /* Data-parallel training: a reducer sums values[0..n) in place over the
  * processes that each hold a part of the batch. actnorm's data-dependent init
  * passes its per-channel sums through it, so every process starts from the
  * statistics of the whole batch. NULL, the default: this process's batch
  * alone. Process-wide; fg_dist_sum (nn.h) fits. */
 typedef void (*fg_sum_reducer)(double *values, int n, void *ctx);
-void fg_actnorm_set_reducer(fg_sum_reducer fn, void *ctx);
+FG_API void fg_actnorm_set_reducer(fg_sum_reducer fn, void *ctx);
 
 /* invconv: z[:, i] = sum_j W[i, j] x[:, j]; logdet += H W log|det W|. Plain
  * keeps W; LU keeps its factors. W starts as init_w when given, else as a
@@ -154,14 +154,14 @@ typedef struct fg_invconv_options {
     const double *init_w;   /* channels x channels, row-major, or NULL */
     fg_rng *rng;            /* used when init_w is NULL */
 } fg_invconv_options;
-fg_flow *fg_invconv_create(const fg_invconv_options *o);
+FG_API fg_flow *fg_invconv_create(const fg_invconv_options *o);
 /* The current W (c x c, double), composed from the factors for LU. */
-void fg_invconv_weight(const fg_flow *invconv, double *w);
+FG_API void fg_invconv_weight(const fg_flow *invconv, double *w);
 /* FG_OK when the layer's state (as loaded) gives a W that forward and
  * inverse can use: for LU a permutation p, signs of +-1, and a composed W
  * that is finite and invertible; else FG_ERR naming the tensor under prefix
  * (the layer's "<prefix>.invconv"). */
-int fg_invconv_check(fg_flow *invconv, const char *prefix);
+FG_API int fg_invconv_check(fg_flow *invconv, const char *prefix);
 
 /* permute: z[:, i] = x[:, perm[i]], logdet unchanged. Reverse (perm[i] =
  * C-1-i), or shuffle: a random permutation drawn at creation and saved. */
@@ -170,7 +170,7 @@ typedef struct fg_permute_options {
     int shuffle;            /* 0: reverse, 1: shuffle */
     fg_rng *rng;            /* shuffle: draws the permutation */
 } fg_permute_options;
-fg_flow *fg_permute_create(const fg_permute_options *o);
+FG_API fg_flow *fg_permute_create(const fg_permute_options *o);
 
 /* coupling: one part of x passes through unchanged and conditions an
  * invertible map of the rest through h = NN(conditioning part).
@@ -209,12 +209,12 @@ typedef struct fg_coupling_options {
     fg_coupling_mask mask;  /* default (0): channel */
     fg_coupling_scale scale;/* default (0): sigmoid; affine only */
 } fg_coupling_options;
-fg_flow *fg_coupling_create(const fg_coupling_options *o);
+FG_API fg_flow *fg_coupling_create(const fg_coupling_options *o);
 
 /* squeeze: (N, C, H, W) -> (N, 4C, H/2, W/2) in Glow's channel order;
  * unsqueeze is its inverse as a layer. Volume preserving. */
-fg_flow *fg_squeeze_create(void);
-fg_flow *fg_unsqueeze_create(void);
+FG_API fg_flow *fg_squeeze_create(void);
+FG_API fg_flow *fg_unsqueeze_create(void);
 
 /* split: forward keeps z1 = x[:, :C/2], pushes z2 = x[:, C/2:] onto ctx and
  * adds log N(z2; mean, e^logs) to ctx->logp, with h = zero_conv3x3(z1),
@@ -226,9 +226,9 @@ typedef struct fg_split_options {
     int channels;
     int standard;           /* 0: learned conditional Gaussian, 1: N(0, I) */
 } fg_split_options;
-fg_flow *fg_split_create(const fg_split_options *o);
+FG_API fg_flow *fg_split_create(const fg_split_options *o);
 /* The conditional Gaussian of z2 given z1 (each (N, C/2, H, W)). */
-void fg_split_prior_params(fg_flow *split, fg_graph *g, fg_var *z1, fg_var **mean,
+FG_API void fg_split_prior_params(fg_flow *split, fg_graph *g, fg_var *z1, fg_var **mean,
                            fg_var **logs);
 
 /* ---------------------------------------------------------------- vectors
@@ -240,7 +240,7 @@ void fg_split_prior_params(fg_flow *split, fg_graph *g, fg_var *z1, fg_var **mea
 typedef struct fg_flatten_options {
     int channels, height, width;
 } fg_flatten_options;
-fg_flow *fg_flatten_create(const fg_flatten_options *o);
+FG_API fg_flow *fg_flatten_create(const fg_flatten_options *o);
 
 /* dense_coupling: the coupling of flow.h on vectors (N, D, 1, 1), D even,
  * with mask channel (x[:, :D/2] conditions x[:, D/2:]) or channel_flip,
@@ -258,17 +258,17 @@ typedef struct fg_dense_coupling_options {
     fg_coupling_scale scale;
     fg_rng *rng;
 } fg_dense_coupling_options;
-fg_flow *fg_dense_coupling_create(const fg_dense_coupling_options *o);
+FG_API fg_flow *fg_dense_coupling_create(const fg_dense_coupling_options *o);
 
 /* scale_diag: NICE's diagonal scaling, z = x * exp(logs) per channel,
  * logdet += H W sum(logs); state scale_diag.logs [C], zeros at creation. */
-fg_flow *fg_scale_diag_create(int channels);
+FG_API fg_flow *fg_scale_diag_create(int channels);
 
 /* A sequence is itself a layer; it owns its layers. The array is copied.
  * Returns NULL (and destroys the layers) on bad arguments. */
-fg_flow *fg_sequence_create(fg_flow **layers, int n);
-int fg_sequence_length(const fg_flow *seq);
-fg_flow *fg_sequence_layer(fg_flow *seq, int i);
+FG_API fg_flow *fg_sequence_create(fg_flow **layers, int n);
+FG_API int fg_sequence_length(const fg_flow *seq);
+FG_API fg_flow *fg_sequence_layer(fg_flow *seq, int i);
 
 /* ---------------------------------------------------------------- loaded state
  * Values from outside (a checkpoint) must pass these before a layer runs on
@@ -276,14 +276,14 @@ fg_flow *fg_sequence_layer(fg_flow *seq, int i);
  * `what` names the tensor in the message ("run/c.safetensors: tensor 'x'"). */
 
 /* FG_ERR unless v holds each of 0..n-1 exactly once (as whole numbers). */
-int fg_flow_check_permutation(const char *what, const float *v, int64_t n);
+FG_API int fg_flow_check_permutation(const char *what, const float *v, int64_t n);
 /* FG_ERR unless every entry is +1 or -1 (invconv_lu's sign buffer). */
-int fg_flow_check_signs(const char *what, const float *v, int64_t n);
+FG_API int fg_flow_check_signs(const char *what, const float *v, int64_t n);
 /* fg_invconv_check on every invconv inside f (sequences are walked; state
  * names as the visitors give them under prefix). */
-int fg_flow_check_invertible(fg_flow *f, const char *prefix);
+FG_API int fg_flow_check_invertible(fg_flow *f, const char *prefix);
 /* v as messages show it: "NaN", "+Inf", "-Inf" or %.9g, into buf. */
-const char *fg_value_text(double v, char *buf, size_t n);
+FG_API const char *fg_value_text(double v, char *buf, size_t n);
 
 /* ---------------------------------------------------------------- priors */
 
@@ -302,17 +302,17 @@ typedef struct fg_prior {
     fg_zero_conv top;        /* when learn_top */
     fg_linear project_y;     /* when n_classes > 0 */
 } fg_prior;
-fg_prior *fg_prior_create(const fg_prior_options *o);
-void fg_prior_destroy(fg_prior *p);
+FG_API fg_prior *fg_prior_create(const fg_prior_options *o);
+FG_API void fg_prior_destroy(fg_prior *p);
 /* mean, logs (N, C, H, W); y: N labels in [0, n_classes), or NULL when
  * unconditional. */
-void fg_prior_params(fg_prior *p, fg_graph *g, int n, const int *y,
+FG_API void fg_prior_params(fg_prior *p, fg_graph *g, int n, const int *y,
                      fg_var **mean, fg_var **logs);
-fg_var *fg_prior_logp(fg_prior *p, fg_graph *g, fg_var *z, const int *y); /* [N] */
+FG_API fg_var *fg_prior_logp(fg_prior *p, fg_graph *g, fg_var *z, const int *y); /* [N] */
 /* mean + T e^logs eps; rng may be NULL at T = 0. */
-fg_var *fg_prior_sample(fg_prior *p, fg_graph *g, int n, const int *y,
+FG_API fg_var *fg_prior_sample(fg_prior *p, fg_graph *g, int n, const int *y,
                         float temperature, fg_rng *rng);
-void fg_prior_visit(fg_prior *p, const char *prefix, fg_visit_fn fn, void *vctx);
+FG_API void fg_prior_visit(fg_prior *p, const char *prefix, fg_visit_fn fn, void *vctx);
 
 /* ---------------------------------------------------------------- multi-scale
  * A chain of layers (splits included) and a prior on the last output.
@@ -331,22 +331,22 @@ typedef struct fg_multiscale {
     int n_latents;           /* split-off latents + the top one */
 } fg_multiscale;
 /* Validates every shape first; on FG_ERR the layers are destroyed. */
-int fg_multiscale_create(const fg_multiscale_options *o, fg_multiscale **out);
-void fg_multiscale_destroy(fg_multiscale *m);
-void fg_multiscale_visit(fg_multiscale *m, const char *prefix, fg_visit_fn fn,
+FG_API int fg_multiscale_create(const fg_multiscale_options *o, fg_multiscale **out);
+FG_API void fg_multiscale_destroy(fg_multiscale *m);
+FG_API void fg_multiscale_visit(fg_multiscale *m, const char *prefix, fg_visit_fn fn,
                          void *vctx);
 /* log p(x) per sample [N]; y may be NULL when unconditional. */
-fg_var *fg_multiscale_log_prob(fg_multiscale *m, fg_graph *g, fg_var *x,
+FG_API fg_var *fg_multiscale_log_prob(fg_multiscale *m, fg_graph *g, fg_var *x,
                                const int *y);
 /* All latents in forward order (split-offs, then the top); returns the count
  * (m->n_latents). *logp (may be NULL) receives log p(x) [N]. */
-int fg_multiscale_encode(fg_multiscale *m, fg_graph *g, fg_var *x, const int *y,
+FG_API int fg_multiscale_encode(fg_multiscale *m, fg_graph *g, fg_var *x, const int *y,
                          fg_var **latents, fg_var **logp);
 /* Exact inverse of encode (no-grad). */
-fg_var *fg_multiscale_decode(fg_multiscale *m, fg_graph *g, fg_var **latents,
+FG_API fg_var *fg_multiscale_decode(fg_multiscale *m, fg_graph *g, fg_var **latents,
                              int n_latents);
 /* n samples at temperature T (no-grad); T = 0 maps the prior means back. */
-fg_var *fg_multiscale_sample(fg_multiscale *m, fg_graph *g, int n, const int *y,
+FG_API fg_var *fg_multiscale_sample(fg_multiscale *m, fg_graph *g, int n, const int *y,
                              float temperature, fg_rng *rng);
 
 #ifdef __cplusplus

@@ -1,7 +1,7 @@
 # flows: the invertible-layer interface and the generic flow layers.
 nobase_flowgradinclude_HEADERS += flows/flow.h
 
-libflowgrad_la_SOURCES += flows/layer.h flows/flow.c flows/actnorm.c flows/invconv.c \
+libflowgrad_core_la_SOURCES += flows/layer.h flows/flow.c flows/actnorm.c flows/invconv.c \
 	flows/invconv_lu.c flows/permute.c flows/coupling.c flows/squeeze.c \
 	flows/split.c flows/prior.c flows/sequence.c flows/multiscale.c \
 	flows/flatten.c flows/coupling_dense.c flows/scale_diag.c \

@@ -2,6 +2,7 @@
  * before the model is built, so a hostile file costs at most its own size
  * in memory (see models/checkpoint.h). */
 #include "models/checkpoint.h"
+#include "models/checkpoint_format.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -24,8 +25,17 @@ static int in_file(const char *path)
 
 static int load(const char *path, double max_bytes, fg_checkpoint *out)
 {
-    if (fg_st_read(&out->st, path) != FG_OK || fg_checkpoint_check_values(&out->st) != FG_OK)
+    int version;
+    if (fg_st_read(&out->st, path) != FG_OK || fg_checkpoint_check_values(&out->st) != FG_OK ||
+        fg_checkpoint_format_version(&out->st, &version) != FG_OK)
         return FG_ERR;
+    /* A model alone (exported weights) has no train state; a malformed one
+     * is still an error. */
+    if (fg_st_find(&out->st, "train.step") || fg_st_find(&out->st, "train.state")) {
+        if (fg_checkpoint_get_state(&out->st, &out->state) != FG_OK)
+            return FG_ERR;
+        out->has_state = 1;
+    }
     const char *text = fg_st_get_meta(&out->st, "config");
     if (!text)
         return fg_error("%s: no 'config' entry in the __metadata__; expected a flowgrad "

@@ -1,6 +1,7 @@
 /* What a checkpoint's tensors mean, checked by name before any of them is
  * used (see models/checkpoint.h). The names are the stable ones of
  * flows/flow.h and the optimizer, EMA and run state of flowgrad train. */
+#include "models/train_memory.h"
 #include "models/checkpoint.h"
 
 #include <limits.h>
@@ -76,6 +77,15 @@ static int flag(const char *what, const fg_st_tensor *t)
     return FG_OK;
 }
 
+/* Bounds of the named counters: run lengths, an iterator position (an
+ * image index) and a seed. Other "train." counters are a later format's,
+ * which this reader skips. */
+static const struct { const char *name; long long max; } counter_max[] = {
+    {"optim.step", FG_CONFIG_MAX_STEPS}, {"train.step", FG_CONFIG_MAX_STEPS},
+    {"train.epoch", FG_CONFIG_MAX_STEPS}, {"train.position", INT_MAX},
+    {"train.seed", INT64_MAX},
+};
+
 /* The I64 counters; a wrong dtype or shape is left to the loader's own
  * message (fg_st_get_i64). */
 static int counters(const char *what, const fg_st_tensor *t)
@@ -83,25 +93,30 @@ static int counters(const char *what, const fg_st_tensor *t)
     if (t->dtype != FG_DT_I64 || t->ndim != 1)
         return FG_OK;
     const int64_t *v = t->data;
+    /* Format 1's positional record. */
     static const char *const state[] = {"step", "epoch", "position", "seed"};
     static const long long state_max[] = {FG_CONFIG_MAX_STEPS, FG_CONFIG_MAX_STEPS, INT_MAX,
                                           INT64_MAX};
-    int is_state = strcmp(t->name, "train.state") == 0;
-    if (!is_state && t->shape[0] != 1)
+    if (strcmp(t->name, "train.state") == 0) {
+        for (int i = 0; i < 4 && i < t->shape[0]; i++)
+            if (v[i] < 0 || v[i] > state_max[i])
+                return fg_error("%s holds %s %lld; expected a count in [0, %lld]", what,
+                                state[i], (long long)v[i], state_max[i]);
         return FG_OK;
-    for (int i = 0; i < (is_state ? 4 : 1) && i < t->shape[0]; i++) {
-        long long hi = is_state ? state_max[i] : FG_CONFIG_MAX_STEPS;
-        if (v[i] < 0 || v[i] > hi)
-            return fg_error("%s holds %s%s%lld; expected a count in [0, %lld]", what,
-                            is_state ? state[i] : "", is_state ? " " : "", (long long)v[i], hi);
     }
+    if (t->shape[0] != 1)
+        return FG_OK;
+    for (size_t i = 0; i < sizeof counter_max / sizeof *counter_max; i++)
+        if (strcmp(t->name, counter_max[i].name) == 0 && (v[0] < 0 || v[0] > counter_max[i].max))
+            return fg_error("%s holds %lld; expected a count in [0, %lld]", what,
+                            (long long)v[0], counter_max[i].max);
     return FG_OK;
 }
 
 static int check_one(const char *what, const fg_st_tensor *t)
 {
     const char *n = t->name;
-    if (strcmp(n, "optim.step") == 0 || strcmp(n, "train.state") == 0)
+    if (t->dtype == FG_DT_I64 && (strcmp(n, "optim.step") == 0 || has_prefix(n, "train.")))
         return counters(what, t);
     if (t->dtype != FG_DT_F32 && t->dtype != FG_DT_F64)
         return FG_OK;
@@ -133,16 +148,6 @@ int fg_checkpoint_check_values(const fg_safetensors *st)
     return FG_OK;
 }
 
-static const char *human(double bytes, char *buf, size_t n)
-{
-    static const char *unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    int u = 0;
-    while (bytes >= 1024 && u < 5)
-        bytes /= 1024, u++;
-    snprintf(buf, n, u ? "%.3g %s" : "%.0f %s", bytes, unit[u]);
-    return buf;
-}
-
 int fg_checkpoint_check_size(const fg_safetensors *st, const fg_model_spec *spec,
                              double max_bytes)
 {
@@ -164,7 +169,7 @@ int fg_checkpoint_check_size(const fg_safetensors *st, const fg_model_spec *spec
     if (max_bytes >= 0 && s.build_bytes > max_bytes)
         return fg_error("%s: the model its config declares needs about %s to build, more "
                         "than the %s available; expected a model that fits (or more free "
-                        "memory)", path, human(s.build_bytes, a, sizeof a),
-                        human(max_bytes, b, sizeof b));
+                        "memory)", path, fg_train_memory_human(s.build_bytes, a, sizeof a),
+                        fg_train_memory_human(max_bytes, b, sizeof b));
     return FG_OK;
 }

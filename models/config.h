@@ -248,23 +248,23 @@ typedef struct fg_config {
 /* Parse, validate and expand. On success *out owns a config to release
  * with fg_config_free; on FG_ERR *out is NULL and fg_last_error() says
  * "NAME:LINE:COLUMN: what was expected". */
-int fg_config_load_file(const char *path, fg_config **out);
+FG_API int fg_config_load_file(const char *path, fg_config **out);
 /* name labels messages (e.g. "run/checkpoint.safetensors:config"); text
  * need not be NUL-terminated. */
-int fg_config_load_string(const char *text, size_t len, const char *name,
+FG_API int fg_config_load_string(const char *text, size_t len, const char *name,
                           fg_config **out);
-void fg_config_free(fg_config *cfg);
+FG_API void fg_config_free(fg_config *cfg);
 
 /* Human-readable dump: model summary, one line per expanded layer with its
  * level and shapes, the top prior, and the training settings. */
-void fg_config_print(const fg_config *cfg, FILE *f);
-void fg_model_spec_print(const fg_model_spec *m, FILE *f);
+FG_API void fg_config_print(const fg_config *cfg, FILE *f);
+FG_API void fg_model_spec_print(const fg_model_spec *m, FILE *f);
 /* "coupling affine hidden=512 mask=channel scale=sigmoid" into buf. */
-const char *fg_layer_spec_describe(const fg_layer_spec *l, char *buf, size_t n);
+FG_API const char *fg_layer_spec_describe(const fg_layer_spec *l, char *buf, size_t n);
 
 /* Names as written in YAML. */
-const char *fg_layer_kind_name(fg_layer_kind k);
-const char *fg_dataset_kind_name(fg_dataset_kind d);
+FG_API const char *fg_layer_kind_name(fg_layer_kind k);
+FG_API const char *fg_dataset_kind_name(fg_dataset_kind d);
 
 #ifdef __cplusplus
 }

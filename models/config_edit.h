@@ -5,6 +5,7 @@
 #define FLOWGRAD_MODELS_CONFIG_EDIT_H
 
 #include <stddef.h>
+#include "tensor/export.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -23,7 +24,7 @@ extern "C" {
  * Both the input and the result must be valid configs. On success *out is
  * a NUL-terminated malloc'ed text for the caller to free; on FG_ERR *out is
  * NULL and fg_last_error() says what was wrong. */
-int fg_config_edit(const char *text, size_t len, const char *name,
+FG_API int fg_config_edit(const char *text, size_t len, const char *name,
                    const char *const *assignments, int n, char **out);
 
 #ifdef __cplusplus

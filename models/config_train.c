@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "nn/io.h"
 #include "models/config_internal.h"
 
 static const char *const train_keys[] = {

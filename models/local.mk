@@ -1,8 +1,9 @@
 # models: YAML model configs (parsing, validation, preset expansion) and the
 # model zoo.
 nobase_flowgradinclude_HEADERS += models/config.h models/model.h models/config_edit.h \
-	models/checkpoint.h
-libflowgrad_la_SOURCES += \
+	models/checkpoint.h models/train.h models/train_memory.h \
+	models/classifier.h models/toy2d.h models/model_check.h
+libflowgrad_core_la_SOURCES += \
 	models/config_internal.h \
 	models/config_tree.c \
 	models/config_schema.c \
@@ -17,7 +18,18 @@ libflowgrad_la_SOURCES += \
 	models/build.c \
 	models/model_size.c \
 	models/checkpoint_check.c \
-	models/checkpoint.c
+	models/checkpoint.c \
+	models/checkpoint_format.h \
+	models/checkpoint_state.c \
+	models/checkpoint_save.c \
+	models/config_data.c \
+	models/model_eval.c \
+	models/model_train.c \
+	models/train_memory.c \
+	models/classifier.c \
+	models/toy2d.c \
+	models/model_health.c \
+	models/model_check.c
 
 dist_pkgdata_DATA += \
 	models/fmnist-quick.yaml \
@@ -62,3 +74,22 @@ TESTS += tests/test_zoo_train
 tests_test_zoo_train_SOURCES = tests/test_zoo_train.c
 tests_test_zoo_train_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_zoo_train_LDADD = $(FG_TEST_LIBS)
+
+# The lifecycle: trainer, checkpoints (format 1 included) and bits/dim.
+check_PROGRAMS += tests/test_lifecycle
+TESTS += tests/test_lifecycle
+tests_test_lifecycle_SOURCES = tests/test_lifecycle.c
+tests_test_lifecycle_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_lifecycle_LDADD = $(FG_TEST_LIBS)
+
+# The zoo's classifier and 2-D toy flow: a narrower copy of each trains.
+check_PROGRAMS += tests/test_classify
+TESTS += tests/test_classify
+tests_test_classify_SOURCES = tests/test_classify.c
+tests_test_classify_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_classify_LDADD = $(FG_TEST_LIBS)
+check_PROGRAMS += tests/test_toy2d
+TESTS += tests/test_toy2d
+tests_test_toy2d_SOURCES = tests/test_toy2d.c
+tests_test_toy2d_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_toy2d_LDADD = $(FG_TEST_LIBS)

@@ -42,24 +42,32 @@ typedef struct fg_model_build_options {
 /* Builds the model; weights that are random at creation (invconv rotations,
  * shuffles, coupling convs) come from seed. FG_ERR with a message naming the
  * layer (and its config line) for options the layers cannot express. */
-int fg_model_build(const fg_model_spec *spec, uint64_t seed, fg_model **out);
-int fg_model_build_ex(const fg_model_spec *spec, uint64_t seed,
+FG_API int fg_model_build(const fg_model_spec *spec, uint64_t seed, fg_model **out);
+FG_API int fg_model_build_ex(const fg_model_spec *spec, uint64_t seed,
                       const fg_model_build_options *o, fg_model **out);
-void fg_model_free(fg_model *m);
-void fg_model_visit(fg_model *m, const char *prefix, fg_visit_fn fn, void *vctx);
+FG_API void fg_model_free(fg_model *m);
+FG_API void fg_model_visit(fg_model *m, const char *prefix, fg_visit_fn fn, void *vctx);
 /* Number of values per image, C*H*W. */
-int fg_model_dims(const fg_model *m);
+FG_API int fg_model_dims(const fg_model *m);
 
 /* Per-sample bits/dim [N] of x (N, C, H, W) (y: labels or NULL). */
-fg_var *fg_model_bits_per_dim(fg_model *m, fg_graph *g, fg_var *x, const int *y);
+FG_API fg_var *fg_model_bits_per_dim(fg_model *m, fg_graph *g, fg_var *x, const int *y);
 /* The scalar training loss (see above); *bpd (may be NULL) receives the
  * batch mean of bits/dim alone. */
-fg_var *fg_model_loss(fg_model *m, fg_graph *g, fg_var *x, const int *y,
+FG_API fg_var *fg_model_loss(fg_model *m, fg_graph *g, fg_var *x, const int *y,
                       double *bpd);
+
+/* Condition number above which a plain invertible 1x1 convolution is
+ * reported: float32 products lose about log10(cond) of their ~7 digits. */
+#define FG_COND_WARN 1e4
+/* Estimates cond_1 (fg_mat_condition_1) of every plain invconv weight of
+ * l; prints a warning naming the layer for each above limit. Returns how
+ * many were reported (a singular W counts as infinite). */
+FG_API int fg_state_report_ill_conditioned(const fg_state_list *l, double limit, long step);
 
 /* Forward multiply-adds x 2 per image of the model the spec describes
  * (convolutions, 1x1 invertible convolutions, the class head). */
-double fg_model_spec_flops(const fg_model_spec *spec);
+FG_API double fg_model_spec_flops(const fg_model_spec *spec);
 
 /* What the model a spec describes holds, counted without building it:
  * parameters and buffers (float values, as its state list has them), the
@@ -71,7 +79,7 @@ typedef struct fg_model_size {
     double extra_bytes;
     double build_bytes;
 } fg_model_size;
-void fg_model_spec_size(const fg_model_spec *spec, fg_model_size *out);
+FG_API void fg_model_spec_size(const fg_model_spec *spec, fg_model_size *out);
 
 #ifdef __cplusplus
 }

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "nn/nn.h"
+#include "nn/io.h"
 
 static const char *file_type(mode_t m)
 {

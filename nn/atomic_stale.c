@@ -12,7 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "nn/nn.h"
+#include "nn/io.h"
 
 /* The writer's pid when name is "<something>.tmp.<pid>", else 0. */
 static long tmp_pid(const char *name)

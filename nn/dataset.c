@@ -2,7 +2,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "nn/nn.h"
+#include "nn/io.h"
 
 void fg_dataset_free(fg_dataset *d)
 {

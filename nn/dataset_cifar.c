@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include "nn/nn.h"
+#include "nn/io.h"
 
 #define CIFAR_PIXELS (3 * 32 * 32)
 #define CIFAR_RECORD (1 + CIFAR_PIXELS)

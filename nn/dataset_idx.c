@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
-#include "nn/nn.h"
+#include "nn/io.h"
 
 #define IDX_MAX_BYTES ((size_t)1 << 32)   /* 4 GiB: far above any real set */
 #define MNIST_CLASSES 10

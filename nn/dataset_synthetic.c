@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "nn/nn.h"
+#include "nn/io.h"
 
 #define SYNTH_CLASSES FG_SYNTHETIC_CLASSES
 

@@ -5,7 +5,7 @@
  * `flowgrad train` on a library built with MPI never pays for (or depends on)
  * a singleton MPI start-up. Only the calling thread talks to MPI; OpenMP and
  * BLIS threads stay inside each rank's compute. */
-#include "nn/nn.h"
+#include "nn/distributed.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -113,6 +113,17 @@ void fg_dist_sum(double *v, int n, void *ctx)
 #ifdef HAVE_MPI
     if (size_ > 1 && n > 0)
         MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+#else
+    (void)v;
+    (void)n;
+#endif
+}
+
+void fg_dist_max(double *v, int n)
+{
+#ifdef HAVE_MPI
+    if (size_ > 1 && n > 0)
+        MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
 #else
     (void)v;
     (void)n;

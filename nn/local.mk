@@ -1,5 +1,5 @@
-nobase_flowgradinclude_HEADERS += nn/nn.h
-libflowgrad_la_SOURCES += \
+nobase_flowgradinclude_HEADERS += nn/nn.h nn/io.h nn/distributed.h nn/trainer.h
+libflowgrad_core_la_SOURCES += \
 	nn/naming.c nn/conv.c nn/zero_conv.c nn/linear.c \
 	nn/params.c nn/optim.c nn/adam.c nn/adamax.c nn/schedule.c nn/ema.c \
 	nn/json.h nn/json.c nn/atomic_file.c nn/atomic_stale.c nn/safetensors.c nn/safetensors_read.c \
@@ -13,6 +13,9 @@ tests_test_nn_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_nn_LDADD = $(FG_TEST_LIBS) $(ZLIB_LIBS) $(PNG_LIBS)
 
 # Data-parallel training over MPI (a one-process stand-in without it).
-libflowgrad_la_SOURCES += nn/distributed.c
+libflowgrad_core_la_SOURCES += nn/distributed.c nn/distributed_shard.c
+
+# The trainer: one step, and the loop that calls back around it.
+libflowgrad_core_la_SOURCES += nn/trainer_step.c nn/trainer_loop.c
 AM_CPPFLAGS += $(MPI_CFLAGS)
-libflowgrad_la_LIBADD += $(MPI_LIBS)
+libflowgrad_core_la_LIBADD += $(MPI_LIBS)

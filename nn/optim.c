@@ -2,7 +2,7 @@
  * parameter, named after it so a checkpoint restores them by name. */
 #include <string.h>
 #include <stdlib.h>
-#include "nn/nn.h"
+#include "nn/io.h"
 
 void fg_optim_init(fg_optim *o, fg_optim_kind kind, const fg_state_list *l,
                    double beta1, double beta2, double eps)

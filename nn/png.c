@@ -4,7 +4,7 @@
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
-#include "nn/nn.h"
+#include "nn/io.h"
 
 #define GRID_BACKGROUND 255   /* white borders separate the cells */
 
@@ -92,4 +92,18 @@ int fg_png_write_grid(const char *path, const float *x, int n, int c, int h,
         return FG_ERR;
     }
     return fg_atomic_commit(&a);
+}
+
+int fg_images_grey_nonfinite(fg_tensor *x)
+{
+    int n = x->shape[0], bad = 0;
+    size_t per = fg_numel(x) / (size_t)n;
+    for (int i = 0; i < n; i++) {
+        float *p = x->data + (size_t)i * per;
+        if (fg_k_all_finite(per, p))
+            continue;
+        bad++;
+        fg_k_fill(per, 0.0f, p);   /* 0 is mid-grey in [-0.5, 0.5] */
+    }
+    return bad;
 }

@@ -5,7 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include "nn/nn.h"
+#include "nn/io.h"
 #include "nn/json.h"
 
 static const struct { const char *name; size_t size; } dtypes[] = {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include "nn/nn.h"
+#include "nn/io.h"
 #include "nn/json.h"
 
 static int parse_dtype(const char *s, fg_dtype *out)

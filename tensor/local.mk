@@ -1,9 +1,9 @@
-nobase_flowgradinclude_HEADERS += tensor/tensor.h
-libflowgrad_la_SOURCES += tensor/error.c tensor/threads.c tensor/arena.c \
+nobase_flowgradinclude_HEADERS += tensor/tensor.h tensor/export.h
+libflowgrad_core_la_SOURCES += tensor/error.c tensor/threads.c tensor/arena.c \
 	tensor/tensor.c tensor/rng.c tensor/elementwise.c tensor/reduce.c \
 	tensor/conv.c tensor/conv_columns.c tensor/conv_narrow.c tensor/conv_cm.c tensor/conv_pointwise.c tensor/conv_internal.h \
-	tensor/layout.c tensor/linalg.c tensor/profile.c
-libflowgrad_la_SOURCES += tensor/gemm.c
+	tensor/layout.c tensor/linalg.c tensor/condition.c tensor/fence.c tensor/profile.c
+libflowgrad_core_la_SOURCES += tensor/gemm.c
 
 check_PROGRAMS += tests/test_tensor
 TESTS += tests/test_tensor
@@ -12,7 +12,7 @@ tests_test_tensor_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_tensor_LDADD = $(FG_TEST_LIBS)
 
 # GEMM: the entry point and the microkernels it registers into BLIS.
-libflowgrad_la_SOURCES += tensor/gemm_internal.h \
+libflowgrad_core_la_SOURCES += tensor/gemm_internal.h \
 	tensor/kernels/sgemm_kernels.h tensor/kernels/transpose8.h \
 	tensor/kernels/sgemm_scalar.c tensor/kernels/sgemm_avx2.c \
 	tensor/kernels/sgemm_avx512.c
@@ -21,4 +21,4 @@ check_PROGRAMS += tests/test_gemm
 TESTS += tests/test_gemm
 tests_test_gemm_SOURCES = tests/test_gemm.c
 tests_test_gemm_CFLAGS = $(FG_TEST_CFLAGS)
-tests_test_gemm_LDADD = $(FG_TEST_LIBS)
+tests_test_gemm_LDADD = $(FG_TEST_INTERNAL_LIBS)

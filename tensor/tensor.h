@@ -7,6 +7,8 @@
 #ifndef FLOWGRAD_TENSOR_H
 #define FLOWGRAD_TENSOR_H
 
+#include "tensor/export.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
@@ -25,31 +27,31 @@ extern "C" {
  * quote the previous message, fg_error("%s: %s", path, fg_last_error()),
  * to add where it happened. */
 enum { FG_OK = 0, FG_ERR = -1 };
-int fg_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-int fg_verror(const char *fmt, va_list ap);
-const char *fg_last_error(void);
-void fg_clear_error(void);
+FG_API int fg_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+FG_API int fg_verror(const char *fmt, va_list ap);
+FG_API const char *fg_last_error(void);
+FG_API void fg_clear_error(void);
 
 /* A broken internal invariant: prints "flowgrad: OP: message" and aborts. */
-void fg_fatal(const char *op, const char *fmt, ...)
+FG_API void fg_fatal(const char *op, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 2, 3)));
 #define FG_CHECK(cond, op, ...) \
     do { if (!(cond)) fg_fatal((op), __VA_ARGS__); } while (0)
 
 /* Allocation that stops with a message naming what it was for. */
-void *fg_xmalloc(size_t bytes, const char *what);
-void *fg_xcalloc(size_t n, size_t size, const char *what);
-void *fg_xrealloc(void *p, size_t bytes, const char *what);
+FG_API void *fg_xmalloc(size_t bytes, const char *what);
+FG_API void *fg_xcalloc(size_t n, size_t size, const char *what);
+FG_API void *fg_xrealloc(void *p, size_t bytes, const char *what);
 /* 64-byte aligned; free with fg_aligned_free. */
-void *fg_aligned_alloc(size_t bytes, const char *what);
-void fg_aligned_free(void *p);
+FG_API void *fg_aligned_alloc(size_t bytes, const char *what);
+FG_API void fg_aligned_free(void *p);
 
 /* ---------------------------------------------------------------- threads */
 
 /* One setting for BLIS and OpenMP alike. The default comes from the
  * environment variable FLOWGRAD_THREADS, else the number of online cores. */
-void fg_set_threads(int n);
-int fg_get_threads(void);
+FG_API void fg_set_threads(int n);
+FG_API int fg_get_threads(void);
 /* Element count above which elementwise loops use OpenMP. */
 #define FG_PARALLEL_THRESHOLD 32768
 
@@ -59,14 +61,14 @@ int fg_get_threads(void);
  * the memory, so a loop of any length reaches a flat footprint. Chunks are
  * never moved, so pointers stay valid until the next reset. */
 typedef struct fg_arena fg_arena;
-fg_arena *fg_arena_create(size_t chunk_bytes);
-void fg_arena_destroy(fg_arena *a);
-void *fg_arena_alloc(fg_arena *a, size_t bytes);   /* 64-byte aligned */
-void *fg_arena_calloc(fg_arena *a, size_t bytes);
-void fg_arena_reset(fg_arena *a);
-size_t fg_arena_used(const fg_arena *a);     /* bytes handed out since reset */
-size_t fg_arena_reserved(const fg_arena *a); /* bytes held from the system */
-size_t fg_arena_peak(const fg_arena *a);     /* most bytes ever in use */
+FG_API fg_arena *fg_arena_create(size_t chunk_bytes);
+FG_API void fg_arena_destroy(fg_arena *a);
+FG_API void *fg_arena_alloc(fg_arena *a, size_t bytes);   /* 64-byte aligned */
+FG_API void *fg_arena_calloc(fg_arena *a, size_t bytes);
+FG_API void fg_arena_reset(fg_arena *a);
+FG_API size_t fg_arena_used(const fg_arena *a);     /* bytes handed out since reset */
+FG_API size_t fg_arena_reserved(const fg_arena *a); /* bytes held from the system */
+FG_API size_t fg_arena_peak(const fg_arena *a);     /* most bytes ever in use */
 
 /* ---------------------------------------------------------------- tensors */
 
@@ -77,26 +79,26 @@ typedef struct fg_tensor {
     int owns;            /* 1: data is ours to free (heap tensors) */
 } fg_tensor;
 
-size_t fg_shape_numel(int ndim, const int *shape);
-size_t fg_numel(const fg_tensor *t);
-int fg_same_shape(const fg_tensor *a, const fg_tensor *b);
+FG_API size_t fg_shape_numel(int ndim, const int *shape);
+FG_API size_t fg_numel(const fg_tensor *t);
+FG_API int fg_same_shape(const fg_tensor *a, const fg_tensor *b);
 /* "(2, 3, 4, 4)" into buf; returns buf. */
-const char *fg_shape_str(const fg_tensor *t, char *buf, size_t n);
+FG_API const char *fg_shape_str(const fg_tensor *t, char *buf, size_t n);
 #define FG_SHAPE_STR_LEN 64
 
 /* Heap tensors live until fg_tensor_free. */
-fg_tensor *fg_tensor_new(int ndim, const int *shape);     /* zeroed */
-fg_tensor *fg_tensor_new4(int n, int c, int h, int w);
-fg_tensor *fg_tensor_clone(const fg_tensor *t);
-void fg_tensor_free(fg_tensor *t);
+FG_API fg_tensor *fg_tensor_new(int ndim, const int *shape);     /* zeroed */
+FG_API fg_tensor *fg_tensor_new4(int n, int c, int h, int w);
+FG_API fg_tensor *fg_tensor_clone(const fg_tensor *t);
+FG_API void fg_tensor_free(fg_tensor *t);
 /* Arena tensors die with the arena's next reset. Data is not zeroed. */
-fg_tensor *fg_tensor_arena(fg_arena *a, int ndim, const int *shape);
+FG_API fg_tensor *fg_tensor_arena(fg_arena *a, int ndim, const int *shape);
 /* A view of a caller's buffer; the caller keeps ownership. */
-fg_tensor fg_tensor_wrap(float *data, int ndim, const int *shape);
+FG_API fg_tensor fg_tensor_wrap(float *data, int ndim, const int *shape);
 
-void fg_tensor_zero(fg_tensor *t);
-void fg_tensor_fill(fg_tensor *t, float v);
-void fg_tensor_copy(fg_tensor *dst, const fg_tensor *src); /* same numel */
+FG_API void fg_tensor_zero(fg_tensor *t);
+FG_API void fg_tensor_fill(fg_tensor *t, float v);
+FG_API void fg_tensor_copy(fg_tensor *dst, const fg_tensor *src); /* same numel */
 
 /* ---------------------------------------------------------------- RNG */
 
@@ -107,61 +109,65 @@ typedef struct fg_rng {
     uint64_t key;
     uint64_t counter;
 } fg_rng;
-void fg_rng_seed(fg_rng *r, uint64_t seed);
+FG_API void fg_rng_seed(fg_rng *r, uint64_t seed);
 /* An independent stream (e.g. per MPI rank or per layer) from a seed. */
-void fg_rng_seed_stream(fg_rng *r, uint64_t seed, uint64_t stream);
-void fg_rng_uniform(fg_rng *r, float *out, size_t n);   /* [0, 1) */
-void fg_rng_normal(fg_rng *r, float *out, size_t n);    /* N(0, 1) */
-void fg_rng_normal_double(fg_rng *r, double *out, size_t n);
-uint32_t fg_rng_u32(fg_rng *r);
+FG_API void fg_rng_seed_stream(fg_rng *r, uint64_t seed, uint64_t stream);
+FG_API void fg_rng_uniform(fg_rng *r, float *out, size_t n);   /* [0, 1) */
+FG_API void fg_rng_normal(fg_rng *r, float *out, size_t n);    /* N(0, 1) */
+FG_API void fg_rng_normal_double(fg_rng *r, double *out, size_t n);
+FG_API uint32_t fg_rng_u32(fg_rng *r);
 /* Fisher-Yates permutation of 0..n-1. */
-void fg_rng_permutation(fg_rng *r, int *perm, int n);
+FG_API void fg_rng_permutation(fg_rng *r, int *perm, int n);
 
 /* ---------------------------------------------------------------- elementwise
  * y may alias an input. OpenMP above FG_PARALLEL_THRESHOLD. */
-void fg_k_fill(size_t n, float v, float *y);
-void fg_k_copy(size_t n, const float *x, float *y);
-void fg_k_add(size_t n, const float *a, const float *b, float *y);
-void fg_k_sub(size_t n, const float *a, const float *b, float *y);
-void fg_k_mul(size_t n, const float *a, const float *b, float *y);
-void fg_k_div(size_t n, const float *a, const float *b, float *y);
-void fg_k_scale(size_t n, float s, const float *x, float *y);      /* y = s x */
-void fg_k_axpy(size_t n, float s, const float *x, float *y);       /* y += s x */
-void fg_k_add_scalar(size_t n, float s, const float *x, float *y); /* y = x + s */
-void fg_k_exp(size_t n, const float *x, float *y);
-void fg_k_log(size_t n, const float *x, float *y);
-void fg_k_sigmoid(size_t n, const float *x, float *y);
-void fg_k_log_sigmoid(size_t n, const float *x, float *y);  /* stable */
-void fg_k_relu(size_t n, const float *x, float *y);
-void fg_k_square(size_t n, const float *x, float *y);
+FG_API void fg_k_fill(size_t n, float v, float *y);
+FG_API void fg_k_copy(size_t n, const float *x, float *y);
+FG_API void fg_k_add(size_t n, const float *a, const float *b, float *y);
+FG_API void fg_k_sub(size_t n, const float *a, const float *b, float *y);
+FG_API void fg_k_mul(size_t n, const float *a, const float *b, float *y);
+FG_API void fg_k_div(size_t n, const float *a, const float *b, float *y);
+FG_API void fg_k_scale(size_t n, float s, const float *x, float *y);      /* y = s x */
+FG_API void fg_k_axpy(size_t n, float s, const float *x, float *y);       /* y += s x */
+FG_API void fg_k_add_scalar(size_t n, float s, const float *x, float *y); /* y = x + s */
+FG_API void fg_k_exp(size_t n, const float *x, float *y);
+FG_API void fg_k_log(size_t n, const float *x, float *y);
+FG_API void fg_k_sigmoid(size_t n, const float *x, float *y);
+FG_API void fg_k_log_sigmoid(size_t n, const float *x, float *y);  /* stable */
+FG_API void fg_k_relu(size_t n, const float *x, float *y);
+FG_API void fg_k_square(size_t n, const float *x, float *y);
 /* y += a * b (accumulating products; used by backward rules) */
-void fg_k_mul_acc(size_t n, const float *a, const float *b, float *y);
+FG_API void fg_k_mul_acc(size_t n, const float *a, const float *b, float *y);
 /* Per-channel broadcast over (N, C, HW): y[n,c,i] = x[n,c,i] op v[c]. */
-void fg_k_add_channel(int N, int C, int HW, const float *x, const float *v, float *y);
-void fg_k_mul_channel(int N, int C, int HW, const float *x, const float *v, float *y);
-int fg_k_all_finite(size_t n, const float *x);
+FG_API void fg_k_add_channel(int N, int C, int HW, const float *x, const float *v, float *y);
+FG_API void fg_k_mul_channel(int N, int C, int HW, const float *x, const float *v, float *y);
+FG_API int fg_k_all_finite(size_t n, const float *x);
 
 /* ---------------------------------------------------------------- reductions
  * All accumulate in double. */
-double fg_k_sum(size_t n, const float *x);
-double fg_k_dot(size_t n, const float *a, const float *b);
-double fg_k_max_abs_diff(size_t n, const float *a, const float *b);
+FG_API double fg_k_sum(size_t n, const float *x);
+FG_API double fg_k_dot(size_t n, const float *a, const float *b);
+FG_API double fg_k_max_abs_diff(size_t n, const float *a, const float *b);
 /* out[n] = sum over D elements of sample n */
-void fg_k_sum_per_sample(int N, size_t D, const float *x, double *out);
+FG_API void fg_k_sum_per_sample(int N, size_t D, const float *x, double *out);
 /* out[c] = sum over N and HW of channel c; out2 (may be NULL) sums squares */
-void fg_k_sum_per_channel(int N, int C, int HW, const float *x, double *out, double *out2);
+FG_API void fg_k_sum_per_channel(int N, int C, int HW, const float *x, double *out, double *out2);
+/* The upper of Tukey's far-out fences, Q3 + 3 (Q3 - Q1), of v[0..n) when
+ * some value lies above it; else (or with fewer than 4 values) INFINITY.
+ * Sorts v. */
+FG_API double fg_far_out_fence(double *v, int n);
 
 /* ---------------------------------------------------------------- GEMM
  * The one entry point for every matrix product in flowgrad.
  * C = alpha op(A) op(B) + beta C with general strides (rs: row stride,
  * cs: column stride, in elements). op(A) is M x K, op(B) is K x N, C is M x N.
  * When beta is 0, C is not read (NaN in C does not propagate). */
-void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
+FG_API void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
                 const float *A, long rs_a, long cs_a,
                 const float *B, long rs_b, long cs_b, float beta,
                 float *C, long rs_c, long cs_c);
 /* Row-major convenience: lda/ldb/ldc are row strides of the stored matrices. */
-void fg_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
+FG_API void fg_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
              const float *A, int lda, const float *B, int ldb, float beta,
              float *C, int ldc);
 
@@ -169,15 +175,15 @@ void fg_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
  * Stride 1, 'same' zero padding, square kernel k in {1, 3} (any odd k works).
  * x (N, Ci, H, W), w (Co, Ci, k, k), bias (Co) or NULL, y (N, Co, H, W).
  * scratch: an arena for the im2col buffer (may be NULL for k = 1). */
-void fg_conv2d_forward(int N, int Ci, int H, int W, int Co, int k,
+FG_API void fg_conv2d_forward(int N, int Ci, int H, int W, int Co, int k,
                        const float *x, const float *w, const float *bias,
                        float *y, fg_arena *scratch);
 /* dx += conv2d_transpose(dy, w) */
-void fg_conv2d_backward_input(int N, int Ci, int H, int W, int Co, int k,
+FG_API void fg_conv2d_backward_input(int N, int Ci, int H, int W, int Co, int k,
                               const float *dy, const float *w, float *dx,
                               fg_arena *scratch);
 /* dw += sum_n dy (x) x ; db (may be NULL) += sum of dy per output channel */
-void fg_conv2d_backward_weight(int N, int Ci, int H, int W, int Co, int k,
+FG_API void fg_conv2d_backward_weight(int N, int Ci, int H, int W, int Co, int k,
                                const float *dy, const float *x, float *dw,
                                float *db, fg_arena *scratch);
 /* The same convolutions on a batch stored channel-major: x (Ci, N, H, W),
@@ -185,44 +191,47 @@ void fg_conv2d_backward_weight(int N, int Ci, int H, int W, int Co, int k,
  * that every layer is one GEMM over the whole batch (tensor/conv_cm.c).
  * Weights and contracts as above, except that the input gradient is
  * stored over dx (never read) when accumulate is 0. */
-void fg_conv2d_cm_forward(int N, int Ci, int H, int W, int Co, int k,
+FG_API void fg_conv2d_cm_forward(int N, int Ci, int H, int W, int Co, int k,
                           const float *x, const float *w, const float *bias,
                           float *y, fg_arena *scratch);
-void fg_conv2d_cm_backward_input(int N, int Ci, int H, int W, int Co, int k,
+FG_API void fg_conv2d_cm_backward_input(int N, int Ci, int H, int W, int Co, int k,
                                  const float *dy, const float *w, float *dx, int accumulate,
                                  fg_arena *scratch);
-void fg_conv2d_cm_backward_weight(int N, int Ci, int H, int W, int Co, int k,
+FG_API void fg_conv2d_cm_backward_weight(int N, int Ci, int H, int W, int Co, int k,
                                   const float *dy, const float *x, float *dw,
                                   float *db, fg_arena *scratch);
 /* Bytes a channel-major convolution's column matrix may take; larger
  * batches are processed a run of samples at a time. Returns the previous
  * budget (default 32 MiB). */
-size_t fg_conv_set_column_budget(size_t bytes);
+FG_API size_t fg_conv_set_column_budget(size_t bytes);
 /* (Ci, H, W) -> (Ci*k*k, H*W) columns, zero padding. */
-void fg_im2col(int Ci, int H, int W, int k, const float *x, float *col);
+FG_API void fg_im2col(int Ci, int H, int W, int k, const float *x, float *col);
 /* Accumulates columns back into x (the adjoint of im2col). */
-void fg_col2im(int Ci, int H, int W, int k, const float *col, float *x);
+FG_API void fg_col2im(int Ci, int H, int W, int k, const float *col, float *x);
 
 /* ---------------------------------------------------------------- layout */
 
 /* Space-to-depth by 2: (N, C, H, W) -> (N, 4C, H/2, W/2); output channel
  * c*4 + i*2 + j holds x[c, 2h+i, 2w+j] (Glow's _squeeze2d order). */
-void fg_k_squeeze2d(int N, int C, int H, int W, const float *x, float *y);
-void fg_k_unsqueeze2d(int N, int C, int H, int W, const float *x, float *y); /* C, H, W of the squeezed input */
+FG_API void fg_k_squeeze2d(int N, int C, int H, int W, const float *x, float *y);
+FG_API void fg_k_unsqueeze2d(int N, int C, int H, int W, const float *x, float *y); /* C, H, W of the squeezed input */
 
 /* ---------------------------------------------------------------- linalg
  * Small dense matrices in double, row-major n x n. Return FG_OK, or FG_ERR
  * with a message for a singular matrix. */
-int fg_lu_decompose(int n, double *a, int *piv, int *sign); /* in place, PA = LU */
-int fg_mat_inverse(int n, const double *a, double *inv);
+FG_API int fg_lu_decompose(int n, double *a, int *piv, int *sign); /* in place, PA = LU */
+FG_API int fg_mat_inverse(int n, const double *a, double *inv);
+/* cond_1(W) = |W|_1 |W^-1|_1 of a float n x n matrix, computed in double;
+ * INFINITY if W is singular. */
+FG_API double fg_mat_condition_1(int n, const float *w);
 /* log|det a| and the sign of det a (0 if singular). */
-void fg_mat_slogdet(int n, const double *a, double *logabsdet, int *sign);
+FG_API void fg_mat_slogdet(int n, const double *a, double *logabsdet, int *sign);
 /* Householder QR: q (n x n) orthogonal, r (n x n) upper triangular. */
-void fg_qr(int n, const double *a, double *q, double *r);
+FG_API void fg_qr(int n, const double *a, double *q, double *r);
 /* Haar-distributed random orthogonal matrix (QR of a Gaussian matrix with
  * the signs of diag(R) folded into Q). */
-void fg_random_orthogonal(int n, fg_rng *rng, double *q);
-void fg_matmul_double(int n, const double *a, const double *b, double *c);
+FG_API void fg_random_orthogonal(int n, fg_rng *rng, double *q);
+FG_API void fg_matmul_double(int n, const double *a, const double *b, double *c);
 
 
 /* ---------------------------------------------------------------- profile
@@ -230,10 +239,10 @@ void fg_matmul_double(int n, const double *a, const double *b, double *c);
  * are static strings: "kernel:..." for tensor kernels (gemm, im2col,
  * col2im), "op:NAME" and "op:NAME (backward)" for autograd ops,
  * "optimizer" for parameter updates. */
-int fg_profile_enabled(void);
-double fg_profile_now(void);
-void fg_profile_add(const char *name, double seconds);
-double fg_profile_seconds(const char *name);
+FG_API int fg_profile_enabled(void);
+FG_API double fg_profile_now(void);
+FG_API void fg_profile_add(const char *name, double seconds);
+FG_API double fg_profile_seconds(const char *name);
 /* The counters summed by category, in seconds. Kernel counters run inside
  * op counters, so `other_ops` is op time less kernel time. */
 typedef struct fg_profile_totals {
@@ -242,8 +251,8 @@ typedef struct fg_profile_totals {
     double ops;             /* every op counter, kernels inside them included */
     double optimizer;
 } fg_profile_totals;
-void fg_profile_get_totals(fg_profile_totals *t);
-void fg_profile_report(FILE *f);
+FG_API void fg_profile_get_totals(fg_profile_totals *t);
+FG_API void fg_profile_report(FILE *f);
 /* Runs stmt and, when profiling, adds its time to the named counter. */
 #define FG_TIMED(name, stmt) do { \
         double fg_t0_ = fg_profile_enabled() ? fg_profile_now() : 0.0; \

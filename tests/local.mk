@@ -4,6 +4,9 @@ EXTRA_DIST += tests/check_main.h
 AM_TESTS_ENVIRONMENT = srcdir='$(srcdir)'; export srcdir; CK_DEFAULT_TIMEOUT=600; export CK_DEFAULT_TIMEOUT; FLOWGRAD_THREADS=$${FLOWGRAD_THREADS:-2}; export FLOWGRAD_THREADS;
 FG_TEST_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 FG_TEST_LIBS = libflowgrad.la $(CHECK_LIBS) $(BLIS_LIBS) -lm
+# Tests of internals (what no public header declares) link the objects
+# directly, hidden symbols included.
+FG_TEST_INTERNAL_LIBS = libflowgrad_core.la $(CHECK_LIBS) $(BLIS_LIBS) -lm
 
 # Whole models against the PyTorch reference (tests/reference/), through
 # committed fixtures so that the test needs no Python.

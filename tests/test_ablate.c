@@ -3,9 +3,9 @@
  * after its first checkpoint resumes and ends where an uninterrupted run
  * ends. And the plot's axis is cut above diverged runs, and only then. */
 #include "check_main.h"
-#include "examples/ablate.h"
 #include "flowgrad.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
@@ -232,26 +232,18 @@ START_TEST(bad_arguments)
 }
 END_TEST
 
-/* The plot's axis is cut above a diverged run and only then. */
+/* The plot's axis is cut above a diverged run and only then
+ * (fg_far_out_fence over every evaluation of the finished cells). */
 START_TEST(plot_axis_is_cut_above_diverged_runs_only)
 {
-    eval_point ev[2][4] = {{{1, 1, 6.0, 0}, {2, 2, 5.6, 0}, {3, 3, 5.4, 0}, {4, 4, 5.3, 0}},
-                           {{1, 1, 6.1, 0}, {2, 2, 5.5, 0}, {3, 3, 5.2, 0}, {4, 4, 5.1, 0}}};
-    cell cells[2];
-    memset(cells, 0, sizeof cells);
-    for (int i = 0; i < 2; i++) {
-        cells[i].finished = 1;
-        cells[i].ev = ev[i];
-        cells[i].n_ev = 4;
-    }
-    grid gr = {.cells = cells, .n = 2};
-    ck_assert(isinf(ablate_outlier_fence(&gr)));
+    double v[8] = {6.0, 5.6, 5.4, 5.3, 6.1, 5.5, 5.2, 5.1};
+    ck_assert(isinf(fg_far_out_fence(v, 8)));
     /* Sorted: 5.2 5.3 5.4 5.5 5.6 6.0 6.1 18.6: Q1 = 5.4, Q3 = 6.1. */
-    ev[1][3].test_bpd = 18.6;
-    ck_assert_double_eq_tol(ablate_outlier_fence(&gr), 6.1 + 3 * (6.1 - 5.4), 1e-9);
-    /* An unfinished cell's values do not count. */
-    cells[1].finished = 0;
-    ck_assert(isinf(ablate_outlier_fence(&gr)));
+    double w[8] = {6.0, 5.6, 5.4, 5.3, 6.1, 5.5, 5.2, 18.6};
+    ck_assert_double_eq_tol(fg_far_out_fence(w, 8), 6.1 + 3 * (6.1 - 5.4), 1e-9);
+    /* Too few values to call any an outlier. */
+    double x[3] = {1, 2, 100};
+    ck_assert(isinf(fg_far_out_fence(x, 3)));
 }
 END_TEST
 

@@ -336,7 +336,7 @@ START_TEST(huge_declared_model_is_refused_before_building)
 END_TEST
 
 /* Finding 4: optim.step = 2^63 - 1 overflowed on the next step; counters
- * beyond any run are refused, and so are train.state's. */
+ * beyond any run are refused, and so are the train state's. */
 START_TEST(counters_out_of_range_are_refused)
 {
     setup();
@@ -345,8 +345,8 @@ START_TEST(counters_out_of_range_are_refused)
     const char *bad = with_i64(ckpt, "step.safetensors", "optim.step", 0, INT64_MAX);
     refused_by_all(cfg, bad, "tensor 'optim.step' holds 9223372036854775807; expected a count "
                              "in [0, 1099511627776]");
-    bad = with_i64(ckpt, "state.safetensors", "train.state", 1, -1);
-    refused_by_all(cfg, bad, "tensor 'train.state' holds epoch -1; expected a count in [0, "
+    bad = with_i64(ckpt, "state.safetensors", "train.epoch", 0, -1);
+    refused_by_all(cfg, bad, "tensor 'train.epoch' holds -1; expected a count in [0, "
                              "1099511627776]");
 }
 END_TEST

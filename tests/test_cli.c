@@ -6,7 +6,6 @@
 #include "check_main.h"
 #include "flowgrad.h"
 #include "models/model.h"
-#include "examples/cli.h"
 
 #include <math.h>
 #include <string.h>
@@ -309,12 +308,12 @@ START_TEST(overflowed_images_are_greyed)
         x->data[i] = 0.1f * (float)(i + 1);
     x->data[5] = NAN;
     x->data[11] = INFINITY;
-    ck_assert_int_eq(cli_grey_nonfinite(x), 2);
+    ck_assert_int_eq(fg_images_grey_nonfinite(x), 2);
     for (int i = 0; i < 4; i++)
         ck_assert_float_eq(x->data[i], 0.1f * (float)(i + 1));
     for (int i = 4; i < 12; i++)
         ck_assert_float_eq(x->data[i], 0.0f);
-    ck_assert_int_eq(cli_grey_nonfinite(x), 0);
+    ck_assert_int_eq(fg_images_grey_nonfinite(x), 0);
     fg_tensor_free(x);
 }
 END_TEST

@@ -17,6 +17,8 @@
 #include <zlib.h>
 #include "check_main.h"
 #include "nn/nn.h"
+#include "nn/io.h"
+#include "nn/distributed.h"
 
 /* ---------------------------------------------------------------- helpers */
 

@@ -6,7 +6,6 @@
  * invconv condition estimate agrees with hand-computed values. */
 #include "check_main.h"
 #include "flowgrad.h"
-#include "examples/train_guard.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -126,15 +125,15 @@ static int wait_started(pid_t pid, const char *log)
 }
 
 /* Reads a checkpoint completely; returns its step, or -1 if it is invalid.
- * Valid means: it parses, train.state is there, every float is finite. */
+ * Valid means: it parses, its train state is there, every float is finite. */
 static long checkpoint_step(const char *path)
 {
     fg_safetensors st;
     fg_st_init(&st);
     if (fg_st_read(&st, path) != FG_OK)
         return -1;
-    int64_t s[4];
-    long step = fg_st_get_i64(&st, "train.state", s, 4) == FG_OK ? (long)s[0] : -1;
+    fg_train_state s;
+    long step = fg_checkpoint_get_state(&st, &s) == FG_OK ? s.step : -1;
     for (int i = 0; i < st.n && step >= 0; i++)
         if (st.t[i].dtype == FG_DT_F32 &&
             !fg_k_all_finite(st.t[i].nbytes / sizeof(float), st.t[i].data))
@@ -377,11 +376,11 @@ START_TEST(condition_estimate)
 {
     /* [[1,2],[3,4]]: inverse [[-2,1],[1.5,-0.5]]; column sums 4,6 and 3.5,1.5. */
     const float a[4] = {1, 2, 3, 4};
-    ck_assert_double_eq_tol(guard_condition_1(2, a), 6 * 3.5, 1e-9);
+    ck_assert_double_eq_tol(fg_mat_condition_1(2, a), 6 * 3.5, 1e-9);
     const float d[9] = {1, 0, 0, 0, 1e-6f, 0, 0, 0, 2};
-    ck_assert_double_eq_tol(guard_condition_1(3, d) / 2e6, 1, 1e-6);
+    ck_assert_double_eq_tol(fg_mat_condition_1(3, d) / 2e6, 1, 1e-6);
     const float s[4] = {1, 2, 2, 4};
-    ck_assert(isinf(guard_condition_1(2, s)));
+    ck_assert(isinf(fg_mat_condition_1(2, s)));
 
     /* Only plain invconv weights are looked at. */
     int sh[2] = {3, 3};
@@ -392,8 +391,8 @@ START_TEST(condition_estimate)
     fg_state_list_init(&l);
     fg_state_list_add(&l, "flow.level0.step0.invconv.weight", w, FG_PARAM);
     fg_state_list_add(&l, "flow.level0.step0.coupling.weight", other, FG_PARAM);
-    ck_assert_int_eq(guard_report_ill_conditioned(&l, 1e4, 7), 1);
-    ck_assert_int_eq(guard_report_ill_conditioned(&l, 1e7, 7), 0);
+    ck_assert_int_eq(fg_state_report_ill_conditioned(&l, 1e4, 7), 1);
+    ck_assert_int_eq(fg_state_report_ill_conditioned(&l, 1e7, 7), 0);
     fg_state_list_free(&l);
     fg_leaf_free(w);
     fg_leaf_free(other);

@@ -5,14 +5,14 @@
  * integrates to one over the plane, which only holds when every coupling's
  * log-determinant is right. */
 #include "check_main.h"
-#include "examples/toy2d_lib.h"
+#include "models/toy2d.h"
 #include <math.h>
 #include <stdlib.h>
 
 enum { HELD = 4000, STEPS = 300, BATCH = 256 };
 
 /* Riemann sum of the closed-form density over [lo, hi]^2 at res x res. */
-static double true_mass(toy2d_density d, int res, double lo, double hi)
+static double true_mass(fg_toy2d_density d, int res, double lo, double hi)
 {
     double h = (hi - lo) / res, s = 0.0;
     float p[2];
@@ -21,7 +21,7 @@ static double true_mass(toy2d_density d, int res, double lo, double hi)
             double lp;
             p[0] = (float)(lo + (c + 0.5) * h);
             p[1] = (float)(lo + (r + 0.5) * h);
-            ck_assert(toy2d_true_log_prob(d, p, 1, &lp));
+            ck_assert(fg_toy2d_true_log_prob(d, p, 1, &lp));
             s += exp(lp);
         }
     return s * h * h;
@@ -31,9 +31,9 @@ START_TEST(test_targets)
 {
     /* Eight Gaussians of std 0.354 on a circle of radius 2.83: all mass lies
      * well inside [-6, 6]^2; the checkerboard fills half of [-4, 4]^2. */
-    double m8 = true_mass(TOY2D_8GAUSSIANS, 300, -6.0, 6.0);
+    double m8 = true_mass(FG_TOY2D_8GAUSSIANS, 300, -6.0, 6.0);
     ck_assert_msg(fabs(m8 - 1.0) < 1e-3, "eight Gaussians integrate to %g", m8);
-    double mc = true_mass(TOY2D_CHECKERBOARD, 64, -4.0, 4.0);
+    double mc = true_mass(FG_TOY2D_CHECKERBOARD, 64, -4.0, 4.0);
     ck_assert_msg(fabs(mc - 1.0) < 1e-9, "checkerboard integrates to %g", mc);
 
     enum { N = 20000 };
@@ -41,8 +41,8 @@ START_TEST(test_targets)
     static double lp[N];
     fg_rng r;
     fg_rng_seed(&r, 5);
-    toy2d_sample(TOY2D_CHECKERBOARD, &r, N, x);
-    ck_assert(toy2d_true_log_prob(TOY2D_CHECKERBOARD, x, N, lp));
+    fg_toy2d_sample(FG_TOY2D_CHECKERBOARD, &r, N, x);
+    ck_assert(fg_toy2d_true_log_prob(FG_TOY2D_CHECKERBOARD, x, N, lp));
     int left = 0;
     for (int i = 0; i < N; i++) {
         ck_assert_msg(isfinite(lp[i]), "checkerboard sample (%g, %g) off the support",
@@ -52,7 +52,7 @@ START_TEST(test_targets)
     ck_assert_int_lt(abs(2 * left - N), 600);
 
     /* Radius 2 sqrt 2 on average, and every centre about equally used. */
-    toy2d_sample(TOY2D_8GAUSSIANS, &r, N, x);
+    fg_toy2d_sample(FG_TOY2D_8GAUSSIANS, &r, N, x);
     double rad = 0.0;
     int octant[8] = {0};
     for (int i = 0; i < N; i++) {
@@ -64,11 +64,11 @@ START_TEST(test_targets)
     for (int k = 0; k < 8; k++)
         ck_assert_msg(abs(octant[k] - N / 8) < 300, "centre %d drew %d of %d", k, octant[k], N);
 
-    ck_assert(!toy2d_true_log_prob(TOY2D_MOONS, x, N, lp));
-    toy2d_density d;
-    ck_assert_int_eq(toy2d_density_parse("moons", &d), FG_OK);
-    ck_assert_int_eq(d, TOY2D_MOONS);
-    ck_assert_int_eq(toy2d_density_parse("spiral", &d), FG_ERR);
+    ck_assert(!fg_toy2d_true_log_prob(FG_TOY2D_MOONS, x, N, lp));
+    fg_toy2d_density d;
+    ck_assert_int_eq(fg_toy2d_density_parse("moons", &d), FG_OK);
+    ck_assert_int_eq(d, FG_TOY2D_MOONS);
+    ck_assert_int_eq(fg_toy2d_density_parse("spiral", &d), FG_ERR);
 }
 END_TEST
 
@@ -80,15 +80,15 @@ START_TEST(test_training_eight_gaussians)
     fg_rng_seed_stream(&data, 7, 1);
     fg_rng_seed_stream(&held_rng, 7, 2);
     static float held[2 * HELD], batch[2 * BATCH];
-    toy2d_sample(TOY2D_8GAUSSIANS, &held_rng, HELD, held);
+    fg_toy2d_sample(FG_TOY2D_8GAUSSIANS, &held_rng, HELD, held);
 
-    toy2d_model m;
-    toy2d_options o = {.layers = 4, .hidden = 32, .depth = 2, .actnorm = 1};
-    ck_assert_int_eq(toy2d_model_init(&m, &o, &init), FG_OK);
+    fg_toy2d_model m;
+    fg_toy2d_options o = {.layers = 4, .hidden = 32, .depth = 2, .actnorm = 1};
+    ck_assert_int_eq(fg_toy2d_model_init(&m, &o, &init), FG_OK);
 
     /* Untrained, every layer is the identity (actnorm not yet initialized,
      * zero last layers), so the model is N(0, I) exactly. */
-    double before = toy2d_mean_log_prob(&m, held, HELD), gauss = 0.0;
+    double before = fg_toy2d_mean_log_prob(&m, held, HELD), gauss = 0.0;
     for (int i = 0; i < HELD; i++)
         gauss += -log(2.0 * M_PI) -
                  0.5 * ((double)held[2 * i] * held[2 * i] + (double)held[2 * i + 1] * held[2 * i + 1]);
@@ -96,13 +96,13 @@ START_TEST(test_training_eight_gaussians)
     ck_assert_msg(fabs(before - gauss) < 1e-4, "untrained %g, N(0, I) %g", before, gauss);
 
     for (int s = 0; s < STEPS; s++) {
-        toy2d_sample(TOY2D_8GAUSSIANS, &data, BATCH, batch);
-        double loss = toy2d_train_step(&m, batch, BATCH, 3e-3);
+        fg_toy2d_sample(FG_TOY2D_8GAUSSIANS, &data, BATCH, batch);
+        double loss = fg_toy2d_train_step(&m, batch, BATCH, 3e-3);
         ck_assert(isfinite(loss));
     }
-    double after = toy2d_mean_log_prob(&m, held, HELD);
+    double after = fg_toy2d_mean_log_prob(&m, held, HELD);
     static double lp[HELD];
-    ck_assert(toy2d_true_log_prob(TOY2D_8GAUSSIANS, held, HELD, lp));
+    ck_assert(fg_toy2d_true_log_prob(FG_TOY2D_8GAUSSIANS, held, HELD, lp));
     double truth = 0.0;
     for (int i = 0; i < HELD; i++)
         truth += lp[i];
@@ -118,8 +118,8 @@ START_TEST(test_training_eight_gaussians)
      * all but a sliver of the model's tails. */
     enum { RES = 240 };
     static double grid[RES * RES];
-    toy2d_grid_log_prob(&m, RES, -6.0, 6.0, grid);
-    double mass = toy2d_grid_mass(grid, RES, -6.0, 6.0);
+    fg_toy2d_grid_log_prob(&m, RES, -6.0, 6.0, grid);
+    double mass = fg_toy2d_grid_mass(grid, RES, -6.0, 6.0);
     fprintf(stderr, "toy2d test: model mass in [-6, 6]^2 %.4f\n", mass);
     ck_assert_msg(fabs(mass - 1.0) < 0.03, "model density integrates to %g", mass);
 
@@ -128,14 +128,14 @@ START_TEST(test_training_eight_gaussians)
     static float smp[2 * NS];
     fg_rng srng;
     fg_rng_seed_stream(&srng, 7, 3);
-    toy2d_model_sample(&m, NS, &srng, smp);
+    fg_toy2d_model_sample(&m, NS, &srng, smp);
     double rad = 0.0;
     for (int i = 0; i < NS; i++)
         rad += hypot(smp[2 * i], smp[2 * i + 1]);
     rad /= NS;
     fprintf(stderr, "toy2d test: mean radius of model samples %.4f\n", rad);
     ck_assert_msg(fabs(rad - 2.0 * M_SQRT2) < 0.3, "model samples' mean radius %g", rad);
-    toy2d_model_free(&m);
+    fg_toy2d_model_free(&m);
 }
 END_TEST
 

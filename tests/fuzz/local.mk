@@ -22,10 +22,10 @@ CLEANFILES += tests/fuzz/libfg-fuzz.a tests/fuzz/fuzz_config tests/fuzz/fuzz_saf
 	tests/fuzz/fuzz_idx tests/fuzz/fuzz_cifar tests/fuzz/fuzz_checkpoint
 
 .PHONY: fuzz fuzz-smoke
-tests/fuzz/libfg-fuzz.a: $(libflowgrad_la_SOURCES)
+tests/fuzz/libfg-fuzz.a: $(libflowgrad_core_la_SOURCES)
 	@$(MKDIR_P) tests/fuzz/obj
 	@echo "  CLANG    library for fuzzing"
-	@for f in $(libflowgrad_la_SOURCES); do \
+	@for f in $(libflowgrad_core_la_SOURCES); do \
 	  case $$f in *.c) echo "$$f";; esac; \
 	done | xargs -P 2 -I{} sh -c 'o=tests/fuzz/obj/$$(echo {} | tr / _).o; \
 	  $(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_CPPFLAGS) -c $(srcdir)/{} -o $$o' || exit 1

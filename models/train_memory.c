@@ -1,4 +1,4 @@
-/* Memory estimate of a training run from measured steps (see train_memory.h).
+/* Memory estimate of a training run from measured steps (see fg_train_memory.h).
  *
  * Agreement with reality (BENCHMARKS.md, "Memory estimate"): against the peak
  * RSS of 'flowgrad train models/fmnist-quick.yaml --steps 3' on 2 threads the
@@ -7,7 +7,7 @@
  * within 1%, above. On the tiny test config the fixed runtime allowance
  * dominates: 14.9 MiB for 9.2 MiB at batch 16, 30.4 MiB for 23.1 MiB at 256;
  * tests/test_memory.c requires measured <= estimate <= 2 x measured there. */
-#include "examples/train_memory.h"
+#include "models/train_memory.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -56,27 +56,27 @@ static int measure_at(const fg_config *cfg, int n, double *train, double *sample
     return FG_OK;
 }
 
-int train_memory_check_build(const fg_config *cfg)
+int fg_train_memory_check_build(const fg_config *cfg)
 {
     fg_model_size size;
     fg_model_spec_size(&cfg->model, &size);
-    double avail = train_memory_available();
+    double avail = fg_memory_available();
     if (avail < 0 || size.build_bytes <= avail)
         return FG_OK;
     char need[32], have[32];
     return fg_error("%s: the model needs about %s to build (%.0f parameters, with their "
                     "gradients), more than the %s available: lower hidden, steps or levels",
-                    cfg->name, train_memory_human(size.build_bytes, need, sizeof need),
-                    size.params, train_memory_human(avail, have, sizeof have));
+                    cfg->name, fg_train_memory_human(size.build_bytes, need, sizeof need),
+                    size.params, fg_train_memory_human(avail, have, sizeof have));
 }
 
-int train_memory_measure(const fg_config *cfg, int use_ema, double dataset_bytes,
-                         train_memory *m)
+int fg_train_memory_measure(const fg_config *cfg, int use_ema, double dataset_bytes,
+                         fg_train_memory *m)
 {
     memset(m, 0, sizeof *m);
     /* The measurement builds the model: refuse one that cannot be built
      * before it stops in malloc. */
-    if (train_memory_check_build(cfg) != FG_OK)
+    if (fg_train_memory_check_build(cfg) != FG_OK)
         return FG_ERR;
     double t1, t2, s1, s2;
     if (measure_at(cfg, 1, &t1, &s1) != FG_OK || measure_at(cfg, 2, &t2, &s2) != FG_OK)
@@ -87,7 +87,7 @@ int train_memory_measure(const fg_config *cfg, int use_ema, double dataset_bytes
     m->step_fixed = t1 - m->step_per_image > 0 ? t1 - m->step_per_image : 0;
     double s_per = s2 > s1 ? s2 - s1 : 0;
     double s_fixed = s1 - s_per > 0 ? s1 - s_per : 0;
-    m->sample_bytes = s_fixed + s_per * TRAIN_MEMORY_SAMPLE_IMAGES;
+    m->sample_bytes = s_fixed + s_per * FG_TRAIN_MEMORY_SAMPLE_IMAGES;
 
     fg_model_size size;
     fg_model_spec_size(&cfg->model, &size);
@@ -95,21 +95,21 @@ int train_memory_measure(const fg_config *cfg, int use_ema, double dataset_bytes
     /* Value and gradient, Adam's or Adamax's two moments, the EMA copy. */
     m->copies = 4 + (use_ema ? 1 : 0);
     m->dataset_bytes = dataset_bytes;
-    train_memory_at(m, cfg->has_train ? cfg->train.batch : 1);
+    fg_train_memory_at(m, cfg->has_train ? cfg->train.batch : 1);
     return FG_OK;
 }
 
-void train_memory_at(train_memory *m, int batch)
+void fg_train_memory_at(fg_train_memory *m, int batch)
 {
     m->batch = batch;
     double step = m->step_fixed + m->step_per_image * batch;
     m->step_bytes = step > m->sample_bytes ? step : m->sample_bytes;
     m->param_bytes = (double)m->params * 4.0 * m->copies;
-    m->runtime_bytes = TRAIN_MEMORY_BASE_BYTES + TRAIN_MEMORY_THREAD_BYTES * fg_get_threads();
+    m->runtime_bytes = FG_TRAIN_MEMORY_BASE_BYTES + FG_TRAIN_MEMORY_THREAD_BYTES * fg_get_threads();
     m->total = m->step_bytes + m->param_bytes + m->dataset_bytes + m->runtime_bytes;
 }
 
-double train_memory_dataset_bytes(const fg_dataset *d)
+double fg_train_memory_dataset_bytes(const fg_dataset *d)
 {
     double n = d->n;
     return n * d->c * d->h * d->w + n + n * sizeof(int);
@@ -138,7 +138,7 @@ static double parse_bytes(const char *s)
     return *end ? -1 : v;
 }
 
-double train_memory_available(void)
+double fg_memory_available(void)
 {
     const char *env = getenv("FLOWGRAD_MEMORY_AVAILABLE");
     if (env && *env) {
@@ -168,13 +168,13 @@ double train_memory_available(void)
     return avail;
 }
 
-int train_memory_largest_batch(const train_memory *m, double avail, int max_batch)
+int fg_train_memory_largest_batch(const fg_train_memory *m, double avail, int max_batch)
 {
-    train_memory t = *m;
+    fg_train_memory t = *m;
     int lo = 0, hi = max_batch;
     while (lo < hi) {
         int mid = lo + (hi - lo + 1) / 2;
-        train_memory_at(&t, mid);
+        fg_train_memory_at(&t, mid);
         if (t.total <= avail)
             lo = mid;
         else
@@ -183,39 +183,39 @@ int train_memory_largest_batch(const train_memory *m, double avail, int max_batc
     return lo;
 }
 
-const char *train_memory_human(double bytes, char *buf, size_t n)
+const char *fg_train_memory_human(double bytes, char *buf, size_t n)
 {
-    static const char *unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+    static const char *unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB"};
     int u = 0;
-    while (bytes >= 1024 && u < 4)
+    while (bytes >= 1024 && u < 5)
         bytes /= 1024, u++;
     snprintf(buf, n, u ? "%.3g %s" : "%.0f %s", bytes, unit[u]);
     return buf;
 }
 
-void train_memory_print(const train_memory *m, FILE *f)
+void fg_train_memory_print(const fg_train_memory *m, FILE *f)
 {
     char a[32], b[32], c[32];
     double step = m->step_fixed + m->step_per_image * m->batch;
     fprintf(f, "training memory at batch %d (estimate):\n", m->batch);
     fprintf(f, "  step intermediates %10s  (%s + %s per image, measured at batch 1 and 2)\n",
-            train_memory_human(step, a, sizeof a), train_memory_human(m->step_fixed, b, sizeof b),
-            train_memory_human(m->step_per_image, c, sizeof c));
-    fprintf(f, "  sampling %d images %10s  (%s)\n", TRAIN_MEMORY_SAMPLE_IMAGES,
-            train_memory_human(m->sample_bytes, a, sizeof a),
+            fg_train_memory_human(step, a, sizeof a), fg_train_memory_human(m->step_fixed, b, sizeof b),
+            fg_train_memory_human(m->step_per_image, c, sizeof c));
+    fprintf(f, "  sampling %d images %10s  (%s)\n", FG_TRAIN_MEMORY_SAMPLE_IMAGES,
+            fg_train_memory_human(m->sample_bytes, a, sizeof a),
             m->sample_bytes > step ? "larger than a step: counted instead" : "fits in the step's");
     fprintf(f, "  parameters         %10s  (%zu x 4 bytes x %d: value, gradient, 2 optimizer "
-            "moments%s)\n", train_memory_human(m->param_bytes, a, sizeof a), m->params,
+            "moments%s)\n", fg_train_memory_human(m->param_bytes, a, sizeof a), m->params,
             m->copies, m->copies > 4 ? ", EMA" : "");
-    fprintf(f, "  dataset            %10s\n", train_memory_human(m->dataset_bytes, a, sizeof a));
+    fprintf(f, "  dataset            %10s\n", fg_train_memory_human(m->dataset_bytes, a, sizeof a));
     fprintf(f, "  runtime and BLIS   %10s  (allowance: %s + %s per thread x %d)\n",
-            train_memory_human(m->runtime_bytes, a, sizeof a),
-            train_memory_human(TRAIN_MEMORY_BASE_BYTES, b, sizeof b),
-            train_memory_human(TRAIN_MEMORY_THREAD_BYTES, c, sizeof c), fg_get_threads());
-    fprintf(f, "  total              %10s\n", train_memory_human(m->total, a, sizeof a));
+            fg_train_memory_human(m->runtime_bytes, a, sizeof a),
+            fg_train_memory_human(FG_TRAIN_MEMORY_BASE_BYTES, b, sizeof b),
+            fg_train_memory_human(FG_TRAIN_MEMORY_THREAD_BYTES, c, sizeof c), fg_get_threads());
+    fprintf(f, "  total              %10s\n", fg_train_memory_human(m->total, a, sizeof a));
 }
 
-void train_memory_print_json(const train_memory *m, FILE *f)
+void fg_train_memory_print_json(const fg_train_memory *m, FILE *f)
 {
     fprintf(f, "\"memory\": {\"batch\": %d, \"step_fixed_bytes\": %.0f, "
             "\"step_per_image_bytes\": %.0f, \"step_bytes\": %.0f, \"sample_bytes\": %.0f, "
@@ -225,24 +225,24 @@ void train_memory_print_json(const train_memory *m, FILE *f)
             m->dataset_bytes, m->runtime_bytes, m->total);
 }
 
-int train_memory_check(const fg_config *cfg, int batch, const fg_dataset *train,
-                       const fg_dataset *test, train_memory *m)
+int fg_train_memory_check(const fg_config *cfg, int batch, const fg_dataset *train,
+                       const fg_dataset *test, fg_train_memory *m)
 {
-    double data = train_memory_dataset_bytes(train) + train_memory_dataset_bytes(test);
-    if (train_memory_measure(cfg, cfg->train.ema > 0, data, m) != FG_OK)
+    double data = fg_train_memory_dataset_bytes(train) + fg_train_memory_dataset_bytes(test);
+    if (fg_train_memory_measure(cfg, cfg->train.ema > 0, data, m) != FG_OK)
         return FG_ERR;
-    train_memory_at(m, batch);
-    double avail = train_memory_available();
+    fg_train_memory_at(m, batch);
+    double avail = fg_memory_available();
     if (avail < 0 || m->total <= avail)
         return FG_OK;
     char need[32], per[32], have[32], fits[64] = "no batch fits";
-    int b = train_memory_largest_batch(m, avail, batch);
+    int b = fg_train_memory_largest_batch(m, avail, batch);
     if (b > 0)
         snprintf(fits, sizeof fits, "e.g. --batch %d fits", b);
     return fg_error("%s needs about %s at batch %d (%s per image), only %s available: lower "
                     "the batch (%s) or the model size; 'flowgrad info %s --batch %d' shows "
                     "the breakdown, --no-memory-check tries anyway", cfg->name,
-                    train_memory_human(m->total, need, sizeof need), batch,
-                    train_memory_human(m->step_per_image, per, sizeof per),
-                    train_memory_human(avail, have, sizeof have), fits, cfg->name, batch);
+                    fg_train_memory_human(m->total, need, sizeof need), batch,
+                    fg_train_memory_human(m->step_per_image, per, sizeof per),
+                    fg_train_memory_human(avail, have, sizeof have), fits, cfg->name, batch);
 }

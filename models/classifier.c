@@ -1,12 +1,12 @@
-/* The convolutional classifier shared by examples/classify and its test. */
-#include "examples/cnn.h"
+/* The convolutional classifier of the zoo (see models/classifier.h). */
+#include "models/classifier.h"
 
 #include <math.h>
 
-void cnn_init(cnn *m, int c_in, int h, int w, int c1, int c2, int hidden,
+void fg_cnn_init(fg_cnn *m, int c_in, int h, int w, int c1, int c2, int hidden,
               int classes, fg_rng *rng)
 {
-    FG_CHECK(h % 4 == 0 && w % 4 == 0, "cnn_init", "image %dx%d: two 2x2 poolings need "
+    FG_CHECK(h % 4 == 0 && w % 4 == 0, "fg_cnn_init", "image %dx%d: two 2x2 poolings need "
              "multiples of 4", h, w);
     m->c_in = c_in;
     m->h = h;
@@ -21,7 +21,7 @@ void cnn_init(cnn *m, int c_in, int h, int w, int c1, int c2, int hidden,
     fg_linear_init(&m->fc2, hidden, classes, 1, sqrtf(1.0f / (float)hidden), rng);
 }
 
-void cnn_free(cnn *m)
+void fg_cnn_free(fg_cnn *m)
 {
     fg_conv_free(&m->conv1);
     fg_conv_free(&m->conv2);
@@ -29,7 +29,7 @@ void cnn_free(cnn *m)
     fg_linear_free(&m->fc2);
 }
 
-void cnn_visit(cnn *m, const char *prefix, fg_visit_fn fn, void *ctx)
+void fg_cnn_visit(fg_cnn *m, const char *prefix, fg_visit_fn fn, void *ctx)
 {
     char buf[FG_NAME_LEN];
     fg_conv_visit(&m->conv1, fg_name_join(buf, sizeof buf, prefix, "conv1"), fn, ctx);
@@ -38,7 +38,7 @@ void cnn_visit(cnn *m, const char *prefix, fg_visit_fn fn, void *ctx)
     fg_linear_visit(&m->fc2, fg_name_join(buf, sizeof buf, prefix, "fc2"), fn, ctx);
 }
 
-fg_var *cnn_logits(fg_graph *g, cnn *m, fg_var *x)
+fg_var *fg_cnn_logits(fg_graph *g, fg_cnn *m, fg_var *x)
 {
     fg_var *h = fg_max_pool2x2(g, fg_relu(g, fg_conv_apply(g, &m->conv1, x)));
     h = fg_max_pool2x2(g, fg_relu(g, fg_conv_apply(g, &m->conv2, h)));
@@ -47,7 +47,7 @@ fg_var *cnn_logits(fg_graph *g, cnn *m, fg_var *x)
     return fg_linear_apply(g, &m->fc2, h);
 }
 
-void cnn_images(const fg_dataset *d, const int *idx, int n, float mean,
+void fg_cnn_images(const fg_dataset *d, const int *idx, int n, float mean,
                 float std, float *out)
 {
     size_t per = (size_t)d->c * d->h * d->w;
@@ -58,7 +58,7 @@ void cnn_images(const fg_dataset *d, const int *idx, int n, float mean,
     }
 }
 
-void cnn_pixel_stats(const fg_dataset *d, float *mean, float *std)
+void fg_cnn_pixel_stats(const fg_dataset *d, float *mean, float *std)
 {
     size_t n = (size_t)d->n * d->c * d->h * d->w;
     double s = 0.0, s2 = 0.0;
@@ -74,22 +74,15 @@ void cnn_pixel_stats(const fg_dataset *d, float *mean, float *std)
     *std = var > 1e-12 ? (float)sqrt(var) : 1.0f;
 }
 
-double cnn_train_step(fg_graph *g, cnn *m, const fg_state_list *params,
-                      fg_optim *opt, double lr, fg_var *x, const int *labels)
+fg_var *fg_cnn_loss(fg_graph *g, fg_cnn *m, fg_var *x, const int *labels)
 {
-    fg_state_list_zero_grad(params);
-    fg_var *loss = fg_mean(g, fg_log_softmax_cross_entropy(g, cnn_logits(g, m, x), labels));
-    double value = loss->t.data[0];
-    fg_backward(g, loss);
-    fg_optim_step(opt, lr);
-    fg_graph_reset(g);
-    return value;
+    return fg_mean(g, fg_log_softmax_cross_entropy(g, fg_cnn_logits(g, m, x), labels));
 }
 
-int cnn_count_correct(fg_graph *g, cnn *m, fg_var *x, const int *labels)
+int fg_cnn_count_correct(fg_graph *g, fg_cnn *m, fg_var *x, const int *labels)
 {
     int was = fg_set_grad_enabled(g, 0);
-    fg_var *logits = cnn_logits(g, m, x);
+    fg_var *logits = fg_cnn_logits(g, m, x);
     int N = logits->t.shape[0], K = logits->t.shape[1], correct = 0;
     for (int n = 0; n < N; n++) {
         const float *row = logits->t.data + (size_t)n * K;

@@ -1,7 +1,7 @@
-/* The 2-D toys: target densities sampled on the fly, a flow of dense affine
- * couplings over (N, 2, 1, 1) with a standard Gaussian prior, and the
- * two-panel picture of what it learned. */
-#include "examples/toy2d_lib.h"
+/* The 2-D toys: target densities sampled on the fly, and a flow of dense
+ * affine couplings over (N, 2, 1, 1) with a standard Gaussian prior, trained
+ * by the library trainer. */
+#include "models/toy2d.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -17,17 +17,17 @@
 
 static const char *const names[] = {"moons", "8gaussians", "checkerboard"};
 
-int toy2d_density_parse(const char *name, toy2d_density *d)
+int fg_toy2d_density_parse(const char *name, fg_toy2d_density *d)
 {
     for (int i = 0; i < 3; i++)
         if (!strcmp(name, names[i])) {
-            *d = (toy2d_density)i;
+            *d = (fg_toy2d_density)i;
             return FG_OK;
         }
     return fg_error("density '%s': expected moons, 8gaussians or checkerboard", name);
 }
 
-const char *toy2d_density_name(toy2d_density d) { return names[d]; }
+const char *fg_toy2d_density_name(fg_toy2d_density d) { return names[d]; }
 
 static void g8_centre(int k, double *cx, double *cy)
 {
@@ -47,13 +47,13 @@ static int checker_inside(double x, double y)
     return (v >= 0.0 && v < 1.0) || (v >= -2.0 && v < -1.0);
 }
 
-void toy2d_sample(toy2d_density d, fg_rng *rng, int n, float *x)
+void fg_toy2d_sample(fg_toy2d_density d, fg_rng *rng, int n, float *x)
 {
     float u[2];
     for (int i = 0; i < n; i++) {
         fg_rng_uniform(rng, u, 2);
         float *p = x + 2 * i;
-        if (d == TOY2D_MOONS) {
+        if (d == FG_TOY2D_MOONS) {
             float e[2], t = (float)M_PI * u[0];
             fg_rng_normal(rng, e, 2);
             int inner = u[1] < 0.5f;
@@ -61,7 +61,7 @@ void toy2d_sample(toy2d_density d, fg_rng *rng, int n, float *x)
             float my = inner ? 0.5f - sinf(t) : sinf(t);
             p[0] = 2.0f * (mx + MOONS_NOISE * e[0]) - 1.0f;
             p[1] = 2.0f * (my + MOONS_NOISE * e[1]) - 0.2f;
-        } else if (d == TOY2D_8GAUSSIANS) {
+        } else if (d == FG_TOY2D_8GAUSSIANS) {
             float e[2];
             fg_rng_normal(rng, e, 2);
             double cx, cy;
@@ -78,13 +78,13 @@ void toy2d_sample(toy2d_density d, fg_rng *rng, int n, float *x)
     }
 }
 
-int toy2d_true_log_prob(toy2d_density d, const float *x, int n, double *out)
+int fg_toy2d_true_log_prob(fg_toy2d_density d, const float *x, int n, double *out)
 {
-    if (d == TOY2D_MOONS)
+    if (d == FG_TOY2D_MOONS)
         return 0;
     for (int i = 0; i < n; i++) {
         double px = x[2 * i], py = x[2 * i + 1];
-        if (d == TOY2D_CHECKERBOARD) {
+        if (d == FG_TOY2D_CHECKERBOARD) {
             out[i] = checker_inside(px, py) ? CHECKER_LOG_DENSITY : -INFINITY;
             continue;
         }
@@ -105,7 +105,7 @@ int toy2d_true_log_prob(toy2d_density d, const float *x, int n, double *out)
 
 /* ---------------------------------------------------------------- model */
 
-int toy2d_model_init(toy2d_model *m, const toy2d_options *o, fg_rng *rng)
+int fg_toy2d_model_init(fg_toy2d_model *m, const fg_toy2d_options *o, fg_rng *rng)
 {
     memset(m, 0, sizeof *m);
     if (o->layers < 1 || o->hidden < 1 || o->depth < 1)
@@ -141,17 +141,16 @@ int toy2d_model_init(toy2d_model *m, const toy2d_options *o, fg_rng *rng)
         return FG_ERR;
     fg_state_list_init(&m->state);
     fg_multiscale_visit(m->flow, NULL, fg_state_list_add, &m->state);
-    fg_optim_init(&m->opt, FG_ADAM, &m->state, 0.9, 0.999, 1e-8);
-    m->g = fg_graph_create();
+    fg_trainer_init(&m->tr, &m->state, &(fg_trainer_options){.optimizer = FG_ADAM});
+    m->g = m->tr.g;
     return FG_OK;
 }
 
-void toy2d_model_free(toy2d_model *m)
+void fg_toy2d_model_free(fg_toy2d_model *m)
 {
     if (!m->flow)
         return;
-    fg_graph_destroy(m->g);
-    fg_optim_free(&m->opt);
+    fg_trainer_free(&m->tr);
     fg_state_list_free(&m->state);
     fg_multiscale_destroy(m->flow);
     memset(m, 0, sizeof *m);
@@ -164,21 +163,34 @@ static fg_var *points(fg_graph *g, const float *x, int n)
     return fg_const_wrap(g, (float *)x, 4, shape);
 }
 
-double toy2d_train_step(toy2d_model *m, const float *x, int n, double lr)
+typedef struct points_loss {
+    fg_toy2d_model *m;
+    const float *x;
+    int n;
+} points_loss;
+
+static fg_var *nll(void *ctx, fg_graph *g, double *metric)
 {
-    fg_state_list_zero_grad(&m->state);
-    fg_var *loss = fg_neg(m->g, fg_mean(m->g, fg_multiscale_log_prob(m->flow, m->g,
-                                                                      points(m->g, x, n), NULL)));
-    double value = loss->t.data[0];
-    fg_backward(m->g, loss);
-    fg_optim_step(&m->opt, lr);
-    fg_graph_reset(m->g);
-    return value;
+    points_loss *p = ctx;
+    fg_var *lp = fg_multiscale_log_prob(p->m->flow, g, points(g, p->x, p->n), NULL);
+    fg_var *loss = fg_neg(g, fg_mean(g, lp));
+    *metric = loss->t.data[0];
+    return loss;
+}
+
+double fg_toy2d_train_step(fg_toy2d_model *m, const float *x, int n, double lr)
+{
+    /* The caller's schedule sets the base rate; the trainer adds none. */
+    m->tr.o.lr = lr;
+    points_loss p = {m, x, n};
+    fg_step_report r;
+    fg_trainer_step(&m->tr, nll, &p, &r);
+    return r.loss;
 }
 
 enum { EVAL_CHUNK = 4096 };
 
-void toy2d_log_prob(toy2d_model *m, const float *x, int n, double *out)
+void fg_toy2d_log_prob(fg_toy2d_model *m, const float *x, int n, double *out)
 {
     int was = fg_set_grad_enabled(m->g, 0);
     for (int s = 0; s < n; s += EVAL_CHUNK) {
@@ -192,17 +204,17 @@ void toy2d_log_prob(toy2d_model *m, const float *x, int n, double *out)
     fg_set_grad_enabled(m->g, was);
 }
 
-double toy2d_mean_log_prob(toy2d_model *m, const float *x, int n)
+double fg_toy2d_mean_log_prob(fg_toy2d_model *m, const float *x, int n)
 {
     double *lp = fg_xmalloc((size_t)n * sizeof *lp, "toy2d"), s = 0.0;
-    toy2d_log_prob(m, x, n, lp);
+    fg_toy2d_log_prob(m, x, n, lp);
     for (int i = 0; i < n; i++)
         s += lp[i];
     free(lp);
     return s / n;
 }
 
-void toy2d_grid_log_prob(toy2d_model *m, int res, double lo, double hi, double *out)
+void fg_toy2d_grid_log_prob(fg_toy2d_model *m, int res, double lo, double hi, double *out)
 {
     size_t cells = (size_t)res * res;
     float *x = fg_xmalloc(2 * cells * sizeof *x, "toy2d grid");
@@ -212,11 +224,11 @@ void toy2d_grid_log_prob(toy2d_model *m, int res, double lo, double hi, double *
             x[2 * ((size_t)r * res + c)] = (float)(lo + (c + 0.5) * h);
             x[2 * ((size_t)r * res + c) + 1] = (float)(hi - (r + 0.5) * h);
         }
-    toy2d_log_prob(m, x, (int)cells, out);
+    fg_toy2d_log_prob(m, x, (int)cells, out);
     free(x);
 }
 
-double toy2d_grid_mass(const double *grid_logp, int res, double lo, double hi)
+double fg_toy2d_grid_mass(const double *grid_logp, int res, double lo, double hi)
 {
     double h = (hi - lo) / res, s = 0.0;
     for (size_t i = 0; i < (size_t)res * res; i++)
@@ -224,69 +236,9 @@ double toy2d_grid_mass(const double *grid_logp, int res, double lo, double hi)
     return s * h * h;
 }
 
-void toy2d_model_sample(toy2d_model *m, int n, fg_rng *rng, float *x)
+void fg_toy2d_model_sample(fg_toy2d_model *m, int n, fg_rng *rng, float *x)
 {
     fg_var *s = fg_multiscale_sample(m->flow, m->g, n, NULL, 1.0f, rng);
     memcpy(x, s->t.data, 2 * (size_t)n * sizeof *x);
     fg_graph_reset(m->g);
-}
-
-/* ---------------------------------------------------------------- picture */
-
-/* Viridis at five stops, interpolated linearly: dark where the density is
- * low, so the empty plane stays quiet and modes stand out. */
-static void colour(double t, unsigned char rgb[3])
-{
-    static const unsigned char stops[5][3] = {
-        {68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
-    if (!(t > 0.0))
-        t = 0.0;
-    if (t > 1.0)
-        t = 1.0;
-    double f = t * 4.0;
-    int i = f >= 4.0 ? 3 : (int)f;
-    double a = f - i;
-    for (int k = 0; k < 3; k++)
-        rgb[k] = (unsigned char)lround((1.0 - a) * stops[i][k] + a * stops[i + 1][k]);
-}
-
-enum { PANEL_GAP = 8 };
-
-int toy2d_write_png(const char *path, const double *grid_logp, int res, const float *pts,
-                    int n, double lo, double hi, int side)
-{
-    if (res < 1 || side < 1)
-        return fg_error("%s: grid of %d cells and panels of %d pixels", path, res, side);
-    int w = 2 * side + PANEL_GAP;
-    size_t plane = (size_t)side * w;
-    unsigned char *rgb = fg_xmalloc(3 * plane, "toy2d png");
-    memset(rgb, 255, 3 * plane);
-    double top = -INFINITY;
-    for (size_t i = 0; i < (size_t)res * res; i++)
-        if (grid_logp[i] > top)
-            top = grid_logp[i];
-    for (int y = 0; y < side; y++)
-        for (int x = 0; x < side; x++) {
-            int r = (int)((long)y * res / side), c = (int)((long)x * res / side);
-            colour(exp(grid_logp[(size_t)r * res + c] - top), rgb + 3 * ((size_t)y * w + x));
-        }
-    double scale = side / (hi - lo);
-    for (int i = 0; i < n; i++) {
-        double px = (pts[2 * i] - lo) * scale, py = (hi - pts[2 * i + 1]) * scale;
-        if (!(px >= 0.0 && px < side && py >= 0.0 && py < side))
-            continue;
-        int x = side + PANEL_GAP + (int)px, y = (int)py;
-        unsigned char *p = rgb + 3 * ((size_t)y * w + x);
-        p[0] = 31, p[1] = 60, p[2] = 140;
-    }
-    /* fg_png_write_grid takes planar floats in [-0.5, 0.5]; k / 255 - 0.5
-     * maps back to the byte k exactly. */
-    float *img = fg_xmalloc(3 * plane * sizeof *img, "toy2d png");
-    for (size_t i = 0; i < plane; i++)
-        for (int k = 0; k < 3; k++)
-            img[k * plane + i] = rgb[3 * i + k] / 255.0f - 0.5f;
-    int rc = fg_png_write_grid(path, img, 1, 3, side, w, 1, 1, 0);
-    free(img);
-    free(rgb);
-    return rc;
 }

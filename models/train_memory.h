@@ -10,25 +10,29 @@
  * bytes x (value, gradient, 2 optimizer moments, EMA copy when configured),
  * the dataset as loaded (uint8 images and labels, and the epoch
  * permutation), and a fixed allowance for the process itself and BLIS
- * packing buffers (TRAIN_MEMORY_BASE_BYTES and _THREAD_BYTES per thread). */
-#ifndef FLOWGRAD_EXAMPLES_TRAIN_MEMORY_H
-#define FLOWGRAD_EXAMPLES_TRAIN_MEMORY_H
+ * packing buffers (FG_TRAIN_MEMORY_BASE_BYTES and _THREAD_BYTES per thread). */
+#ifndef FLOWGRAD_MODELS_TRAIN_MEMORY_H
+#define FLOWGRAD_MODELS_TRAIN_MEMORY_H
 
-#include "flowgrad.h"
+#include "nn/io.h"
 #include "models/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* Code, libraries, the parsed config and thread stacks (the base), and per
  * compute thread BLIS's packed blocks of A and B (a few MiB for the block
  * sizes of the x86-64 kernels). Measured: 'flowgrad train' peaks about 6 MiB
  * above its arenas, parameters and data on 1 thread and 13 MiB on 2
  * (BENCHMARKS.md, "Memory estimate"). */
-#define TRAIN_MEMORY_BASE_BYTES (8.0 * 1024 * 1024)
-#define TRAIN_MEMORY_THREAD_BYTES (4.0 * 1024 * 1024)
+#define FG_TRAIN_MEMORY_BASE_BYTES (8.0 * 1024 * 1024)
+#define FG_TRAIN_MEMORY_THREAD_BYTES (4.0 * 1024 * 1024)
 
 /* Images in a sample grid of flowgrad train. */
-#define TRAIN_MEMORY_SAMPLE_IMAGES 64
+#define FG_TRAIN_MEMORY_SAMPLE_IMAGES 64
 
-typedef struct train_memory {
+typedef struct fg_train_memory {
     /* measured once per config */
     double step_fixed;        /* a: arena + scratch peak, bytes, of a training step */
     double step_per_image;    /* b: its growth per image */
@@ -42,42 +46,45 @@ typedef struct train_memory {
     double param_bytes;
     double runtime_bytes;     /* base + per thread of fg_get_threads() */
     double total;
-} train_memory;
+} fg_train_memory;
 
 /* FG_ERR, before anything is allocated, when the model of cfg alone
  * (values and gradients, fg_model_spec_size) needs more than
- * train_memory_available(): building it would stop in malloc. */
-int train_memory_check_build(const fg_config *cfg);
+ * fg_memory_available(): building it would stop in malloc. */
+FG_API int fg_train_memory_check_build(const fg_config *cfg);
 /* Measures the step and sampling lines on a throwaway model built from the
  * config (the caller's model, if any, is not touched). use_ema: whether the
  * run keeps an EMA copy. dataset_bytes: bytes of the loaded data (see
- * train_memory_dataset_bytes). FG_ERR when the model cannot be built, or
- * would not fit (train_memory_check_build). */
-int train_memory_measure(const fg_config *cfg, int use_ema, double dataset_bytes,
-                         train_memory *m);
+ * fg_train_memory_dataset_bytes). FG_ERR when the model cannot be built, or
+ * would not fit (fg_train_memory_check_build). */
+FG_API int fg_train_memory_measure(const fg_config *cfg, int use_ema, double dataset_bytes,
+                         fg_train_memory *m);
 /* Fills the batch-dependent fields. */
-void train_memory_at(train_memory *m, int batch);
+FG_API void fg_train_memory_at(fg_train_memory *m, int batch);
 /* Bytes held by a loaded split: images, labels and the permutation of an epoch. */
-double train_memory_dataset_bytes(const fg_dataset *d);
+FG_API double fg_train_memory_dataset_bytes(const fg_dataset *d);
 /* Bytes the system can still give: FLOWGRAD_MEMORY_AVAILABLE (bytes, or with
  * a K, M or G suffix) when set, else MemAvailable of /proc/meminfo, or the
  * address-space limit (RLIMIT_AS) when that is lower; -1 when none is
  * known. */
-double train_memory_available(void);
+FG_API double fg_memory_available(void);
 /* The largest batch in [1, max_batch] whose estimate fits in avail; 0 when
  * none does. */
-int train_memory_largest_batch(const train_memory *m, double avail, int max_batch);
+FG_API int fg_train_memory_largest_batch(const fg_train_memory *m, double avail, int max_batch);
 /* Refuses a run that cannot fit: measures the config, sets the estimate for
  * batch (the images this process trains on per step) and returns FG_ERR
  * with the estimate, the memory available and a batch that fits when the
- * total exceeds train_memory_available(). FG_OK when it fits or when the
+ * total exceeds fg_memory_available(). FG_OK when it fits or when the
  * available memory is unknown. */
-int train_memory_check(const fg_config *cfg, int batch, const fg_dataset *train,
-                       const fg_dataset *test, train_memory *m);
+FG_API int fg_train_memory_check(const fg_config *cfg, int batch, const fg_dataset *train,
+                       const fg_dataset *test, fg_train_memory *m);
 /* "1.23 GiB", "45.6 MiB", "789 KiB" into buf. */
-const char *train_memory_human(double bytes, char *buf, size_t n);
+FG_API const char *fg_train_memory_human(double bytes, char *buf, size_t n);
 /* The breakdown, as lines of text or as JSON fields (no braces). */
-void train_memory_print(const train_memory *m, FILE *f);
-void train_memory_print_json(const train_memory *m, FILE *f);
+FG_API void fg_train_memory_print(const fg_train_memory *m, FILE *f);
+FG_API void fg_train_memory_print_json(const fg_train_memory *m, FILE *f);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

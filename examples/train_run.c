@@ -1,0 +1,207 @@
+/* The hooks flowgrad train gives the library trainer (see train_run.h). */
+#include "examples/train_run.h"
+#include "examples/train_dist.h"
+#include "examples/train_guard.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *out_file(train_run *r, const char *name)
+{
+    snprintf(r->path, sizeof r->path, "%s/%s", r->out, name);
+    return r->path;
+}
+
+fg_train_state train_run_state(const train_run *r)
+{
+    return (fg_train_state){r->tr.step, r->it.epoch, r->it.pos, r->cfg->train.seed,
+                            r->tr.elapsed};
+}
+
+int train_run_save(train_run *r)
+{
+    if (!dist_is_root())
+        return FG_OK;
+    char why[512];
+    fg_state_report_ill_conditioned(&r->model->state, FG_COND_WARN, r->tr.step);
+    fg_train_state s = train_run_state(r);
+    const char *path = out_file(r, "checkpoint.safetensors");
+    if (fg_checkpoint_save(path, r->cfg, r->model, &r->tr.optim, r->tr.has_ema ? &r->tr.ema : NULL,
+                           &s) == FG_OK)
+        return FG_OK;
+    snprintf(why, sizeof why, "%s", fg_last_error());
+    /* Weights that are no longer finite never replace the good ones. */
+    if (fg_state_list_check_finite(&r->model->state, 0) != FG_OK)
+        return fg_error("step %ld: %s; checkpoint not written, the last good one is kept",
+                        r->tr.step, why);
+    if (strstr(why, "left untouched"))
+        return FG_ERR;
+    return fg_error("%s (the previous checkpoint is left untouched)", why);
+}
+
+/* Evaluations and samples use the EMA weights when there are any. */
+static double test_bpd(train_run *r)
+{
+    fg_trainer_swap_ema(&r->tr);
+    double bpd = fg_model_eval_bpd_ranks(r->model, r->tr.g, &r->test,
+                                         fg_dist_shard_size(r->cfg->train.batch),
+                                         r->cfg->train.seed);
+    fg_trainer_swap_ema(&r->tr);
+    return bpd;
+}
+
+static int write_samples(train_run *r)
+{
+    if (!dist_is_root())
+        return FG_OK;
+    fg_trainer_swap_ema(&r->tr);
+    fg_rng rng;
+    fg_rng_seed_stream(&rng, r->cfg->train.seed, FG_STREAM_SAMPLE);
+    int n = 64, labels[64], *y = NULL;
+    if (r->model->n_classes) {
+        for (int i = 0; i < n; i++)
+            labels[i] = (i / 8) % r->model->n_classes;
+        y = labels;
+    }
+    fg_graph *g = r->tr.g;
+    fg_graph_reset(g);
+    fg_var *x = fg_multiscale_sample(r->model->flow, g, n, y,
+                                     (float)r->cfg->train.temperature, &rng);
+    char name[64];
+    snprintf(name, sizeof name, "samples_%ld.png", r->tr.step);
+    int rc = cli_write_grid(out_file(r, name), &x->t, 8);
+    fg_graph_reset(g);
+    fg_trainer_swap_ema(&r->tr);
+    return rc;
+}
+
+static void progress(train_run *r, double bpd, int final)
+{
+    if (!dist_is_root())
+        return;
+    static int tty = -1;
+    if (tty < 0)
+        tty = isatty(2);
+    long step = r->tr.step, total = r->plan.total_steps;
+    double eta = r->img_s > 0 ? (total - step) * (double)r->cfg->train.batch / r->img_s : 0;
+    int em = (int)(eta / 60), es = (int)eta % 60;
+    if (tty) {
+        int width = 30, fill = (int)(width * (double)step / total);
+        char bar[64];
+        for (int i = 0; i < width; i++)
+            bar[i] = i < fill ? '#' : '.';
+        bar[width] = 0;
+        fprintf(stderr, "\r[%s] step %ld/%ld  %.4f bits/dim  %.1f img/s  ETA %dm%02ds ", bar,
+                step, total, bpd, r->img_s, em, es);
+        if (final)
+            fputc('\n', stderr);
+    } else {
+        long every = total / 50 > 10 ? total / 50 : 10;
+        if (final || step % every == 0 || step == 1)
+            fprintf(stderr, "step %ld/%ld  %.4f bits/dim  %.1f img/s  ETA %dm%02ds\n", step,
+                    total, bpd, r->img_s, em, es);
+    }
+    fflush(stderr);
+}
+
+static int due(int64_t every, long step)
+{
+    return every > 0 && step % every == 0;
+}
+
+static int end_of_epoch(void *ctx, fg_trainer *t, long ended)
+{
+    train_run *r = ctx;
+    const fg_train_spec *s = &r->cfg->train;
+    if (s->test_every == 0 || r->plan.epochs) {
+        double tb = test_bpd(r);
+        if (dist_is_root())
+            fprintf(stderr, "epoch %ld: test %.4f bits/dim\n", ended, tb);
+        fprintf(r->metrics, "%ld,%ld,,%.6f,,,%.2f\n", t->step, ended, tb, t->elapsed);
+        fflush(r->metrics);
+    }
+    if (s->sample_every == 0 && write_samples(r) != FG_OK)
+        return FG_ERR;
+    if (s->checkpoint_every == 0 && train_run_save(r) != FG_OK)
+        return FG_ERR;
+    return FG_OK;
+}
+
+static int after_step(void *ctx, fg_trainer *t, const fg_step_report *rep)
+{
+    train_run *r = ctx;
+    const fg_train_spec *s = &r->cfg->train;
+    if (rep->outcome == FG_STEP_FAILED)
+        return fg_error("step %ld: %s; stopping without writing a checkpoint, the last good "
+                        "one is kept. Try a lower lr, more warmup, grad_clip or "
+                        "--skip-nonfinite N", t->step + 1, rep->why);
+    if (rep->outcome == FG_STEP_SKIPPED) {
+        fprintf(stderr, "step %ld: %s; batch skipped (%ld of %ld allowed)\n", t->step + 1,
+                rep->why, t->skipped, t->o.skip_nonfinite);
+        return FG_OK;
+    }
+    double img_s = rep->images / (rep->seconds > 1e-9 ? rep->seconds : 1e-9);
+    r->img_s = r->img_s == 0 ? img_s : 0.9 * r->img_s + 0.1 * img_s;
+    double tb = NAN;
+    int last = t->step == r->plan.total_steps;
+    if (due(s->test_every, t->step) || (last && !r->plan.epochs && s->test_every > 0)) {
+        tb = test_bpd(r);
+        if (dist_is_root())
+            fprintf(stderr, "%sstep %ld: test %.4f bits/dim\n", isatty(2) ? "\n" : "", t->step,
+                    tb);
+    }
+    fprintf(r->metrics, "%ld,%ld,%.6f,", t->step, r->it.epoch, rep->metric);
+    if (isfinite(tb))
+        fprintf(r->metrics, "%.6f", tb);
+    fprintf(r->metrics, ",%.6g,%.2f,%.2f,%.6g\n", rep->lr, img_s, t->elapsed, rep->grad_norm);
+    fflush(r->metrics);
+    progress(r, rep->metric, last);
+    if ((due(s->sample_every, t->step) || (last && s->sample_every > 0)) &&
+        write_samples(r) != FG_OK)
+        return FG_ERR;
+    if ((due(s->checkpoint_every, t->step) || (last && s->checkpoint_every > 0)) &&
+        train_run_save(r) != FG_OK)
+        return FG_ERR;
+    return FG_OK;
+}
+
+static fg_var *batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd)
+{
+    return fg_model_batch_loss(&((train_run *)ctx)->batches, g, b, bpd);
+}
+
+static int stop_requested(void *ctx, fg_trainer *t)
+{
+    return guard_stop_signal();
+}
+
+int train_run_loop(train_run *r)
+{
+    r->metrics = fopen(dist_is_root() ? out_file(r, "metrics.csv") : "/dev/null",
+                       r->tr.step > 0 ? "a" : "w");
+    if (!r->metrics)
+        return fg_error("%s: cannot open for writing", r->path);
+    if (r->tr.step == 0)
+        fprintf(r->metrics, "step,epoch,train_bpd,test_bpd,lr,img_per_s,elapsed_s,grad_norm\n");
+    fg_model_batches_init(&r->batches, r->model, &r->train, r->cfg->train.batch,
+                          r->cfg->train.seed);
+    fg_train_hooks h = {.ctx = r, .loss = batch_loss, .after_step = after_step,
+                        .end_of_epoch = end_of_epoch, .stop = stop_requested};
+    int rc = fg_train_run(&r->tr, &r->it, &r->plan, &h, &r->stopped_by);
+    fg_model_batches_free(&r->batches);
+    if (rc == FG_OK && r->stopped_by) {
+        if ((rc = train_run_save(r)) == FG_OK && dist_is_root())
+            fprintf(stderr, "\nstopped by signal %d after step %ld; checkpoint written to %s\n",
+                    r->stopped_by, r->tr.step, r->path);
+    }
+    /* A step budget that ends inside an epoch still leaves a checkpoint. */
+    const fg_train_spec *s = &r->cfg->train;
+    if (rc == FG_OK && !r->stopped_by && !r->plan.epochs && s->checkpoint_every == 0)
+        rc = train_run_save(r);
+    if (rc == FG_OK && !r->stopped_by && !r->plan.epochs && s->sample_every == 0)
+        rc = write_samples(r);
+    fclose(r->metrics);
+    return rc;
+}

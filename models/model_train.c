@@ -1,0 +1,46 @@
+/* A flow model of a config on its dataset, as the library trainer sees it
+ * (see models/train.h). */
+#include "models/train.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+fg_trainer_options fg_config_trainer_options(const fg_config *cfg, long skip_nonfinite)
+{
+    const fg_train_spec *t = &cfg->train;
+    return (fg_trainer_options){.optimizer = t->optimizer, .beta1 = 0.9, .beta2 = 0.999,
+                                .eps = 1e-8, .lr = t->lr, .warmup = (long)t->warmup,
+                                .grad_clip = t->grad_clip, .ema = t->ema,
+                                .skip_nonfinite = skip_nonfinite};
+}
+
+void fg_model_batches_init(fg_model_batches *b, fg_model *m, const fg_dataset *d, int batch,
+                           uint64_t seed)
+{
+    b->model = m;
+    b->data = d;
+    b->seed = seed;
+    b->labels = fg_xmalloc((size_t)(batch > 0 ? batch : 1) * sizeof *b->labels,
+                           "batch labels");
+}
+
+void fg_model_batches_free(fg_model_batches *b)
+{
+    free(b->labels);
+    memset(b, 0, sizeof *b);
+}
+
+fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd)
+{
+    fg_model_batches *mb = ctx;
+    const fg_dataset *d = mb->data;
+    fg_dataset_labels(d, b->idx, b->n, mb->labels);
+    fg_rng noise;
+    fg_rng_seed_stream(&noise, mb->seed, FG_STREAM_NOISE + (uint64_t)b->step);
+    /* fg_dequantize draws one uniform per value, image by image, and the
+     * Philox stream is indexed by its counter: this shard draws what one
+     * process would draw for these images of the global batch. */
+    noise.counter += (uint64_t)b->first * d->c * d->h * d->w;
+    fg_var *x = fg_model_input(g, d, b->idx, b->n, mb->model->n_bits, &noise);
+    return fg_model_loss(mb->model, g, x, mb->labels, bpd);
+}

@@ -1,0 +1,65 @@
+/* flowgrad model lifecycle: a flow model of a config trained by the
+ * library trainer (nn/trainer.h) on its dataset, and evaluated in bits/dim.
+ *
+ * Determinism: the batch order is a function of (seed, epoch, position) and
+ * each step's dequantization noise comes from the stream (seed,
+ * FG_STREAM_NOISE + step), indexed by an image's place in the global batch,
+ * so a resumed run, or one on N ranks, sees exactly the data an
+ * uninterrupted single process would. */
+#ifndef FLOWGRAD_MODELS_TRAIN_H
+#define FLOWGRAD_MODELS_TRAIN_H
+
+#include "nn/trainer.h"
+#include "models/checkpoint.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Distinct stream numbers keep the noise of different purposes apart. */
+#define FG_STREAM_NOISE 0x100000000ULL
+#define FG_STREAM_SAMPLE 0x200000000ULL
+#define FG_STREAM_EVAL 0x6576616cULL
+
+/* The train or test split named by the config's dataset. Synthetic data is
+ * generated from the config's seed, and refused before it is when it would
+ * not fit in max_bytes (negative: no limit). */
+FG_API int fg_config_load_split(const fg_config *cfg, int train, double max_bytes, fg_dataset *d);
+/* The trainer settings of a config's train: section. */
+FG_API fg_trainer_options fg_config_trainer_options(const fg_config *cfg, long skip_nonfinite);
+
+/* Dequantized images idx (n) into a graph constant (n, C, H, W). */
+FG_API fg_var *fg_model_input(fg_graph *g, const fg_dataset *d, const int *idx, int n,
+                       int n_bits, fg_rng *rng);
+
+/* The loss hook of fg_train_run for a flow model on a dataset. */
+typedef struct fg_model_batches {
+    fg_model *model;
+    const fg_dataset *data;
+    uint64_t seed;
+    int *labels;               /* room for a batch; owned */
+} fg_model_batches;
+FG_API void fg_model_batches_init(fg_model_batches *b, fg_model *m, const fg_dataset *d, int batch,
+                           uint64_t seed);
+FG_API void fg_model_batches_free(fg_model_batches *b);
+/* ctx is an fg_model_batches; *bpd receives the batch's bits/dim. */
+FG_API fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd);
+
+/* Sum of bits/dim over images [first, first + count) of d (no-grad, in
+ * batches of batch); image i gets the same noise from (seed,
+ * FG_STREAM_EVAL) whichever range it is evaluated in, so ranges can be
+ * evaluated apart and added up. */
+FG_API double fg_model_eval_bpd_sum(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
+                             uint64_t seed, int first, int count);
+/* Mean bits/dim over the first max_images of d (0: all). */
+FG_API double fg_model_eval_bpd(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
+                         uint64_t seed, int max_images);
+/* The same over all of d with every rank evaluating its contiguous part
+ * (collective: every rank calls it). */
+FG_API double fg_model_eval_bpd_ranks(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
+                               uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

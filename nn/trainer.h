@@ -1,0 +1,119 @@
+/* flowgrad trainer: the training step and the loop around it, for any
+ * model that exposes its state as an fg_state_list and its loss as a graph.
+ *
+ * One step is
+ *     loss -> backward -> gradient all-reduce (MPI) -> finite check
+ *          -> clipping -> optimizer -> EMA
+ * and nothing else: what a run prints, writes or evaluates between steps is
+ * the caller's, through the hooks of fg_train_run. Losses and metrics are
+ * averaged over ranks before any decision, so that every rank takes the
+ * same one (skip, stop, step). */
+#ifndef FLOWGRAD_NN_TRAINER_H
+#define FLOWGRAD_NN_TRAINER_H
+
+#include "nn/io.h"
+#include "nn/distributed.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fg_trainer_options {
+    fg_optim_kind optimizer;
+    double beta1, beta2, eps;  /* 0: Adam's defaults 0.9, 0.999, 1e-8 */
+    double lr;
+    long warmup;               /* linear warmup steps (fg_lr_warmup) */
+    double grad_clip;          /* global norm; 0 clips nothing */
+    double ema;                /* decay of the weight averages; 0: none */
+    long skip_nonfinite;       /* bad batches to skip before a step fails */
+} fg_trainer_options;
+
+typedef struct fg_trainer {
+    fg_trainer_options o;
+    const fg_state_list *state; /* borrowed */
+    fg_optim optim;
+    fg_ema ema;
+    int has_ema;
+    fg_graph *g;               /* the graph steps build; free between steps */
+    long step;                 /* updates taken, carried across resumes */
+    long skipped;              /* bad batches skipped so far */
+    double elapsed;            /* seconds inside steps, carried across resumes */
+} fg_trainer;
+
+/* What one call of fg_trainer_step did. */
+typedef enum { FG_STEP_TAKEN = 0, FG_STEP_SKIPPED = 1, FG_STEP_FAILED = 2 } fg_step_outcome;
+typedef struct fg_step_report {
+    fg_step_outcome outcome;
+    long step;                 /* the trainer's step after the call */
+    double loss, metric;       /* means over ranks */
+    double lr, grad_norm;      /* norm before clipping */
+    double seconds;
+    int images;                /* the global batch (set by fg_train_run) */
+    char why[512];             /* a skipped or failed batch: what was not finite */
+} fg_step_report;
+
+/* Builds the loss of one batch on g (the trainer resets g before); *metric
+ * receives a figure to report beside it (bits/dim for flows). */
+typedef fg_var *(*fg_step_loss_fn)(void *ctx, fg_graph *g, double *metric);
+
+FG_API void fg_trainer_init(fg_trainer *t, const fg_state_list *state, const fg_trainer_options *o);
+FG_API void fg_trainer_free(fg_trainer *t);
+/* The learning rate of the update numbered step (1-based): the one place
+ * where it is computed. */
+FG_API double fg_trainer_lr(const fg_trainer *t, long step);
+/* One step. FG_STEP_SKIPPED leaves the weights as they were (a bad batch
+ * within skip_nonfinite); FG_STEP_FAILED leaves them too and says why in
+ * r->why and fg_last_error ("step N: the loss is NaN ..."). */
+FG_API fg_step_outcome fg_trainer_step(fg_trainer *t, fg_step_loss_fn loss, void *ctx, fg_step_report *r);
+/* Exchanges the weights and their averages (no-op without EMA); call again
+ * to swap back. Evaluation and sampling between steps use the averages. */
+FG_API void fg_trainer_swap_ema(fg_trainer *t);
+/* The optimizer's moments and the averages as one list of buffers, for
+ * checkpoints and broadcasts. l must be fresh from fg_state_list_init. */
+FG_API void fg_trainer_visit_state(fg_trainer *t, fg_state_list *l);
+/* Gives every rank rank 0's weights, moments and averages. */
+FG_API void fg_trainer_broadcast(fg_trainer *t);
+
+/* ---------------------------------------------------------------- the loop
+ * fg_train_run draws global batches from an iterator, hands each rank its
+ * contiguous shard, steps, and calls the hooks. Any hook may be NULL; a hook
+ * returning FG_ERR ends the run with that error. */
+typedef struct fg_batch {
+    const int *idx;            /* this rank's images */
+    int n;                     /* how many */
+    int first;                 /* their offset in the global batch */
+    int global_n;              /* the global batch */
+    long step;                 /* updates taken before this batch */
+} fg_batch;
+
+typedef struct fg_train_hooks {
+    void *ctx;
+    fg_var *(*loss)(void *ctx, fg_graph *g, const fg_batch *b, double *metric);
+    /* After every call of fg_trainer_step: taken, skipped, or failed (the
+     * run then ends with FG_ERR whatever the hook returns; it may reword
+     * the message). */
+    int (*after_step)(void *ctx, fg_trainer *t, const fg_step_report *r);
+    /* At the end of each epoch (ended counts epochs finished). */
+    int (*end_of_epoch)(void *ctx, fg_trainer *t, long ended);
+    /* After every taken step: a non-zero return (a signal number, say)
+     * stops the run after this step, with FG_OK. */
+    int (*stop)(void *ctx, fg_trainer *t);
+} fg_train_hooks;
+
+typedef struct fg_train_plan {
+    long total_steps;          /* stop once the trainer is at this step */
+    int epochs;                /* > 0: counted in epochs; the last step is still
+                                  followed by the end of its epoch */
+} fg_train_plan;
+
+/* Runs until the plan is done, a hook fails or stops it, or a step fails.
+ * *stopped_by (may be NULL) receives the stop hook's value, else 0. */
+FG_API int fg_train_run(fg_trainer *t, fg_batch_iter *it, const fg_train_plan *p,
+                 const fg_train_hooks *h, int *stopped_by);
+/* Whether the plan still has work from where the trainer and iterator are. */
+FG_API int fg_train_plan_pending(const fg_train_plan *p, const fg_trainer *t, const fg_batch_iter *it);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
