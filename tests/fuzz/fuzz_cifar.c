@@ -1,5 +1,5 @@
 /* The CIFAR-10 binary reader on arbitrary bytes (one batch file). */
-#include "nn/nn.h"
+#include "nn/io.h"
 #include "tests/fuzz/fuzz_mem.h"
 
 #include <stdint.h>

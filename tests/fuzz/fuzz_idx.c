@@ -1,7 +1,7 @@
 /* The IDX (MNIST-family) reader, plain or gzip, on arbitrary bytes. The
  * first two bytes choose where the input splits into the images file and
  * the labels file. */
-#include "nn/nn.h"
+#include "nn/io.h"
 #include "tests/fuzz/fuzz_mem.h"
 
 #include <stdint.h>

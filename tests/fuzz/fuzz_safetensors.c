@@ -1,6 +1,6 @@
 /* The safetensors checkpoint parser on arbitrary bytes, and the accessors
  * a checkpoint loader calls on whatever it accepted. */
-#include "nn/nn.h"
+#include "nn/io.h"
 
 #include <stdint.h>
 #include <stdlib.h>
