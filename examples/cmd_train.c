@@ -6,6 +6,7 @@
 #include "examples/train_dist.h"
 #include "examples/train_guard.h"
 #include "examples/train_run.h"
+#include "examples/train_trace.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,7 @@ int cmd_train(int argc, char **argv)
         goto out_data;
     }
     fg_trainer_options o = fg_config_trainer_options(r.cfg, (long)skip);
+    o.inspect_gradients = trace_inspect_gradients;
     fg_trainer_init(&r.tr, &r.model->state, &o);
     fg_batch_iter_init(&r.it, &r.train, t->batch, 1, 1, t->seed);
     r.plan.epochs = t->steps > 0 ? 0 : t->epochs;
@@ -171,13 +173,14 @@ int cmd_train(int argc, char **argv)
         goto out_model;
     }
     guard_catch_stop_signals();
-    if (train_run_loop(&r) != FG_OK)
+    if (trace_start() != FG_OK || train_run_loop(&r) != FG_OK)
         cli_fail(cmd, "%s", fg_last_error());
     else
         status = r.stopped_by ? guard_stop_status(r.stopped_by) : 0;
     if (status == 0 && fg_dist_check_same(&r.model->state) != FG_OK)
         status = cli_fail(cmd, "%s", fg_last_error());
 out_model:
+    trace_stop();
     fg_batch_iter_free(&r.it);
     fg_trainer_free(&r.tr);
     fg_model_free(r.model);

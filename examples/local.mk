@@ -64,6 +64,9 @@ EXTRA_DIST += tests/configs/cli-tiny.yaml
 examples_flowgrad_SOURCES += examples/train_guard.c examples/train_guard.h \
 	examples/train_run.c examples/train_run.h
 
+# FLOWGRAD_TRACE: per-layer log-determinants and per-group gradient norms.
+examples_flowgrad_SOURCES += examples/train_trace.c examples/train_trace.h
+
 # The memory a training run needs, from measured steps (flowgrad info --batch,
 # and the check flowgrad train makes before it starts); its test compares the
 # estimate with the peak RSS of real runs.

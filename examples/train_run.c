@@ -2,6 +2,7 @@
 #include "examples/train_run.h"
 #include "examples/train_dist.h"
 #include "examples/train_guard.h"
+#include "examples/train_trace.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -169,6 +170,7 @@ static int after_step(void *ctx, fg_trainer *t, const fg_step_report *rep)
 
 static fg_var *batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd)
 {
+    trace_set_step(b->step + 1);
     return fg_model_batch_loss(&((train_run *)ctx)->batches, g, b, bpd);
 }
 

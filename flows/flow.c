@@ -120,6 +120,8 @@ void fg_flow_accumulate(fg_graph *g, fg_var **logdet, fg_var *term, int sign, in
         int shape[1] = {n};
         *logdet = fg_const(g, 1, shape);
     }
+    if (sign >= 0)
+        fg_flow_observe("logdet", term);
     *logdet = sign >= 0 ? fg_add(g, *logdet, term) : fg_sub(g, *logdet, term);
 }
 

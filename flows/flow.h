@@ -78,6 +78,16 @@ typedef struct fg_flow_ctx {
 } fg_flow_ctx;
 
 FG_API void fg_flow_ctx_init(fg_flow_ctx *ctx);
+
+/* ---------------------------------------------------------------- observer
+ * Debugging: fn sees, as forward computes them, each layer's log-determinant
+ * term ("logdet", [N] or [1], signed as added), the prior log-scales
+ * ("prior.logs") and each prior's per-sample log-density ("prior.logp", [N]),
+ * in forward order. Values are valid only during the call. NULL (the
+ * default) observes nothing; one observer per process. */
+typedef void (*fg_flow_observer_fn)(void *ctx, const char *what, const fg_var *v);
+FG_API void fg_flow_set_observer(fg_flow_observer_fn fn, void *ctx);
+FG_API void fg_flow_observe(const char *what, const fg_var *v);
 /* Appends a latent; stops if more than FG_FLOW_MAX_LATENTS. */
 FG_API void fg_flow_ctx_push(fg_flow_ctx *ctx, fg_var *z);
 /* The last latent pushed and not yet popped, or NULL. */

@@ -5,7 +5,7 @@ libflowgrad_core_la_SOURCES += flows/layer.h flows/flow.c flows/actnorm.c flows/
 	flows/invconv_lu.c flows/permute.c flows/coupling.c flows/squeeze.c \
 	flows/split.c flows/prior.c flows/sequence.c flows/multiscale.c \
 	flows/flatten.c flows/coupling_dense.c flows/scale_diag.c \
-	flows/state_check.c
+	flows/state_check.c flows/observe.c
 
 check_PROGRAMS += tests/test_flows
 TESTS += tests/test_flows

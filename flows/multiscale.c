@@ -84,6 +84,7 @@ int fg_multiscale_encode(fg_multiscale *m, fg_graph *g, fg_var *x, const int *y,
     }
     if (logp) {
         fg_var *lp = fg_prior_logp(m->prior, g, z, y);
+        fg_flow_observe("prior.logp", lp);
         if (ctx.logp)
             lp = fg_add(g, lp, ctx.logp);
         if (logdet)

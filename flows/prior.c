@@ -88,6 +88,7 @@ fg_var *fg_prior_logp(fg_prior *p, fg_graph *g, fg_var *z, const int *y)
              fg_shape_str(&z->t, buf, sizeof buf), p->channels, p->height, p->width);
     fg_var *mean, *logs;
     fg_prior_params(p, g, z->t.shape[0], y, &mean, &logs);
+    fg_flow_observe("prior.logs", logs);
     return fg_gaussian_logp(g, z, mean, logs);
 }
 

@@ -58,6 +58,8 @@ static fg_var *forward(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet,
     fg_var *mean, *logs;
     fg_split_prior_params(f, g, z1, &mean, &logs);
     fg_var *lp = fg_gaussian_logp(g, z2, mean, logs);
+    fg_flow_observe("prior.logs", logs);
+    fg_flow_observe("prior.logp", lp);
     ctx->logp = ctx->logp ? fg_add(g, ctx->logp, lp) : lp;
     fg_flow_ctx_push(ctx, z2);
     if (logdet)

@@ -26,6 +26,10 @@ typedef struct fg_trainer_options {
     double grad_clip;          /* global norm; 0 clips nothing */
     double ema;                /* decay of the weight averages; 0: none */
     long skip_nonfinite;       /* bad batches to skip before a step fails */
+    /* Called after backward with the averaged gradients, before anything
+     * judges or clips them (debugging, tracing); NULL: none. */
+    void (*inspect_gradients)(void *ctx, const fg_state_list *state);
+    void *inspect_ctx;
 } fg_trainer_options;
 
 typedef struct fg_trainer {

@@ -64,6 +64,8 @@ static const char *not_finite(fg_trainer *t, fg_var *loss, double lv, char *why,
     fg_state_list_zero_grad(t->state);
     fg_backward(t->g, loss);
     fg_dist_average_grads(t->state);
+    if (t->o.inspect_gradients)
+        t->o.inspect_gradients(t->o.inspect_ctx, t->state);
     if (fg_state_list_check_finite(t->state, 1) != FG_OK) {
         snprintf(why, n, "%s", fg_last_error());
         return why;
