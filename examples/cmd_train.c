@@ -32,6 +32,12 @@ static void help(void)
          "  --no-memory-check  start even when the estimated memory (flowgrad info --batch)\n"
          "                  exceeds MemAvailable (also FLOWGRAD_NO_MEMORY_CHECK=1)\n"
          "\n"
+         "Outlier steps (loss or gradient norm far above recent steps) are skipped, and\n"
+         "counted in metrics.csv's guard column and the closing summary; see the train:\n"
+         "keys guard, guard_window, guard_threshold, clip_factor and schedule.\n"
+         "FLOWGRAD_TRACE=FILE writes each step's per-layer log-determinants, prior\n"
+         "log-scales and per-group gradient norms to FILE (CSV), to find a jump's source.\n"
+         "\n"
          "SIGINT or SIGTERM ends the current step, writes the checkpoint and exits with\n"
          "status 130 or 143; a second signal stops at once. Files are written to\n"
          "FILE.tmp.<pid> and renamed into place; such temporaries of killed runs are\n"
@@ -141,17 +147,17 @@ int cmd_train(int argc, char **argv)
         cli_fail(cmd, "%s: %s", config, fg_last_error());
         goto out_data;
     }
+    r.plan.epochs = t->steps > 0 ? 0 : t->epochs;
+    r.plan.total_steps = t->steps > 0 ? (long)t->steps : (long)(r.train.n / t->batch) * t->epochs;
     fg_trainer_options o = fg_config_trainer_options(r.cfg, (long)skip);
+    o.total_steps = r.plan.total_steps;
     o.inspect_gradients = trace_inspect_gradients;
     fg_trainer_init(&r.tr, &r.model->state, &o);
     fg_batch_iter_init(&r.it, &r.train, t->batch, 1, 1, t->seed);
-    r.plan.epochs = t->steps > 0 ? 0 : t->epochs;
-    r.plan.total_steps = t->steps > 0 ? (long)t->steps : (long)(r.train.n / t->batch) * t->epochs;
 
     fg_train_state s;
     if (resume) {
-        if (fg_checkpoint_resume(resume, r.model, &r.tr.optim, r.tr.has_ema ? &r.tr.ema : NULL,
-                                 r.train.n, &s) != FG_OK) {
+        if (fg_checkpoint_resume(resume, r.model, &r.tr, r.train.n, &s) != FG_OK) {
             cli_fail(cmd, "--resume: %s", fg_last_error());
             goto out_model;
         }
@@ -172,11 +178,14 @@ int cmd_train(int argc, char **argv)
         status = 0;
         goto out_model;
     }
+    r.inject = trace_inject_step();
+    r.stop_after = trace_stop_after();
     guard_catch_stop_signals();
     if (trace_start() != FG_OK || train_run_loop(&r) != FG_OK)
         cli_fail(cmd, "%s", fg_last_error());
     else
         status = r.stopped_by ? guard_stop_status(r.stopped_by) : 0;
+    train_run_guard_summary(&r);
     if (status == 0 && fg_dist_check_same(&r.model->state) != FG_OK)
         status = cli_fail(cmd, "%s", fg_last_error());
 out_model:

@@ -5,6 +5,7 @@
 #include "examples/train_trace.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -29,8 +30,7 @@ int train_run_save(train_run *r)
     fg_state_report_ill_conditioned(&r->model->state, FG_COND_WARN, r->tr.step);
     fg_train_state s = train_run_state(r);
     const char *path = out_file(r, "checkpoint.safetensors");
-    if (fg_checkpoint_save(path, r->cfg, r->model, &r->tr.optim, r->tr.has_ema ? &r->tr.ema : NULL,
-                           &s) == FG_OK)
+    if (fg_checkpoint_save(path, r->cfg, r->model, &r->tr, &s) == FG_OK)
         return FG_OK;
     snprintf(why, sizeof why, "%s", fg_last_error());
     /* Weights that are no longer finite never replace the good ones. */
@@ -120,7 +120,7 @@ static int end_of_epoch(void *ctx, fg_trainer *t, long ended)
         double tb = test_bpd(r);
         if (dist_is_root())
             fprintf(stderr, "epoch %ld: test %.4f bits/dim\n", ended, tb);
-        fprintf(r->metrics, "%ld,%ld,,%.6f,,,%.2f\n", t->step, ended, tb, t->elapsed);
+        fprintf(r->metrics, "%ld,%ld,,%.6f,,,%.2f,,,\n", t->step, ended, tb, t->elapsed);
         fflush(r->metrics);
     }
     if (s->sample_every == 0 && write_samples(r) != FG_OK)
@@ -128,6 +128,34 @@ static int end_of_epoch(void *ctx, fg_trainer *t, long ended)
     if (s->checkpoint_every == 0 && train_run_save(r) != FG_OK)
         return FG_ERR;
     return FG_OK;
+}
+
+/* The guard judged the step an outlier: what, and what it did. */
+static void report_rejection(const fg_step_report *rep)
+{
+    if (!dist_is_root())
+        return;
+    int v = rep->guard_verdict;
+    const char *what = v == FG_GUARD_LOSS ? "loss" : v == FG_GUARD_NORM
+                       ? "gradient norm" : "loss and gradient norm";
+    fprintf(stderr, "%sstep %ld: %s far above recent steps (%.4g bits/dim, gradient norm "
+            "%.4g); update skipped%s\n", isatty(2) ? "\n" : "", rep->step, what, rep->metric,
+            rep->grad_norm, rep->guard_event & FG_GUARDED_ROLLED_BACK
+            ? ", the one before undone" : "");
+    if (rep->guard_event & FG_GUARDED_RESTARTED)
+        fprintf(stderr, "step %ld: too many outliers in a row; the guard starts its "
+                "statistics afresh\n", rep->step);
+}
+
+void train_run_guard_summary(const train_run *r)
+{
+    if (!r->tr.guard || !dist_is_root())
+        return;
+    const fg_step_guard *g = &r->tr.guard->guard;
+    fprintf(stderr, "guard: %lld step%s skipped (%lld for the loss, %lld for the gradient "
+            "norm), %ld rolled back, %lld restart%s\n", (long long)g->skipped,
+            g->skipped == 1 ? "" : "s", (long long)g->by_loss, (long long)g->by_norm,
+            r->tr.guard->rolled_back, (long long)g->restarts, g->restarts == 1 ? "" : "s");
 }
 
 static int after_step(void *ctx, fg_trainer *t, const fg_step_report *rep)
@@ -143,6 +171,8 @@ static int after_step(void *ctx, fg_trainer *t, const fg_step_report *rep)
                 rep->why, t->skipped, t->o.skip_nonfinite);
         return FG_OK;
     }
+    if (rep->outcome == FG_STEP_REJECTED)
+        report_rejection(rep);
     double img_s = rep->images / (rep->seconds > 1e-9 ? rep->seconds : 1e-9);
     r->img_s = r->img_s == 0 ? img_s : 0.9 * r->img_s + 0.1 * img_s;
     double tb = NAN;
@@ -156,7 +186,8 @@ static int after_step(void *ctx, fg_trainer *t, const fg_step_report *rep)
     fprintf(r->metrics, "%ld,%ld,%.6f,", t->step, r->it.epoch, rep->metric);
     if (isfinite(tb))
         fprintf(r->metrics, "%.6f", tb);
-    fprintf(r->metrics, ",%.6g,%.2f,%.2f,%.6g\n", rep->lr, img_s, t->elapsed, rep->grad_norm);
+    fprintf(r->metrics, ",%.6g,%.2f,%.2f,%.6g,%.6g,%d\n", rep->lr, img_s, t->elapsed,
+            rep->grad_norm, rep->clip, rep->guard_event);
     fflush(r->metrics);
     progress(r, rep->metric, last);
     if ((due(s->sample_every, t->step) || (last && s->sample_every > 0)) &&
@@ -170,13 +201,20 @@ static int after_step(void *ctx, fg_trainer *t, const fg_step_report *rep)
 
 static fg_var *batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd)
 {
+    train_run *r = ctx;
     trace_set_step(b->step + 1);
-    return fg_model_batch_loss(&((train_run *)ctx)->batches, g, b, bpd);
+    fg_var *x = fg_model_batch_input(&r->batches, g, b);
+    if (b->step + 1 == r->inject)
+        for (size_t i = 0; i < fg_numel(&x->t); i++)
+            x->t.data[i] *= 30.0f;
+    return fg_model_loss(r->model, g, x, r->batches.labels, bpd);
 }
 
 static int stop_requested(void *ctx, fg_trainer *t)
 {
-    return guard_stop_signal();
+    train_run *r = ctx;
+    int sig = guard_stop_signal();
+    return sig ? sig : t->step == r->stop_after ? SIGTERM : 0;
 }
 
 int train_run_loop(train_run *r)
@@ -186,7 +224,8 @@ int train_run_loop(train_run *r)
     if (!r->metrics)
         return fg_error("%s: cannot open for writing", r->path);
     if (r->tr.step == 0)
-        fprintf(r->metrics, "step,epoch,train_bpd,test_bpd,lr,img_per_s,elapsed_s,grad_norm\n");
+        fprintf(r->metrics, "step,epoch,train_bpd,test_bpd,lr,img_per_s,elapsed_s,grad_norm,"
+                "clip,guard\n");
     fg_model_batches_init(&r->batches, r->model, &r->train, r->cfg->train.batch,
                           r->cfg->train.seed);
     fg_train_hooks h = {.ctx = r, .loss = batch_loss, .after_step = after_step,

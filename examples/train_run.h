@@ -17,6 +17,7 @@ typedef struct train_run {
     FILE *metrics;
     double img_s;             /* smoothed throughput, for the ETA */
     int stopped_by;           /* signal that ended the run, or 0 */
+    long inject, stop_after;  /* FLOWGRAD_INJECT_OUTLIER, _STOP_AFTER (tests) */
     const char *out;
     char path[4096];
 } train_run;
@@ -28,5 +29,8 @@ int train_run_save(train_run *r);
 /* Trains until the plan is done or a signal stops it; the run's outputs
  * are written on the way. */
 int train_run_loop(train_run *r);
+/* The step guard's counts, for the closing summary (rank 0; nothing
+ * without a guard). */
+void train_run_guard_summary(const train_run *r);
 
 #endif

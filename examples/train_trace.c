@@ -98,3 +98,15 @@ void trace_stop(void)
     out = NULL;
     fg_flow_set_observer(NULL, NULL);
 }
+
+long trace_inject_step(void)
+{
+    const char *v = getenv("FLOWGRAD_INJECT_OUTLIER");
+    return v ? strtol(v, NULL, 10) : 0;
+}
+
+long trace_stop_after(void)
+{
+    const char *v = getenv("FLOWGRAD_STOP_AFTER");
+    return v ? strtol(v, NULL, 10) : 0;
+}

@@ -21,4 +21,13 @@ void trace_groups(const fg_state_list *l);
 void trace_inspect_gradients(void *ctx, const fg_state_list *l);
 void trace_stop(void);
 
+/* FLOWGRAD_INJECT_OUTLIER=STEP: the batch of that step is multiplied by
+ * 30 (far outside the data, yet with a finite loss), an outlier for
+ * tests of the step guard. 0 when unset. */
+long trace_inject_step(void);
+/* FLOWGRAD_STOP_AFTER=STEP: after that step the run stops as on SIGTERM
+ * (checkpoint written, exit status 143), at a step a test can name. 0 when
+ * unset. */
+long trace_stop_after(void);
+
 #endif

@@ -10,7 +10,9 @@
  * model's state under its visit names (flows/flow.h), "optim.m.<param>" and
  * "optim.v.<param>" with "optim.step" (I64 [1]), "ema.<param>" when the run
  * kept averages, the train state as one I64 [1] tensor per field
- * ("train.step", "train.epoch", "train.position", "train.seed"), the seconds
+ * ("train.step", "train.epoch", "train.position", "train.seed"), the step
+ * guard's window as "train.guard" (I64, fg_step_guard_save) when the run
+ * keeps one, the seconds
  * trained under the metadata key "elapsed_seconds" and the run's YAML under
  * "config".
  *
@@ -23,6 +25,7 @@
 #define FLOWGRAD_MODELS_CHECKPOINT_H
 
 #include "nn/io.h"
+#include "nn/trainer.h"
 #include "models/model.h"
 
 #ifdef __cplusplus
@@ -82,18 +85,20 @@ FG_API int fg_checkpoint_get_state(const fg_safetensors *st, fg_train_state *s);
 FG_API int fg_checkpoint_read_state(const char *path, fg_train_state *s);
 
 /* Writes a checkpoint atomically (fg_st_write): the model's state, the
- * optimizer's moments and step, the averages (ema may be NULL), the train
- * state and the config text. Refuses, naming the tensor, weights that are
- * not finite: a checkpoint is the state to come back to. */
+ * trainer's optimizer moments and step, its averages and step guard when
+ * it keeps them ("train.guard"), the train state and the config text.
+ * Refuses, naming the tensor, weights that are not finite: a checkpoint is
+ * the state to come back to. */
 FG_API int fg_checkpoint_save(const char *path, const fg_config *cfg, const fg_model *model,
-                       fg_optim *optim, fg_ema *ema, const fg_train_state *s);
+                       fg_trainer *tr, const fg_train_state *s);
 /* Continues a run: loads into a built model (of the same layer list) its
- * weights, the optimizer's moments, the averages (ema may be NULL) and the
- * train state, after every check of fg_checkpoint_check_values; the model
+ * weights, and into a trainer made for it the optimizer's moments, the
+ * averages and the step guard's window (a file without one leaves the
+ * window empty), and returns the train state, after every check of fg_checkpoint_check_values; the model
  * is checked again as its layers will use it. dataset_n bounds the
  * iterator position. On FG_ERR nothing the caller uses is half-loaded in a
  * way that matters: the caller stops. */
-FG_API int fg_checkpoint_resume(const char *path, fg_model *model, fg_optim *optim, fg_ema *ema,
+FG_API int fg_checkpoint_resume(const char *path, fg_model *model, fg_trainer *tr,
                          int dataset_n, fg_train_state *s);
 
 /* Reads path and runs every check above, in that order, before building

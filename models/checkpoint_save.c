@@ -16,8 +16,10 @@ static void add_ema(fg_safetensors *st, fg_ema *ema, fg_state_list *el)
 }
 
 int fg_checkpoint_save(const char *path, const fg_config *cfg, const fg_model *model,
-                       fg_optim *optim, fg_ema *ema, const fg_train_state *s)
+                       fg_trainer *tr, const fg_train_state *s)
 {
+    fg_optim *optim = &tr->optim;
+    fg_ema *ema = tr->has_ema ? &tr->ema : NULL;
     if (fg_state_list_check_finite(&model->state, 0) != FG_OK)
         return FG_ERR;
     fg_safetensors st;
@@ -28,8 +30,12 @@ int fg_checkpoint_save(const char *path, const fg_config *cfg, const fg_model *m
     fg_state_list el;
     add_ema(&st, ema, &el);
     fg_checkpoint_add_state(&st, s);
+    if (tr->guard)
+        fg_guarded_save(tr->guard, &st);
     fg_st_set_meta(&st, "config", cfg->text);
     int rc = fg_st_write(&st, path);
+    if (rc == FG_OK && tr->guard)
+        fg_guarded_checkpointed(tr->guard);
     fg_state_list_free(&el);
     fg_st_free(&st);
     return rc;
@@ -47,9 +53,11 @@ static int load_ema(const fg_safetensors *st, fg_ema *ema)
     return rc;
 }
 
-static int resume(const fg_safetensors *st, fg_model *model, fg_optim *optim, fg_ema *ema,
-                  int dataset_n, fg_train_state *s)
+static int resume(const fg_safetensors *st, fg_model *model, fg_trainer *tr, int dataset_n,
+                  fg_train_state *s)
 {
+    fg_optim *optim = &tr->optim;
+    fg_ema *ema = tr->has_ema ? &tr->ema : NULL;
     const char *path = st->path;
     if (fg_checkpoint_check_values(st) != FG_OK || fg_checkpoint_get_state(st, s) != FG_OK)
         return FG_ERR;
@@ -58,19 +66,19 @@ static int resume(const fg_safetensors *st, fg_model *model, fg_optim *optim, fg
                         "dataset of %d images", path, s->step, s->epoch, s->position,
                         dataset_n);
     if (fg_st_load_state(st, &model->state, "") != FG_OK || fg_optim_load(optim, st) != FG_OK ||
-        load_ema(st, ema) != FG_OK)
+        load_ema(st, ema) != FG_OK || (tr->guard && fg_guarded_load(tr->guard, st) != FG_OK))
         return FG_ERR;
     if (fg_model_check_state(model) != FG_OK)
         return fg_error("%s: %s", path, fg_last_error());
     return FG_OK;
 }
 
-int fg_checkpoint_resume(const char *path, fg_model *model, fg_optim *optim, fg_ema *ema,
-                         int dataset_n, fg_train_state *s)
+int fg_checkpoint_resume(const char *path, fg_model *model, fg_trainer *tr, int dataset_n,
+                         fg_train_state *s)
 {
     fg_safetensors st;
     fg_st_init(&st);
-    int rc = fg_st_read(&st, path) == FG_OK ? resume(&st, model, optim, ema, dataset_n, s)
+    int rc = fg_st_read(&st, path) == FG_OK ? resume(&st, model, tr, dataset_n, s)
                                             : FG_ERR;
     fg_st_free(&st);
     return rc;

@@ -93,6 +93,17 @@
  *   lr:          (0, 1]          default 1e-3
  *   warmup:      >= 0            default 0: steps of linear LR warmup
  *   grad_clip:   >= 0            default 0: global gradient-norm clip, 0 = off
+ *   schedule:    constant | cosine | linear   default cosine: after warmup,
+ *                                lr held, or decayed to 0 at the last step
+ *   guard:       true | false    default true: skip outlier steps (loss or
+ *                                gradient norm far above recent steps)
+ *   guard_window: 10..4096       default 100: accepted steps the guard's
+ *                                median and MAD are taken over
+ *   guard_threshold: > 0         default 8: robust sigmas above the median
+ *                                that make an outlier
+ *   clip_factor: >= 0            default 4: clip the gradient norm at this
+ *                                times the window's median norm, 0 = off;
+ *                                needs guard: true (it keeps the window)
  *   ema:         [0, 1)          default 0: EMA decay of weights, 0 = off
  *   epochs:      1..1000000      default 1 when steps is absent
  *   steps:       1..2^40         training steps; give epochs or steps, not both
@@ -120,6 +131,7 @@
 
 /* fg_optim_kind (FG_ADAM, FG_ADAMAX) comes from the optimizers. */
 #include "nn/nn.h"
+#include "nn/step_guard.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -226,6 +238,11 @@ typedef struct fg_train_spec {
     double lr;
     int64_t warmup;
     double grad_clip;         /* 0 = off */
+    fg_schedule_kind schedule;
+    int guard;                /* 1: outlier steps are skipped (nn/step_guard.c) */
+    int guard_window;
+    double guard_threshold;
+    double clip_factor;       /* clip at this times the median norm; 0 = off */
     double ema;               /* 0 = off */
     int epochs;               /* 0 when steps is given */
     int64_t steps;            /* 0 when counted in epochs */

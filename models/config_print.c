@@ -126,4 +126,13 @@ void fg_config_print(const fg_config *cfg, FILE *f)
     print_every(f, "samples", t->sample_every);
     print_every(f, "test", t->test_every);
     fprintf(f, " temperature %g\n", t->temperature);
+    fprintf(f, "      schedule %s, ", fg_schedule_name(t->schedule));
+    if (!t->guard)
+        fprintf(f, "guard off\n");
+    else if (t->clip_factor > 0)
+        fprintf(f, "guard over %d steps at %g sigmas, clip at %g x median norm\n",
+                t->guard_window, t->guard_threshold, t->clip_factor);
+    else
+        fprintf(f, "guard over %d steps at %g sigmas, no adaptive clip\n", t->guard_window,
+                t->guard_threshold);
 }

@@ -9,7 +9,7 @@
 static const char *const train_keys[] = {
     "dataset", "batch", "optimizer", "lr", "warmup", "grad_clip", "ema", "epochs",
     "steps", "seed", "checkpoint_every", "sample_every", "test_every", "temperature",
-    NULL
+    "schedule", "guard", "guard_window", "guard_threshold", "clip_factor", NULL
 };
 static const char *const dataset_keys[] = { "name", "path", NULL };
 /* Indexed by fg_dataset_kind. */
@@ -17,6 +17,8 @@ static const char *const dataset_names[] = {
     "none", "fashion-mnist", "mnist", "cifar10", "synthetic", NULL
 };
 static const char *const optim_names[] = { "adam", "adamax", NULL };
+/* Indexed by fg_schedule_kind. */
+static const char *const schedule_names[] = { "constant", "cosine", "linear", NULL };
 _Static_assert(FG_ADAM == 0 && FG_ADAMAX == 1, "optim_names order");
 
 #define MAX_STEPS FG_CONFIG_MAX_STEPS
@@ -90,6 +92,28 @@ static int check_synthetic(const cfg_ctx *ctx, const cfg_node *d, const fg_model
     return FG_OK;
 }
 
+/* Schedule, step guard and adaptive clipping (see nn/step_guard.c). */
+static int read_stability(const cfg_ctx *ctx, const cfg_node *train, fg_train_spec *t)
+{
+    const char *where = "train";
+    int schedule = (int)t->schedule;
+    if (cfg_enum(ctx, train, where, "schedule", schedule_names, &schedule)
+        || cfg_bool(ctx, train, where, "guard", &t->guard)
+        || cfg_int32(ctx, train, where, "guard_window", 10, FG_GUARD_MAX_WINDOW,
+                     &t->guard_window)
+        || cfg_real(ctx, train, where, "guard_threshold", 0, 1, 1000, 0, &t->guard_threshold)
+        || cfg_real(ctx, train, where, "clip_factor", 0, 0, 1000, 0, &t->clip_factor))
+        return FG_ERR;
+    t->schedule = (fg_schedule_kind)schedule;
+    if (!t->guard && cfg_get(train, "clip_factor") && t->clip_factor > 0)
+        return cfg_fail(ctx, cfg_get_key(train, "clip_factor"), "clip_factor %g needs the "
+                        "guard's statistics, but guard is false (expected guard: true, or "
+                        "clip_factor: 0 with grad_clip for a fixed clip)", t->clip_factor);
+    if (!t->guard)
+        t->clip_factor = 0;
+    return FG_OK;
+}
+
 int cfg_read_train(const cfg_ctx *ctx, const cfg_node *train, const fg_model_spec *m,
                    fg_train_spec *t)
 {
@@ -99,6 +123,11 @@ int cfg_read_train(const cfg_ctx *ctx, const cfg_node *train, const fg_model_spe
     t->optimizer = FG_ADAM;
     t->lr = 1e-3;
     t->temperature = 0.7;
+    t->schedule = FG_SCHEDULE_COSINE;
+    t->guard = 1;
+    t->guard_window = 100;
+    t->guard_threshold = 8;
+    t->clip_factor = 4;
     if (cfg_expect_map(ctx, train, where)
         || cfg_check_keys(ctx, train, where, train_keys)
         || cfg_require(ctx, train, where, "dataset", "{name: fashion-mnist}"))
@@ -118,7 +147,8 @@ int cfg_read_train(const cfg_ctx *ctx, const cfg_node *train, const fg_model_spe
         || cfg_int(ctx, train, where, "checkpoint_every", 0, MAX_STEPS, &ckpt)
         || cfg_int(ctx, train, where, "sample_every", 0, MAX_STEPS, &sample)
         || cfg_int(ctx, train, where, "test_every", 0, MAX_STEPS, &test)
-        || cfg_real(ctx, train, where, "temperature", 0, 0, 10, 0, &t->temperature))
+        || cfg_real(ctx, train, where, "temperature", 0, 0, 10, 0, &t->temperature)
+        || read_stability(ctx, train, t))
         return FG_ERR;
     if (cfg_get(train, "epochs") && cfg_get(train, "steps"))
         return cfg_fail(ctx, cfg_get_key(train, "steps"), "give either 'epochs' or "

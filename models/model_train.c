@@ -10,7 +10,11 @@ fg_trainer_options fg_config_trainer_options(const fg_config *cfg, long skip_non
     const fg_train_spec *t = &cfg->train;
     return (fg_trainer_options){.optimizer = t->optimizer, .beta1 = 0.9, .beta2 = 0.999,
                                 .eps = 1e-8, .lr = t->lr, .warmup = (long)t->warmup,
-                                .grad_clip = t->grad_clip, .ema = t->ema,
+                                .schedule = t->schedule, .total_steps = (long)t->steps,
+                                .grad_clip = t->grad_clip, .guard = t->guard,
+                                .guard_window = t->guard_window,
+                                .guard_threshold = t->guard_threshold,
+                                .clip_factor = t->clip_factor, .ema = t->ema,
                                 .skip_nonfinite = skip_nonfinite};
 }
 
@@ -30,9 +34,8 @@ void fg_model_batches_free(fg_model_batches *b)
     memset(b, 0, sizeof *b);
 }
 
-fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd)
+fg_var *fg_model_batch_input(fg_model_batches *mb, fg_graph *g, const fg_batch *b)
 {
-    fg_model_batches *mb = ctx;
     const fg_dataset *d = mb->data;
     fg_dataset_labels(d, b->idx, b->n, mb->labels);
     fg_rng noise;
@@ -41,6 +44,12 @@ fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *b
      * Philox stream is indexed by its counter: this shard draws what one
      * process would draw for these images of the global batch. */
     noise.counter += (uint64_t)b->first * d->c * d->h * d->w;
-    fg_var *x = fg_model_input(g, d, b->idx, b->n, mb->model->n_bits, &noise);
+    return fg_model_input(g, d, b->idx, b->n, mb->model->n_bits, &noise);
+}
+
+fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd)
+{
+    fg_model_batches *mb = ctx;
+    fg_var *x = fg_model_batch_input(mb, g, b);
     return fg_model_loss(mb->model, g, x, mb->labels, bpd);
 }

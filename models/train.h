@@ -25,7 +25,9 @@ extern "C" {
  * generated from the config's seed, and refused before it is when it would
  * not fit in max_bytes (negative: no limit). */
 FG_API int fg_config_load_split(const fg_config *cfg, int train, double max_bytes, fg_dataset *d);
-/* The trainer settings of a config's train: section. */
+/* The trainer settings of a config's train: section. A run counted in
+ * epochs leaves total_steps 0 (the schedule's horizon): the caller sets it
+ * from the dataset's size, as it sets fg_train_plan's. */
 FG_API fg_trainer_options fg_config_trainer_options(const fg_config *cfg, long skip_nonfinite);
 
 /* Dequantized images idx (n) into a graph constant (n, C, H, W). */
@@ -42,6 +44,9 @@ typedef struct fg_model_batches {
 FG_API void fg_model_batches_init(fg_model_batches *b, fg_model *m, const fg_dataset *d, int batch,
                            uint64_t seed);
 FG_API void fg_model_batches_free(fg_model_batches *b);
+/* The dequantized images of batch b, with its noise stream, on g; their
+ * labels land in mb->labels. */
+FG_API fg_var *fg_model_batch_input(fg_model_batches *mb, fg_graph *g, const fg_batch *b);
 /* ctx is an fg_model_batches; *bpd receives the batch's bits/dim. */
 FG_API fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd);
 

@@ -1,7 +1,8 @@
-nobase_flowgradinclude_HEADERS += nn/nn.h nn/io.h nn/distributed.h nn/trainer.h
+nobase_flowgradinclude_HEADERS += nn/nn.h nn/io.h nn/distributed.h nn/trainer.h nn/step_guard.h
 libflowgrad_core_la_SOURCES += \
 	nn/naming.c nn/conv.c nn/zero_conv.c nn/linear.c \
 	nn/params.c nn/optim.c nn/adam.c nn/adamax.c nn/schedule.c nn/ema.c \
+	nn/step_guard.c nn/snapshot.c nn/guarded_step.c \
 	nn/json.h nn/json.c nn/atomic_file.c nn/atomic_stale.c nn/safetensors.c nn/safetensors_read.c \
 	nn/dataset.c nn/dataset_idx.c nn/dataset_cifar.c nn/dataset_synthetic.c \
 	nn/png.c

@@ -134,6 +134,14 @@ FG_API int fg_optim_kind_parse(const char *s, fg_optim_kind *k);
 /* Linear warmup: lr * min(1, step / warmup) for the update numbered step
  * (1-based); warmup <= 0 means no warmup. */
 FG_API double fg_lr_warmup(double lr, long step, long warmup);
+/* Warmup as fg_lr_warmup, then lr held (constant) or decayed towards 0 over
+ * the updates warmup..total by a half cosine or a straight line; the update
+ * numbered total still gets a small positive rate, not 0.
+ * A function of its arguments only, so a resumed run needs no state. */
+typedef enum { FG_SCHEDULE_CONSTANT = 0, FG_SCHEDULE_COSINE = 1,
+               FG_SCHEDULE_LINEAR = 2 } fg_schedule_kind;
+FG_API double fg_lr_schedule(fg_schedule_kind kind, double lr, long step, long warmup, long total);
+FG_API const char *fg_schedule_name(fg_schedule_kind k);
 
 /* Exponential moving average of the FG_PARAM values:
  * shadow = decay * shadow + (1 - decay) * value after each update. */

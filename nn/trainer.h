@@ -13,6 +13,7 @@
 
 #include "nn/io.h"
 #include "nn/distributed.h"
+#include "nn/step_guard.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -23,7 +24,17 @@ typedef struct fg_trainer_options {
     double beta1, beta2, eps;  /* 0: Adam's defaults 0.9, 0.999, 1e-8 */
     double lr;
     long warmup;               /* linear warmup steps (fg_lr_warmup) */
+    fg_schedule_kind schedule; /* after warmup: constant, cosine or linear decay */
+    long total_steps;          /* the decay's horizon: the run's last step */
     double grad_clip;          /* global norm; 0 clips nothing */
+    /* The step guard (nn/step_guard.h): 0 off. Outliers are judged on the
+     * loss and the gradient norm over guard_window accepted steps, at
+     * guard_threshold robust sigmas; clip_factor > 0 clips at that times
+     * the window's median norm (the lower of it and grad_clip). */
+    int guard;
+    int guard_window;
+    double guard_threshold;
+    double clip_factor;
     double ema;                /* decay of the weight averages; 0: none */
     long skip_nonfinite;       /* bad batches to skip before a step fails */
     /* Called after backward with the averaged gradients, before anything
@@ -39,18 +50,25 @@ typedef struct fg_trainer {
     fg_ema ema;
     int has_ema;
     fg_graph *g;               /* the graph steps build; free between steps */
+    fg_guarded *guard;         /* NULL when the options ask for none */
     long step;                 /* updates taken, carried across resumes */
     long skipped;              /* bad batches skipped so far */
     double elapsed;            /* seconds inside steps, carried across resumes */
 } fg_trainer;
 
-/* What one call of fg_trainer_step did. */
-typedef enum { FG_STEP_TAKEN = 0, FG_STEP_SKIPPED = 1, FG_STEP_FAILED = 2 } fg_step_outcome;
+/* What one call of fg_trainer_step did. FG_STEP_REJECTED: the guard judged
+ * the step an outlier; it counts as a step (the schedule moves on) but
+ * updates nothing, and a loss outlier also undid the update before it. */
+typedef enum { FG_STEP_TAKEN = 0, FG_STEP_SKIPPED = 1, FG_STEP_FAILED = 2,
+               FG_STEP_REJECTED = 3 } fg_step_outcome;
 typedef struct fg_step_report {
     fg_step_outcome outcome;
     long step;                 /* the trainer's step after the call */
     double loss, metric;       /* means over ranks */
     double lr, grad_norm;      /* norm before clipping */
+    double clip;               /* the clipping threshold used; 0: none */
+    int guard_event;           /* FG_GUARDED_* flags (0: taken) */
+    int guard_verdict;         /* FG_GUARD_LOSS | FG_GUARD_NORM of a rejection */
     double seconds;
     int images;                /* the global batch (set by fg_train_run) */
     char why[512];             /* a skipped or failed batch: what was not finite */
@@ -63,7 +81,8 @@ typedef fg_var *(*fg_step_loss_fn)(void *ctx, fg_graph *g, double *metric);
 FG_API void fg_trainer_init(fg_trainer *t, const fg_state_list *state, const fg_trainer_options *o);
 FG_API void fg_trainer_free(fg_trainer *t);
 /* The learning rate of the update numbered step (1-based): the one place
- * where it is computed. */
+ * where it is computed (warmup, then the schedule; the guard's factor,
+ * which rejections lower, multiplies it). */
 FG_API double fg_trainer_lr(const fg_trainer *t, long step);
 /* One step. FG_STEP_SKIPPED leaves the weights as they were (a bad batch
  * within skip_nonfinite); FG_STEP_FAILED leaves them too and says why in

@@ -51,7 +51,7 @@ int fg_train_run(fg_trainer *t, fg_batch_iter *it, const fg_train_plan *p,
             break;
         }
         if (out == FG_STEP_SKIPPED)
-            continue;
+            continue;   /* not a step: the stop check waits for one */
         /* Agreed between ranks, so that all of them stop after this step
          * even when the request reached only some. */
         int stop = fg_dist_agree_max(h->stop ? h->stop(h->ctx, t) : 0);

@@ -4,6 +4,7 @@
 #include "nn/trainer.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -31,6 +32,12 @@ void fg_trainer_init(fg_trainer *t, const fg_state_list *state, const fg_trainer
     if (t->has_ema)
         fg_ema_init(&t->ema, state, t->o.ema);
     t->g = fg_graph_create();
+    if (t->o.guard) {
+        t->guard = fg_xmalloc(sizeof *t->guard, "step guard");
+        fg_guarded_init(t->guard, state, &t->optim, t->has_ema ? &t->ema : NULL,
+                        t->o.guard_window > 0 ? t->o.guard_window : 100,
+                        t->o.guard_threshold > 0 ? t->o.guard_threshold : 8, t->o.clip_factor);
+    }
 }
 
 void fg_trainer_free(fg_trainer *t)
@@ -38,6 +45,10 @@ void fg_trainer_free(fg_trainer *t)
     if (!t->g)
         return;
     fg_graph_destroy(t->g);
+    if (t->guard) {
+        fg_guarded_free(t->guard);
+        free(t->guard);
+    }
     if (t->has_ema)
         fg_ema_free(&t->ema);
     fg_optim_free(&t->optim);
@@ -46,7 +57,8 @@ void fg_trainer_free(fg_trainer *t)
 
 double fg_trainer_lr(const fg_trainer *t, long step)
 {
-    return fg_lr_warmup(t->o.lr, step, t->o.warmup);
+    double lr = fg_lr_schedule(t->o.schedule, t->o.lr, step, t->o.warmup, t->o.total_steps);
+    return t->guard ? lr * t->guard->guard.lr_scale : lr;
 }
 
 /* What is not finite after the forward pass (and, with a finite loss, the
@@ -96,19 +108,26 @@ fg_step_outcome fg_trainer_step(fg_trainer *t, fg_step_loss_fn loss_fn, void *ct
         fg_error("step %ld: %s", t->step + 1, r->why);
         return r->outcome = FG_STEP_FAILED;
     }
-    /* The norm before clipping (0 clips nothing): a spike in it is where a
-     * loss spike comes from. */
-    r->grad_norm = fg_state_list_clip_grad_norm(t->state, t->o.grad_clip);
+    /* The norm before clipping: a spike in it is where a loss spike comes
+     * from. The guard's threshold is the one before this step is judged. */
+    r->grad_norm = fg_state_list_grad_norm(t->state);
+    r->clip = t->guard ? fg_guarded_clip(t->guard, t->o.grad_clip) : t->o.grad_clip;
+    if (t->guard)
+        r->guard_event = fg_guarded_judge(t->guard, r->loss, r->grad_norm, &r->guard_verdict);
     t->step++;
     r->lr = fg_trainer_lr(t, t->step);
-    fg_optim_step(&t->optim, r->lr);
-    if (t->has_ema)
-        fg_ema_update(&t->ema);
+    r->outcome = r->guard_event == FG_GUARDED_TAKEN ? FG_STEP_TAKEN : FG_STEP_REJECTED;
+    if (r->outcome == FG_STEP_TAKEN) {
+        fg_state_list_clip_grad_norm(t->state, r->clip);
+        fg_optim_step(&t->optim, r->lr);
+        if (t->has_ema)
+            fg_ema_update(&t->ema);
+    }
     fg_graph_reset(t->g);
     r->step = t->step;
     r->seconds = now() - t0;
     t->elapsed += r->seconds;
-    return r->outcome = FG_STEP_TAKEN;
+    return r->outcome;
 }
 
 void fg_trainer_swap_ema(fg_trainer *t)

@@ -38,10 +38,10 @@ static int exists(const char *dir, const char *name)
     return stat(p, &sb) == 0 && sb.st_size > 0;
 }
 
-/* Column 3 (train bits/dim) of metrics.csv, rows with a step. */
-/* Train bits/dim of every step in dir/metrics.csv, and (norms not NULL)
- * the gradient norm, its last column. */
-static int read_losses(const char *dir, double *out, double *norms, int max)
+/* Train bits/dim of every step in dir/metrics.csv, and (when not NULL)
+ * the gradient norm and the guard's event (0 taken, 1 skipped, 2 skipped
+ * and the update before undone), columns 8 and 10. */
+static int read_steps(const char *dir, double *out, double *norms, int *events, int max)
 {
     char p[1024], line[512];
     snprintf(p, sizeof p, "%s/metrics.csv", dir);
@@ -51,13 +51,19 @@ static int read_losses(const char *dir, double *out, double *norms, int max)
     int n = 0;
     if (!fgets(line, sizeof line, f))
         line[0] = 0;
-    ck_assert_msg(strstr(line, ",elapsed_s,grad_norm\n") != NULL, "header: %s", line);
+    ck_assert_msg(strstr(line, ",elapsed_s,grad_norm,clip,guard\n") != NULL, "header: %s",
+                  line);
     while (fgets(line, sizeof line, f) && n < max) {
         long step, epoch;
         double bpd;
         if (sscanf(line, "%ld,%ld,%lf,", &step, &epoch, &bpd) == 3) {
+            const char *c = line;
+            for (int k = 0; k < 7; k++)
+                c = strchr(c, ',') + 1;
             if (norms)
-                norms[n] = atof(strrchr(line, ',') + 1);
+                norms[n] = atof(c);
+            if (events)
+                events[n] = atoi(strrchr(line, ',') + 1);
             out[n++] = bpd;
         }
     }
@@ -81,7 +87,7 @@ START_TEST(loss_falls_and_resume_is_bitwise)
     ck_assert(exists(dir, "checkpoint.safetensors"));
     ck_assert(exists(dir, "samples_15.png"));
     double full[64], full_norm[64];
-    int n = read_losses(dir, full, full_norm, 64);
+    int n = read_steps(dir, full, full_norm, NULL, 64);
     ck_assert_int_eq(n, 30);
     for (int i = 0; i < n; i++)
         ck_assert_msg(isfinite(full_norm[i]) && full_norm[i] > 0, "step %d: gradient norm %g",
@@ -94,19 +100,77 @@ START_TEST(loss_falls_and_resume_is_bitwise)
     }
     ck_assert_msg(last < first - 0.3, "bits/dim %.4f -> %.4f", first, last);
 
-    /* 10 steps, then resume to 30: the losses of steps 11..30 must match. */
-    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s/part --threads 1 --steps 10",
-                         config, tmpdir), 0);
+    /* Stopped after 10 steps as by SIGTERM, then resumed to 30: the losses
+     * of steps 11..30 must match. Stopped, not run with --steps 10, so that
+     * both runs have the same schedule; the guard's window and counters
+     * travel in the checkpoint. */
+    ck_assert_int_eq(run("FLOWGRAD_STOP_AFTER=10 ./examples/flowgrad train %s --out %s/part "
+                         "--threads 1", config, tmpdir), 143);
     ck_assert_int_eq(run("./examples/flowgrad train %s --out %s/part --threads 1 --resume "
                          "%s/part/checkpoint.safetensors", config, tmpdir, tmpdir), 0);
     snprintf(dir, sizeof dir, "%s/part", tmpdir);
     double part[64], part_norm[64];
-    ck_assert_int_eq(read_losses(dir, part, part_norm, 64), 30);
+    ck_assert_int_eq(read_steps(dir, part, part_norm, NULL, 64), 30);
     for (int i = 0; i < 30; i++) {
         ck_assert_msg(part[i] == full[i], "step %d: %.6f vs %.6f", i + 1, part[i], full[i]);
         ck_assert_msg(part_norm[i] == full_norm[i], "step %d: gradient norm %g vs %g", i + 1,
                       part_norm[i], full_norm[i]);
     }
+}
+END_TEST
+
+/* An outlier batch (FLOWGRAD_INJECT_OUTLIER: step 20's images times 30)
+ * is skipped by the guard, the update before it undone, and the run ends
+ * finite; with guard: false the same batch is trained on. */
+/* Copies file src to dst with each line that starts with prefix replaced. */
+static void copy_replacing(const char *src, const char *dst, const char *prefix,
+                           const char *line_out)
+{
+    FILE *in = fopen(src, "r"), *out = fopen(dst, "w");
+    ck_assert(in && out);
+    char line[1024];
+    int replaced = 0;
+    while (fgets(line, sizeof line, in)) {
+        int hit = !strncmp(line, prefix, strlen(prefix));
+        fputs(hit ? line_out : line, out);
+        replaced += hit;
+    }
+    fclose(in);
+    fclose(out);
+    ck_assert_int_eq(replaced, 1);
+}
+
+START_TEST(guard_skips_injected_outlier)
+{
+    setup();
+    ck_assert_int_eq(run("FLOWGRAD_INJECT_OUTLIER=20 ./examples/flowgrad train %s --out "
+                         "%s/spike --threads 1", config, tmpdir), 0);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/spike", tmpdir);
+    double bpd[64], norm[64];
+    int event[64];
+    ck_assert_int_eq(read_steps(dir, bpd, norm, event, 64), 30);
+    ck_assert_msg(bpd[19] > 1000, "step 20: %g bits/dim, expected the injected outlier",
+                  bpd[19]);
+    for (int i = 0; i < 30; i++) {
+        ck_assert_msg(event[i] == (i == 19 ? 2 : 0), "step %d: guard event %d", i + 1,
+                      event[i]);
+        if (i != 19)
+            ck_assert_msg(isfinite(bpd[i]) && bpd[i] < 6, "step %d: %g bits/dim", i + 1,
+                          bpd[i]);
+    }
+    /* Without the guard, the same batch goes into the weights. */
+    char edited[1024];
+    snprintf(edited, sizeof edited, "%s/noguard.yaml", tmpdir);
+    copy_replacing(config, edited, "  clip_factor:", "  guard: false\n");
+    ck_assert_int_eq(run("FLOWGRAD_INJECT_OUTLIER=20 ./examples/flowgrad train %s --out "
+                         "%s/spike2 --threads 1", edited, tmpdir), 0);
+    snprintf(dir, sizeof dir, "%s/spike2", tmpdir);
+    double bpd2[64];
+    ck_assert_int_eq(read_steps(dir, bpd2, NULL, event, 64), 30);
+    ck_assert_msg(bpd2[19] > 1000, "step 20: %g bits/dim without the guard", bpd2[19]);
+    for (int i = 0; i < 30; i++)
+        ck_assert_int_eq(event[i], 0);
 }
 END_TEST
 
@@ -323,6 +387,7 @@ Suite *fg_test_suite(void)
     Suite *s = suite_create("cli");
     TCase *tc = fg_tcase("cli");
     tcase_add_test(tc, loss_falls_and_resume_is_bitwise);
+    tcase_add_test(tc, guard_skips_injected_outlier);
     tcase_add_test(tc, checkpoint_round_trip);
     tcase_add_test(tc, damaged_checkpoints_are_refused);
     tcase_add_test(tc, every_subcommand_runs);

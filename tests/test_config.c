@@ -302,6 +302,11 @@ START_TEST(defaults_fill_optional_keys)
     ck_assert_int_eq(t->checkpoint_every, 0);
     ck_assert_int_eq(t->test_every, 0);
     ck_assert_double_eq(t->temperature, 0.7);
+    ck_assert_int_eq(t->schedule, FG_SCHEDULE_COSINE);
+    ck_assert_int_eq(t->guard, 1);
+    ck_assert_int_eq(t->guard_window, 100);
+    ck_assert_double_eq(t->guard_threshold, 8);
+    ck_assert_double_eq(t->clip_factor, 4);
     fg_config_free(cfg);
 
     /* Debian's dataset-fashion-mnist location is the one default path */
@@ -468,11 +473,11 @@ START_TEST(print_lists_layers_with_shapes)
     ck_assert_ptr_nonnull(f);
     fg_config_print(cfg, f);
     fclose(f);
-    /* one line per layer, plus the headers and the prior and train lines */
+    /* one line per layer, plus the headers and the prior and three train lines */
     int lines = 0;
     for (size_t i = 0; i < len; i++)
         lines += buf[i] == '\n';
-    ck_assert_int_eq(lines, 51 + 6);
+    ck_assert_int_eq(lines, 51 + 7);
     ck_assert_ptr_nonnull(strstr(buf, "squeeze"));
     ck_assert_ptr_nonnull(strstr(buf, "1x28x28 -> 4x14x14"));
     ck_assert_ptr_nonnull(strstr(buf, "4x14x14 -> 2x14x14"));
@@ -622,6 +627,20 @@ START_TEST(bad_structures_are_refused)
         1, 80, "'lu' in 'model' must be true or false (got 'yes')");
     BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1}\n"
         "train: {batch: 3}\n", 2, 8, "missing required key 'dataset' in 'train'");
+    /* The stability keys: schedule, guard and its clipping. */
+    BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1}\n"
+        "train: {dataset: {name: synthetic}, schedule: step}\n", 2, 47,
+        "'schedule' in 'train' must be one of: constant, cosine, linear (got 'step')");
+    BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1}\n"
+        "train: {dataset: {name: synthetic}, guard_window: 5}\n", 2, 51,
+        "'guard_window' in 'train' is out of range (expected 10..4096, got 5)");
+    BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1}\n"
+        "train: {dataset: {name: synthetic}, guard_threshold: 0}\n", 2, 54,
+        "'guard_threshold' in 'train' is out of range");
+    BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1}\n"
+        "train: {dataset: {name: synthetic}, guard: false, clip_factor: 3}\n", 2, 51,
+        "clip_factor 3 needs the guard's statistics, but guard is false (expected guard: "
+        "true, or clip_factor: 0 with grad_clip for a fixed clip)");
     BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1}\n"
         "train: {dataset: {name: imagenet}}\n", 2, 25,
         "'name' in 'dataset' must be one of: fashion-mnist, mnist, cifar10, synthetic");

@@ -113,12 +113,10 @@ START_TEST(resumed_run_matches_an_uninterrupted_one)
     run_open(&b);
     train_to(&b, 3);
     fg_train_state s = state_of(&b);
-    ck_assert_int_eq(fg_checkpoint_save(file("ckpt.safetensors"), b.cfg, b.model, &b.tr.optim,
-                                        &b.tr.ema, &s), FG_OK);
+    ck_assert_int_eq(fg_checkpoint_save(file("ckpt.safetensors"), b.cfg, b.model, &b.tr, &s), FG_OK);
     run_open(&c);
     fg_train_state got;
-    ck_assert_msg(fg_checkpoint_resume(file("ckpt.safetensors"), c.model, &c.tr.optim,
-                                       &c.tr.ema, c.train.n, &got) == FG_OK, "%s",
+    ck_assert_msg(fg_checkpoint_resume(file("ckpt.safetensors"), c.model, &c.tr, c.train.n, &got) == FG_OK, "%s",
                   fg_last_error());
     ck_assert_int_eq(got.step, 3);
     ck_assert_int_eq(got.position, s.position);
@@ -187,7 +185,7 @@ START_TEST(format_1_checkpoints_still_load)
     ck_assert_int_eq((long long)s.seed, (long long)a.cfg->train.seed);
     ck_assert(s.elapsed_seconds == 2.25);
     run_open(&b);
-    ck_assert_msg(fg_checkpoint_resume(file("v1.safetensors"), b.model, &b.tr.optim, &b.tr.ema,
+    ck_assert_msg(fg_checkpoint_resume(file("v1.safetensors"), b.model, &b.tr,
                                        b.train.n, &s) == FG_OK, "%s", fg_last_error());
     assert_same_weights(&a.model->state, &b.model->state);
     ck_assert_int_eq(b.tr.optim.step, 2);
@@ -207,7 +205,7 @@ START_TEST(later_formats_are_read_forward)
     train_to(&a, 1);
     fg_train_state s = state_of(&a);
     const char *path = file("v2.safetensors");
-    ck_assert_int_eq(fg_checkpoint_save(path, a.cfg, a.model, &a.tr.optim, &a.tr.ema, &s),
+    ck_assert_int_eq(fg_checkpoint_save(path, a.cfg, a.model, &a.tr, &s),
                      FG_OK);
     fg_safetensors st;
     fg_st_init(&st);

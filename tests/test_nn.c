@@ -19,6 +19,7 @@
 #include "nn/nn.h"
 #include "nn/io.h"
 #include "nn/distributed.h"
+#include "nn/step_guard.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -477,6 +478,184 @@ START_TEST(test_warmup)
     ck_assert_double_eq(fg_lr_warmup(1e-3, 500, 10), 1e-3);
     ck_assert_double_eq(fg_lr_warmup(1e-3, 1, 0), 1e-3);
     ck_assert_double_eq(fg_lr_warmup(1e-3, 0, 10), 0.0);
+}
+END_TEST
+
+START_TEST(test_schedule)
+{
+    /* Warmup is the same under every schedule. */
+    for (int k = 0; k < 3; k++)
+        ck_assert_double_eq_tol(fg_lr_schedule((fg_schedule_kind)k, 1e-3, 5, 10, 110), 5e-4,
+                                1e-15);
+    ck_assert_double_eq(fg_lr_schedule(FG_SCHEDULE_CONSTANT, 1e-3, 110, 10, 110), 1e-3);
+    /* Decay over the 100 updates after warmup, divided in 101 parts: update
+     * 10 has the full rate, the midpoint half of it, the last 1/101. */
+    ck_assert_double_eq(fg_lr_schedule(FG_SCHEDULE_COSINE, 1e-3, 10, 10, 110), 1e-3);
+    ck_assert_double_eq(fg_lr_schedule(FG_SCHEDULE_LINEAR, 1e-3, 10, 10, 110), 1e-3);
+    ck_assert_double_eq_tol(fg_lr_schedule(FG_SCHEDULE_LINEAR, 1e-3, 60, 10, 110),
+                            1e-3 * (1 - 50.0 / 101), 1e-15);
+    ck_assert_double_eq_tol(fg_lr_schedule(FG_SCHEDULE_COSINE, 1e-3, 60, 10, 110),
+                            1e-3 * 0.5 * (1 + cos(M_PI * 50.0 / 101)), 1e-15);
+    ck_assert_double_eq_tol(fg_lr_schedule(FG_SCHEDULE_LINEAR, 1e-3, 110, 10, 110),
+                            1e-3 / 101, 1e-15);
+    double last = fg_lr_schedule(FG_SCHEDULE_COSINE, 1e-3, 110, 10, 110);
+    ck_assert(last > 0 && last < 1e-6);
+    /* Monotone after warmup; steps past the end stay at 0, never negative. */
+    for (long t = 11; t <= 110; t++)
+        ck_assert(fg_lr_schedule(FG_SCHEDULE_COSINE, 1e-3, t, 10, 110) <
+                  fg_lr_schedule(FG_SCHEDULE_COSINE, 1e-3, t - 1, 10, 110));
+    ck_assert_double_eq(fg_lr_schedule(FG_SCHEDULE_LINEAR, 1e-3, 500, 10, 110), 0.0);
+    ck_assert_str_eq(fg_schedule_name(FG_SCHEDULE_COSINE), "cosine");
+}
+END_TEST
+
+/* Deterministic noise, uniform in [-amp, amp] and uncorrelated from one i
+ * to the next (the usual sine hash): batch-to-batch scatter. */
+static double noisy(int i, double amp)
+{
+    double h = sin(i * 12.9898 + 1.0) * 43758.5453;
+    return amp * (2 * (h - floor(h)) - 1);
+}
+
+START_TEST(test_step_guard_spike)
+{
+    fg_step_guard g;
+    fg_step_guard_init(&g, 50, 10, 8, 4);
+    /* Warmup: even an absurd value is taken and nothing is clipped. */
+    ck_assert_double_eq(fg_step_guard_clip(&g), 0);
+    ck_assert_int_eq(fg_step_guard_judge(&g, 1e6, 1e9), FG_GUARD_ACCEPT);
+    for (int i = 0; i < 100; i++) {
+        double loss = 6 - 0.005 * i + noisy(i, 0.1), norm = 10 * exp(noisy(i + 7, 0.3));
+        ck_assert_int_eq(fg_step_guard_judge(&g, loss, norm), FG_GUARD_ACCEPT);
+        fg_step_guard_accept(&g, loss, norm);
+    }
+    /* The spike: 14 bits/dim and a norm of 1732 after ~5.5 and ~10. */
+    ck_assert_int_eq(fg_step_guard_judge(&g, 14.3, 1732), FG_GUARD_LOSS | FG_GUARD_NORM);
+    ck_assert_int_eq(fg_step_guard_judge(&g, 5.6, 1732), FG_GUARD_NORM);
+    ck_assert_int_eq(fg_step_guard_judge(&g, 14.3, 10), FG_GUARD_LOSS);
+    /* A 2 bits/dim jump of a falling loss (fashion-mnist additive, seed 3,
+     * step 157: 8.52 after 6.4-6.5) is one, though the window spans more. */
+    ck_assert_int_eq(fg_step_guard_judge(&g, 5.5 + 2, 10), FG_GUARD_LOSS);
+    /* Ordinary noise, and a norm 3x the median, are not outliers. */
+    ck_assert_int_eq(fg_step_guard_judge(&g, 5.8, 30), FG_GUARD_ACCEPT);
+    /* A fall is never an outlier. */
+    ck_assert_int_eq(fg_step_guard_judge(&g, 0.5, 0.01), FG_GUARD_ACCEPT);
+    /* clip_factor 4 times the median norm (about 10). */
+    double clip = fg_step_guard_clip(&g);
+    ck_assert_msg(clip > 35 && clip < 45, "clip %g", clip);
+    fg_step_guard_reject(&g, FG_GUARD_LOSS | FG_GUARD_NORM);
+    ck_assert_int_eq(g.skipped, 1);
+    ck_assert_int_eq(g.by_loss, 1);
+    ck_assert_int_eq(g.by_norm, 1);
+    ck_assert_int_eq(g.run, 1);
+    /* Each rejection halves the rate's factor, down to 1/64; each accepted
+     * step raises it by 10 %, up to 1. */
+    ck_assert_float_eq(g.lr_scale, 0.5f);
+    for (int i = 0; i < 10; i++)
+        fg_step_guard_reject(&g, FG_GUARD_LOSS);
+    ck_assert_float_eq(g.lr_scale, 1.0f / 64);
+    fg_step_guard_accept(&g, 5.5, 10);
+    ck_assert_float_eq(g.lr_scale, 1.1f / 64);
+    for (int i = 0; i < 60; i++)
+        fg_step_guard_accept(&g, 5.5, 10);
+    ck_assert_float_eq(g.lr_scale, 1.0f);
+    /* The window did not take the spike in: the next one is judged alike. */
+    ck_assert_int_eq(fg_step_guard_judge(&g, 14.3, 1732), FG_GUARD_LOSS | FG_GUARD_NORM);
+    fg_step_guard_restart(&g);
+    ck_assert_int_eq(fg_step_guard_judge(&g, 14.3, 1732), FG_GUARD_ACCEPT);
+    ck_assert_double_eq(fg_step_guard_clip(&g), 0);
+}
+END_TEST
+
+START_TEST(test_step_guard_steady_rise)
+{
+    /* A loss that climbs 0.02 bits/dim a step (4 bits/dim over the run)
+     * and norms that double every 50 steps: drift, not outliers. */
+    fg_step_guard g;
+    fg_step_guard_init(&g, 50, 10, 8, 0);
+    for (int i = 0; i < 200; i++) {
+        double loss = 4 + 0.02 * i + noisy(i, 0.05), norm = 5 * exp2(i / 50.0);
+        ck_assert_msg(fg_step_guard_judge(&g, loss, norm) == FG_GUARD_ACCEPT, "step %d", i);
+        fg_step_guard_accept(&g, loss, norm);
+    }
+    ck_assert_int_eq(g.skipped, 0);
+    ck_assert_double_eq(fg_step_guard_clip(&g), 0); /* clip_factor 0: off */
+    /* Constant values: the floors keep tiny changes from being outliers. */
+    fg_step_guard_init(&g, 20, 5, 8, 2);
+    for (int i = 0; i < 20; i++)
+        fg_step_guard_accept(&g, 3.0, 7.0);
+    ck_assert_int_eq(fg_step_guard_judge(&g, 3.7, 7.7), FG_GUARD_ACCEPT);
+    ck_assert_int_eq(fg_step_guard_judge(&g, 3.9, 7.0), FG_GUARD_LOSS);
+    /* The measured warmup climb of fmnist-quick, 3 -> 25, is not an
+     * outlier; 60 times the median is. */
+    ck_assert_int_eq(fg_step_guard_judge(&g, 3.0, 7.0 * 25 / 3), FG_GUARD_ACCEPT);
+    ck_assert_int_eq(fg_step_guard_judge(&g, 3.0, 7.0 * 60), FG_GUARD_NORM);
+    ck_assert_double_eq_tol(fg_step_guard_clip(&g), 14.0, 1e-5);
+}
+END_TEST
+
+START_TEST(test_step_guard_state)
+{
+    fg_step_guard a, b;
+    fg_step_guard_init(&a, 16, 4, 8, 4);
+    fg_step_guard_init(&b, 16, 4, 8, 4);
+    for (int i = 0; i < 21; i++)
+        fg_step_guard_accept(&a, 5 + noisy(i, 0.1), 3 + i);
+    fg_step_guard_reject(&a, FG_GUARD_NORM);
+    int n = fg_step_guard_state_len(&a);
+    int64_t s[9 + 32], bad[9 + 32];
+    ck_assert_int_eq(n, 9 + 32);
+    fg_step_guard_save(&a, s);
+    ck_assert_int_eq(fg_step_guard_load(&b, s, n), FG_OK);
+    ck_assert_int_eq(b.n, a.n);
+    ck_assert_int_eq(b.head, a.head);
+    ck_assert_int_eq(b.by_norm, 1);
+    ck_assert_mem_eq(b.loss, a.loss, sizeof(float) * 16);
+    ck_assert_double_eq(fg_step_guard_clip(&b), fg_step_guard_clip(&a));
+    ck_assert_float_eq(b.lr_scale, 0.5f);
+    /* Another window, a bad counter, a non-finite value: refused, b kept. */
+    fg_step_guard c;
+    fg_step_guard_init(&c, 8, 4, 8, 4);
+    ck_assert_int_eq(fg_step_guard_load(&c, s, n), FG_ERR);
+    assert_error_has("guard_window is 8");
+    memcpy(bad, s, sizeof s);
+    bad[2] = 16;
+    ck_assert_int_eq(fg_step_guard_load(&b, bad, n), FG_ERR);
+    memcpy(bad, s, sizeof s);
+    float inf = INFINITY;
+    uint32_t u;
+    memcpy(&u, &inf, 4);
+    bad[9 + 20] = u;
+    ck_assert_int_eq(fg_step_guard_load(&b, bad, n), FG_ERR);
+    assert_error_has("not a finite float");
+    ck_assert_mem_eq(b.log_norm, a.log_norm, sizeof(float) * 16);
+}
+END_TEST
+
+START_TEST(test_snapshot)
+{
+    const float p0[2] = {1.0f, -2.0f};
+    fg_var *p = leaf1(2, p0);
+    fg_state_list l;
+    fg_state_list_init(&l);
+    fg_state_list_add(&l, "w", p, FG_PARAM);
+    long counter = 3;
+    fg_snapshot s;
+    fg_snapshot_init(&s, &l, &counter);
+    ck_assert_int_eq(fg_snapshot_restore(&s), 0); /* nothing taken yet */
+    fg_snapshot_take(&s);
+    p->t.data[0] = 9.0f;
+    counter = 4;
+    ck_assert_int_eq(fg_snapshot_restore(&s), 1);
+    ck_assert_float_eq(p->t.data[0], 1.0f);
+    ck_assert_float_eq(p->t.data[1], -2.0f);
+    ck_assert_int_eq(counter, 3);
+    p->t.data[0] = 5.0f;
+    ck_assert_int_eq(fg_snapshot_restore(&s), 0); /* once only */
+    ck_assert_float_eq(p->t.data[0], 5.0f);
+    fg_snapshot_free(&s);
+    fg_state_list_free(&l);
+    fg_leaf_free(p);
 }
 END_TEST
 
@@ -1332,6 +1511,11 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, test_optim_names);
     tcase_add_test(tc, test_warmup);
     tcase_add_test(tc, test_ema);
+    tcase_add_test(tc, test_schedule);
+    tcase_add_test(tc, test_step_guard_spike);
+    tcase_add_test(tc, test_step_guard_steady_rise);
+    tcase_add_test(tc, test_step_guard_state);
+    tcase_add_test(tc, test_snapshot);
     suite_add_tcase(s, tc);
     tc = fg_tcase("safetensors");
     tcase_add_test(tc, test_st_byte_layout);
