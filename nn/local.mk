@@ -4,6 +4,7 @@ libflowgrad_core_la_SOURCES += \
 	nn/params.c nn/optim.c nn/adam.c nn/adamax.c nn/schedule.c nn/ema.c \
 	nn/json.h nn/json.c nn/atomic_file.c nn/atomic_stale.c nn/safetensors.c nn/safetensors_read.c \
 	nn/dataset.c nn/dataset_idx.c nn/dataset_cifar.c nn/dataset_synthetic.c \
+	nn/dataset_transform.c \
 	nn/png.c
 
 check_PROGRAMS += tests/test_nn
