@@ -1,7 +1,7 @@
 # models: YAML model configs (parsing, validation, preset expansion) and the
 # model zoo.
 nobase_flowgradinclude_HEADERS += models/config.h models/model.h models/config_edit.h \
-	models/checkpoint.h models/train.h models/train_memory.h \
+	models/checkpoint.h models/train.h models/train_memory.h models/eval.h \
 	models/classifier.h models/toy2d.h models/model_check.h
 libflowgrad_core_la_SOURCES += \
 	models/config_internal.h \
@@ -24,6 +24,8 @@ libflowgrad_core_la_SOURCES += \
 	models/checkpoint_save.c \
 	models/config_data.c \
 	models/model_eval.c \
+	models/eval_set.c \
+	models/eval_csv.c \
 	models/model_train.c \
 	models/train_memory.c \
 	models/classifier.c \
