@@ -7,6 +7,7 @@
 #include "models/model.h"
 #include "models/checkpoint.h"
 #include "models/train.h"
+#include "models/eval.h"
 #include "models/train_memory.h"
 
 /* Subcommands: argv[0] is the subcommand's name. Return the exit status. */
@@ -19,6 +20,7 @@ int cmd_manipulate(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_ablate(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 /* Prints "flowgrad CMD: message" to stderr; returns exit status 2 (usage)
  * or 1 (failure). */

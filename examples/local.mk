@@ -47,7 +47,10 @@ examples_flowgrad_SOURCES = examples/flowgrad.c examples/cli.h examples/cli.c \
 	examples/cmd_train.c examples/cmd_eval.c examples/cmd_sample.c \
 	examples/cmd_reconstruct.c examples/cmd_interpolate.c examples/cmd_manipulate.c \
 	examples/cmd_check.c examples/cmd_info.c examples/cmd_ablate.c \
-	examples/ablate.h examples/ablate_report.c examples/ablate_run.c
+	examples/ablate.h examples/ablate_report.c examples/ablate_run.c \
+	examples/cmd_plot.c examples/gnuplot.h examples/gnuplot.c \
+	examples/metrics.h examples/metrics.c \
+	examples/plots.h examples/plot_curves.c examples/plot_histogram.c
 examples_flowgrad_LDADD = libflowgrad.la $(BLIS_LIBS) -lm
 
 # End-to-end tests of the command line (they run examples/flowgrad).
