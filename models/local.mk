@@ -95,3 +95,11 @@ TESTS += tests/test_toy2d
 tests_test_toy2d_SOURCES = tests/test_toy2d.c
 tests_test_toy2d_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_toy2d_LDADD = $(FG_TEST_LIBS)
+
+# Evaluation image by image: the K-draw bound against a long double
+# reference and the evaluation training reports, transforms, sets, tables.
+check_PROGRAMS += tests/test_eval
+TESTS += tests/test_eval
+tests_test_eval_SOURCES = tests/test_eval.c
+tests_test_eval_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_eval_LDADD = $(FG_TEST_LIBS)
