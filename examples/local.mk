@@ -117,3 +117,12 @@ tests_test_ablate_LDADD = $(FG_TEST_LIBS)
 # The default ablation grid's result, shown in the README.
 EXTRA_DIST += examples/ablation-fmnist/summary.md examples/ablation-fmnist/results.csv \
 	examples/ablation-fmnist/plot.png
+
+# flowgrad eval's outputs and flowgrad plot end to end (it runs
+# examples/flowgrad); the metrics.csv reader is compiled in to test it alone.
+check_PROGRAMS += tests/test_eval_plot
+tests_test_eval_plot_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
+TESTS += tests/test_eval_plot
+tests_test_eval_plot_SOURCES = tests/test_eval_plot.c examples/metrics.c
+tests_test_eval_plot_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_eval_plot_LDADD = $(FG_TEST_LIBS)
