@@ -43,6 +43,10 @@ int cli_mkdirs(const char *path);
  * NULL after printing cmd's error. */
 const char *cli_out_dir(const char *cmd, const char *out, const char *config,
                         const char *prefix, char *buf, size_t n);
+/* FG_OK when an output file can be written at path (NULL: nothing to
+ * check): its temporary is created and removed again. Else FG_ERR with
+ * "OPT: PATH: why". */
+int cli_check_output(const char *opt, const char *path);
 /* The end of every argument loop: a is an unknown option, the one
  * positional argument (stored in *slot), or one too many. Returns 0 when a
  * was taken, else the usage error's exit status. */

@@ -23,9 +23,10 @@ static void help(void)
          "                      importance-weighted bound log (1/K) sum_k p(x + u_k)\n"
          "                      (default 1: the bound training reports)\n"
          "  --per-image FILE.csv  one row per image: index, label, bits/dim\n"
-         "  --ood NAME          a second data set (same names as --dataset) to compare with\n"
-         "  --histogram FILE.png  histogram of per-image bits/dim, with the --ood set\n"
-         "                      overlaid when given (needs gnuplot)\n"
+         "  --ood NAME[,NAME]   data sets to compare with (names as for --dataset), e.g.\n"
+         "                      inverted,noise; at most 3\n"
+         "  --histogram FILE.png  histogram of per-image bits/dim, the --ood sets\n"
+         "                      overlaid (needs gnuplot)\n"
          "  --limit N           only the first N images of each set (default all)\n"
          "  --batch B           batch size (default: the config's)\n"
          "  --threads T         compute threads\n"
@@ -35,8 +36,13 @@ static void help(void)
          "Outputs are written atomically; a failed run leaves none behind.");
 }
 
+#define MAX_SETS 4   /* the data set and up to 3 --ood sets */
+
 typedef struct options {
     const char *ckpt, *split, *dataset, *ood, *csv, *histogram;
+    char ood_list[1024];
+    const char *set[MAX_SETS];   /* NULL first: the checkpoint's own */
+    int n_sets;
     long long limit, batch, threads, samples;
     int json;
 } options;
@@ -83,6 +89,21 @@ static int parse(int argc, char **argv, options *o)
         return cli_usage_error(cmd, "missing CKPT: expected a checkpoint.safetensors");
     if (strcmp(o->split, "test") && strcmp(o->split, "train"))
         return cli_usage_error(cmd, "--split: expected test or train, got '%s'", o->split);
+    o->set[0] = o->dataset;
+    o->n_sets = 1;
+    if (o->ood) {
+        snprintf(o->ood_list, sizeof o->ood_list, "%s", o->ood);
+        char *save = NULL;
+        for (char *name = strtok_r(o->ood_list, ",", &save); name;
+             name = strtok_r(NULL, ",", &save)) {
+            if (o->n_sets == MAX_SETS)
+                return cli_usage_error(cmd, "--ood: at most %d data sets, got '%s'",
+                                       MAX_SETS - 1, o->ood);
+            o->set[o->n_sets++] = name;
+        }
+        if (o->n_sets == 1)
+            return cli_usage_error(cmd, "--ood: expected a data set name, got '%s'", o->ood);
+    }
     return 0;
 }
 
@@ -115,12 +136,14 @@ static void report(const options *o, const evaluated *e, int n_sets)
         printf("{\"split\": \"%s\", \"samples\": %lld, \"images\": %d, \"bits_per_dim\": %.6f, "
                "\"dataset\": ", o->split, o->samples, e[0].n, e[0].mean);
         cli_json_string(stdout, e[0].set.title);
-        if (n_sets > 1) {
-            printf(", \"ood\": {\"dataset\": ");
-            cli_json_string(stdout, e[1].set.title);
-            printf(", \"images\": %d, \"bits_per_dim\": %.6f}", e[1].n, e[1].mean);
+        if (n_sets > 1)
+            printf(", \"ood\": [");
+        for (int k = 1; k < n_sets; k++) {
+            printf("%s{\"dataset\": ", k > 1 ? ", " : "");
+            cli_json_string(stdout, e[k].set.title);
+            printf(", \"images\": %d, \"bits_per_dim\": %.6f}", e[k].n, e[k].mean);
         }
-        printf("}\n");
+        printf("%s}\n", n_sets > 1 ? "]" : "");
         return;
     }
     for (int k = 0; k < n_sets; k++)
@@ -128,24 +151,12 @@ static void report(const options *o, const evaluated *e, int n_sets)
                e[k].n, o->samples > 1 ? ", importance-weighted over draws" : "");
 }
 
-/* Checks an output can be created before the evaluation spends its time. */
-static int writable(const char *opt, const char *path)
-{
-    fg_atomic_file a;
-    if (!path)
-        return FG_OK;
-    if (fg_atomic_open(&a, path) != FG_OK)
-        return fg_error("%s: %s", opt, fg_last_error());
-    fg_atomic_abort(&a);
-    return FG_OK;
-}
-
 /* The histogram first: it is the output that can fail for a reason of its
  * own (no gnuplot), and then no table is written either. */
 static int write_outputs(const options *o, const evaluated *e, int n_sets)
 {
     if (o->histogram) {
-        plot_series s[2];
+        plot_series s[MAX_SETS];
         for (int k = 0; k < n_sets; k++)
             s[k] = (plot_series){e[k].set.title, e[k].bpd, e[k].n};
         char title[512];
@@ -165,18 +176,20 @@ int cmd_eval(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
-    if (writable("--per-image", o.csv) != FG_OK || writable("--histogram", o.histogram) != FG_OK)
+    /* Before the evaluation spends its time. */
+    if (cli_check_output("--per-image", o.csv) != FG_OK ||
+        cli_check_output("--histogram", o.histogram) != FG_OK)
         return cli_fail(cmd, "%s", fg_last_error());
     if (o.threads > 0)
         fg_set_threads((int)o.threads);
     cli_loaded L;
     if (cli_load_checkpoint(o.ckpt, &L) != FG_OK)
         return cli_fail(cmd, "%s", fg_last_error());
-    evaluated e[2];
-    int n_sets = o.ood ? 2 : 1, status = 0;
+    evaluated e[MAX_SETS];
+    int n_sets = o.n_sets, status = 0;
     memset(e, 0, sizeof e);
     for (int k = 0; k < n_sets && !status; k++)
-        if (evaluate(&L, &o, k ? o.ood : o.dataset, &e[k]) != FG_OK)
+        if (evaluate(&L, &o, o.set[k], &e[k]) != FG_OK)
             status = cli_fail(cmd, "%s%s", k ? "--ood: " : o.dataset ? "--dataset: " : "",
                               fg_last_error());
     if (!status && write_outputs(&o, e, n_sets) != FG_OK)
