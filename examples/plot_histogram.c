@@ -9,36 +9,40 @@
 
 #define BINS 60
 
-/* [lo, hi] over the finite values of every series, the top cut at their
- * far-out fence when some lie beyond it (one diverged image would
- * otherwise squeeze every bar into one bin). */
+/* [lo, hi] over the finite values of every series, each series cut at its
+ * own far-out fence: one diverged image would otherwise squeeze every bar
+ * into a few bins. (A fence over all series together is far too wide when
+ * they lie apart, as in-distribution and noise do.) Returns how many
+ * finite values there are. */
 static int value_range(const plot_series *s, int n_series, double *lo, double *hi)
 {
-    int total = 0;
+    int total = 0, finite = 0;
     for (int k = 0; k < n_series; k++)
         total += s[k].n;
     double *v = fg_xmalloc((size_t)(total + 1) * sizeof *v, "histogram values");
-    int n = 0;
-    for (int k = 0; k < n_series; k++)
+    *lo = INFINITY;
+    *hi = -INFINITY;
+    for (int k = 0; k < n_series; k++) {
+        int n = 0;
         for (int i = 0; i < s[k].n; i++)
             if (isfinite(s[k].v[i]))
                 v[n++] = s[k].v[i];
-    *lo = INFINITY;
-    *hi = -INFINITY;
-    for (int i = 0; i < n; i++) {
-        *lo = fmin(*lo, v[i]);
-        *hi = fmax(*hi, v[i]);
+        double fence = fg_far_out_fence(v, n);   /* sorts v */
+        for (int i = 0; i < n; i++) {
+            *lo = fmin(*lo, v[i]);
+            if (v[i] <= fence)
+                *hi = fmax(*hi, v[i]);
+        }
+        finite += n;
     }
-    double fence = fg_far_out_fence(v, n);
     free(v);
-    if (n == 0)
+    if (finite == 0)
         return 0;
-    *hi = fmin(*hi, fence);
     if (*hi - *lo < 1e-9) {   /* every value the same: one visible bar */
         *lo -= 0.5;
         *hi += 0.5;
     }
-    return n;
+    return finite;
 }
 
 /* Datablock $s<k>: bin centre and the fraction of the series in the bin.

@@ -23,9 +23,10 @@ typedef struct plot_series {
 
 /* Histograms of the series over shared bins, overlaid, each as the
  * fraction of its values per bin (so sets of different sizes compare),
- * with its mean in the legend and as a vertical line. Values that are not
- * finite, or beyond the far-out fence of all of them, are counted in a
- * note rather than drawn. */
+ * with its mean (over its finite values) in the legend and as a vertical
+ * line. Values that are not finite, or beyond both their own series'
+ * far-out fence and every other series' values, are counted in a note
+ * rather than drawn. */
 int plot_histogram(const char *png, const char *title, const char *xlabel,
                    const plot_series *s, int n_series, int *missing);
 
