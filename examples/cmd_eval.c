@@ -147,7 +147,8 @@ static void report(const options *o, const evaluated *e, int n_sets)
         return;
     }
     for (int k = 0; k < n_sets; k++)
-        printf("%s bits/dim: %.4f (%d images%s)\n", k ? e[k].set.title : o->split, e[k].mean,
+        printf("%s bits/dim: %.4f (%d images%s)\n",
+               k || o->dataset ? e[k].set.title : o->split, e[k].mean,
                e[k].n, o->samples > 1 ? ", importance-weighted over draws" : "");
 }
 
