@@ -126,3 +126,7 @@ TESTS += tests/test_eval_plot
 tests_test_eval_plot_SOURCES = tests/test_eval_plot.c examples/metrics.c
 tests_test_eval_plot_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_eval_plot_LDADD = $(FG_TEST_LIBS)
+
+# The README's figures of flowgrad eval --histogram and flowgrad plot.
+EXTRA_DIST += examples/eval-ood/histogram.png \
+	examples/curves-fmnist/curves.png examples/curves-fmnist/metrics.csv
