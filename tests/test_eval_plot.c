@@ -280,6 +280,16 @@ START_TEST(eval_outputs)
     ck_assert_int_eq(rows, 256);
     ck_assert_double_eq_tol(sum / rows, mean, 1e-6);
 
+    /* Several sets to compare with, each named. */
+    ck_assert_int_eq(run("ood", "%s eval %s --json --limit 16 --ood inverted,noise", F, ck), 0);
+    json = slurp("%s/ood", tmpdir);
+    ck_assert_msg(strstr(json, "\"ood\": [{\"dataset\": \"inverted synthetic test\", "
+                         "\"images\": 16, ") && strstr(json, "{\"dataset\": \"noise synthetic "
+                         "test\", \"images\": 16, "), "%s", json);
+    ck_assert_int_eq(run("dataset", "%s eval %s --limit 16 --dataset flipped-vertical", F, ck), 0);
+    ck_assert(!strncmp(slurp("%s/dataset", tmpdir), "flipped-vertical synthetic test bits/dim: ",
+                       42));
+
     /* K draws on the command line are the library's bound. */
     ck_assert_int_eq(run("k4", "%s eval %s --samples 4 --json --limit 40", F, ck), 0);
     ck_assert(strstr(slurp("%s/k4", tmpdir), "\"samples\": 4, \"images\": 40") != NULL);
@@ -322,6 +332,9 @@ START_TEST(eval_refuses_bad_input)
         {2, "%s --split validation --per-image %s/t.csv", "expected test or train"},
         {1, "%s --per-image %s/no/such/folder/t.csv", "cannot create temporary file"},
         {1, "%s --histogram %s", "exists and is a directory"},
+        {2, "%s --ood inverted,noise,flipped-vertical,noise --histogram %s/h.png",
+         "--ood: at most 3 data sets"},
+        {2, "%s --ood , --histogram %s/h.png", "--ood: expected a data set name"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char args[1024];
