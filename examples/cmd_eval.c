@@ -107,12 +107,8 @@ static int parse(int argc, char **argv, options *o)
     return 0;
 }
 
-static int evaluate(cli_loaded *L, const options *o, const char *name, evaluated *e)
+static void evaluate(cli_loaded *L, const options *o, evaluated *e)
 {
-    memset(e, 0, sizeof *e);
-    if (fg_eval_set_load(L->cfg, name, !strcmp(o->split, "train"), fg_memory_available(),
-                         &e->set) != FG_OK)
-        return FG_ERR;
     const fg_dataset *d = &e->set.data;
     e->n = o->limit > 0 && o->limit < d->n ? (int)o->limit : d->n;
     e->bpd = fg_xmalloc((size_t)e->n * sizeof *e->bpd, "per-image bits/dim");
@@ -121,7 +117,6 @@ static int evaluate(cli_loaded *L, const options *o, const char *name, evaluated
     e->mean = fg_model_eval_images(L->model, g, d, b, L->cfg->train.seed, 0, e->n,
                                    (int)o->samples, e->bpd, NULL) / e->n;
     fg_graph_destroy(g);
-    return FG_OK;
 }
 
 static void evaluated_free(evaluated *e)
@@ -189,10 +184,14 @@ int cmd_eval(int argc, char **argv)
     evaluated e[MAX_SETS];
     int n_sets = o.n_sets, status = 0;
     memset(e, 0, sizeof e);
+    /* Every set is loaded before any is evaluated: a bad name fails at once. */
     for (int k = 0; k < n_sets && !status; k++)
-        if (evaluate(&L, &o, o.set[k], &e[k]) != FG_OK)
+        if (fg_eval_set_load(L.cfg, o.set[k], !strcmp(o.split, "train"), fg_memory_available(),
+                             &e[k].set) != FG_OK)
             status = cli_fail(cmd, "%s%s", k ? "--ood: " : o.dataset ? "--dataset: " : "",
                               fg_last_error());
+    for (int k = 0; k < n_sets && !status; k++)
+        evaluate(&L, &o, &e[k]);
     if (!status && write_outputs(&o, e, n_sets) != FG_OK)
         status = cli_fail(cmd, "%s", fg_last_error());
     if (!status)
