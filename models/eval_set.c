@@ -68,7 +68,7 @@ int fg_eval_set_load(const fg_config *cfg, const char *name, int train, double m
         return FG_ERR;
     }
     if (transformed) {
-        /* Noise of its own stream, apart from every training draw. */
+        /* From the config's seed: the same noise set on every run. */
         fg_dataset_transform(d, t, cfg->train.seed ^ 0x6f6f64ULL);
         snprintf(out->title, sizeof out->title, "%s %s %s", name, own, split_names[train != 0]);
     } else {
