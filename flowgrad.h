@@ -12,6 +12,7 @@
 #include "models/model.h"
 #include "models/checkpoint.h"
 #include "models/train.h"
+#include "models/eval.h"
 #include "models/train_memory.h"
 #include "models/classifier.h"
 #include "models/toy2d.h"

@@ -1,13 +1,12 @@
 /* The report of flowgrad ablate: results.csv, summary.md and plot.png from
  * the evaluations of finished cells. */
 #include "examples/ablate.h"
+#include "examples/gnuplot.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 int ablate_write_results(const grid *gr, const char *path)
 {
@@ -189,30 +188,11 @@ double ablate_outlier_fence(const grid *gr)
     return fence;
 }
 
-/* Runs gnuplot on a generated script. FG_ERR with advice when it is not
- * installed. */
-int ablate_draw_plot(const grid *gr)
+/* The plot's commands after the terminal and output: each group's band
+ * (min to max over seeds) and median line from plot.dat. */
+static void write_plot_body(const grid *gr, FILE *f, char titles[][64], int n_groups)
 {
-    char dat[4200], gp[4200], png[4200];
-    char titles[2 * MAX_LIST * MAX_LIST][64];
-    int n_groups = 0;
-    snprintf(dat, sizeof dat, "%s/plot.dat", gr->out);
-    snprintf(gp, sizeof gp, "%s/plot.gp", gr->out);
-    snprintf(png, sizeof png, "%s/plot.png", gr->out);
-    if (write_plot_data(gr, dat, titles, &n_groups) != FG_OK)
-        return FG_ERR;
-    if (n_groups == 0)
-        return fg_error("no finished cell to plot");
-    FILE *f = fopen(gp, "w");
-    if (!f)
-        return fg_error("%s: cannot open for writing: %s", gp, strerror(errno));
-    fprintf(f, "# Drawn by 'flowgrad ablate': test bits/dim per cell, the band spans the "
-            "seeds (min to max), the line is their median.\n"
-            "# pngcairo blends the bands; libgd's png (a gnuplot without cairo) paints them.\n"
-            "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
-            "  set terminal pngcairo size 1000,650\n} else {\n  set terminal png size 1000,650\n}\n"
-            "set output 'plot.png'\n"
-            "set title 'Glow ablation: coupling x permutation'\n"
+    fprintf(f, "set title 'Glow ablation: coupling x permutation'\n"
             "set xlabel 'epoch'\nset ylabel 'test bits/dim'\nset key outside right top\n"
             "set grid\nset style fill transparent solid 0.15 noborder\n");
     double fence = ablate_outlier_fence(gr);
@@ -228,29 +208,48 @@ int ablate_draw_plot(const grid *gr)
     for (int k = 0; k < n_groups; k++)
         fprintf(f, "  'plot.dat' index %d using 1:2 with linespoints lc %d lw 2 pt %d "
                 "title '%s'%s\n", k, k + 1, k + 1, titles[k], k + 1 < n_groups ? ", \\" : "");
-    if (fclose(f) != 0)
-        return fg_error("%s: cannot write", gp);
-    /* GNUPLOT names another program (or a copy outside PATH). */
-    const char *program = getenv("GNUPLOT") && *getenv("GNUPLOT") ? getenv("GNUPLOT") : "gnuplot";
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0)
-        return fg_error("cannot fork gnuplot: %s", strerror(errno));
-    if (pid == 0) {
-        if (chdir(gr->out) != 0)
-            _exit(126);
-        execlp(program, program, "plot.gp", (char *)NULL);
-        _exit(errno == ENOENT ? 127 : 126);
+}
+
+/* plot.gp is the whole script, for a user to edit and rerun in the folder
+ * ('gnuplot plot.gp'); plot.png is drawn from the same commands. */
+int ablate_draw_plot(const grid *gr)
+{
+    char dat[4200], gp[4200], png[4200];
+    char titles[2 * MAX_LIST * MAX_LIST][64];
+    int n_groups = 0;
+    snprintf(dat, sizeof dat, "%s/plot.dat", gr->out);
+    snprintf(gp, sizeof gp, "%s/plot.gp", gr->out);
+    snprintf(png, sizeof png, "%s/plot.png", gr->out);
+    if (write_plot_data(gr, dat, titles, &n_groups) != FG_OK)
+        return FG_ERR;
+    if (n_groups == 0)
+        return fg_error("no finished cell to plot");
+    char *body = NULL;
+    size_t len;
+    FILE *b = open_memstream(&body, &len);
+    if (!b)
+        return fg_error("out of memory for the plot script");
+    write_plot_body(gr, b, titles, n_groups);
+    fclose(b);
+    FILE *f = fopen(gp, "w");
+    if (!f) {
+        free(body);
+        return fg_error("%s: cannot open for writing: %s", gp, strerror(errno));
     }
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return fg_error("waiting for gnuplot: %s", strerror(errno));
-    if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-        return fg_error("'%s' not found: gnuplot is not installed, so %s was not drawn "
-                        "(%s and %s are ready for it); install it with 'apt-get install "
-                        "gnuplot-nox' and rerun the same command", program, png, gp, dat);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return fg_error("gnuplot failed on %s", gp);
-    return FG_OK;
+    fprintf(f, "# Drawn by 'flowgrad ablate': test bits/dim per cell, the band spans the "
+            "seeds (min to max), the line is their median.\n");
+    gnuplot_put_terminal(f, 1000, 650);
+    fprintf(f, "set output 'plot.png'\n%s", body);
+    if (fclose(f) != 0) {
+        free(body);
+        return fg_error("%s: cannot write", gp);
+    }
+    int missing, rc = gnuplot_draw(png, body, 1000, 650, gr->out, &missing);
+    free(body);
+    if (rc != FG_OK && missing) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", fg_last_error());
+        return fg_error("%s (%s and %s are ready for it)", why, gp, dat);
+    }
+    return rc;
 }

@@ -1,6 +1,7 @@
 /* flowgrad ablate's cells: each one's config, its 'flowgrad train' child
  * process, and what it left on disk (see ablate.h). */
 #include "examples/ablate.h"
+#include "examples/metrics.h"
 #include "models/config_edit.h"
 
 #include <errno.h>
@@ -61,54 +62,40 @@ static const char *cell_file(const cell *c, const char *name, char *buf, size_t 
     return buf;
 }
 
-/* Test evaluations from the cell's metrics.csv: rows with a test value.
- * A resumed run may repeat rows written after its checkpoint; they are
- * identical (training resumes exactly), so the later copy replaces the
- * earlier one. */
+/* Test evaluations from the cell's metrics.csv: rows with a test value,
+ * read by column name (metrics.h). A resumed run may repeat rows written
+ * after its checkpoint; they are identical (training resumes exactly), so
+ * the later copy replaces the earlier one, and of a step's two rows (its
+ * own and its epoch's end) the later. */
 static int read_evaluations(cell *c, long steps_per_epoch)
 {
+    static const char *const cols[] = {"step", "test_bpd", "elapsed_s"};
     char path[4200];
     cell_file(c, "metrics.csv", path, sizeof path);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return fg_error("%s: cannot open: %s", path, strerror(errno));
+    metrics_table t;
+    if (metrics_read(path, cols, 3, &t) != FG_OK)
+        return FG_ERR;
     free(c->ev);
     c->ev = NULL;
     c->n_ev = 0;
     int cap = 0;
-    char line[1024];
-    int lineno = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (++lineno == 1)
-            continue;   /* header */
-        char *field[7];
-        int nf = 0;
-        char *p = line;
-        field[nf++] = p;
-        while (*p && nf < 7) {
-            if (*p == ',') {
-                *p = '\0';
-                field[nf++] = p + 1;
-            }
-            p++;
-        }
-        if (nf < 7 || !*field[3])
-            continue;
-        eval_point e = {atol(field[0]), 0, atof(field[3]), atof(field[6])};
+    for (int r = 0; r < t.n_rows; r++) {
+        eval_point e = {(long)metrics_at(&t, r, 0), 0, metrics_at(&t, r, 1),
+                        metrics_at(&t, r, 2)};
         e.epoch = (double)e.step / (double)steps_per_epoch;
         if (!isfinite(e.test_bpd))
             continue;
         int k = c->n_ev;
         while (k > 0 && c->ev[k - 1].step >= e.step)
             k--;
-        c->n_ev = k;   /* drop the rows a resume wrote again */
+        c->n_ev = k;
         if (c->n_ev == cap)
             c->ev = fg_xrealloc(c->ev, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *c->ev,
                                 "evaluations");
         if (c->n_ev < MAX_EVALS)
             c->ev[c->n_ev++] = e;
     }
-    fclose(f);
+    metrics_free(&t);
     return FG_OK;
 }
 

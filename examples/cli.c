@@ -111,6 +111,17 @@ const char *cli_out_dir(const char *cmd, const char *out, const char *config,
     return out;
 }
 
+int cli_check_output(const char *opt, const char *path)
+{
+    fg_atomic_file a;
+    if (!path)
+        return FG_OK;
+    if (fg_atomic_open(&a, path) != FG_OK)
+        return fg_error("%s: %s", opt, fg_last_error());
+    fg_atomic_abort(&a);
+    return FG_OK;
+}
+
 int cli_positional(const char *cmd, const char *a, const char **slot, const char *what)
 {
     if (a[0] == '-')

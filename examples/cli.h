@@ -7,6 +7,7 @@
 #include "models/model.h"
 #include "models/checkpoint.h"
 #include "models/train.h"
+#include "models/eval.h"
 #include "models/train_memory.h"
 
 /* Subcommands: argv[0] is the subcommand's name. Return the exit status. */
@@ -19,6 +20,7 @@ int cmd_manipulate(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_ablate(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 /* Prints "flowgrad CMD: message" to stderr; returns exit status 2 (usage)
  * or 1 (failure). */
@@ -41,6 +43,10 @@ int cli_mkdirs(const char *path);
  * NULL after printing cmd's error. */
 const char *cli_out_dir(const char *cmd, const char *out, const char *config,
                         const char *prefix, char *buf, size_t n);
+/* FG_OK when an output file can be written at path (NULL: nothing to
+ * check): its temporary is created and removed again. Else FG_ERR with
+ * "OPT: PATH: why". */
+int cli_check_output(const char *opt, const char *path);
 /* The end of every argument loop: a is an unknown option, the one
  * positional argument (stored in *slot), or one too many. Returns 0 when a
  * was taken, else the usage error's exit status. */

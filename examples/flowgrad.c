@@ -11,13 +11,14 @@ typedef struct subcommand {
 
 static const subcommand commands[] = {
     {"train", cmd_train, "train a model declared in YAML"},
-    {"eval", cmd_eval, "bits/dim of a checkpoint on a split"},
+    {"eval", cmd_eval, "bits/dim of a checkpoint, per image or against another data set"},
     {"sample", cmd_sample, "draw samples at one or more temperatures"},
     {"reconstruct", cmd_reconstruct, "encode and decode test images"},
     {"interpolate", cmd_interpolate, "interpolate between two test images' latents"},
     {"manipulate", cmd_manipulate, "move images along a class-mean latent direction"},
     {"check", cmd_check, "verify a config's flow: round trip, log-det, gradient"},
     {"info", cmd_info, "parameters, per-level shapes and FLOPs of a config or checkpoint"},
+    {"plot", cmd_plot, "learning curves of a training run from its metrics.csv"},
     {"ablate", cmd_ablate, "the Glow ablation: coupling x permutation x seed, table and plot"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))

@@ -47,7 +47,10 @@ examples_flowgrad_SOURCES = examples/flowgrad.c examples/cli.h examples/cli.c \
 	examples/cmd_train.c examples/cmd_eval.c examples/cmd_sample.c \
 	examples/cmd_reconstruct.c examples/cmd_interpolate.c examples/cmd_manipulate.c \
 	examples/cmd_check.c examples/cmd_info.c examples/cmd_ablate.c \
-	examples/ablate.h examples/ablate_report.c examples/ablate_run.c
+	examples/ablate.h examples/ablate_report.c examples/ablate_run.c \
+	examples/cmd_plot.c examples/gnuplot.h examples/gnuplot.c \
+	examples/metrics.h examples/metrics.c \
+	examples/plots.h examples/plot_curves.c examples/plot_histogram.c
 examples_flowgrad_LDADD = libflowgrad.la $(BLIS_LIBS) -lm
 
 # End-to-end tests of the command line (they run examples/flowgrad).
@@ -117,3 +120,16 @@ tests_test_ablate_LDADD = $(FG_TEST_LIBS)
 # The default ablation grid's result, shown in the README.
 EXTRA_DIST += examples/ablation-fmnist/summary.md examples/ablation-fmnist/results.csv \
 	examples/ablation-fmnist/plot.png
+
+# flowgrad eval's outputs and flowgrad plot end to end (it runs
+# examples/flowgrad); the metrics.csv reader is compiled in to test it alone.
+check_PROGRAMS += tests/test_eval_plot
+tests_test_eval_plot_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
+TESTS += tests/test_eval_plot
+tests_test_eval_plot_SOURCES = tests/test_eval_plot.c examples/metrics.c
+tests_test_eval_plot_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_eval_plot_LDADD = $(FG_TEST_LIBS)
+
+# The README's figures of flowgrad eval --histogram and flowgrad plot.
+EXTRA_DIST += examples/eval-ood/histogram.png \
+	examples/curves-fmnist/curves.png examples/curves-fmnist/metrics.csv

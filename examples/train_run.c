@@ -2,6 +2,7 @@
 #include "examples/train_run.h"
 #include "examples/train_dist.h"
 #include "examples/train_guard.h"
+#include "examples/plots.h"
 #include "examples/train_trace.h"
 
 #include <math.h>
@@ -217,6 +218,22 @@ static int stop_requested(void *ctx, fg_trainer *t)
     return sig ? sig : t->step == r->stop_after ? SIGTERM : 0;
 }
 
+/* OUT/curves.png from the metrics just written, however the run ended (a
+ * diverged run's curves show how). A figure is no reason to fail a run:
+ * without gnuplot it is a warning, and the run's own error stays the one
+ * reported. */
+static void draw_curves(train_run *r)
+{
+    if (!dist_is_root())
+        return;
+    char why[1024], csv[4200];
+    snprintf(why, sizeof why, "%s", fg_last_error());
+    snprintf(csv, sizeof csv, "%s/metrics.csv", r->out);
+    if (plot_curves(csv, out_file(r, "curves.png"), r->out, NULL) != FG_OK)
+        fprintf(stderr, "flowgrad train: warning: %s\n", fg_last_error());
+    fg_error("%s", why);
+}
+
 int train_run_loop(train_run *r)
 {
     r->metrics = fopen(dist_is_root() ? out_file(r, "metrics.csv") : "/dev/null",
@@ -244,5 +261,6 @@ int train_run_loop(train_run *r)
     if (rc == FG_OK && !r->stopped_by && !r->plan.epochs && s->sample_every == 0)
         rc = write_samples(r);
     fclose(r->metrics);
+    draw_curves(r);
     return rc;
 }

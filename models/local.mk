@@ -1,7 +1,7 @@
 # models: YAML model configs (parsing, validation, preset expansion) and the
 # model zoo.
 nobase_flowgradinclude_HEADERS += models/config.h models/model.h models/config_edit.h \
-	models/checkpoint.h models/train.h models/train_memory.h \
+	models/checkpoint.h models/train.h models/train_memory.h models/eval.h \
 	models/classifier.h models/toy2d.h models/model_check.h
 libflowgrad_core_la_SOURCES += \
 	models/config_internal.h \
@@ -24,6 +24,8 @@ libflowgrad_core_la_SOURCES += \
 	models/checkpoint_save.c \
 	models/config_data.c \
 	models/model_eval.c \
+	models/eval_set.c \
+	models/eval_csv.c \
 	models/model_train.c \
 	models/train_memory.c \
 	models/classifier.c \
@@ -93,3 +95,11 @@ TESTS += tests/test_toy2d
 tests_test_toy2d_SOURCES = tests/test_toy2d.c
 tests_test_toy2d_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_toy2d_LDADD = $(FG_TEST_LIBS)
+
+# Evaluation image by image: the K-draw bound against a long double
+# reference and the evaluation training reports, transforms, sets, tables.
+check_PROGRAMS += tests/test_eval
+TESTS += tests/test_eval
+tests_test_eval_SOURCES = tests/test_eval.c
+tests_test_eval_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_eval_LDADD = $(FG_TEST_LIBS)

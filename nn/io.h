@@ -118,6 +118,21 @@ FG_API int fg_dataset_load_cifar10_dir(fg_dataset *d, const char *dir, int train
 #define FG_SYNTHETIC_MIN_SIZE 4
 FG_API void fg_dataset_synthetic(fg_dataset *d, int n, int c, int h, int w, uint64_t seed);
 
+/* Images that look unlike a data set, made from it with no download, for
+ * out-of-distribution comparisons: each image flipped upside down, each
+ * value inverted (255 - x), or replaced by uniform noise in [0, 255] drawn
+ * from seed (the image count, shape and labels are kept). */
+typedef enum {
+    FG_TRANSFORM_FLIP_VERTICAL, FG_TRANSFORM_INVERT, FG_TRANSFORM_NOISE
+} fg_image_transform;
+#define FG_IMAGE_TRANSFORMS 3
+/* "flipped-vertical", "inverted", "noise". */
+FG_API const char *fg_image_transform_name(fg_image_transform t);
+/* FG_OK and *out when name is one of the names above, else FG_ERR listing them. */
+FG_API int fg_image_transform_parse(const char *name, fg_image_transform *out);
+/* Transforms every image of d in place. */
+FG_API void fg_dataset_transform(fg_dataset *d, fg_image_transform t, uint64_t seed);
+
 /* Batches over an epoch permutation drawn from stream (seed, epoch), so the
  * iterator's whole state is (epoch, pos) and a resumed run sees the same
  * batches. drop_last skips a final short batch. */

@@ -5,6 +5,7 @@ libflowgrad_core_la_SOURCES += \
 	nn/step_guard.c nn/snapshot.c nn/guarded_step.c \
 	nn/json.h nn/json.c nn/atomic_file.c nn/atomic_stale.c nn/safetensors.c nn/safetensors_read.c \
 	nn/dataset.c nn/dataset_idx.c nn/dataset_cifar.c nn/dataset_synthetic.c \
+	nn/dataset_transform.c \
 	nn/png.c
 
 check_PROGRAMS += tests/test_nn

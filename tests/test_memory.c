@@ -70,7 +70,10 @@ static double json_number(const char *text, const char *key)
     return atof(p + strlen(pat));
 }
 
-static const char *one_thread[] = {"FLOWGRAD_THREADS=1", NULL};
+/* No gnuplot: train draws curves.png at its end in a gnuplot child, and
+ * wait4 reports the peak RSS of the largest process of the tree, which on
+ * this tiny model would be gnuplot's (about 25 MB), not flowgrad's. */
+static const char *one_thread[] = {"FLOWGRAD_THREADS=1", "GNUPLOT=/nonexistent/gnuplot", NULL};
 
 /* Estimated total bytes (JSON) of config at batch, one compute thread. */
 static double estimate(const char *cfg, int batch, double *params, double *fields)
