@@ -119,7 +119,7 @@ int fg_toy2d_model_init(fg_toy2d_model *m, const fg_toy2d_options *o, fg_rng *rn
         /* tanh keeps each scale within (1/e, e), so no single step of Adam
          * can blow a coupling up; depth supplies the total range. */
         fg_dense_coupling_options co = {.dim = 2, .hidden = o->hidden, .layers = o->depth,
-                                        .affine = 1, .mask = FG_COUPLING_MASK_CHANNEL,
+                                        .transform = FG_TRANSFORM_AFFINE, .mask = FG_COUPLING_MASK_CHANNEL,
                                         .scale = FG_COUPLING_SCALE_TANH, .rng = rng};
         layers[n++] = fg_dense_coupling_create(&co);
         /* Reversing swaps the halves, so the next coupling changes the
