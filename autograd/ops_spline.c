@@ -1,6 +1,7 @@
 /* The rational-quadratic spline as two ops: the map, and the per-sample
- * sum of its log-derivative. The kernels (tensor/rq_spline.c) rebuild each
- * element's knots from h in the backward pass rather than saving them. */
+ * sum of its log-derivative, computed in one pass forward. The kernels
+ * (tensor/rq_spline.c) rebuild each element's knots from h in the backward
+ * pass rather than saving them. */
 #include "autograd/internal.h"
 
 #include <string.h>
@@ -17,22 +18,44 @@ static float *grad_if_needed(fg_graph *g, fg_var *v)
     return v->requires_grad ? fg_grad(g, v) : NULL;
 }
 
-static void map_backward(fg_graph *g, fg_node *nd)
+/* The two nodes share this. The map's node runs its backward first (it is
+ * recorded after the log-determinant's, and both outputs are consumed only
+ * later), and when the log-determinant has a gradient too it takes both in
+ * one pass over the elements; the log-determinant's node then only resets
+ * the flag. Without a gradient on y, the map's node does not run and the
+ * log-determinant's does its own pass. */
+typedef struct spline_saved {
+    fg_rq_spline s;
+    fg_var *lad_sum;      /* the log-determinant's output, or NULL */
+    int lad_done;         /* set by the map's backward for the other node */
+} spline_saved;
+
+static void run_backward(fg_graph *g, fg_node *nd, const float *gy, const float *gl)
 {
+    const spline_saved *sv = nd->saved;
     fg_var *v = nd->in[0], *h = nd->in[1];
     const fg_var *mask = nd->nin > 2 ? nd->in[2] : NULL;
-    fg_k_rq_spline_backward(nd->saved, nd->i[0], v->t.shape[0], v->t.shape[1], trailing(v),
-                            v->t.data, h->t.data, mask ? mask->t.data : NULL,
-                            nd->out->grad, NULL, grad_if_needed(g, v), grad_if_needed(g, h));
+    fg_k_rq_spline_backward(&sv->s, nd->i[0], v->t.shape[0], v->t.shape[1], trailing(v),
+                            v->t.data, h->t.data, mask ? mask->t.data : NULL, gy, gl,
+                            grad_if_needed(g, v), grad_if_needed(g, h));
+}
+
+static void map_backward(fg_graph *g, fg_node *nd)
+{
+    spline_saved *sv = nd->saved;
+    const float *gl = sv->lad_sum ? sv->lad_sum->grad : NULL;
+    run_backward(g, nd, nd->out->grad, gl);
+    sv->lad_done = gl != NULL;
 }
 
 static void logdet_backward(fg_graph *g, fg_node *nd)
 {
-    fg_var *v = nd->in[0], *h = nd->in[1];
-    const fg_var *mask = nd->nin > 2 ? nd->in[2] : NULL;
-    fg_k_rq_spline_backward(nd->saved, nd->i[0], v->t.shape[0], v->t.shape[1], trailing(v),
-                            v->t.data, h->t.data, mask ? mask->t.data : NULL,
-                            NULL, nd->out->grad, grad_if_needed(g, v), grad_if_needed(g, h));
+    spline_saved *sv = nd->saved;
+    if (sv->lad_done) {
+        sv->lad_done = 0;
+        return;
+    }
+    run_backward(g, nd, NULL, nd->out->grad);
 }
 
 static void require_inputs(const fg_rq_spline *s, const fg_var *v, const fg_var *h,
@@ -62,8 +85,10 @@ fg_var *fg_rq_spline_map(fg_graph *g, fg_var *v, fg_var *h, fg_var *mask,
     float *lad = lad_sum ? fg_arena_alloc(g->arena, total * sizeof *lad) : NULL;
     fg_k_rq_spline(s, dir, N, C, P, v->t.data, h->t.data, mask ? mask->t.data : NULL,
                    y->t.data, lad);
-    fg_rq_spline *kept = fg_arena_alloc(g->arena, sizeof *kept);
-    memcpy(kept, s, sizeof *kept);
+    spline_saved *kept = fg_arena_alloc(g->arena, sizeof *kept);
+    memcpy(&kept->s, s, sizeof kept->s);
+    kept->lad_sum = NULL;
+    kept->lad_done = 0;
     const int nin = mask ? 3 : 2;
     if (lad_sum) {
         int shape[1] = {N};
@@ -76,6 +101,7 @@ fg_var *fg_rq_spline_map(fg_graph *g, fg_var *v, fg_var *h, fg_var *mask,
         if (nl) {
             nl->saved = kept;
             nl->i[0] = dir;
+            kept->lad_sum = l;
         }
         *lad_sum = l;
     }
