@@ -7,6 +7,7 @@
 #include "check_main.h"
 #include "models/toy2d.h"
 #include <math.h>
+#include <string.h>
 #include <stdlib.h>
 
 enum { HELD = 4000, STEPS = 300, BATCH = 256 };
@@ -181,6 +182,20 @@ START_TEST(test_spline_and_maf_models)
                       kinds[k].name, before, after);
         ck_assert_msg(fabs(mass - 1.0) < 0.03, "%s: model density integrates to %g",
                       kinds[k].name, mass);
+        if (kinds[k].spline) {
+            /* A NaN in the data: the step fails naming the first spline
+             * layer that met it, and the program goes on. */
+            batch[2 * 7 + 1] = NAN;
+            double loss = fg_toy2d_train_step(&m, batch, BATCH, 3e-3);
+            const char *want = kinds[k].maf ? "maf (spline): the input holds NaN at sample 7"
+                                            : "dense_coupling (spline): the input holds NaN "
+                                              "at sample 7";
+            fprintf(stderr, "toy2d test: %-15s NaN batch: %s\n", kinds[k].name, fg_last_error());
+            ck_assert(isnan(loss));
+            ck_assert_msg(strstr(fg_last_error(), "the loss is NaN") &&
+                          strstr(fg_last_error(), want), "%s: '%s'", kinds[k].name,
+                          fg_last_error());
+        }
         fg_toy2d_model_free(&m);
     }
 }
