@@ -115,6 +115,16 @@ FG_API fg_var *fg_conv2d_cm(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias, int
  * [N]. Two ops in all (autograd/ops_coupling.c). */
 FG_API fg_var *fg_affine_coupling(fg_graph *g, fg_var *v, fg_var *h, int dir, fg_var **logscale);
 
+/* The rational-quadratic spline (tensor.h, fg_k_rq_spline) on v (N, C, ...)
+ * with raw parameters h (N, C (3K - 1), ...): y = s(v) for dir > 0,
+ * y = s^-1(v) for dir < 0; mask (v's shape, a constant) or NULL: identity
+ * where 0. *lad_sum (when not NULL) receives the per-sample sum [N] of
+ * log s'(x) at the forward side's x (v for dir > 0, y for dir < 0), so a
+ * flow adds it going forward and subtracts it going back. Both are
+ * differentiable in v and h (autograd/ops_spline.c). */
+FG_API fg_var *fg_rq_spline_map(fg_graph *g, fg_var *v, fg_var *h, fg_var *mask,
+                                const fg_rq_spline *s, int dir, fg_var **lad_sum);
+
 /* Pooling on x (N, C, H, W). 2x2 windows, stride 2, H and W even ->
  * (N, C, H/2, W/2); max routes the gradient to the first maximum of each
  * window. Global average -> (N, C). */

@@ -9,6 +9,7 @@ libflowgrad_core_la_SOURCES += \
 	autograd/ops_channel.c \
 	autograd/ops_channel_major.c \
 	autograd/ops_coupling.c \
+	autograd/ops_spline.c \
 	autograd/ops_pool.c \
 	autograd/ops_shape.c \
 	autograd/ops_matmul.c \
@@ -21,3 +22,12 @@ TESTS += tests/test_autograd
 tests_test_autograd_SOURCES = tests/test_autograd.c
 tests_test_autograd_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_autograd_LDADD = $(FG_TEST_LIBS)
+
+# The rational-quadratic spline against the float64 reference of
+# tests/reference/rq_spline.py, through a committed fixture.
+check_PROGRAMS += tests/test_spline
+TESTS += tests/test_spline
+tests_test_spline_SOURCES = tests/test_spline.c
+tests_test_spline_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_spline_LDADD = $(FG_TEST_LIBS)
+EXTRA_DIST += tests/fixtures/rq-spline.safetensors tests/reference/rq_spline.py

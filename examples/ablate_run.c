@@ -267,9 +267,15 @@ int ablate_prepare_cell(const grid *gr, const fg_config *base, cell *c)
     snprintf(coupling, sizeof coupling, "model.coupling=%s", c->coupling);
     snprintf(permutation, sizeof permutation, "model.permutation=%s", c->permutation);
     snprintf(seed, sizeof seed, "train.seed=%llu", (unsigned long long)c->seed);
-    /* 'lu' belongs to invconv alone. */
-    const char *edits[4] = {coupling, permutation, seed, "-model.lu"};
-    int n_edits = strcmp(c->permutation, "invconv") ? 4 : 3;
+    /* 'lu' belongs to invconv alone, 'bins' and 'bound' to spline couplings. */
+    const char *edits[6] = {coupling, permutation, seed};
+    int n_edits = 3;
+    if (strcmp(c->permutation, "invconv"))
+        edits[n_edits++] = "-model.lu";
+    if (strcmp(c->coupling, "spline")) {
+        edits[n_edits++] = "-model.bins";
+        edits[n_edits++] = "-model.bound";
+    }
     char *text;
     if (fg_config_edit(base->text, base->text_len, base->name, edits, n_edits, &text) != FG_OK)
         return FG_ERR;

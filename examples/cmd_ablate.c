@@ -26,7 +26,8 @@ static void help(void)
          "                       cell trains in DIR/<coupling>-<permutation>-seed<S>/\n"
          "  --seeds N            seeds per cell: the config's seed and the N-1 after it\n"
          "                       (default 3)\n"
-         "  --couplings LIST     comma-separated, of additive,affine (default both)\n"
+         "  --couplings LIST     comma-separated, of additive,affine,spline (default\n"
+         "                       additive,affine)\n"
          "  --permutations LIST  comma-separated, of reverse,shuffle,invconv (default all)\n"
          "  --epochs E           train each cell for E epochs (overrides the config)\n"
          "  --steps N            train each cell for N steps (overrides the config); the\n"
@@ -44,7 +45,7 @@ static void help(void)
          "finished cells and resumes interrupted ones from their checkpoints.");
 }
 
-static const char *const coupling_names[] = {"additive", "affine", NULL};
+static const char *const coupling_names[] = {"additive", "affine", "spline", NULL};
 static const char *const permutation_names[] = {"reverse", "shuffle", "invconv", NULL};
 
 static int parse_names(const char *opt, const char *s, const char *const *allowed,

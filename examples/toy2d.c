@@ -1,4 +1,5 @@
-/* toy2d: fits a flow of dense affine couplings to a 2-D toy density drawn
+/* toy2d: fits a flow of dense couplings or MAF layers, affine or spline,
+ * to a 2-D toy density drawn
  * fresh every step, reports the held-out log-likelihood (and the target's
  * own where it has a closed form), and draws the learned density next to
  * samples of the model. */
@@ -14,7 +15,7 @@
 typedef struct options {
     fg_toy2d_density density;
     int have_density;
-    int steps, batch, layers, hidden, threads, seed;
+    int steps, batch, layers, hidden, threads, seed, maf, spline, bins;
     double lr;
     const char *out;
 } options;
@@ -26,9 +27,10 @@ enum { HELDOUT = 20000, GRID = 200, PANEL = 400, SCATTER = 5000, REPORTS = 10 };
 static void usage(FILE *f)
 {
     fputs("usage: toy2d --density moons|8gaussians|checkerboard [--steps N] [--batch B]\n"
-          "             [--layers L] [--hidden H] [--lr LR] [--seed S] [--out FILE.png]\n"
-          "             [--threads T] [--help]\n\n"
-          "Trains L blocks of (actnorm, dense affine coupling, reverse permutation) with a\n"
+          "             [--layers L] [--hidden H] [--block coupling|maf]\n"
+          "             [--transform affine|spline] [--bins K] [--lr LR] [--seed S]\n"
+          "             [--out FILE.png] [--threads T] [--help]\n\n"
+          "Trains L blocks of (actnorm, dense coupling or MAF, reverse permutation) with a\n"
           "standard Gaussian prior by Adam on fresh samples of the density, prints the\n"
           "average log-likelihood of a held-out sample of 20000 points as it goes, and\n"
           "writes a PNG: the learned density over [-4, 4]^2 beside 5000 model samples.\n\n"
@@ -37,6 +39,11 @@ static void usage(FILE *f)
           "  --batch B    points per step (default 256)\n"
           "  --layers L   coupling blocks (default 8)\n"
           "  --hidden H   width of the two hidden layers of each coupling (default 64)\n"
+          "  --block B    coupling (default; one coordinate conditions the other) or\n"
+          "               maf (masked autoregressive: density in one pass)\n"
+          "  --transform T  affine (default; tanh-bounded scale) or spline (rational-\n"
+          "               quadratic, K bins on [-4, 4], identity outside)\n"
+          "  --bins K     spline bins, 2..64 (default 8)\n"
           "  --lr LR      Adam learning rate (default 2e-3), decayed linearly to 0\n"
           "               over the second half of the steps\n"
           "  --seed S     seed of the weights, the data and the samples (default 1)\n"
@@ -60,7 +67,7 @@ static int parse_int(const char *flag, const char *s, int lo, int hi, int *out)
 static int parse_args(int argc, char **argv, options *o)
 {
     *o = (options){.steps = 3000, .batch = 256, .layers = 8, .hidden = 64, .threads = 1,
-                   .seed = 1, .lr = 2e-3};
+                   .seed = 1, .lr = 2e-3, .bins = 8};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -85,6 +92,18 @@ static int parse_args(int argc, char **argv, options *o)
         else if (!strcmp(a, "--layers")) rc = parse_int(a, v, 1, 256, &o->layers);
         else if (!strcmp(a, "--hidden")) rc = parse_int(a, v, 1, 1 << 14, &o->hidden);
         else if (!strcmp(a, "--threads")) rc = parse_int(a, v, 1, 256, &o->threads);
+        else if (!strcmp(a, "--bins")) rc = parse_int(a, v, 2, FG_RQ_MAX_BINS, &o->bins);
+        else if (!strcmp(a, "--block") || !strcmp(a, "--transform")) {
+            int block = !strcmp(a, "--block");
+            const char *first = block ? "coupling" : "affine", *second = block ? "maf" : "spline";
+            int *flag = block ? &o->maf : &o->spline;
+            if (!strcmp(v, first) || !strcmp(v, second)) {
+                *flag = !strcmp(v, second);
+            } else {
+                fprintf(stderr, "toy2d: %s expects %s or %s, got '%s'\n", a, first, second, v);
+                rc = -1;
+            }
+        }
         else if (!strcmp(a, "--seed")) rc = parse_int(a, v, 0, INT_MAX, &o->seed);
         else if (!strcmp(a, "--out")) o->out = v;
         else if (!strcmp(a, "--lr")) {
@@ -138,7 +157,8 @@ int main(int argc, char **argv)
     fg_rng_seed_stream(&sample_rng, (uint64_t)o.seed, 3);
 
     fg_toy2d_model m;
-    fg_toy2d_options mo = {.layers = o.layers, .hidden = o.hidden, .depth = 2, .actnorm = 1};
+    fg_toy2d_options mo = {.layers = o.layers, .hidden = o.hidden, .depth = 2, .actnorm = 1,
+                           .maf = o.maf, .spline = o.spline, .bins = o.bins};
     if (fg_toy2d_model_init(&m, &mo, &init_rng) != FG_OK) {
         fprintf(stderr, "toy2d: %s\n", fg_last_error());
         return 1;
@@ -152,9 +172,10 @@ int main(int argc, char **argv)
         return 1;
     }
     fg_toy2d_sample(o.density, &held_rng, HELDOUT, held);
-    printf("toy2d: %s, %d blocks of width %d, %zu parameters, batch %d, lr %g, %d steps\n",
-           name, o.layers, o.hidden, fg_state_list_param_count(&m.state), o.batch, o.lr,
-           o.steps);
+    printf("toy2d: %s, %d %s %s blocks of width %d, %zu parameters, batch %d, lr %g, %d "
+           "steps\n", name, o.layers, o.spline ? "spline" : "affine",
+           o.maf ? "MAF" : "coupling", o.hidden, fg_state_list_param_count(&m.state),
+           o.batch, o.lr, o.steps);
     if (fg_toy2d_true_log_prob(o.density, held, HELDOUT, lp)) {
         double s = 0.0;
         for (int i = 0; i < HELDOUT; i++)

@@ -2,11 +2,12 @@
  * invertible map of the rest through NN(part), so the Jacobian is
  * triangular (after a permutation) and the inverse needs NN only forward.
  * NN = conv3x3 -> actnorm -> ReLU -> conv1x1 -> actnorm -> ReLU -> zero
- * conv3x3 (in channel-major layout, see nn()), whose zero start makes additive and tanh couplings begin as the
- * identity. The parts are channel halves or a spatial checkerboard (see
- * flow.h); a checkerboard coupling works on whole tensors, with the shift
- * and log-scale masked to zero where values are kept, so one formula,
- * z = (x + shift) e^logscale, covers both kinds of entries. */
+ * conv3x3 (in channel-major layout, see nn()), whose zero start makes
+ * additive, tanh and spline couplings begin as the identity. The parts are
+ * channel halves or a spatial checkerboard (see flow.h); a checkerboard
+ * coupling works on whole tensors, with the map made the identity where
+ * values are kept. The map itself (additive, affine, spline) is
+ * flows/coupling_map.c, shared with the dense coupling. */
 #include "flows/layer.h"
 
 #include <stdlib.h>
@@ -14,14 +15,13 @@
 typedef struct coupling {
     fg_flow base;
     int channels, hidden;
-    int affine;
+    fg_coupling_map map;
     fg_coupling_mask mask;
-    fg_coupling_scale scale;
     fg_conv in;             /* nn.0: NN input channels -> hidden, 3x3, no bias */
     fg_flow *norm_in;       /* nn.1 */
     fg_conv mid;            /* nn.3: hidden -> hidden, 1x1, no bias */
     fg_flow *norm_mid;      /* nn.4 */
-    fg_zero_conv out;       /* nn.6: hidden -> changed channels (x2 for affine) */
+    fg_zero_conv out;       /* nn.6: hidden -> changed channels x the map's width */
 } coupling;
 
 static const char kind[] = "coupling";
@@ -59,24 +59,6 @@ static fg_var *nn(coupling *c, fg_graph *g, fg_var *x1)
     return fg_from_channel_major(g, fg_zero_conv_apply_cm(g, &c->out, h, n), n);
 }
 
-/* tanh(a) = 2 sigmoid(2a) - 1, from ops that already have backward rules. */
-static fg_var *tanh_of(fg_graph *g, fg_var *a)
-{
-    return fg_add_scalar(g, fg_scale(g, fg_sigmoid(g, fg_scale(g, a, 2.0f)), 2.0f), -1.0f);
-}
-
-/* Affine parameters from h: shift = h[:, 0::2] and the log-scale of the
- * chosen bound of r = h[:, 1::2] (the sigmoid's log taken stably). */
-static void affine_params(const coupling *c, fg_graph *g, fg_var *h, fg_var **shift,
-                          fg_var **logscale)
-{
-    *shift = fg_channel_even(g, h);
-    fg_var *r = fg_channel_odd(g, h);
-    *logscale = c->scale == FG_COUPLING_SCALE_TANH
-                    ? tanh_of(g, r)
-                    : fg_log_sigmoid(g, fg_add_scalar(g, r, 2.0f));
-}
-
 /* The checkerboard mask m (1 where values condition) over x's shape, and
  * 1 - m. Constants of the step's arena. */
 static void checkerboard(const coupling *c, fg_graph *g, const fg_var *x, fg_var **keep,
@@ -96,52 +78,27 @@ static void checkerboard(const coupling *c, fg_graph *g, const fg_var *x, fg_var
             }
 }
 
-/* The map of the changing part given h, forward (dir +1) or inverse (-1);
- * *logscale_sum receives the per-sample sum of the log-scale (or NULL for
- * additive couplings). `change` masks shift and log-scale (NULL: none).
- * Glow's own case, channel halves with the sigmoid bound, is one fused op;
- * the masked and tanh-bounded variants are composed from elementwise ops. */
-static fg_var *transform(coupling *c, fg_graph *g, fg_var *v, fg_var *h, fg_var *change,
-                         int dir, fg_var **logscale_sum)
-{
-    *logscale_sum = NULL;
-    if (!c->affine) {
-        if (change)
-            h = fg_mul(g, h, change);
-        return dir > 0 ? fg_add(g, v, h) : fg_sub(g, v, h);
-    }
-    if (!change && c->scale == FG_COUPLING_SCALE_SIGMOID)
-        return fg_affine_coupling(g, v, h, dir, logscale_sum);
-    fg_var *shift, *logscale;
-    affine_params(c, g, h, &shift, &logscale);
-    if (change) {
-        shift = fg_mul(g, shift, change);
-        logscale = fg_mul(g, logscale, change);
-    }
-    *logscale_sum = fg_sum_per_sample(g, logscale);
-    if (dir > 0)
-        return fg_mul(g, fg_add(g, v, shift), fg_exp(g, logscale));
-    return fg_sub(g, fg_mul(g, v, fg_exp(g, fg_neg(g, logscale))), shift);
-}
-
 static fg_var *run(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet, int dir)
 {
     coupling *c = (coupling *)f;
     fg_flow_require_image(kind, x, c->channels);
+    fg_coupling_map_check_input(&c->map, kind, x);
     int n = x->t.shape[0];
     fg_var *y, *lsum;
     if (is_checkerboard(c)) {
         fg_var *keep, *change;
         checkerboard(c, g, x, &keep, &change);
         /* x * keep is the same before and after the map. */
-        y = transform(c, g, x, nn(c, g, fg_mul(g, x, keep)), change, dir, &lsum);
+        y = fg_coupling_map_apply(g, &c->map, x, nn(c, g, fg_mul(g, x, keep)), change,
+                                  dir, &lsum);
     } else {
         int half = c->channels / 2;
         int flip = c->mask == FG_COUPLING_MASK_CHANNEL_FLIP;
         fg_var *lo = fg_channel_slice(g, x, 0, half);
         fg_var *hi = fg_channel_slice(g, x, half, c->channels);
         fg_var *cond = flip ? hi : lo, *v = flip ? lo : hi;
-        fg_var *t = transform(c, g, v, nn(c, g, cond), NULL, dir, &lsum);
+        fg_var *t = fg_coupling_map_apply(g, &c->map, v, nn(c, g, cond), NULL, dir,
+                                          &lsum);
         y = flip ? fg_channel_concat(g, t, cond) : fg_channel_concat(g, cond, t);
     }
     if (logdet)
@@ -196,10 +153,9 @@ fg_flow *fg_coupling_create(const fg_coupling_options *o)
         fg_error("coupling: unknown mask %d", (int)o->mask);
         return NULL;
     }
-    if ((int)o->scale < 0 || o->scale > FG_COUPLING_SCALE_TANH) {
-        fg_error("coupling: unknown scale bound %d", (int)o->scale);
+    fg_coupling_map map;
+    if (fg_coupling_map_init(&map, kind, o->transform, o->scale, o->bins, o->bound) != FG_OK)
         return NULL;
-    }
     if (checker ? o->channels < 1 : (o->channels < 2 || o->channels % 2)) {
         fg_error("coupling: a channel mask needs an even channel count of at least 2 "
                  "to split in halves, got %d", o->channels);
@@ -207,10 +163,6 @@ fg_flow *fg_coupling_create(const fg_coupling_options *o)
     }
     if (o->hidden <= 0) {
         fg_error("coupling: hidden width must be positive, got %d", o->hidden);
-        return NULL;
-    }
-    if (o->affine != 0 && o->affine != 1) {
-        fg_error("coupling: affine must be 0 (additive) or 1, got %d", o->affine);
         return NULL;
     }
     if (!o->rng) {
@@ -221,9 +173,8 @@ fg_flow *fg_coupling_create(const fg_coupling_options *o)
     c->base.ops = &ops;
     c->channels = o->channels;
     c->hidden = o->hidden;
-    c->affine = o->affine;
+    c->map = map;
     c->mask = o->mask;
-    c->scale = o->scale;
     int seen = checker ? o->channels : o->channels / 2;
     int changed = checker ? o->channels : o->channels - o->channels / 2;
     fg_actnorm_options an = {o->hidden, 1.0f};
@@ -231,6 +182,6 @@ fg_flow *fg_coupling_create(const fg_coupling_options *o)
     c->norm_in = fg_actnorm_create(&an);
     fg_conv_init(&c->mid, o->hidden, o->hidden, 1, 0, 0.05f, o->rng);
     c->norm_mid = fg_actnorm_create(&an);
-    fg_zero_conv_init(&c->out, o->hidden, o->affine ? 2 * changed : changed, 3, 3.0f);
+    fg_zero_conv_init(&c->out, o->hidden, changed * fg_coupling_map_width(&map), 3, 3.0f);
     return &c->base;
 }

@@ -1,9 +1,10 @@
 /* dense_coupling: the coupling of NICE on vectors (N, D, 1, 1): one half
  * conditions the other through a fully connected ReLU network,
- * D/2 -> hidden (-> hidden)* -> D/2 (additive) or D (affine), whose last
- * layer starts at zero so the layer begins as the identity (affine with
- * sigmoid scale: a scale of sigmoid(2)). The same masks (channel halves,
- * flipped) and scale bounds as the convolutional coupling (flow.h). */
+ * D/2 -> hidden (-> hidden)* -> D/2 times the map's width (1 additive,
+ * 2 affine, 3K - 1 spline), whose last layer starts at zero so the layer
+ * begins as the identity (affine with sigmoid scale: a scale of
+ * sigmoid(2)). The same masks (channel halves, flipped) and the same map
+ * (flows/coupling_map.c) as the convolutional coupling (flow.h). */
 #include "flows/layer.h"
 
 #include <math.h>
@@ -11,9 +12,9 @@
 
 typedef struct dense_coupling {
     fg_flow base;
-    int dim, hidden, layers, affine;
+    int dim, hidden, layers;
+    fg_coupling_map map;
     fg_coupling_mask mask;
-    fg_coupling_scale scale;
     fg_linear *hid;         /* hidden.<i>: layers of them */
     fg_linear out;          /* out */
 } dense_coupling;
@@ -46,33 +47,20 @@ static fg_var *net(dense_coupling *c, fg_graph *g, fg_var *x1)
     return fg_reshape(g, h, 4, vec);
 }
 
-static fg_var *tanh_of(fg_graph *g, fg_var *a)
-{
-    return fg_add_scalar(g, fg_scale(g, fg_sigmoid(g, fg_scale(g, a, 2.0f)), 2.0f), -1.0f);
-}
-
 static fg_var *run(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet, int dir)
 {
     dense_coupling *c = (dense_coupling *)f;
     fg_flow_require_image(kind, x, c->dim);
     FG_CHECK(x->t.shape[2] == 1 && x->t.shape[3] == 1, kind,
              "input must be vectors (N, %d, 1, 1)", c->dim);
+    fg_coupling_map_check_input(&c->map, kind, x);
     int half = c->dim / 2, n = x->t.shape[0];
     int flip = c->mask == FG_COUPLING_MASK_CHANNEL_FLIP;
     fg_var *lo = fg_channel_slice(g, x, 0, half);
     fg_var *hi = fg_channel_slice(g, x, half, c->dim);
     fg_var *cond = flip ? hi : lo, *v = flip ? lo : hi;
-    fg_var *h = net(c, g, cond), *t, *lsum = NULL;
-    if (!c->affine) {
-        t = dir > 0 ? fg_add(g, v, h) : fg_sub(g, v, h);
-    } else {
-        fg_var *shift = fg_channel_even(g, h), *r = fg_channel_odd(g, h);
-        fg_var *ls = c->scale == FG_COUPLING_SCALE_TANH
-                         ? tanh_of(g, r) : fg_log_sigmoid(g, fg_add_scalar(g, r, 2.0f));
-        lsum = fg_sum_per_sample(g, ls);
-        t = dir > 0 ? fg_mul(g, fg_add(g, v, shift), fg_exp(g, ls))
-                    : fg_sub(g, fg_mul(g, v, fg_exp(g, fg_neg(g, ls))), shift);
-    }
+    fg_var *lsum;
+    fg_var *t = fg_coupling_map_apply(g, &c->map, v, net(c, g, cond), NULL, dir, &lsum);
     if (logdet)
         fg_flow_accumulate(g, logdet, lsum ? lsum : fg_const_scalar(g, 0.0f), dir, n);
     return flip ? fg_channel_concat(g, t, cond) : fg_channel_concat(g, cond, t);
@@ -132,11 +120,9 @@ fg_flow *fg_dense_coupling_create(const fg_dense_coupling_options *o)
                  "vector), got %d", (int)o->mask);
         return NULL;
     }
-    if ((o->affine != 0 && o->affine != 1) || (int)o->scale < 0 ||
-        o->scale > FG_COUPLING_SCALE_TANH) {
-        fg_error("dense_coupling: affine must be 0 or 1 and the scale sigmoid or tanh");
+    fg_coupling_map map;
+    if (fg_coupling_map_init(&map, kind, o->transform, o->scale, o->bins, o->bound) != FG_OK)
         return NULL;
-    }
     if (!o->rng) {
         fg_error("dense_coupling: needs an RNG for its network's weights");
         return NULL;
@@ -146,9 +132,8 @@ fg_flow *fg_dense_coupling_create(const fg_dense_coupling_options *o)
     c->dim = o->dim;
     c->hidden = o->hidden;
     c->layers = o->layers;
-    c->affine = o->affine;
+    c->map = map;
     c->mask = o->mask;
-    c->scale = o->scale;
     c->hid = fg_xcalloc((size_t)o->layers, sizeof *c->hid, kind);
     int in = o->dim / 2;
     for (int i = 0; i < o->layers; i++) {
@@ -157,7 +142,7 @@ fg_flow *fg_dense_coupling_create(const fg_dense_coupling_options *o)
         in = o->hidden;
     }
     int half = o->dim / 2;
-    fg_linear_init(&c->out, o->hidden, o->affine ? 2 * (o->dim - half) : o->dim - half, 1,
+    fg_linear_init(&c->out, o->hidden, (o->dim - half) * fg_coupling_map_width(&map), 1,
                    0.0f, NULL);
     return &c->base;
 }

@@ -202,8 +202,16 @@ FG_API fg_flow *fg_permute_create(const fg_permute_options *o);
  *                                              scale exp(tanh(r)) lies in
  *                                              (1/e, e))
  * z2 = (x2 + shift) * exp(log scale), logdet += sum of log scale.
- * The NN's last conv starts at zero: additive and tanh couplings begin as
- * the identity, sigmoid ones as the scale sigmoid(2) ~ 0.88. */
+ * Spline (Durkan et al. 2019): z2 = s(x2) elementwise, s the monotonic
+ *   rational-quadratic spline of `bins` bins on [-bound, bound] and the
+ *   identity outside (tensor.h, fg_k_rq_spline), its 3 bins - 1 raw
+ *   parameters per entry the channels c (3K-1) .. c (3K-1) + 3K-2 of h
+ *   (widths, heights, inner derivatives); logdet += sum log s'(x2).
+ * The NN's last conv starts at zero: additive, tanh and spline couplings
+ * begin as the identity, sigmoid ones as the scale sigmoid(2) ~ 0.88.
+ * A spline coupling whose input holds NaN or Inf passes NaN on and leaves
+ * fg_last_error() naming the layer, the sample and the entry (the trainer
+ * quotes it when the loss is not finite). */
 typedef enum {
     FG_COUPLING_MASK_CHANNEL = 0,
     FG_COUPLING_MASK_CHANNEL_FLIP,
@@ -211,13 +219,22 @@ typedef enum {
     FG_COUPLING_MASK_CHECKERBOARD_FLIP
 } fg_coupling_mask;
 typedef enum { FG_COUPLING_SCALE_SIGMOID = 0, FG_COUPLING_SCALE_TANH } fg_coupling_scale;
+/* The map of the changing part; also the transform of the autoregressive
+ * layers below. */
+typedef enum {
+    FG_TRANSFORM_ADDITIVE = 0,
+    FG_TRANSFORM_AFFINE,
+    FG_TRANSFORM_SPLINE
+} fg_transform_kind;
 typedef struct fg_coupling_options {
     int channels;
     int hidden;             /* width of the NN */
-    int affine;             /* 0: additive, 1: affine */
+    fg_transform_kind transform; /* additive, affine or spline */
     fg_rng *rng;            /* NN conv weights ~ N(0, 0.05^2) */
     fg_coupling_mask mask;  /* default (0): channel */
     fg_coupling_scale scale;/* default (0): sigmoid; affine only */
+    int bins;               /* spline only: 2..FG_RQ_MAX_BINS */
+    float bound;            /* spline only: > 0 */
 } fg_coupling_options;
 FG_API fg_flow *fg_coupling_create(const fg_coupling_options *o);
 
@@ -254,7 +271,7 @@ FG_API fg_flow *fg_flatten_create(const fg_flatten_options *o);
 
 /* dense_coupling: the coupling of flow.h on vectors (N, D, 1, 1), D even,
  * with mask channel (x[:, :D/2] conditions x[:, D/2:]) or channel_flip,
- * additive or affine with the same scale bounds, and a fully connected
+ * additive, affine with the same scale bounds, or spline, and a fully connected
  * network h = out(relu(hidden_{L-1}(... relu(hidden_0(x1))))): L = layers
  * hidden layers of width hidden (He-initialized, with bias), then `out`
  * (zero-initialized, so the layer starts as the identity). State:
@@ -263,12 +280,47 @@ typedef struct fg_dense_coupling_options {
     int dim;                /* D */
     int hidden;
     int layers;             /* hidden layers, >= 1 */
-    int affine;
+    fg_transform_kind transform;
     fg_coupling_mask mask;  /* channel or channel_flip */
     fg_coupling_scale scale;
     fg_rng *rng;
+    int bins;               /* spline only */
+    float bound;            /* spline only */
 } fg_dense_coupling_options;
 FG_API fg_flow *fg_dense_coupling_create(const fg_dense_coupling_options *o);
+
+/* Autoregressive flows on vectors (N, D, 1, 1), D >= 2: each entry i is
+ * transformed (affine or spline, as a coupling's changing part) with
+ * parameters from a MADE network (Germain et al. 2015) of the entries
+ * before it: masked dense layers in -> hidden (-> hidden)* -> D params,
+ * input i of degree i + 1, hidden units of degrees cycling 1..D-1, a hidden
+ * unit seeing the inputs and units of lower or equal degree, and the
+ * outputs of entry i only units of degree <= i. The Jacobian is then
+ * triangular and log|det| the sum of the entries' log-derivatives.
+ *
+ *   MAF (Papamakarios et al. 2017): z = t(x; MADE(x)). forward (density)
+ *       is one pass of the network; inverse (sampling) takes D passes,
+ *       each fixing one more entry of x.
+ *   IAF (Kingma et al. 2016): x = t(z; MADE(z)). inverse (sampling) is one
+ *       pass; forward (density) takes D passes.
+ * The order is the vector's own; put a permute between layers to vary it.
+ * The output layer starts at zero (affine: scale sigmoid(2) or 1 for tanh;
+ * spline: the identity). State:
+ *   <kind>.hidden.<i>.{weight,bias}, <kind>.out.{weight,bias}
+ * with kind "maf" or "iaf"; weights are stored whole and masked when used,
+ * so the masked-out entries of a weight never change. */
+typedef struct fg_autoregressive_options {
+    int dim;                /* D >= 2 */
+    int hidden;             /* width of the MADE's hidden layers, >= 1 */
+    int layers;             /* hidden layers, >= 1 */
+    int inverse;            /* 0: MAF, 1: IAF */
+    fg_transform_kind transform; /* affine or spline */
+    fg_coupling_scale scale;/* affine only */
+    int bins;               /* spline only */
+    float bound;            /* spline only */
+    fg_rng *rng;
+} fg_autoregressive_options;
+FG_API fg_flow *fg_autoregressive_create(const fg_autoregressive_options *o);
 
 /* scale_diag: NICE's diagonal scaling, z = x * exp(logs) per channel,
  * logdet += H W sum(logs); state scale_diag.logs [C], zeros at creation. */

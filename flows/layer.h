@@ -38,6 +38,31 @@ fg_var *fg_actnorm_forward_relu(fg_flow *actnorm, fg_graph *g, fg_var *x);
 /* z = W x per pixel: x (N, C, H, W), w (C, C) -> (N, C, H, W). */
 fg_var *fg_flow_conv1x1(fg_graph *g, fg_var *x, fg_var *w);
 
+/* The map of a coupling's changing part v given its conditioner's output
+ * h, shared by the conv and dense couplings and the autoregressive layers
+ * (flows/coupling_map.c). */
+typedef struct fg_coupling_map {
+    fg_transform_kind kind;
+    fg_coupling_scale scale;   /* affine */
+    fg_rq_spline spline;       /* spline */
+} fg_coupling_map;
+/* FG_ERR naming `kind` unless the transform and its options are valid. */
+int fg_coupling_map_init(fg_coupling_map *m, const char *kind, fg_transform_kind t,
+                         fg_coupling_scale scale, int bins, float bound);
+/* Channels of h per channel of v: 1 additive, 2 affine, 3 bins - 1 spline. */
+int fg_coupling_map_width(const fg_coupling_map *m);
+/* For a spline map: leaves fg_error naming `layer`, the sample and the
+ * entry when the layer's input x holds NaN or Inf (the spline passes NaN
+ * on rather than stop). Nothing for the other maps. */
+void fg_coupling_map_check_input(const fg_coupling_map *m, const char *layer,
+                                 const fg_var *x);
+/* y = t(v) for dir > 0, t^-1(v) for dir < 0; change (v's shape, 1 where
+ * entries change) or NULL for all. *lad_sum gets the per-sample sum of
+ * log t' at the forward side's point, or NULL where it is 0 (additive):
+ * the caller adds it with the sign of the direction in which t ran. */
+fg_var *fg_coupling_map_apply(fg_graph *g, const fg_coupling_map *m, fg_var *v, fg_var *h,
+                              fg_var *change, int dir, fg_var **lad_sum);
+
 /* The invertible 1x1 convolutions share this head. */
 typedef struct fg_invconv_head {
     fg_flow base;

@@ -17,6 +17,21 @@ static fg_coupling_mask coupling_mask(fg_mask_kind k)
     fg_fatal("fg_model_build", "unknown coupling mask %d", (int)k);
 }
 
+static fg_transform_kind transform_of(fg_coupling_kind k)
+{
+    switch (k) {
+    case FG_COUPLING_ADDITIVE: return FG_TRANSFORM_ADDITIVE;
+    case FG_COUPLING_AFFINE: return FG_TRANSFORM_AFFINE;
+    case FG_COUPLING_SPLINE: return FG_TRANSFORM_SPLINE;
+    }
+    fg_fatal("fg_model_build", "unknown coupling type %d", (int)k);
+}
+
+static fg_coupling_scale scale_of(fg_scale_kind k)
+{
+    return k == FG_SCALE_TANH ? FG_COUPLING_SCALE_TANH : FG_COUPLING_SCALE_SIGMOID;
+}
+
 /* One layer, or NULL with fg_error naming where it was declared. */
 static fg_flow *build_layer(const fg_layer_spec *l, const fg_flow_shape *in, int max_hidden,
                            fg_rng *rng)
@@ -50,18 +65,27 @@ static fg_flow *build_layer(const fg_layer_spec *l, const fg_flow_shape *in, int
             hidden = max_hidden;
         if (l->u.coupling.dense) {
             fg_dense_coupling_options o = {
-                c, hidden, l->u.coupling.layers, l->u.coupling.type == FG_COUPLING_AFFINE,
-                coupling_mask(l->u.coupling.mask),
-                l->u.coupling.scale == FG_SCALE_TANH ? FG_COUPLING_SCALE_TANH
-                                                     : FG_COUPLING_SCALE_SIGMOID,
-                rng};
+                c, hidden, l->u.coupling.layers, transform_of(l->u.coupling.type),
+                coupling_mask(l->u.coupling.mask), scale_of(l->u.coupling.scale), rng,
+                l->u.coupling.bins, l->u.coupling.bound};
             return fg_dense_coupling_create(&o);
         }
-        fg_coupling_options o = {c, hidden, l->u.coupling.type == FG_COUPLING_AFFINE, rng,
+        fg_coupling_options o = {c, hidden, transform_of(l->u.coupling.type), rng,
                                  coupling_mask(l->u.coupling.mask),
-                                 l->u.coupling.scale == FG_SCALE_TANH
-                                     ? FG_COUPLING_SCALE_TANH : FG_COUPLING_SCALE_SIGMOID};
+                                 scale_of(l->u.coupling.scale), l->u.coupling.bins,
+                                 l->u.coupling.bound};
         return fg_coupling_create(&o);
+    }
+    case FG_LAYER_MAF:
+    case FG_LAYER_IAF: {
+        int hidden = l->u.autoregressive.hidden;
+        if (max_hidden > 0 && hidden > max_hidden)
+            hidden = max_hidden;
+        fg_autoregressive_options o = {
+            c, hidden, l->u.autoregressive.layers, l->kind == FG_LAYER_IAF,
+            transform_of(l->u.autoregressive.type), scale_of(l->u.autoregressive.scale),
+            l->u.autoregressive.bins, l->u.autoregressive.bound, rng};
+        return fg_autoregressive_create(&o);
     }
     case FG_LAYER_SPLIT: {
         fg_split_options o = {c, l->u.split.prior == FG_SPLIT_STANDARD};
@@ -208,8 +232,9 @@ double fg_model_spec_flops(const fg_model_spec *spec)
             break;
         case FG_LAYER_COUPLING: {
             int hid = l->u.coupling.hidden;
+            int width = fg_coupling_kind_width(l->u.coupling.type, l->u.coupling.bins);
             if (l->u.coupling.dense) {
-                int out = l->u.coupling.type == FG_COUPLING_AFFINE ? 2 * (c - half) : c - half;
+                int out = width * (c - half);
                 f += 2.0 * hid * (half + (l->u.coupling.layers - 1) * (double)hid + out);
                 break;
             }
@@ -217,9 +242,19 @@ double fg_model_spec_flops(const fg_model_spec *spec)
             int checker = l->u.coupling.mask == FG_MASK_CHECKERBOARD ||
                           l->u.coupling.mask == FG_MASK_CHECKERBOARD_FLIP;
             int seen = checker ? c : half, changed = checker ? c : c - half;
-            int co = l->u.coupling.type == FG_COUPLING_AFFINE ? 2 * changed : changed;
+            int co = width * changed;
             f += conv_flops(seen, hid, 3, h, w) + conv_flops(hid, hid, 1, h, w) +
                  conv_flops(hid, co, 3, h, w);
+            break;
+        }
+        case FG_LAYER_MAF:
+        case FG_LAYER_IAF: {
+            /* The density direction: one network pass for maf, D for iaf. */
+            double hid = l->u.autoregressive.hidden;
+            double out = (double)c * fg_coupling_kind_width(l->u.autoregressive.type,
+                                                            l->u.autoregressive.bins);
+            double pass = 2.0 * hid * (c + (l->u.autoregressive.layers - 1) * hid + out);
+            f += l->kind == FG_LAYER_IAF ? c * pass : pass;
             break;
         }
         case FG_LAYER_SPLIT:

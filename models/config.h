@@ -34,7 +34,11 @@
  *                                height and width must divide by 2^L
  *   steps:       1..4096         required: K flow steps per level
  *   hidden:      1..65536        default 512: coupling network width
- *   coupling:    additive | affine          default affine
+ *   coupling:    additive | affine | spline default affine
+ *   bins:        2..64           default 8; spline coupling only: K bins
+ *   bound:       (0, 1e4]        default 3; spline coupling only: the
+ *                                spline covers [-bound, bound], identity
+ *                                outside
  *   permutation: invconv | shuffle | reverse default invconv
  *   lu:          bool            default true; only with permutation invconv
  *   actnorm_scale: > 0           default 1.0
@@ -55,11 +59,18 @@
  *     actnorm   scale: > 0       default 1.0
  *     invconv   lu: bool         default true
  *     permute   type: reverse | shuffle          required
- *     coupling  type: additive | affine          default affine
+ *     coupling  type: additive | affine | spline default affine; spline:
+ *                                                the rational-quadratic
+ *                                                spline of Durkan et al.
+ *                                                (2019), identity tails
  *               hidden: 1..65536                 default 512
  *               mask: channel | channel_flip | checkerboard |
  *                     checkerboard_flip          default channel
  *               scale: sigmoid | tanh            default sigmoid; affine only
+ *               bins: 2..64                      default 8; spline only
+ *               bound: (0, 1e4]                  default 3; spline only: the
+ *                                                spline covers [-bound,
+ *                                                bound] in and out
  *               net: conv | dense                default conv: Glow's three
  *                                                convolutions; dense: fully
  *                                                connected ReLU layers on
@@ -69,6 +80,16 @@
  *               channel masks need an even channel count; checkerboard masks
  *               need at least two pixels; dense nets need vectors (after a
  *               flatten) and a channel mask
+ *     maf       type: affine | spline | additive default affine
+ *     iaf       hidden: 1..65536                 default 512
+ *               layers: 1..64                    default 2: masked hidden
+ *                                                layers
+ *               scale, bins, bound               as for coupling
+ *               Autoregressive flows on vectors (after a flatten), with a
+ *               MADE conditioner. maf: density (training) in one network
+ *               pass, sampling in D passes for D entries; iaf the reverse:
+ *               sampling in one pass, density in D passes. The order is
+ *               the vector's own (add a permute between layers).
  *     flatten                    no options: CxHxW -> (C*H*W)x1x1, vectors
  *                                carried as 1x1 images
  *     scale_diag                 no options: NICE's diagonal scaling,
@@ -155,11 +176,13 @@ typedef enum {
     FG_LAYER_COUPLING,
     FG_LAYER_SPLIT,
     FG_LAYER_FLATTEN,
-    FG_LAYER_SCALE_DIAG
+    FG_LAYER_SCALE_DIAG,
+    FG_LAYER_MAF,
+    FG_LAYER_IAF
 } fg_layer_kind;
 
 typedef enum { FG_PERMUTE_REVERSE, FG_PERMUTE_SHUFFLE } fg_permute_kind;
-typedef enum { FG_COUPLING_ADDITIVE, FG_COUPLING_AFFINE } fg_coupling_kind;
+typedef enum { FG_COUPLING_ADDITIVE, FG_COUPLING_AFFINE, FG_COUPLING_SPLINE } fg_coupling_kind;
 /* Which half a coupling conditions on: channel halves (the first half
  * conditions the second), a spatial checkerboard, or their complements. */
 typedef enum {
@@ -197,7 +220,16 @@ typedef struct fg_layer_spec {
             fg_scale_kind scale;   /* affine only */
             int dense;             /* net: dense (vectors) instead of conv */
             int layers;            /* dense: hidden layers */
+            int bins;              /* spline only (else 0) */
+            float bound;           /* spline only (else 0) */
         } coupling;
+        struct {                   /* maf and iaf */
+            fg_coupling_kind type;
+            int hidden, layers;
+            fg_scale_kind scale;   /* affine only */
+            int bins;              /* spline only (else 0) */
+            float bound;           /* spline only (else 0) */
+        } autoregressive;
         struct { fg_split_prior_kind prior; } split;
     } u;
 } fg_layer_spec;
@@ -218,6 +250,8 @@ typedef struct fg_model_spec {
     /* the glow preset as written (meaningful when type == FG_MODEL_GLOW) */
     int levels, steps, hidden;
     fg_coupling_kind coupling;
+    int bins;                 /* spline coupling only (else 0) */
+    float bound;              /* spline coupling only (else 0) */
     fg_permutation permutation;
     int lu;
     float actnorm_scale;
@@ -278,6 +312,10 @@ FG_API void fg_config_print(const fg_config *cfg, FILE *f);
 FG_API void fg_model_spec_print(const fg_model_spec *m, FILE *f);
 /* "coupling affine hidden=512 mask=channel scale=sigmoid" into buf. */
 FG_API const char *fg_layer_spec_describe(const fg_layer_spec *l, char *buf, size_t n);
+
+/* Conditioner outputs per transformed entry: 1 additive, 2 affine,
+ * 3 bins - 1 spline. */
+FG_API int fg_coupling_kind_width(fg_coupling_kind k, int bins);
 
 /* Names as written in YAML. */
 FG_API const char *fg_layer_kind_name(fg_layer_kind k);

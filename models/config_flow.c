@@ -8,13 +8,13 @@
 
 static const char *const layer_names[] = {
     "squeeze", "actnorm", "invconv", "permute", "coupling", "split", "flatten",
-    "scale_diag", "repeat", NULL
+    "scale_diag", "maf", "iaf", "repeat", NULL
 };
 /* Indexed by fg_layer_kind. */
 static const fg_layer_kind layer_kinds[] = {
     FG_LAYER_SQUEEZE, FG_LAYER_ACTNORM, FG_LAYER_INVCONV,
     FG_LAYER_PERMUTE, FG_LAYER_COUPLING, FG_LAYER_SPLIT, FG_LAYER_FLATTEN,
-    FG_LAYER_SCALE_DIAG
+    FG_LAYER_SCALE_DIAG, FG_LAYER_MAF, FG_LAYER_IAF
 };
 
 static const char *const no_keys[] = { NULL };
@@ -22,15 +22,18 @@ static const char *const actnorm_keys[] = { "scale", NULL };
 static const char *const invconv_keys[] = { "lu", NULL };
 static const char *const permute_keys[] = { "type", NULL };
 static const char *const coupling_keys[] = { "type", "hidden", "mask", "scale", "net", "layers",
-                                               NULL };
+                                               "bins", "bound", NULL };
+static const char *const autoregressive_keys[] = { "type", "hidden", "layers", "scale", "bins",
+                                                     "bound", NULL };
 static const char *const split_keys[] = { "prior", NULL };
 static const char *const repeat_keys[] = { "repeat", "flow", NULL };
 
 /* Indexed by the flow layers' enums, so a name's position is its value. */
 static const char *const permute_names[] = { "reverse", "shuffle", NULL };
-static const char *const coupling_names[] = { "additive", "affine", NULL };
+static const char *const coupling_names[] = { "additive", "affine", "spline", NULL };
 _Static_assert(FG_PERMUTE_REVERSE == 0 && FG_PERMUTE_SHUFFLE == 1, "permute_names order");
-_Static_assert(FG_COUPLING_ADDITIVE == 0 && FG_COUPLING_AFFINE == 1, "coupling_names order");
+_Static_assert(FG_COUPLING_ADDITIVE == 0 && FG_COUPLING_AFFINE == 1 &&
+               FG_COUPLING_SPLINE == 2, "coupling_names order");
 static const char *const mask_names[] = {
     "channel", "channel_flip", "checkerboard", "checkerboard_flip", NULL
 };
@@ -46,6 +49,46 @@ typedef struct walk {
 
 static int expand_list(walk *w, const cfg_node *seq, const char *where);
 
+int cfg_spline_options(const cfg_ctx *ctx, const cfg_node *map, const char *where,
+                       const char *type_key, int spline, int *bins, float *bound)
+{
+    double b = 3.0;
+    *bins = 8;
+    if (!spline) {
+        *bins = 0;
+        *bound = 0.0f;
+        for (int k = 0; k < 2; k++) {
+            const char *key = k ? "bound" : "bins";
+            if (cfg_get(map, key))
+                return cfg_fail(ctx, cfg_get_key(map, key), "'%s' only applies to spline "
+                                "transforms (expected %s: spline with it)", key, type_key);
+        }
+        return FG_OK;
+    }
+    if (cfg_int32(ctx, map, where, "bins", 2, FG_RQ_MAX_BINS, bins)
+        || cfg_real(ctx, map, where, "bound", 0, 1, 1e4, 0, &b))
+        return FG_ERR;
+    *bound = (float)b;
+    return FG_OK;
+}
+
+/* The transform of a coupling, maf or iaf: type, scale (affine only), bins
+ * and bound (spline only). */
+static int read_transform(const cfg_ctx *ctx, const cfg_node *opts, const char *name,
+                          int *type, int *scale, int *bins, float *bound)
+{
+    if (cfg_enum(ctx, opts, name, "type", coupling_names, type)
+        || cfg_enum(ctx, opts, name, "scale", scale_names, scale))
+        return FG_ERR;
+    if (*type != FG_COUPLING_AFFINE && cfg_get(opts, "scale"))
+        return cfg_fail(ctx, cfg_get_key(opts, "scale"), "'scale' only applies to "
+                        "affine %s (expected no 'scale' with type: %s)",
+                        strcmp(name, "coupling") ? "transforms" : "couplings",
+                        coupling_names[*type]);
+    return cfg_spline_options(ctx, opts, name, "type", *type == FG_COUPLING_SPLINE, bins,
+                              bound);
+}
+
 /* Options of one layer; opts is a mapping or NULL for all defaults. */
 static int read_layer(walk *w, fg_layer_kind kind, const char *name,
                       const cfg_node *opts, const cfg_node *at)
@@ -56,7 +99,7 @@ static int read_layer(walk *w, fg_layer_kind kind, const char *name,
     l.kind = kind;
     static const char *const *const keys[] = {
         no_keys, actnorm_keys, invconv_keys, permute_keys, coupling_keys, split_keys,
-        no_keys, no_keys
+        no_keys, no_keys, autoregressive_keys, autoregressive_keys
     };
     if (opts) {
         if ((kind == FG_LAYER_SQUEEZE || kind == FG_LAYER_FLATTEN ||
@@ -97,10 +140,10 @@ static int read_layer(walk *w, fg_layer_kind kind, const char *name,
         int type = FG_COUPLING_AFFINE, mask = FG_MASK_CHANNEL, scale = FG_SCALE_SIGMOID;
         int net = 0, layers = 4;
         l.u.coupling.hidden = 512;
-        if (cfg_enum(ctx, opts, name, "type", coupling_names, &type)
+        if (read_transform(ctx, opts, name, &type, &scale, &l.u.coupling.bins,
+                           &l.u.coupling.bound)
             || cfg_int32(ctx, opts, name, "hidden", 1, 65536, &l.u.coupling.hidden)
             || cfg_enum(ctx, opts, name, "mask", mask_names, &mask)
-            || cfg_enum(ctx, opts, name, "scale", scale_names, &scale)
             || cfg_enum(ctx, opts, name, "net", net_names, &net)
             || cfg_int32(ctx, opts, name, "layers", 1, 64, &layers))
             return FG_ERR;
@@ -109,12 +152,23 @@ static int read_layer(walk *w, fg_layer_kind kind, const char *name,
                             "dense coupling networks (expected net: dense with it)");
         l.u.coupling.dense = net;
         l.u.coupling.layers = net ? layers : 0;
-        if (type == FG_COUPLING_ADDITIVE && cfg_get(opts, "scale"))
-            return cfg_fail(ctx, cfg_get_key(opts, "scale"), "'scale' only applies to "
-                            "affine couplings (expected no 'scale' with type: additive)");
         l.u.coupling.type = (fg_coupling_kind)type;
         l.u.coupling.mask = (fg_mask_kind)mask;
         l.u.coupling.scale = (fg_scale_kind)scale;
+        break;
+    }
+    case FG_LAYER_MAF:
+    case FG_LAYER_IAF: {
+        int type = FG_COUPLING_AFFINE, scale = FG_SCALE_SIGMOID;
+        l.u.autoregressive.hidden = 512;
+        l.u.autoregressive.layers = 2;
+        if (read_transform(ctx, opts, name, &type, &scale, &l.u.autoregressive.bins,
+                           &l.u.autoregressive.bound)
+            || cfg_int32(ctx, opts, name, "hidden", 1, 65536, &l.u.autoregressive.hidden)
+            || cfg_int32(ctx, opts, name, "layers", 1, 64, &l.u.autoregressive.layers))
+            return FG_ERR;
+        l.u.autoregressive.type = (fg_coupling_kind)type;
+        l.u.autoregressive.scale = (fg_scale_kind)scale;
         break;
     }
     case FG_LAYER_SPLIT: {

@@ -5,7 +5,7 @@
 
 #include "models/config_internal.h"
 
-static const char *const coupling_names[] = { "additive", "affine", NULL };
+static const char *const coupling_names[] = { "additive", "affine", "spline", NULL };
 static const char *const permutation_names[] = { "invconv", "shuffle", "reverse", NULL };
 
 /* Largest L with h and w divisible by 2^L. */
@@ -38,6 +38,9 @@ static int read_preset(const cfg_ctx *ctx, const cfg_node *model, fg_model_spec 
         || cfg_real(ctx, model, where, "actnorm_scale", 0, 1, 1e6, 0, &actnorm_scale))
         return FG_ERR;
     m->coupling = (fg_coupling_kind)coupling;
+    if (cfg_spline_options(ctx, model, where, "coupling", coupling == FG_COUPLING_SPLINE,
+                           &m->bins, &m->bound))
+        return FG_ERR;
     m->permutation = (fg_permutation)permutation;
     m->actnorm_scale = (float)actnorm_scale;
     if (m->permutation != FG_PERMUTATION_INVCONV && cfg_get(model, "lu"))
@@ -89,6 +92,8 @@ int cfg_expand_glow(const cfg_ctx *ctx, const cfg_node *model, fg_model_spec *m)
     coupling.u.coupling.hidden = m->hidden;
     coupling.u.coupling.mask = FG_MASK_CHANNEL;
     coupling.u.coupling.scale = FG_SCALE_SIGMOID;
+    coupling.u.coupling.bins = m->bins;
+    coupling.u.coupling.bound = m->bound;
     split.kind = FG_LAYER_SPLIT;
     split.u.split.prior = FG_SPLIT_LEARNED;
 

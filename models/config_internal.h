@@ -60,6 +60,12 @@ int cfg_string(const cfg_ctx *ctx, const cfg_node *map, const char *where,
 /* Comma-separated list of names into buf, for "expected one of: ...". */
 const char *cfg_join(const char *const *names, char *buf, size_t n);
 
+/* config_flow.c: bins and bound of a spline transform (defaults 8 and 3)
+ * when spline is set; else they must be absent (type_key names the key that
+ * would make them apply), and both become 0. */
+int cfg_spline_options(const cfg_ctx *ctx, const cfg_node *map, const char *where,
+                       const char *type_key, int spline, int *bins, float *bound);
+
 /* config_shape.c: the layer list under construction and the shape that
  * flows through it. Both forms add layers only through cfg_track_add, so
  * the preset and the generic list are checked by the same rules. */

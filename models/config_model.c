@@ -10,7 +10,7 @@
 static const char *const type_names[] = { "glow", "flow", NULL };
 static const char *const glow_keys[] = {
     COMMON_KEYS, "levels", "steps", "hidden", "coupling", "permutation", "lu",
-    "actnorm_scale", NULL
+    "actnorm_scale", "bins", "bound", NULL
 };
 static const char *const flow_keys[] = { COMMON_KEYS, "flow", NULL };
 

@@ -11,6 +11,11 @@ void cfg_shape_str(fg_chw s, char *buf, size_t n)
     snprintf(buf, n, "%dx%dx%d", s.c, s.h, s.w);
 }
 
+int fg_coupling_kind_width(fg_coupling_kind k, int bins)
+{
+    return k == FG_COUPLING_SPLINE ? 3 * bins - 1 : (k == FG_COUPLING_AFFINE ? 2 : 1);
+}
+
 static int mask_is_channel(fg_mask_kind m)
 {
     return m == FG_MASK_CHANNEL || m == FG_MASK_CHANNEL_FLIP;
@@ -45,6 +50,18 @@ static int next_shape(const cfg_ctx *ctx, const fg_layer_spec *l, fg_chw in,
         if (!mask_is_channel(l->u.coupling.mask) && in.h * in.w < 2)
             return cfg_fail(ctx, at, "coupling with a checkerboard mask needs at least "
                             "2 pixels, but the shape here is %s (CxHxW)%s", s, note);
+        return FG_OK;
+    case FG_LAYER_MAF:
+    case FG_LAYER_IAF:
+        if (in.h != 1 || in.w != 1)
+            return cfg_fail(ctx, at, "%s is an autoregressive flow on vectors of at least "
+                            "2 entries, but the shape here is %s (CxHxW; add a flatten "
+                            "first: images are not supported)%s",
+                            l->kind == FG_LAYER_MAF ? "maf" : "iaf", s, note);
+        if (in.c < 2)
+            return cfg_fail(ctx, at, "%s needs vectors of at least 2 entries, but the shape "
+                            "here is %s (CxHxW)%s", l->kind == FG_LAYER_MAF ? "maf" : "iaf",
+                            s, note);
         return FG_OK;
     case FG_LAYER_SPLIT:
         if (in.c < 2 || in.c % 2)

@@ -52,12 +52,12 @@ static void layer(const fg_layer_spec *l, fg_model_size *s)
         break;
     case FG_LAYER_COUPLING: {
         double h = l->u.coupling.hidden;
-        int affine = l->u.coupling.type == FG_COUPLING_AFFINE;
+        double width = fg_coupling_kind_width(l->u.coupling.type, l->u.coupling.bins);
         if (l->u.coupling.dense) {
             double half = (double)(l->in.c / 2), in = half;
             for (int i = 0; i < l->u.coupling.layers; i++, in = h)
                 s->params += linear(in, h);
-            s->params += linear(h, affine ? 2 * (c - half) : c - half);
+            s->params += linear(h, width * (c - half));
             break;
         }
         int checker = l->u.coupling.mask == FG_MASK_CHECKERBOARD ||
@@ -66,8 +66,21 @@ static void layer(const fg_layer_spec *l, fg_model_size *s)
         double changed = checker ? c : c - (double)(l->in.c / 2);
         /* conv3x3, actnorm, conv1x1, actnorm, zero conv3x3 */
         s->params += conv(seen, h, 3, 0, 0) + 2 * h + conv(h, h, 1, 0, 0) + 2 * h +
-                     conv(h, affine ? 2 * changed : changed, 3, 1, 1);
+                     conv(h, width * changed, 3, 1, 1);
         s->buffers += 2;
+        break;
+    }
+    case FG_LAYER_MAF:
+    case FG_LAYER_IAF: {
+        double h = l->u.autoregressive.hidden, in = c;
+        for (int i = 0; i < l->u.autoregressive.layers; i++, in = h) {
+            s->params += linear(in, h);
+            s->extra_bytes += in * h * sizeof(float);   /* the mask */
+        }
+        double out = c * fg_coupling_kind_width(l->u.autoregressive.type,
+                                                l->u.autoregressive.bins);
+        s->params += linear(h, out);
+        s->extra_bytes += h * out * sizeof(float);
         break;
     }
     }

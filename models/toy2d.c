@@ -1,6 +1,6 @@
 /* The 2-D toys: target densities sampled on the fly, and a flow of dense
- * affine couplings over (N, 2, 1, 1) with a standard Gaussian prior, trained
- * by the library trainer. */
+ * couplings or MAF layers (affine or spline) over (N, 2, 1, 1) with a
+ * standard Gaussian prior, trained by the library trainer. */
 #include "models/toy2d.h"
 
 #include <math.h>
@@ -117,11 +117,23 @@ int fg_toy2d_model_init(fg_toy2d_model *m, const fg_toy2d_options *o, fg_rng *rn
         if (o->actnorm)
             layers[n++] = fg_actnorm_create(&(fg_actnorm_options){.channels = 2});
         /* tanh keeps each scale within (1/e, e), so no single step of Adam
-         * can blow a coupling up; depth supplies the total range. */
-        fg_dense_coupling_options co = {.dim = 2, .hidden = o->hidden, .layers = o->depth,
-                                        .affine = 1, .mask = FG_COUPLING_MASK_CHANNEL,
-                                        .scale = FG_COUPLING_SCALE_TANH, .rng = rng};
-        layers[n++] = fg_dense_coupling_create(&co);
+         * can blow a coupling up; depth supplies the total range. A spline
+         * is bounded by its minimum bin size and derivative instead. */
+        fg_transform_kind t = o->spline ? FG_TRANSFORM_SPLINE : FG_TRANSFORM_AFFINE;
+        int bins = o->bins > 0 ? o->bins : 8;
+        float bound = o->bound > 0.0f ? o->bound : 4.0f;
+        if (o->maf) {
+            fg_autoregressive_options ao = {.dim = 2, .hidden = o->hidden, .layers = o->depth,
+                                            .transform = t, .scale = FG_COUPLING_SCALE_TANH,
+                                            .bins = bins, .bound = bound, .rng = rng};
+            layers[n++] = fg_autoregressive_create(&ao);
+        } else {
+            fg_dense_coupling_options co = {.dim = 2, .hidden = o->hidden, .layers = o->depth,
+                                            .transform = t, .mask = FG_COUPLING_MASK_CHANNEL,
+                                            .scale = FG_COUPLING_SCALE_TANH, .rng = rng,
+                                            .bins = bins, .bound = bound};
+            layers[n++] = fg_dense_coupling_create(&co);
+        }
         /* Reversing swaps the halves, so the next coupling changes the
          * coordinate this one conditioned on. */
         if (i + 1 < o->layers)

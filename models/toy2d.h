@@ -1,5 +1,5 @@
 /* 2-D toy densities (two moons, eight Gaussians, checkerboard) and a small
- * flow of dense affine couplings that learns them with the library trainer
+ * flow of dense couplings or MAF layers, affine or spline, that learns them with the library trainer
  * (what examples/toy2d runs). Points are a batch of 2-vectors stored row-major, n x 2,
  * which is the memory layout of the flow's (N, 2, 1, 1) tensors. */
 #ifndef FLOWGRAD_MODELS_TOY2D_H
@@ -29,6 +29,10 @@ typedef struct fg_toy2d_options {
     int hidden;             /* width of each coupling network */
     int depth;              /* hidden layers per coupling network */
     int actnorm;            /* 1: an actnorm in front of every coupling */
+    int maf;                /* 1: MAF layers (flow.h) instead of couplings */
+    int spline;             /* 1: spline transforms instead of affine (tanh) */
+    int bins;               /* spline: bins, 0 for 8 */
+    float bound;            /* spline: bound, 0 for 4 */
 } fg_toy2d_options;
 
 typedef struct fg_toy2d_model {

@@ -67,10 +67,14 @@ double fg_trainer_lr(const fg_trainer *t, long step)
 static const char *not_finite(fg_trainer *t, fg_var *loss, double lv, char *why, size_t n)
 {
     if (!isfinite(lv)) {
+        /* A layer that saw a non-finite input said so during this step's
+         * forward pass (the error was cleared before it). */
+        char layer[256];
+        snprintf(layer, sizeof layer, "%.255s", fg_last_error());
         /* Name a parameter when one is already broken. */
         int p_ok = fg_state_list_check_finite(t->state, 0) == FG_OK;
-        snprintf(why, n, "the loss is %s%s%s", isnan(lv) ? "NaN" : "infinite",
-                 p_ok ? "" : ", ", p_ok ? "" : fg_last_error());
+        snprintf(why, n, "the loss is %s%s%.200s%s%s", isnan(lv) ? "NaN" : "infinite",
+                 p_ok ? "" : ", ", p_ok ? "" : fg_last_error(), layer[0] ? "; " : "", layer);
         return why;
     }
     fg_state_list_zero_grad(t->state);
@@ -91,6 +95,7 @@ fg_step_outcome fg_trainer_step(fg_trainer *t, fg_step_loss_fn loss_fn, void *ct
     memset(r, 0, sizeof *r);
     fg_graph_reset(t->g);
     double metric = 0;
+    fg_clear_error();
     fg_var *loss = loss_fn(ctx, t->g, &metric);
     /* Means over ranks, so every rank takes the same decisions below. */
     double means[2] = {loss->t.data[0], metric};

@@ -143,6 +143,45 @@ FG_API void fg_k_add_channel(int N, int C, int HW, const float *x, const float *
 FG_API void fg_k_mul_channel(int N, int C, int HW, const float *x, const float *v, float *y);
 FG_API int fg_k_all_finite(size_t n, const float *x);
 
+/* ---------------------------------------------------------------- splines
+ * The monotonic rational-quadratic spline of Durkan et al. (2019), "Neural
+ * Spline Flows", elementwise (tensor/rq_spline.c). K bins cover
+ * [-bound, bound] in x and in y; outside it the map is the identity, so the
+ * derivatives at both ends are 1. Each element has Q = 3K - 1 raw
+ * parameters: K widths, K heights (each a softmax, then floored so that no
+ * bin is narrower than FG_RQ_MIN_BIN of the range) and K - 1 inner knot
+ * derivatives (FG_RQ_MIN_DERIVATIVE + softplus(r + c), c such that r = 0
+ * gives 1: all-zero parameters are the identity). All arithmetic is in
+ * double; the inverse solves the bin's quadratic in the form
+ * 2c / (-b - sqrt(b^2 - 4ac)), which does not cancel.
+ *
+ * Layout: v (N, C, P) with P the product of the trailing dimensions, h
+ * (N, C Q, P) with element (n, c, i)'s parameters in channels
+ * c Q .. c Q + Q - 1 of h: widths, heights, derivatives. mask (N, C, P) or
+ * NULL: where it is 0 the map is the identity (checkerboard couplings). */
+#define FG_RQ_MAX_BINS 64
+#define FG_RQ_MIN_BIN 1e-3
+#define FG_RQ_MIN_DERIVATIVE 1e-3
+typedef struct fg_rq_spline {
+    int bins;       /* K, 1..FG_RQ_MAX_BINS */
+    float bound;    /* B > 0 */
+} fg_rq_spline;
+/* Q = 3K - 1, the raw parameters per element. */
+FG_API int fg_rq_spline_params(const fg_rq_spline *s);
+/* dir > 0: y = s(v); dir < 0: y = s^-1(v). lad (N C P, may be NULL): log
+ * s'(x) at the point x on the forward side (v when dir > 0, y when
+ * dir < 0); 0 in the tails and where masked. A NaN or infinite v gives NaN
+ * there in y and lad. Returns the number of such entries. */
+FG_API size_t fg_k_rq_spline(const fg_rq_spline *s, int dir, int N, int C, size_t P,
+                             const float *v, const float *h, const float *mask, float *y,
+                             float *lad);
+/* Adds to gv and gh (either may be NULL) the gradient with respect to v and
+ * h of sum(gy * y) + sum_n gl[n] * sum_i lad[n, i], for y and lad as
+ * fg_k_rq_spline gives them; gy or gl may be NULL (no such term). */
+FG_API void fg_k_rq_spline_backward(const fg_rq_spline *s, int dir, int N, int C, size_t P,
+                                    const float *v, const float *h, const float *mask,
+                                    const float *gy, const float *gl, float *gv, float *gh);
+
 /* ---------------------------------------------------------------- reductions
  * All accumulate in double. */
 FG_API double fg_k_sum(size_t n, const float *x);

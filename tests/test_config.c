@@ -59,6 +59,7 @@ START_TEST(spec_size_matches_built_models)
         "models/generic-example.yaml", "models/realnvp-fmnist.yaml",
         "models/nice-fmnist.yaml", "models/ablation-fmnist.yaml",
         "tests/configs/good-generic.yaml", "tests/configs/cli-tiny.yaml",
+        "models/glow-spline-fmnist.yaml", "tests/configs/good-spline-maf.yaml",
     };
     for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
         fg_config *cfg = load_ok(configs[i]);
@@ -66,6 +67,9 @@ START_TEST(spec_size_matches_built_models)
             fg_layer_spec *l = &cfg->model.layers[k];
             if (l->kind == FG_LAYER_COUPLING && l->u.coupling.hidden > 16)
                 l->u.coupling.hidden = 16;
+            if ((l->kind == FG_LAYER_MAF || l->kind == FG_LAYER_IAF) &&
+                l->u.autoregressive.hidden > 16)
+                l->u.autoregressive.hidden = 16;
         }
         fg_model_size size;
         fg_model_spec_size(&cfg->model, &size);
@@ -614,7 +618,8 @@ START_TEST(bad_structures_are_refused)
     BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [permute]}\n", 1, 62,
         "missing required key 'type' in 'permute'");
     BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [coupling: {hiden: 3}]}\n",
-        1, 73, "unknown key 'hiden' in 'coupling' (expected one of: type, hidden, mask, scale, net, layers)");
+        1, 73, "unknown key 'hiden' in 'coupling' (expected one of: type, hidden, mask, scale, net, layers, "
+        "bins, bound)");
     BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [{repeat: 0, flow: [actnorm]}]}\n",
         1, 71, "'repeat' in 'repeat' is out of range (expected 1..100000, got 0)");
     BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [{repeat: 2}]}\n",
@@ -622,6 +627,27 @@ START_TEST(bad_structures_are_refused)
     BAD("model: {type: flow, height: 1, width: 1, channels: 2,\n"
         "        flow: [coupling: {mask: checkerboard}]}\n", 2, 16,
         "checkerboard mask needs at least 2 pixels");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [coupling: {type: spline, "
+        "bins: 1}]}\n", 1, 93, "'bins' in 'coupling' is out of range (expected 2..64, got 1)");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [coupling: {type: spline, "
+        "bound: 0}]}\n", 1, 94, "'bound' in 'coupling' is out of range (expected (0, 10000], got 0)");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [coupling: {type: spline, "
+        "bound: -3}]}\n", 1, 94, "'bound' in 'coupling' is out of range");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [coupling: {bins: 8}]}\n",
+        1, 73, "'bins' only applies to spline transforms (expected type: spline with it)");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [coupling: {type: spline, "
+        "scale: tanh}]}\n", 1, 87, "'scale' only applies to affine couplings");
+    BAD("model: {type: glow, height: 8, width: 8, channels: 1, levels: 1, steps: 1,\n"
+        "        coupling: spline, bins: 0}\n", 2, 33, "'bins' in 'model' is out of range");
+    BAD("model: {type: glow, height: 8, width: 8, channels: 1, levels: 1, steps: 1, bound: 2}\n",
+        1, 76, "'bound' only applies to spline transforms (expected coupling: spline with it)");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [maf]}\n", 1, 62,
+        "maf is an autoregressive flow on vectors of at least 2 entries, but the shape here is "
+        "2x2x2 (CxHxW; add a flatten first: images are not supported)");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [flatten, iaf: {type: spline, "
+        "bins: 65}]}\n", 1, 97, "'bins' in 'iaf' is out of range (expected 2..64, got 65)");
+    BAD("model: {type: flow, height: 1, width: 1, channels: 1, flow: [iaf]}\n", 1, 62,
+        "iaf needs vectors of at least 2 entries, but the shape here is 1x1x1");
     BAD("model: {type: glow, height: 8, width: 8, channels: 1, levels: 1, steps: 1,\n"
         "        permutation: shuffle, lu: true}\n", 2, 31, "'lu' only applies to permutation: invconv");
     BAD("model: {type: glow, height: 8, width: 8, channels: 1, levels: 1, steps: 1,\n"

@@ -147,7 +147,7 @@ static const char *LAYER_NAMES[N_LAYERS] = {
 static fg_flow *make_coupling(int c, int affine, fg_coupling_mask mask,
                               fg_coupling_scale scale, fg_rng *rng)
 {
-    fg_coupling_options o = {c, HIDDEN, affine, rng, mask, scale};
+    fg_coupling_options o = {c, HIDDEN, affine, rng, mask, scale, 0, 0.0f};
     return fg_coupling_create(&o);
 }
 
@@ -162,9 +162,9 @@ static fg_flow *make_layer(int which, int c, fg_rng *rng)
     case L_SHUFFLE:
         return fg_permute_create(&(fg_permute_options){c, 1, rng});
     case L_ADDITIVE:
-        return fg_coupling_create(&(fg_coupling_options){c, HIDDEN, 0, rng, 0, 0});
+        return fg_coupling_create(&(fg_coupling_options){c, HIDDEN, 0, rng, 0, 0, 0, 0.0f});
     case L_AFFINE:
-        return fg_coupling_create(&(fg_coupling_options){c, HIDDEN, 1, rng, 0, 0});
+        return fg_coupling_create(&(fg_coupling_options){c, HIDDEN, 1, rng, 0, 0, 0, 0.0f});
     case L_SQUEEZE: return fg_squeeze_create();
     case L_UNSQUEEZE: return fg_unsqueeze_create();
     case L_SPLIT: return fg_split_create(&(fg_split_options){c, 0});
@@ -881,16 +881,16 @@ static fg_flow *make_vector(int which, int c, int h, int w, fg_rng *rng)
     fg_flow *layers[2];
     layers[0] = fg_flatten_create(&(fg_flatten_options){c, h, w});
     fg_dense_coupling_options o = {d, HIDDEN, 2, 0, FG_COUPLING_MASK_CHANNEL,
-                                   FG_COUPLING_SCALE_SIGMOID, rng};
+                                   FG_COUPLING_SCALE_SIGMOID, rng, 0, 0.0f};
     switch (which) {
     case V_FLATTEN: return layers[0];
     case V_DENSE_ADDITIVE: break;
     case V_DENSE_SIGMOID_FLIP:
-        o.affine = 1;
+        o.transform = FG_TRANSFORM_AFFINE;
         o.mask = FG_COUPLING_MASK_CHANNEL_FLIP;
         break;
     case V_DENSE_TANH:
-        o.affine = 1;
+        o.transform = FG_TRANSFORM_AFFINE;
         o.scale = FG_COUPLING_SCALE_TANH;
         break;
     }
@@ -956,12 +956,242 @@ START_TEST(test_vector_layers)
     }
     /* Vector layers refuse images that were not flattened. */
     fg_flow *dc = fg_dense_coupling_create(&(fg_dense_coupling_options){
-        4, HIDDEN, 1, 0, FG_COUPLING_MASK_CHANNEL, 0, &rng});
+        4, HIDDEN, 1, 0, FG_COUPLING_MASK_CHANNEL, 0, &rng, 0, 0.0f});
     fg_flow_shape img = fg_flow_shape4(2, 4, 2, 2), out;
     ck_assert_int_eq(fg_flow_out_shape(dc, &img, &out), FG_ERR);
     ck_assert_ptr_nonnull(strstr(fg_last_error(), "flatten it first"));
     fg_flow_destroy(dc);
     free(x);
+    fg_graph_destroy(g);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- splines and MAF/IAF
+ * Spline couplings (conv and dense) and the autoregressive layers. The
+ * spline's second derivative jumps at its knots, so a finite difference
+ * whose stencil spans a knot is off by about J h (J the jump): the
+ * Jacobian and gradient checks use 2 bins and inputs with 1 <= |x| <= 2.6,
+ * and parameters moved by 0.02 so that the middle knot stays within 0.75
+ * of 0 and no stencil reaches a knot or the bound (at 0.05 the conv
+ * coupling's middle knot drifts into the stencils and the log-det misses
+ * by 1e-3; the log-dets checked are 0.04 to 2). Round trips use 8 bins,
+ * moves of 0.1 and inputs N(0, 2^2), tails included. */
+enum { S_CHANNEL, S_CHECKER_FLIP, S_DENSE_FLIP, S_MAF_AFFINE, S_MAF_SPLINE, S_IAF_TANH,
+       S_IAF_SPLINE, N_SPLINE_CASES };
+static const char *SPLINE_NAMES[N_SPLINE_CASES] = {
+    "spline_channel", "spline_checker_flip", "dense_spline_flip", "maf_affine", "maf_spline",
+    "iaf_tanh", "iaf_spline"};
+
+/* The layer, and in *in the shape it takes for a batch of n. */
+static fg_flow *make_spline_case(int which, int bins, int n, fg_rng *rng, fg_flow_shape *in)
+{
+    if (which == S_CHANNEL || which == S_CHECKER_FLIP) {
+        *in = fg_flow_shape4(n, 4, 4, 4);
+        fg_coupling_options o = {4, HIDDEN, FG_TRANSFORM_SPLINE, rng,
+                                 which == S_CHANNEL ? FG_COUPLING_MASK_CHANNEL
+                                                    : FG_COUPLING_MASK_CHECKERBOARD_FLIP,
+                                 0, bins, 3.0f};
+        return fg_coupling_create(&o);
+    }
+    *in = fg_flow_shape4(n, 4, 2, 2);
+    fg_flow *layers[2] = {fg_flatten_create(&(fg_flatten_options){4, 2, 2}), NULL};
+    if (which == S_DENSE_FLIP) {
+        fg_dense_coupling_options o = {16, HIDDEN, 2, FG_TRANSFORM_SPLINE,
+                                       FG_COUPLING_MASK_CHANNEL_FLIP, 0, rng, bins, 3.0f};
+        layers[1] = fg_dense_coupling_create(&o);
+    } else {
+        int spline = which == S_MAF_SPLINE || which == S_IAF_SPLINE;
+        fg_autoregressive_options o = {
+            16, HIDDEN, 2, which == S_IAF_TANH || which == S_IAF_SPLINE,
+            spline ? FG_TRANSFORM_SPLINE : FG_TRANSFORM_AFFINE,
+            which == S_IAF_TANH ? FG_COUPLING_SCALE_TANH : FG_COUPLING_SCALE_SIGMOID,
+            bins, 3.0f, rng};
+        layers[1] = fg_autoregressive_create(&o);
+    }
+    ck_assert_ptr_nonnull(layers[1]);
+    return fg_sequence_create(layers, 2);
+}
+
+/* |x| in [1, 2.6] with random signs: away from the knots of a 2-bin
+ * spline whose middle knot is within 0.75 of 0, and from +-3. */
+static float *knot_safe_inputs(fg_rng *rng, size_t n)
+{
+    float *x = fg_xmalloc(n * sizeof *x, "test"), u[2];
+    for (size_t i = 0; i < n; i++) {
+        fg_rng_uniform(rng, u, 2);
+        x[i] = (u[1] < 0.5f ? -1.0f : 1.0f) * (1.0f + 1.6f * u[0]);
+    }
+    return x;
+}
+
+START_TEST(test_spline_and_autoregressive_layers)
+{
+    fg_rng rng;
+    fg_rng_seed(&rng, 31);
+    fg_graph *g = fg_graph_create();
+    for (int l = 0; l < N_SPLINE_CASES; l++) {
+        /* Fresh: the zero output layer makes splines and tanh scales the
+         * identity. */
+        fg_flow_shape in2, in1;
+        fg_flow *f = make_spline_case(l, 8, 2, &rng, &in2);
+        ck_assert_ptr_nonnull(f);
+        fg_flow_shape out;
+        ck_assert_int_eq(fg_flow_out_shape(f, &in2, &out), FG_OK);
+        float *x = random_buffer(&rng, shape_numel(&in2), 2.0f);
+        if (l != S_MAF_AFFINE) {
+            /* Without a tape, so the networks' actnorms keep their
+             * identity start (no data-dependent init). */
+            int was = fg_set_grad_enabled(g, 0);
+            fg_var *ld = NULL, *xin = input_const(g, x, &in2);
+            fg_var *z = fg_flow_forward(f, g, xin, &ld, NULL);
+            for (size_t i = 0; i < fg_numel(&z->t); i++)
+                ck_assert_msg(fabsf(z->t.data[i] - x[i]) <= 1e-6f * fmaxf(1.0f, fabsf(x[i])),
+                              "%s: fresh layer moved %g to %g", SPLINE_NAMES[l], x[i],
+                              z->t.data[i]);
+            ck_assert_msg(fabsf(ld->t.data[0]) < 1e-5f, "%s: fresh log-det %g",
+                          SPLINE_NAMES[l], ld->t.data[0]);
+            fg_graph_reset(g);
+            fg_set_grad_enabled(g, was);
+        }
+        /* Moves of 0.1 give raw spline parameters of about N(0, 1): at
+         * 0.2 the conv network's outputs reach +-5, bins of a thousandth
+         * of the range and slopes of 1e-3, where the float rounding of y
+         * alone moves the inverse by 1e-4. */
+        perturb(f, &rng, 0.1f);
+        double ld_sum, ld_mag;
+        double err = round_trip(f, g, x, &in2, &ld_sum, &ld_mag);
+        fg_flow_destroy(f);
+        free(x);
+
+        /* Jacobian and gradients with 2 bins at knot-safe inputs. */
+        f = make_spline_case(l, 2, 1, &rng, &in1);
+        in2 = in1;
+        in2.dim[0] = 2;
+        perturb(f, &rng, 0.02f);
+        x = knot_safe_inputs(&rng, shape_numel(&in2));
+        double analytic, numeric = numerical_logdet(f, g, x, &in1, &analytic);
+        collect_ctx *c = calloc(1, sizeof *c);
+        fg_flow_visit(f, NULL, collect_visitor, c);
+        nll_ctx nc = {f, x, in2};
+        fg_gradcheck_result res;
+        int ok = fg_gradcheck(g, mean_nll, &nc, c->params, c->n_params, 1e-2, 2e-3, 1e-2, &res);
+        printf("flows: %-20s round trip %.2e (log-dets cancel to %.1e of %.3g); log-det "
+               "%+.6f vs numerical %+.6f; gradcheck %d elements max abs err %.2e\n",
+               SPLINE_NAMES[l], err, ld_sum, ld_mag, analytic, numeric, res.n_checked,
+               res.max_abs_err);
+        fflush(stdout);
+        ck_assert_msg(err < 1e-4, "%s: round trip error %g", SPLINE_NAMES[l], err);
+        ck_assert_msg(ld_sum <= 1e-5 * fmax(1.0, ld_mag), "%s: log-dets do not cancel: %g",
+                      SPLINE_NAMES[l], ld_sum);
+        ck_assert_msg(ld_mag > 1e-2, "%s: log-det %g is suspiciously small", SPLINE_NAMES[l],
+                      ld_mag);
+        ck_assert_msg(fabs(analytic) > 1e-3, "%s: log-det %g at the Jacobian check is too "
+                      "small to prove anything", SPLINE_NAMES[l], analytic);
+        ck_assert_msg(fabs(analytic - numeric) < 2e-4, "%s: analytic %g vs numerical %g",
+                      SPLINE_NAMES[l], analytic, numeric);
+        ck_assert_msg(ok, "%s: %d of %d gradient elements fail (worst %s[%d])",
+                      SPLINE_NAMES[l], res.n_failed, res.n_checked,
+                      res.worst_leaf >= 0 ? c->param_names[res.worst_leaf] : "?",
+                      res.worst_index);
+        free(c);
+        free(x);
+        fg_flow_destroy(f);
+    }
+    fg_graph_destroy(g);
+}
+END_TEST
+
+/* The MADE conditioner is autoregressive: output i of a MAF or IAF depends
+ * on inputs 0..i only (the numerical Jacobian is lower triangular, with
+ * exact zeros above the diagonal), and does depend on earlier ones. */
+START_TEST(test_autoregressive_jacobian_is_triangular)
+{
+    fg_rng rng;
+    fg_rng_seed(&rng, 32);
+    fg_graph *g = fg_graph_create();
+    for (int l = S_MAF_AFFINE; l < N_SPLINE_CASES; l++) {
+        fg_flow_shape in;
+        fg_flow *f = make_spline_case(l, 8, 1, &rng, &in);
+        perturb(f, &rng, 0.3f);
+        const int D = 16;
+        float *x = random_buffer(&rng, D, 1.0f), y0[16], y[16];
+        eval_flat(f, g, x, &in, y0, NULL);
+        int upper = 0, diagonal = 0, lower = 0;
+        for (int j = 0; j < D; j++) {
+            float saved = x[j];
+            x[j] = saved + 0.25f;
+            eval_flat(f, g, x, &in, y, NULL);
+            x[j] = saved;
+            for (int i = 0; i < D; i++) {
+                int moved = y[i] != y0[i];
+                if (j > i)
+                    upper += moved;
+                else if (j == i)
+                    diagonal += moved;
+                else
+                    lower += moved;
+            }
+        }
+        printf("flows: %-20s Jacobian pattern: %d of %d above the diagonal, %d of %d on it, "
+               "%d of %d below it are non-zero\n", SPLINE_NAMES[l], upper, D * (D - 1) / 2,
+               diagonal, D, lower, D * (D - 1) / 2);
+        ck_assert_msg(upper == 0, "%s: %d outputs depend on later inputs", SPLINE_NAMES[l],
+                      upper);
+        ck_assert_int_eq(diagonal, D);
+        ck_assert_msg(lower > D * (D - 1) / 4, "%s: only %d of the earlier inputs reach later "
+                      "outputs", SPLINE_NAMES[l], lower);
+        free(x);
+        fg_flow_destroy(f);
+    }
+    fg_graph_destroy(g);
+}
+END_TEST
+
+/* Far inputs go through the identity tails; non-finite ones come out NaN
+ * with a message naming the layer, and never stop the program. */
+START_TEST(test_spline_far_and_nonfinite_inputs)
+{
+    fg_rng rng;
+    fg_rng_seed(&rng, 33);
+    fg_graph *g = fg_graph_create();
+    for (int l = 0; l < N_SPLINE_CASES; l++) {
+        if (l == S_MAF_AFFINE || l == S_IAF_TANH)
+            continue;
+        fg_flow_shape in;
+        fg_flow *f = make_spline_case(l, 8, 2, &rng, &in);
+        perturb(f, &rng, 0.2f);
+        size_t n = shape_numel(&in);
+        float *x = fg_xmalloc(n * sizeof *x, "test");
+        for (size_t i = 0; i < n; i++)
+            x[i] = i % 3 ? 1e6f : -1e6f;
+        fg_var *ld = NULL, *xin = input_const(g, x, &in);
+        fg_var *z = fg_flow_forward(f, g, xin, &ld, NULL);
+        for (size_t i = 0; i < n; i++)
+            ck_assert_msg(z->t.data[i] == x[i], "%s: far input %g came out %g",
+                          SPLINE_NAMES[l], x[i], z->t.data[i]);
+        ck_assert(ld->t.data[0] == 0.0f && ld->t.data[1] == 0.0f);
+        fg_var *ldi = NULL;
+        fg_var *back = fg_flow_inverse(f, g, z, &ldi, NULL);
+        ck_assert(fg_k_max_abs_diff(n, back->t.data, x) == 0.0);
+        fg_graph_reset(g);
+        /* A NaN in the second sample. */
+        for (size_t i = 0; i < n; i++)
+            x[i] = 0.1f * (float)(i % 7);
+        x[n / 2 + 5] = NAN;
+        fg_clear_error();
+        ld = NULL;
+        z = fg_flow_forward(f, g, input_const(g, x, &in), &ld, NULL);
+        ck_assert_msg(!fg_k_all_finite(n, z->t.data), "%s: NaN vanished", SPLINE_NAMES[l]);
+        const char *kind = l <= S_CHECKER_FLIP ? "coupling" : l == S_DENSE_FLIP
+                         ? "dense_coupling" : l == S_MAF_SPLINE ? "maf" : "iaf";
+        const char *msg = fg_last_error();
+        printf("flows: %-20s NaN input: %s\n", SPLINE_NAMES[l], msg);
+        ck_assert_msg(strncmp(msg, kind, strlen(kind)) == 0 && strstr(msg, "NaN") &&
+                      strstr(msg, "sample 1"), "%s: message '%s'", SPLINE_NAMES[l], msg);
+        fg_graph_reset(g);
+        free(x);
+        fg_flow_destroy(f);
+    }
     fg_graph_destroy(g);
 }
 END_TEST
@@ -1342,6 +1572,9 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, test_split_standard);
     tcase_add_test(tc, test_checkerboard_masks);
     tcase_add_test(tc, test_vector_layers);
+    tcase_add_test(tc, test_spline_and_autoregressive_layers);
+    tcase_add_test(tc, test_autoregressive_jacobian_is_triangular);
+    tcase_add_test(tc, test_spline_far_and_nonfinite_inputs);
     suite_add_tcase(s, tc);
     TCase *ms = fg_tcase("multiscale");
     tcase_add_test(ms, test_multiscale_round_trip_and_jacobian);
