@@ -93,3 +93,11 @@ TESTS += tests/test_toy2d
 tests_test_toy2d_SOURCES = tests/test_toy2d.c
 tests_test_toy2d_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_toy2d_LDADD = $(FG_TEST_LIBS)
+
+# Training memory by inversion against the recorded tape, on every shipped
+# config.
+check_PROGRAMS += tests/test_invert
+TESTS += tests/test_invert
+tests_test_invert_SOURCES = tests/test_invert.c
+tests_test_invert_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_invert_LDADD = $(FG_TEST_LIBS)

@@ -38,6 +38,8 @@ typedef struct fg_model_batches {
     const fg_dataset *data;
     uint64_t seed;
     int *labels;               /* room for a batch; owned */
+    fg_memory_mode memory;     /* FG_MEMORY_STORE unless set after init */
+    fg_invert_stats invert;    /* FG_MEMORY_INVERT: the last backward's drift */
 } fg_model_batches;
 FG_API void fg_model_batches_init(fg_model_batches *b, fg_model *m, const fg_dataset *d, int batch,
                            uint64_t seed);
