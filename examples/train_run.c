@@ -155,7 +155,15 @@ static int after_step(void *ctx, fg_trainer *t, const fg_step_report *rep)
     fprintf(r->metrics, "%ld,%ld,%.6f,", t->step, r->it.epoch, rep->metric);
     if (isfinite(tb))
         fprintf(r->metrics, "%.6f", tb);
-    fprintf(r->metrics, ",%.6g,%.2f,%.2f,%.6g\n", rep->lr, img_s, t->elapsed, rep->grad_norm);
+    fprintf(r->metrics, ",%.6g,%.2f,%.2f,%.6g,", rep->lr, img_s, t->elapsed, rep->grad_norm);
+    /* Inversion's float drift, every FG_INVERT_DRIFT_EVERY steps (see
+     * flows/multiscale_invert.c; empty in store mode). */
+    const fg_invert_stats *inv = &r->batches.invert;
+    if (r->batches.memory == FG_MEMORY_INVERT && (t->step == 1 || due(FG_INVERT_DRIFT_EVERY, t->step)))
+        fprintf(r->metrics, "%.3g,%.3g", inv->drift, inv->residual);
+    else
+        fputc(',', r->metrics);
+    fputc('\n', r->metrics);
     fflush(r->metrics);
     progress(r, rep->metric, last);
     if ((due(s->sample_every, t->step) || (last && s->sample_every > 0)) &&
@@ -184,9 +192,11 @@ int train_run_loop(train_run *r)
     if (!r->metrics)
         return fg_error("%s: cannot open for writing", r->path);
     if (r->tr.step == 0)
-        fprintf(r->metrics, "step,epoch,train_bpd,test_bpd,lr,img_per_s,elapsed_s,grad_norm\n");
+        fprintf(r->metrics, "step,epoch,train_bpd,test_bpd,lr,img_per_s,elapsed_s,grad_norm,"
+                "invert_drift,invert_residual\n");
     fg_model_batches_init(&r->batches, r->model, &r->train, r->cfg->train.batch,
                           r->cfg->train.seed);
+    r->batches.memory = r->cfg->train.memory;
     fg_train_hooks h = {.ctx = r, .loss = batch_loss, .after_step = after_step,
                         .end_of_epoch = end_of_epoch, .stop = stop_requested};
     int rc = fg_train_run(&r->tr, &r->it, &r->plan, &h, &r->stopped_by);

@@ -32,6 +32,10 @@ FG_API fg_trainer_options fg_config_trainer_options(const fg_config *cfg, long s
 FG_API fg_var *fg_model_input(fg_graph *g, const fg_dataset *d, const int *idx, int n,
                        int n_bits, fg_rng *rng);
 
+/* Steps between the inversion drift figures (fg_invert_stats) that
+ * flowgrad train writes to metrics.csv in train.memory: invert. */
+#define FG_INVERT_DRIFT_EVERY 100
+
 /* The loss hook of fg_train_run for a flow model on a dataset. */
 typedef struct fg_model_batches {
     fg_model *model;

@@ -38,9 +38,8 @@ static int exists(const char *dir, const char *name)
     return stat(p, &sb) == 0 && sb.st_size > 0;
 }
 
-/* Column 3 (train bits/dim) of metrics.csv, rows with a step. */
 /* Train bits/dim of every step in dir/metrics.csv, and (norms not NULL)
- * the gradient norm, its last column. */
+ * the gradient norm, its eighth column. */
 static int read_losses(const char *dir, double *out, double *norms, int max)
 {
     char p[1024], line[512];
@@ -51,13 +50,17 @@ static int read_losses(const char *dir, double *out, double *norms, int max)
     int n = 0;
     if (!fgets(line, sizeof line, f))
         line[0] = 0;
-    ck_assert_msg(strstr(line, ",elapsed_s,grad_norm\n") != NULL, "header: %s", line);
+    ck_assert_msg(strstr(line, ",elapsed_s,grad_norm,invert_drift,invert_residual\n") != NULL,
+                  "header: %s", line);
     while (fgets(line, sizeof line, f) && n < max) {
         long step, epoch;
         double bpd;
         if (sscanf(line, "%ld,%ld,%lf,", &step, &epoch, &bpd) == 3) {
+            const char *c = line;
+            for (int k = 0; k < 7 && c; k++)
+                c = strchr(c, ',') ? strchr(c, ',') + 1 : NULL;
             if (norms)
-                norms[n] = atof(strrchr(line, ',') + 1);
+                norms[n] = c ? atof(c) : NAN;
             out[n++] = bpd;
         }
     }
