@@ -159,9 +159,14 @@ static int after_step(void *ctx, fg_trainer *t, const fg_step_report *rep)
     /* Inversion's float drift, every FG_INVERT_DRIFT_EVERY steps (see
      * flows/multiscale_invert.c; empty in store mode). */
     const fg_invert_stats *inv = &r->batches.invert;
-    if (r->batches.memory == FG_MEMORY_INVERT && (t->step == 1 || due(FG_INVERT_DRIFT_EVERY, t->step)))
+    if (r->batches.memory == FG_MEMORY_INVERT && (t->step == 1 || due(FG_INVERT_DRIFT_EVERY, t->step))) {
         fprintf(r->metrics, "%.3g,%.3g", inv->drift, inv->residual);
-    else
+        if (!(inv->drift <= FG_INVERT_DRIFT_WARN) && dist_is_root())
+            fprintf(stderr, "step %ld: the inputs recomputed by inversion differ from the "
+                    "forward's by up to %.3g (above %g): gradients are less exact than with "
+                    "--memory store; an ill-conditioned layer? ('flowgrad check')\n", t->step,
+                    inv->drift, FG_INVERT_DRIFT_WARN);
+    } else
         fputc(',', r->metrics);
     fputc('\n', r->metrics);
     fflush(r->metrics);

@@ -365,7 +365,8 @@ FG_API fg_var *fg_multiscale_sample(fg_multiscale *m, fg_graph *g, int n, const 
  * it are recorded as usual. With gradients disabled it is
  * fg_multiscale_encode. */
 typedef struct fg_invert_stats {
-    double drift;       /* last backward: max |x recomputed - x| at the chain's input */
+    double drift;       /* last backward: max |x recomputed - x| over the layers' inputs
+                           (256 evenly spaced values of each; all of the chain's input) */
     double residual;    /* last backward: max over layers of |f(f^-1(z)) - z| */
     int units;          /* layers it walked */
     long backwards;     /* backward passes so far */

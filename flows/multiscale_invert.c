@@ -38,9 +38,13 @@
  * Inverses are exact in arithmetic, not in float32: the recomputed input
  * differs from the forward's by rounding, and the difference is carried
  * down the chain. fg_invert_stats reports it for each backward: the
- * largest |x recomputed - x| at the chain's input, where every unit's
- * error has arrived, and the largest round-trip residual |f(f^-1(z)) - z|
- * of a single unit. */
+ * largest |x recomputed - x| over the units' inputs, compared at
+ * FG_UNIT_PROBES evenly spaced values of each (the forward keeps those,
+ * 1 KiB a unit, where keeping every input would cost what inversion
+ * saves) and at every value of the chain's input, where all the units'
+ * errors have arrived; and the largest round-trip residual
+ * |f(f^-1(z)) - z| of a single unit. Measured (BENCHMARKS.md, "Memory by
+ * inversion"), both stay at float rounding, around 1e-6. */
 #include "flows/units.h"
 
 #include <math.h>
@@ -52,6 +56,7 @@ typedef struct invert_op {
     fg_var **outs;           /* top, logdet sum, split logp sum, latents... */
     int n_outs;
     fg_invert_stats *stats;  /* may be NULL */
+    float *probes;           /* FG_UNIT_PROBES forward values of each unit's output */
 } invert_op;
 
 enum { OUT_TOP = 0, OUT_LOGDET, OUT_LOGP, OUT_LATENTS };
@@ -118,6 +123,15 @@ static void backward(fg_graph *g, void *vctx, fg_var **outs, int n_outs)
             fg_flow_ctx_push(&ictx, fg_const_wrap(g, latent->t.data, latent->t.ndim,
                                                   latent->t.shape));
         fg_var *xr = fg_flow_inverse(u->f, g, z, NULL, &ictx);
+        /* the drift: against the forward's values kept at the probes */
+        size_t in_n = fg_flow_shape_numel(&u->in);
+        for (int k = 0; i > 0 && k < FG_UNIT_PROBES; k++) {
+            size_t at = fg_unit_probe_index(k, in_n);
+            double d = fabs((double)xr->t.data[at] -
+                            op->probes[(size_t)(i - 1) * FG_UNIT_PROBES + k]);
+            if (!(d <= drift))
+                drift = d;
+        }
         /* 2. the unit's graph, recorded from it */
         fg_var *xv = fg_const_wrap(g, xr->t.data, u->in.ndim, u->in.dim);
         xv->requires_grad = 1;
@@ -139,7 +153,6 @@ static void backward(fg_graph *g, void *vctx, fg_var **outs, int n_outs)
             n = seed(seeded, seeds, n, fctx.latents[0], latent->grad);
         fg_backward_since(g, &m, seeded, seeds, n);
         /* 4. input and gradient into the other buffers, then rewind */
-        size_t in_n = fg_flow_shape_numel(&u->in);
         memcpy(val[1 - cur], xr->t.data, in_n * sizeof(float));
         if (xv->grad)
             memcpy(grad[1 - cur], xv->grad, in_n * sizeof(float));
@@ -150,7 +163,9 @@ static void backward(fg_graph *g, void *vctx, fg_var **outs, int n_outs)
     }
     fg_set_grad_enabled(g, was);
     size_t x_n = fg_numel(&op->x->t);
-    drift = max_abs_diff(val[cur], op->x->t.data, x_n);
+    double d = max_abs_diff(val[cur], op->x->t.data, x_n);
+    if (!(d <= drift))
+        drift = d;
     if (op->x->requires_grad)
         for (size_t k = 0; k < x_n; k++)
             op->x->grad[k] += grad[cur][k];
@@ -174,8 +189,10 @@ int fg_multiscale_encode_invert(fg_multiscale *m, fg_graph *g, fg_var *x, const 
     FG_CHECK(op->plan.n_latents + 1 == m->n_latents, "multiscale",
              "the chain splits off %d latents, expected %d", op->plan.n_latents,
              m->n_latents - 1);
+    op->probes = fg_arena_alloc(fg_graph_arena(g), (size_t)(op->plan.n ? op->plan.n : 1) *
+                                                       FG_UNIT_PROBES * sizeof(float));
     fg_unit_values v;
-    fg_units_forward(g, &op->plan, x, 1, &v);
+    fg_units_forward_probed(g, &op->plan, x, 1, &v, op->probes);
     op->x = x;
     op->stats = stats;
     op->n_outs = OUT_LATENTS + op->plan.n_latents;

@@ -115,6 +115,12 @@ static int needs_init(fg_flow *f)
 void fg_units_forward(fg_graph *g, const fg_unit_plan *p, fg_var *x, int init_actnorm,
                       fg_unit_values *out)
 {
+    fg_units_forward_probed(g, p, x, init_actnorm, out, NULL);
+}
+
+void fg_units_forward_probed(fg_graph *g, const fg_unit_plan *p, fg_var *x, int init_actnorm,
+                             fg_unit_values *out, float *probes)
+{
     fg_arena *a = fg_graph_arena(g);
     float *buf[2];
     for (int i = 0; i < 2; i++)
@@ -143,6 +149,9 @@ void fg_units_forward(fg_graph *g, const fg_unit_plan *p, fg_var *x, int init_ac
                       "a split-off latent");
         float *dst = buf[i % 2];
         copy_into(dst, y, &u->out, "a unit's output");
+        size_t numel = fg_flow_shape_numel(&u->out);
+        for (int k = 0; probes && k < FG_UNIT_PROBES; k++)
+            probes[(size_t)i * FG_UNIT_PROBES + k] = dst[fg_unit_probe_index(k, numel)];
         fg_graph_rewind(g, &m);
         cur = wrap(g, dst, &u->out);
     }

@@ -44,6 +44,16 @@ typedef struct fg_unit_values {
  * step of a recorded forward does (its nodes are forgotten with the rest). */
 void fg_units_forward(fg_graph *g, const fg_unit_plan *p, fg_var *x, int init_actnorm,
                       fg_unit_values *out);
+/* The same, also copying FG_UNIT_PROBES values of each unit's output, at
+ * evenly spaced positions (fg_unit_probe_index), into probes[unit *
+ * FG_UNIT_PROBES + k] (NULL: none). */
+#define FG_UNIT_PROBES 256
+void fg_units_forward_probed(fg_graph *g, const fg_unit_plan *p, fg_var *x, int init_actnorm,
+                             fg_unit_values *out, float *probes);
+static inline size_t fg_unit_probe_index(int k, size_t numel)
+{
+    return (size_t)k * numel / FG_UNIT_PROBES;
+}
 /* The inverse pass without a tape from the top latent; ctx holds the
  * split-off latents or draws them (see fg_flow_ctx). Returns x, allocated
  * before the first unit ran. */

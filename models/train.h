@@ -35,6 +35,14 @@ FG_API fg_var *fg_model_input(fg_graph *g, const fg_dataset *d, const int *idx, 
 /* Steps between the inversion drift figures (fg_invert_stats) that
  * flowgrad train writes to metrics.csv in train.memory: invert. */
 #define FG_INVERT_DRIFT_EVERY 100
+/* Drift above which flowgrad train warns. Measured drift is float rounding,
+ * about 1e-6 on inputs in [-0.5, 0.5] (BENCHMARKS.md, "Memory by
+ * inversion"); 1e-3 is a quarter of an 8-bit data bin, a thousand times
+ * that: reached only when a layer's inverse amplifies errors (an
+ * ill-conditioned 1x1 convolution, a vanishing scale). The run is not
+ * switched to store on its own, since store may not fit where invert
+ * does; the warning says to. */
+#define FG_INVERT_DRIFT_WARN 1e-3
 
 /* The loss hook of fg_train_run for a flow model on a dataset. */
 typedef struct fg_model_batches {
