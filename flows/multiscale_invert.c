@@ -61,14 +61,18 @@ typedef struct invert_op {
 
 enum { OUT_TOP = 0, OUT_LOGDET, OUT_LOGP, OUT_LATENTS };
 
+/* The larger of two error figures, NaN counting as larger than any (and
+ * staying once met), so a broken inversion is never reported as small. */
+static double worst(double a, double b)
+{
+    return isnan(a) || b <= a ? a : b;
+}
+
 static double max_abs_diff(const float *a, const float *b, size_t n)
 {
     double d = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - (double)b[i]);
-        if (!(e <= d))
-            d = e;   /* NaN propagates as the largest */
-    }
+    for (size_t i = 0; i < n; i++)
+        d = worst(d, fabs((double)a[i] - (double)b[i]));
     return d;
 }
 
@@ -127,10 +131,8 @@ static void backward(fg_graph *g, void *vctx, fg_var **outs, int n_outs)
         size_t in_n = fg_flow_shape_numel(&u->in);
         for (int k = 0; i > 0 && k < FG_UNIT_PROBES; k++) {
             size_t at = fg_unit_probe_index(k, in_n);
-            double d = fabs((double)xr->t.data[at] -
-                            op->probes[(size_t)(i - 1) * FG_UNIT_PROBES + k]);
-            if (!(d <= drift))
-                drift = d;
+            drift = worst(drift, fabs((double)xr->t.data[at] -
+                                      op->probes[(size_t)(i - 1) * FG_UNIT_PROBES + k]));
         }
         /* 2. the unit's graph, recorded from it */
         fg_var *xv = fg_const_wrap(g, xr->t.data, u->in.ndim, u->in.dim);
@@ -139,9 +141,8 @@ static void backward(fg_graph *g, void *vctx, fg_var **outs, int n_outs)
         fg_flow_ctx_init(&fctx);
         fg_var *ld = NULL;
         fg_var *y = fg_flow_forward(u->f, g, xv, &ld, &fctx);
-        double r = max_abs_diff(y->t.data, val[cur], fg_flow_shape_numel(&u->out));
-        if (!(r <= residual))
-            residual = r;
+        residual = worst(residual,
+                         max_abs_diff(y->t.data, val[cur], fg_flow_shape_numel(&u->out)));
         /* 3. its gradients, from what is held for its outputs */
         fg_var *seeded[4];
         const float *seeds[4];
@@ -163,9 +164,7 @@ static void backward(fg_graph *g, void *vctx, fg_var **outs, int n_outs)
     }
     fg_set_grad_enabled(g, was);
     size_t x_n = fg_numel(&op->x->t);
-    double d = max_abs_diff(val[cur], op->x->t.data, x_n);
-    if (!(d <= drift))
-        drift = d;
+    drift = worst(drift, max_abs_diff(val[cur], op->x->t.data, x_n));
     if (op->x->requires_grad)
         for (size_t k = 0; k < x_n; k++)
             op->x->grad[k] += grad[cur][k];
