@@ -98,6 +98,14 @@ typedef struct fg_flow_ops {
     /* Visits state as "<prefix>.<kind>.<name>" (prefix may be NULL/""). */
     void (*visit)(fg_flow *f, const char *prefix, fg_visit_fn fn, void *vctx);
     void (*destroy)(fg_flow *f);
+    /* Optional, for memory by inversion: given the output z, the input as
+     * a fresh variable that requires a gradient (*x) and the output of the
+     * forward recorded from it (returned, with *logdet and ctx as forward
+     * fills them), the same values as inverse then forward, with less work
+     * (a coupling runs its network once, as both need it on the same half).
+     * NULL, or a NULL return: inverse then forward. */
+    fg_var *(*invert_record)(fg_flow *f, fg_graph *g, fg_var *z, fg_var **x,
+                             fg_var **logdet, fg_flow_ctx *ctx);
 } fg_flow_ops;
 
 /* Every layer struct begins with this. */

@@ -17,7 +17,10 @@
  * rewind:
  *   1. computes the unit's input from its output with the unit's inverse
  *      (a split takes back the latent it produced), without a tape;
- *   2. runs the unit forward again from that input with the tape on;
+ *   2. runs the unit forward again from that input with the tape on (a
+ *      coupling does 1 and 2 with one run of its network, see
+ *      fg_flow_ops.invert_record: its conditioning half is the same on
+ *      both sides);
  *   3. seeds the unit's output with the gradient held for it and its
  *      log-determinant and split log-density with those of the sums, and
  *      walks the unit's nodes only (fg_backward_since): the parameters'
@@ -119,28 +122,32 @@ static void backward(fg_graph *g, void *vctx, fg_var **outs, int n_outs)
         const fg_unit *u = &p->units[i];
         fg_graph_mark m = fg_graph_mark_now(g);
         fg_var *z = fg_const_wrap(g, val[cur], u->out.ndim, u->out.dim);
-        /* 1. the input again, from the output (and the split-off latent) */
+        /* the split-off latent goes back to the inverse */
         fg_flow_ctx ictx;
         fg_flow_ctx_init(&ictx);
         fg_var *latent = u->latent >= 0 ? outs[OUT_LATENTS + u->latent] : NULL;
         if (latent)
             fg_flow_ctx_push(&ictx, fg_const_wrap(g, latent->t.data, latent->t.ndim,
                                                   latent->t.shape));
-        fg_var *xr = fg_flow_inverse(u->f, g, z, NULL, &ictx);
+        /* 1-2. the input again, and the unit's graph recorded from it */
+        fg_flow_ctx fctx;
+        fg_flow_ctx_init(&fctx);
+        fg_var *ld = NULL, *xv = NULL, *y = NULL;
+        if (u->f->ops->invert_record)
+            y = u->f->ops->invert_record(u->f, g, z, &xv, &ld, &fctx);
+        if (!y) {
+            fg_var *xr = fg_flow_inverse(u->f, g, z, NULL, &ictx);
+            xv = fg_const_wrap(g, xr->t.data, u->in.ndim, u->in.dim);
+            xv->requires_grad = 1;
+            y = fg_flow_forward(u->f, g, xv, &ld, &fctx);
+        }
         /* the drift: against the forward's values kept at the probes */
         size_t in_n = fg_flow_shape_numel(&u->in);
         for (int k = 0; i > 0 && k < FG_UNIT_PROBES; k++) {
             size_t at = fg_unit_probe_index(k, in_n);
-            drift = worst(drift, fabs((double)xr->t.data[at] -
+            drift = worst(drift, fabs((double)xv->t.data[at] -
                                       op->probes[(size_t)(i - 1) * FG_UNIT_PROBES + k]));
         }
-        /* 2. the unit's graph, recorded from it */
-        fg_var *xv = fg_const_wrap(g, xr->t.data, u->in.ndim, u->in.dim);
-        xv->requires_grad = 1;
-        fg_flow_ctx fctx;
-        fg_flow_ctx_init(&fctx);
-        fg_var *ld = NULL;
-        fg_var *y = fg_flow_forward(u->f, g, xv, &ld, &fctx);
         residual = worst(residual,
                          max_abs_diff(y->t.data, val[cur], fg_flow_shape_numel(&u->out)));
         /* 3. its gradients, from what is held for its outputs */
@@ -154,7 +161,7 @@ static void backward(fg_graph *g, void *vctx, fg_var **outs, int n_outs)
             n = seed(seeded, seeds, n, fctx.latents[0], latent->grad);
         fg_backward_since(g, &m, seeded, seeds, n);
         /* 4. input and gradient into the other buffers, then rewind */
-        memcpy(val[1 - cur], xr->t.data, in_n * sizeof(float));
+        memcpy(val[1 - cur], xv->t.data, in_n * sizeof(float));
         if (xv->grad)
             memcpy(grad[1 - cur], xv->grad, in_n * sizeof(float));
         else
