@@ -9,7 +9,7 @@
  * tests/test_memory.c requires measured <= estimate <= 2 x measured there,
  * in both memory modes. In invert mode (BENCHMARKS.md, "Memory by
  * inversion") it was within 0.2% for Glow on Fashion-MNIST (hidden 256 and
- * 512) but 4-6% below for the CIFAR-10 shapes: every layer's graph is
+ * 512) but 3-6% below for the CIFAR-10 shapes: every layer's graph is
  * rewound and rebuilt in the same arena, and tensors of half a 64 MiB chunk
  * that start a new chunk at different points touch, between the layers,
  * more pages than the peak counts; steps at batch 1 and 2 never cross a
