@@ -45,6 +45,35 @@ FG_API int fg_grad_enabled(const fg_graph *g);
 /* Number of nodes recorded since the last reset. */
 FG_API size_t fg_graph_nodes(const fg_graph *g);
 
+/* Segments of a step. A mark is the tape's end and the arena's position;
+ * fg_backward_since walks only the nodes recorded after it, and
+ * fg_graph_rewind forgets them and gives their memory (values and
+ * gradients allocated since) back, so that a step can rebuild and
+ * differentiate one piece of a model at a time in the same bytes. */
+typedef struct fg_graph_mark {
+    fg_arena_mark arena;
+    fg_node *tail;
+    size_t n_nodes;
+} fg_graph_mark;
+FG_API fg_graph_mark fg_graph_mark_now(const fg_graph *g);
+FG_API void fg_graph_rewind(fg_graph *g, const fg_graph_mark *m);
+/* Reverse pass over the nodes recorded since m, seeded with the gradient
+ * seeds[i] (numel of outs[i]) of each outs[i]; outs that do not require a
+ * gradient, and NULL seeds, are skipped. Leaves accumulate as usual. */
+FG_API void fg_backward_since(fg_graph *g, const fg_graph_mark *m, fg_var **outs,
+                              const float **seeds, int n);
+
+/* An op whose backward rule is the caller's: outs (arena vars whose values
+ * the caller computed, e.g. without recording) become outputs that later
+ * ops can differentiate through. When the reverse pass reaches the op, bw
+ * runs once with the accumulated gradient of every out in out->grad (NULL
+ * where none flowed) and must itself put the gradients into whatever the
+ * outs depend on, typically with fg_backward_since on segments it records
+ * and rewinds. Records nothing when gradients are disabled. */
+typedef void (*fg_custom_backward_fn)(fg_graph *g, void *ctx, fg_var **outs, int n_outs);
+FG_API void fg_custom_op(fg_graph *g, const char *op, fg_var **outs, int n_outs,
+                         fg_custom_backward_fn bw, void *ctx);
+
 /* Reverse pass from a scalar (numel 1) loss: seeds d loss = 1. */
 FG_API void fg_backward(fg_graph *g, fg_var *loss);
 /* Reverse pass seeded with a given output gradient (numel of out). */

@@ -126,17 +126,18 @@ float *fg_grad_for_write(fg_graph *g, fg_var *v, int *fresh)
     return v->grad;
 }
 
-void fg_backward_with(fg_graph *g, fg_var *out, const float *seed)
+static void custom_backward(fg_graph *g, fg_node *n);
+
+/* The reverse walk from the tape's end down to (not including) stop. A
+ * custom op is not timed as a whole: the ops its rule runs are. */
+static void walk(fg_graph *g, const fg_node *stop)
 {
-    FG_CHECK(out->requires_grad, "backward", "the output does not depend on any variable that requires a gradient");
-    float *go = fg_grad(g, out);
-    fg_k_add(fg_var_numel(out), go, seed, go);
     int was = fg_set_grad_enabled(g, 0);
-    /* Nodes appended after out cannot influence it; their out->grad stays
-     * NULL and they are skipped. */
-    for (fg_node *n = g->tail; n; n = n->prev) {
+    /* Nodes appended after the seeded outputs cannot influence them; their
+     * out->grad stays NULL and they are skipped. */
+    for (fg_node *n = g->tail; n != stop; n = n->prev) {
         if (!n->out->grad) continue;
-        if (fg_profile_enabled()) {
+        if (fg_profile_enabled() && n->backward != custom_backward) {
             double t0 = fg_profile_now();
             n->backward(g, n);
             fg_profile_add(prof_name(n->op, 1), fg_profile_now() - t0);
@@ -145,6 +146,83 @@ void fg_backward_with(fg_graph *g, fg_var *out, const float *seed)
         }
     }
     fg_set_grad_enabled(g, was);
+}
+
+void fg_backward_with(fg_graph *g, fg_var *out, const float *seed)
+{
+    FG_CHECK(out->requires_grad, "backward", "the output does not depend on any variable that requires a gradient");
+    float *go = fg_grad(g, out);
+    fg_k_add(fg_var_numel(out), go, seed, go);
+    walk(g, NULL);
+}
+
+fg_graph_mark fg_graph_mark_now(const fg_graph *g)
+{
+    return (fg_graph_mark){fg_arena_mark_now(g->arena), g->tail, g->n_nodes};
+}
+
+void fg_graph_rewind(fg_graph *g, const fg_graph_mark *m)
+{
+    fg_arena_rewind(g->arena, &m->arena);
+    g->tail = m->tail;
+    g->n_nodes = m->n_nodes;
+}
+
+void fg_backward_since(fg_graph *g, const fg_graph_mark *m, fg_var **outs,
+                       const float **seeds, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (!seeds[i] || !outs[i]->requires_grad)
+            continue;
+        float *go = fg_grad(g, outs[i]);
+        fg_k_add(fg_var_numel(outs[i]), go, seeds[i], go);
+    }
+    walk(g, m->tail);
+}
+
+typedef struct custom_op {
+    fg_custom_backward_fn bw;
+    void *ctx;
+    fg_var **outs;
+    int n_outs;
+} custom_op;
+
+static void custom_backward(fg_graph *g, fg_node *n)
+{
+    custom_op *c = n->saved;
+    c->bw(g, c->ctx, c->outs, c->n_outs);
+}
+
+void fg_custom_op(fg_graph *g, const char *op, fg_var **outs, int n_outs,
+                  fg_custom_backward_fn bw, void *ctx)
+{
+    FG_CHECK(n_outs >= 1, "custom_op", "%s: needs at least one output", op);
+    if (!g->grad_enabled)
+        return;
+    custom_op *c = fg_arena_alloc(g->arena, sizeof *c);
+    c->bw = bw;
+    c->ctx = ctx;
+    c->n_outs = n_outs;
+    c->outs = fg_arena_alloc(g->arena, (size_t)n_outs * sizeof *c->outs);
+    for (int i = 0; i < n_outs; i++) {
+        c->outs[i] = outs[i];
+        outs[i]->requires_grad = 1;
+    }
+    /* One node stands for the op; its out is outs[0], whose gradient buffer
+     * exists from the start, so the reverse walk always reaches the rule,
+     * whichever outs the rest of the graph used. The other outs need no node
+     * of their own: ops after this one accumulate into them by
+     * requires_grad, and the rule reads what they got. */
+    fg_node *nd = fg_arena_calloc(g->arena, sizeof *nd);
+    nd->op = op;
+    nd->backward = custom_backward;
+    nd->out = outs[0];
+    nd->saved = c;
+    nd->prev = g->tail;
+    g->tail = nd;
+    g->n_nodes++;
+    outs[0]->node = nd;
+    fg_grad(g, outs[0]);
 }
 
 void fg_backward(fg_graph *g, fg_var *loss)

@@ -18,7 +18,8 @@ static void help(void)
          "  --batch B  also the memory training needs at batch B: intermediates of a\n"
          "             step measured at batch 1 and 2 on a throwaway copy of the model and\n"
          "             extrapolated, parameters with gradients, optimizer moments and EMA,\n"
-         "             the dataset (loaded to count it), and a fixed runtime allowance\n"
+         "             the dataset (loaded to count it), and a fixed runtime allowance;\n"
+         "             in the config's train.memory mode first, then in the other one\n"
          "  --json   the same as JSON\n"
          "  --help   this text");
 }
@@ -31,7 +32,7 @@ static int ends_with(const char *s, const char *suffix)
 
 /* The estimate flowgrad train checks before it starts. Without the
  * dataset's files at hand the data counts as nothing, and the text says so. */
-static int info_memory(const fg_config *cfg, int batch, fg_train_memory *m)
+static int info_memory(const fg_config *cfg, int batch, fg_train_memory m[2])
 {
     double data = 0;
     for (int train = 1; train >= 0 && cfg->has_train; train--) {
@@ -44,9 +45,15 @@ static int info_memory(const fg_config *cfg, int batch, fg_train_memory *m)
         data += fg_train_memory_dataset_bytes(&d);
         fg_dataset_free(&d);
     }
-    if (fg_train_memory_measure(cfg, cfg->has_train && cfg->train.ema > 0, data, m) != FG_OK)
-        return FG_ERR;
-    fg_train_memory_at(m, batch);
+    /* The config's own mode first, then the other one. */
+    fg_memory_mode mode = cfg->has_train ? cfg->train.memory : FG_MEMORY_STORE;
+    for (int i = 0; i < 2; i++) {
+        fg_memory_mode mi = i == 0 ? mode : (fg_memory_mode)(1 - (int)mode);
+        if (fg_train_memory_measure_mode(cfg, mi, cfg->has_train && cfg->train.ema > 0, data,
+                                         &m[i]) != FG_OK)
+            return FG_ERR;
+        fg_train_memory_at(&m[i], batch);
+    }
     return FG_OK;
 }
 
@@ -100,8 +107,8 @@ int cmd_info(int argc, char **argv)
     size_t params = fg_state_list_param_count(&L.model->state);
     double flops = fg_model_spec_flops(s);
     char desc[256];
-    fg_train_memory mem;
-    if (batch > 0 && info_memory(L.cfg, (int)batch, &mem) != FG_OK) {
+    fg_train_memory mem[2];
+    if (batch > 0 && info_memory(L.cfg, (int)batch, mem) != FG_OK) {
         int rc = cli_fail(cmd, "%s: %s", path, fg_last_error());
         cli_loaded_free(&L);
         return rc;
@@ -117,8 +124,10 @@ int cmd_info(int argc, char **argv)
         if (step >= 0)
             printf(", \"step\": %lld", step);
         if (batch > 0) {
-            printf(", ");
-            fg_train_memory_print_json(&mem, stdout);
+            printf(", \"memory\": ");
+            fg_train_memory_print_json(&mem[0], stdout);
+            printf(", \"memory_%s\": ", fg_memory_mode_name(mem[1].memory));
+            fg_train_memory_print_json(&mem[1], stdout);
         }
         printf(", \"layers\": [");
         for (int i = 0; i < s->n_layers; i++) {
@@ -151,8 +160,8 @@ int cmd_info(int argc, char **argv)
         printf("top prior:       (%d, %d, %d)%s%s\n", s->top.c, s->top.h, s->top.w,
                s->learn_top ? ", learned" : ", N(0, 1)",
                s->y_condition ? ", class-conditional" : "");
-        if (batch > 0)
-            fg_train_memory_print(&mem, stdout);
+        for (int i = 0; batch > 0 && i < 2; i++)
+            fg_train_memory_print(&mem[i], stdout);
     }
     cli_loaded_free(&L);
     return 0;

@@ -28,6 +28,9 @@ static void help(void)
          "  --batch B       batch size (overrides the config)\n"
          "  --threads T     compute threads (default FLOWGRAD_THREADS or all cores)\n"
          "  --seed S        seed for weights, data order and noise (overrides the config)\n"
+         "  --memory M      store (the tape keeps every activation) or invert (the backward\n"
+         "                  pass recomputes each layer's input with its inverse: same\n"
+         "                  gradients, far less memory); overrides train.memory\n"
          "  --skip-nonfinite N  skip up to N batches whose loss or gradient is not finite\n"
          "                  (default 0: the first one stops the run)\n"
          "  --no-memory-check  start even when the estimated memory (flowgrad info --batch)\n"
@@ -50,7 +53,7 @@ static void help(void)
 
 int cmd_train(int argc, char **argv)
 {
-    const char *config = NULL, *out = NULL, *resume = NULL;
+    const char *config = NULL, *out = NULL, *resume = NULL, *memory = NULL;
     long long steps = -1, epochs = -1, batch = -1, threads = -1, seed = -1, skip = 0;
     const char *no_check = getenv("FLOWGRAD_NO_MEMORY_CHECK");
     int memory_check = !(no_check && !strcmp(no_check, "1"));
@@ -63,10 +66,10 @@ int cmd_train(int argc, char **argv)
         } else if (!strcmp(a, "--no-memory-check")) {
             memory_check = 0;
             continue;
-        } else if (!strcmp(a, "--out") || !strcmp(a, "--resume")) {
+        } else if (!strcmp(a, "--out") || !strcmp(a, "--resume") || !strcmp(a, "--memory")) {
             if (!(v = cli_value(argc, argv, &i)))
                 return cli_usage_error(cmd, "%s", fg_last_error());
-            *(a[2] == 'o' ? &out : &resume) = v;
+            *(a[2] == 'o' ? &out : a[2] == 'r' ? &resume : &memory) = v;
             continue;
         } else if (!strcmp(a, "--steps")) {
             target = &steps, hi = FG_CONFIG_MAX_STEPS;
@@ -116,6 +119,10 @@ int cmd_train(int argc, char **argv)
         t->steps = steps, t->epochs = 0;
     if (epochs > 0)
         t->epochs = (int)epochs, t->steps = 0;
+    if (memory && fg_memory_mode_parse(memory, &t->memory) != FG_OK) {
+        status = cli_usage_error(cmd, "--memory: %s", fg_last_error());
+        goto out_cfg;
+    }
 
     char default_out[4096];
     if (!(r.out = cli_out_dir(cmd, out, config, "", default_out, sizeof default_out)))
@@ -169,10 +176,11 @@ int cmd_train(int argc, char **argv)
     fg_trainer_broadcast(&r.tr);
     if (dist_is_root())
         fprintf(stderr, "%s: %zu parameters, %d train / %d test images, %ld steps of batch %d "
-                "on %d thread%s x %d rank%s -> %s\n", config,
+                "on %d thread%s x %d rank%s, memory %s -> %s\n", config,
                 fg_state_list_param_count(&r.model->state), r.train.n, r.test.n,
                 r.plan.total_steps, t->batch, fg_get_threads(), fg_get_threads() == 1 ? "" : "s",
-                fg_dist_size(), fg_dist_size() == 1 ? "" : "s", r.out);
+                fg_dist_size(), fg_dist_size() == 1 ? "" : "s", fg_memory_mode_name(t->memory),
+                r.out);
     if (!fg_train_plan_pending(&r.plan, &r.tr, &r.it)) {
         fprintf(stderr, "nothing to do: the checkpoint is at step %ld of %ld\n", r.tr.step,
                 r.plan.total_steps);

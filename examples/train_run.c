@@ -121,7 +121,7 @@ static int end_of_epoch(void *ctx, fg_trainer *t, long ended)
         double tb = test_bpd(r);
         if (dist_is_root())
             fprintf(stderr, "epoch %ld: test %.4f bits/dim\n", ended, tb);
-        fprintf(r->metrics, "%ld,%ld,,%.6f,,,%.2f,,,\n", t->step, ended, tb, t->elapsed);
+        fprintf(r->metrics, "%ld,%ld,,%.6f,,,%.2f,,,,,\n", t->step, ended, tb, t->elapsed);
         fflush(r->metrics);
     }
     if (s->sample_every == 0 && write_samples(r) != FG_OK)
@@ -187,8 +187,21 @@ static int after_step(void *ctx, fg_trainer *t, const fg_step_report *rep)
     fprintf(r->metrics, "%ld,%ld,%.6f,", t->step, r->it.epoch, rep->metric);
     if (isfinite(tb))
         fprintf(r->metrics, "%.6f", tb);
-    fprintf(r->metrics, ",%.6g,%.2f,%.2f,%.6g,%.6g,%d\n", rep->lr, img_s, t->elapsed,
+    fprintf(r->metrics, ",%.6g,%.2f,%.2f,%.6g,%.6g,%d,", rep->lr, img_s, t->elapsed,
             rep->grad_norm, rep->clip, rep->guard_event);
+    /* Inversion's float drift, every FG_INVERT_DRIFT_EVERY steps (see
+     * flows/multiscale_invert.c; empty in store mode). */
+    const fg_invert_stats *inv = &r->batches.invert;
+    if (r->batches.memory == FG_MEMORY_INVERT && (t->step == 1 || due(FG_INVERT_DRIFT_EVERY, t->step))) {
+        fprintf(r->metrics, "%.3g,%.3g", inv->drift, inv->residual);
+        if (!(inv->drift <= FG_INVERT_DRIFT_WARN) && dist_is_root())
+            fprintf(stderr, "step %ld: the inputs recomputed by inversion differ from the "
+                    "forward's by up to %.3g (above %g): gradients are less exact than with "
+                    "--memory store; an ill-conditioned layer? ('flowgrad check')\n", t->step,
+                    inv->drift, FG_INVERT_DRIFT_WARN);
+    } else
+        fputc(',', r->metrics);
+    fputc('\n', r->metrics);
     fflush(r->metrics);
     progress(r, rep->metric, last);
     if ((due(s->sample_every, t->step) || (last && s->sample_every > 0)) &&
@@ -208,7 +221,8 @@ static fg_var *batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd
     if (b->step + 1 == r->inject)
         for (size_t i = 0; i < fg_numel(&x->t); i++)
             x->t.data[i] *= 30.0f;
-    return fg_model_loss(r->model, g, x, r->batches.labels, bpd);
+    return fg_model_loss_ex(r->model, g, x, r->batches.labels, bpd, r->batches.memory,
+                            &r->batches.invert);
 }
 
 static int stop_requested(void *ctx, fg_trainer *t)
@@ -242,9 +256,10 @@ int train_run_loop(train_run *r)
         return fg_error("%s: cannot open for writing", r->path);
     if (r->tr.step == 0)
         fprintf(r->metrics, "step,epoch,train_bpd,test_bpd,lr,img_per_s,elapsed_s,grad_norm,"
-                "clip,guard\n");
+                "clip,guard,invert_drift,invert_residual\n");
     fg_model_batches_init(&r->batches, r->model, &r->train, r->cfg->train.batch,
                           r->cfg->train.seed);
+    r->batches.memory = r->cfg->train.memory;
     fg_train_hooks h = {.ctx = r, .loss = batch_loss, .after_step = after_step,
                         .end_of_epoch = end_of_epoch, .stop = stop_requested};
     int rc = fg_train_run(&r->tr, &r->it, &r->plan, &h, &r->stopped_by);

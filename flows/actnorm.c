@@ -172,7 +172,7 @@ static void destroy(fg_flow *f)
     free(a);
 }
 
-static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy};
+static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL};
 
 fg_flow *fg_actnorm_create(const fg_actnorm_options *o)
 {

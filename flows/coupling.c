@@ -11,6 +11,7 @@
 #include "flows/layer.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct coupling {
     fg_flow base;
@@ -120,6 +121,46 @@ static fg_var *inverse(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,
     return run(f, g, z, logdet, -1);
 }
 
+/* Memory by inversion (fg_flow_ops.invert_record): the conditioning half
+ * is the same in x and z, so the network runs once, recorded, on that half
+ * of a fresh x; the other half of x is computed from z with h without a
+ * tape and written into x before anything reads it; then the forward's map
+ * of it is recorded. Inverse then forward would run the network twice on
+ * the same values. Checkerboard masks take the general path. */
+static fg_var *invert_record(fg_flow *f, fg_graph *g, fg_var *z, fg_var **x, fg_var **logdet,
+                             fg_flow_ctx *ctx)
+{
+    (void)ctx;
+    coupling *c = (coupling *)f;
+    if (is_checkerboard(c))
+        return NULL;
+    fg_flow_require_image(kind, z, c->channels);
+    int n = z->t.shape[0], half = c->channels / 2;
+    int flip = c->mask == FG_COUPLING_MASK_CHANNEL_FLIP;
+    int k0 = flip ? half : 0, k1 = flip ? c->channels : half;   /* conditioning */
+    int v0 = flip ? 0 : half, v1 = flip ? half : c->channels;   /* changed */
+    fg_var *xv = fg_const(g, z->t.ndim, z->t.shape);
+    memcpy(xv->t.data, z->t.data, fg_numel(&z->t) * sizeof(float));
+    xv->requires_grad = 1;
+    fg_var *cond = fg_channel_slice(g, xv, k0, k1);
+    fg_var *h = nn(c, g, cond), *lsum;
+    int was = fg_set_grad_enabled(g, 0);
+    fg_var *x2 = fg_coupling_map_apply(g, &c->map, fg_channel_slice(g, z, v0, v1), h, NULL, -1,
+                                      &lsum);
+    fg_set_grad_enabled(g, was);
+    size_t hw = (size_t)fg_flow_spatial(z), part = (size_t)(v1 - v0) * hw;
+    for (int s = 0; s < n; s++)
+        memcpy(xv->t.data + ((size_t)s * c->channels + v0) * hw, x2->t.data + s * part,
+               part * sizeof(float));
+    fg_var *t = fg_coupling_map_apply(g, &c->map, fg_channel_slice(g, xv, v0, v1), h, NULL, +1,
+                                     &lsum);
+    fg_var *y = flip ? fg_channel_concat(g, t, cond) : fg_channel_concat(g, cond, t);
+    if (logdet)
+        fg_flow_accumulate(g, logdet, lsum ? lsum : fg_const_scalar(g, 0.0f), +1, n);
+    *x = xv;
+    return y;
+}
+
 static void visit(fg_flow *f, const char *prefix, fg_visit_fn fn, void *vctx)
 {
     coupling *c = (coupling *)f;
@@ -143,7 +184,8 @@ static void destroy(fg_flow *f)
     free(c);
 }
 
-static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy};
+static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy,
+                                invert_record};
 
 fg_flow *fg_coupling_create(const fg_coupling_options *o)
 {

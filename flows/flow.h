@@ -108,6 +108,14 @@ typedef struct fg_flow_ops {
     /* Visits state as "<prefix>.<kind>.<name>" (prefix may be NULL/""). */
     void (*visit)(fg_flow *f, const char *prefix, fg_visit_fn fn, void *vctx);
     void (*destroy)(fg_flow *f);
+    /* Optional, for memory by inversion: given the output z, the input as
+     * a fresh variable that requires a gradient (*x) and the output of the
+     * forward recorded from it (returned, with *logdet and ctx as forward
+     * fills them), the same values as inverse then forward, with less work
+     * (a coupling runs its network once, as both need it on the same half).
+     * NULL, or a NULL return: inverse then forward. */
+    fg_var *(*invert_record)(fg_flow *f, fg_graph *g, fg_var *z, fg_var **x,
+                             fg_var **logdet, fg_flow_ctx *ctx);
 } fg_flow_ops;
 
 /* Every layer struct begins with this. */
@@ -410,6 +418,33 @@ FG_API fg_var *fg_multiscale_decode(fg_multiscale *m, fg_graph *g, fg_var **late
 /* n samples at temperature T (no-grad); T = 0 maps the prior means back. */
 FG_API fg_var *fg_multiscale_sample(fg_multiscale *m, fg_graph *g, int n, const int *y,
                              float temperature, fg_rng *rng);
+
+/* ---------------------------------------------------------------- memory by inversion
+ * Passes without a tape (encode with gradients disabled, decode, sample)
+ * run the chain one layer at a time and give each layer's intermediates
+ * back before the next (flows/multiscale_units.c): same values, a fraction
+ * of the memory.
+ *
+ * fg_multiscale_encode_invert is fg_multiscale_encode for training without
+ * stored activations (flows/multiscale_invert.c): the chain runs forward
+ * without a tape, one custom op stands for it, and the backward pass
+ * computes each layer's input again with its inverse from its output,
+ * records that layer alone and propagates through it. Gradients equal
+ * those of fg_multiscale_encode up to float rounding (the recomputed inputs
+ * differ from the forward's in the last bits); the prior and anything after
+ * it are recorded as usual. With gradients disabled it is
+ * fg_multiscale_encode. */
+typedef struct fg_invert_stats {
+    double drift;       /* last backward: max |x recomputed - x| over the layers' inputs
+                           (256 evenly spaced values of each; all of the chain's input) */
+    double residual;    /* last backward: max over layers of |f(f^-1(z)) - z| */
+    int units;          /* layers it walked */
+    long backwards;     /* backward passes so far */
+} fg_invert_stats;
+/* stats may be NULL; else it is filled by the backward pass. */
+FG_API int fg_multiscale_encode_invert(fg_multiscale *m, fg_graph *g, fg_var *x, const int *y,
+                                       fg_var **latents, fg_var **logp,
+                                       fg_invert_stats *stats);
 
 #ifdef __cplusplus
 }

@@ -75,7 +75,7 @@ static void destroy(fg_flow *f)
 }
 
 static const fg_flow_ops ops = {kind, fg_invconv_out_shape, forward, inverse, visit,
-                                destroy};
+                                destroy, NULL};
 
 static fg_flow *plain_create(int c, const double *w)
 {

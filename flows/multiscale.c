@@ -1,7 +1,7 @@
 /* The multi-scale container: a chain of layers whose splits hand latents
  * out at each scale, and a prior on what reaches the top. Its density is
  * log p(x) = log p(z_top) + sum over splits of log p(z2 | z1) + logdet. */
-#include "flows/layer.h"
+#include "flows/units.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,9 +68,34 @@ void fg_multiscale_visit(fg_multiscale *m, const char *prefix, fg_visit_fn fn, v
     fg_prior_visit(m->prior, prefix, fn, vctx);
 }
 
+fg_var *fg_multiscale_log_density(fg_multiscale *m, fg_graph *g, fg_var *top, const int *y,
+                                  fg_var *split_logp, fg_var *logdet)
+{
+    fg_var *lp = fg_prior_logp(m->prior, g, top, y);
+    fg_flow_observe("prior.logp", lp);
+    if (split_logp)
+        lp = fg_add(g, lp, split_logp);
+    if (logdet)
+        lp = fg_add(g, lp, logdet);
+    return lp;
+}
+
 int fg_multiscale_encode(fg_multiscale *m, fg_graph *g, fg_var *x, const int *y,
                          fg_var **latents, fg_var **logp)
 {
+    if (!fg_grad_enabled(g)) {
+        /* Nothing is recorded: run unit by unit and give each unit's
+         * intermediates back (flows/multiscale_units.c). */
+        fg_unit_plan plan;
+        fg_flow_shape in = fg_flow_shape_of(x);
+        fg_unit_plan_make(g, m->body, &in, &plan);
+        fg_unit_values v;
+        fg_units_forward(g, &plan, x, 0, &v);
+        fg_multiscale_collect(m, &v, latents);
+        if (logp)
+            *logp = fg_multiscale_log_density(m, g, v.top, y, v.logp, v.logdet);
+        return m->n_latents;
+    }
     fg_flow_ctx ctx;
     fg_flow_ctx_init(&ctx);
     fg_var *logdet = NULL;
@@ -82,16 +107,18 @@ int fg_multiscale_encode(fg_multiscale *m, fg_graph *g, fg_var *x, const int *y,
             latents[i] = ctx.latents[i];
         latents[ctx.n_latents] = z;
     }
-    if (logp) {
-        fg_var *lp = fg_prior_logp(m->prior, g, z, y);
-        fg_flow_observe("prior.logp", lp);
-        if (ctx.logp)
-            lp = fg_add(g, lp, ctx.logp);
-        if (logdet)
-            lp = fg_add(g, lp, logdet);
-        *logp = lp;
-    }
+    if (logp)
+        *logp = fg_multiscale_log_density(m, g, z, y, ctx.logp, logdet);
     return m->n_latents;
+}
+
+void fg_multiscale_collect(const fg_multiscale *m, const fg_unit_values *v, fg_var **latents)
+{
+    if (!latents)
+        return;
+    for (int i = 0; i + 1 < m->n_latents; i++)
+        latents[i] = v->latents[i];
+    latents[m->n_latents - 1] = v->top;
 }
 
 fg_var *fg_multiscale_log_prob(fg_multiscale *m, fg_graph *g, fg_var *x, const int *y)
@@ -101,11 +128,15 @@ fg_var *fg_multiscale_log_prob(fg_multiscale *m, fg_graph *g, fg_var *x, const i
     return logp;
 }
 
-/* Runs the chain backwards from the top latent; ctx holds the split-offs
- * (or none, to draw them). */
+/* Runs the chain backwards from the top latent, unit by unit; ctx holds
+ * the split-offs (or none, to draw them). */
 static fg_var *run_inverse(fg_multiscale *m, fg_graph *g, fg_var *top, fg_flow_ctx *ctx)
 {
-    fg_var *x = fg_flow_inverse(m->body, g, top, NULL, ctx);
+    fg_flow_shape in = m->input;
+    in.dim[0] = top->t.shape[0];
+    fg_unit_plan plan;
+    fg_unit_plan_make(g, m->body, &in, &plan);
+    fg_var *x = fg_units_inverse(g, &plan, top, ctx);
     FG_CHECK(ctx->n_latents == 0, "multiscale", "%d latents were left unused",
              ctx->n_latents);
     return x;

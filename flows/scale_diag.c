@@ -64,7 +64,7 @@ static void destroy(fg_flow *f)
     free(s);
 }
 
-static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy};
+static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL};
 
 fg_flow *fg_scale_diag_create(int channels)
 {

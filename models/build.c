@@ -196,9 +196,17 @@ fg_var *fg_model_bits_per_dim(fg_model *m, fg_graph *g, fg_var *x, const int *y)
 
 fg_var *fg_model_loss(fg_model *m, fg_graph *g, fg_var *x, const int *y, double *bpd)
 {
+    return fg_model_loss_ex(m, g, x, y, bpd, FG_MEMORY_STORE, NULL);
+}
+
+fg_var *fg_model_loss_ex(fg_model *m, fg_graph *g, fg_var *x, const int *y, double *bpd,
+                         fg_memory_mode memory, fg_invert_stats *stats)
+{
     fg_var *latents[FG_FLOW_MAX_LATENTS], *logp;
     const int *cy = m->n_classes ? y : NULL;
-    int n_lat = fg_multiscale_encode(m->flow, g, x, cy, latents, &logp);
+    int n_lat = memory == FG_MEMORY_INVERT
+                    ? fg_multiscale_encode_invert(m->flow, g, x, cy, latents, &logp, stats)
+                    : fg_multiscale_encode(m->flow, g, x, cy, latents, &logp);
     fg_var *loss = fg_mean(g, to_bits_per_dim(m, g, logp));
     if (bpd)
         *bpd = loss->t.data[0];

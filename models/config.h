@@ -136,6 +136,15 @@
  *   test_every:  >= 0            default 0: steps between test evaluations,
  *                                0 = at the end of each epoch
  *   temperature: [0, 10]         default 0.7: sampling temperature
+ *   memory:      store | invert  default store: how a training step gets its
+ *                                gradients. store records every op of the
+ *                                flow on the tape; invert keeps no flow
+ *                                activations and computes each layer's input
+ *                                again from its output in the backward pass
+ *                                (flows/multiscale_invert.c): the same
+ *                                gradients up to float rounding, a fraction of
+ *                                the memory, one more pass of the flow's
+ *                                inverses
  *
  * ------------------------------------------------------------------ limits
  * Hostile input stays bounded: input of at most FG_CONFIG_MAX_BYTES, one
@@ -264,6 +273,9 @@ typedef struct fg_model_spec {
 typedef enum { FG_DATASET_NONE, FG_DATASET_FASHION_MNIST, FG_DATASET_MNIST,
                FG_DATASET_CIFAR10, FG_DATASET_SYNTHETIC } fg_dataset_kind;
 
+/* How a training step keeps what its backward pass needs (train.memory). */
+typedef enum { FG_MEMORY_STORE = 0, FG_MEMORY_INVERT } fg_memory_mode;
+
 typedef struct fg_train_spec {
     fg_dataset_kind dataset;  /* FG_DATASET_NONE when there is no train: */
     char *data_path;          /* NULL only for synthetic data */
@@ -285,6 +297,7 @@ typedef struct fg_train_spec {
     int64_t sample_every;     /* 0 = end of each epoch */
     int64_t test_every;       /* 0 = end of each epoch */
     double temperature;
+    fg_memory_mode memory;
 } fg_train_spec;
 
 typedef struct fg_config {
@@ -320,6 +333,9 @@ FG_API int fg_coupling_kind_width(fg_coupling_kind k, int bins);
 /* Names as written in YAML. */
 FG_API const char *fg_layer_kind_name(fg_layer_kind k);
 FG_API const char *fg_dataset_kind_name(fg_dataset_kind d);
+FG_API const char *fg_memory_mode_name(fg_memory_mode m);
+/* FG_OK and *out for "store" or "invert", else FG_ERR naming the choices. */
+FG_API int fg_memory_mode_parse(const char *s, fg_memory_mode *out);
 
 #ifdef __cplusplus
 }

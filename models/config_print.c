@@ -151,7 +151,7 @@ void fg_config_print(const fg_config *cfg, FILE *f)
     print_every(f, "checkpoint", t->checkpoint_every);
     print_every(f, "samples", t->sample_every);
     print_every(f, "test", t->test_every);
-    fprintf(f, " temperature %g\n", t->temperature);
+    fprintf(f, " temperature %g, memory %s\n", t->temperature, fg_memory_mode_name(t->memory));
     fprintf(f, "      schedule %s, ", fg_schedule_name(t->schedule));
     if (!t->guard)
         fprintf(f, "guard off\n");

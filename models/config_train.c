@@ -9,7 +9,7 @@
 static const char *const train_keys[] = {
     "dataset", "batch", "optimizer", "lr", "warmup", "grad_clip", "ema", "epochs",
     "steps", "seed", "checkpoint_every", "sample_every", "test_every", "temperature",
-    "schedule", "guard", "guard_window", "guard_threshold", "clip_factor", NULL
+    "schedule", "guard", "guard_window", "guard_threshold", "clip_factor", "memory", NULL
 };
 static const char *const dataset_keys[] = { "name", "path", NULL };
 /* Indexed by fg_dataset_kind. */
@@ -19,9 +19,26 @@ static const char *const dataset_names[] = {
 static const char *const optim_names[] = { "adam", "adamax", NULL };
 /* Indexed by fg_schedule_kind. */
 static const char *const schedule_names[] = { "constant", "cosine", "linear", NULL };
+/* Indexed by fg_memory_mode. */
+static const char *const memory_names[] = { "store", "invert", NULL };
 _Static_assert(FG_ADAM == 0 && FG_ADAMAX == 1, "optim_names order");
 
 #define MAX_STEPS FG_CONFIG_MAX_STEPS
+
+const char *fg_memory_mode_name(fg_memory_mode m)
+{
+    return (unsigned)m <= FG_MEMORY_INVERT ? memory_names[m] : "?";
+}
+
+int fg_memory_mode_parse(const char *s, fg_memory_mode *out)
+{
+    for (int i = 0; memory_names[i]; i++)
+        if (strcmp(s, memory_names[i]) == 0) {
+            *out = (fg_memory_mode)i;
+            return FG_OK;
+        }
+    return fg_error("memory mode '%s': expected store or invert", s);
+}
 
 const char *fg_dataset_kind_name(fg_dataset_kind d)
 {
@@ -132,7 +149,7 @@ int cfg_read_train(const cfg_ctx *ctx, const cfg_node *train, const fg_model_spe
         || cfg_check_keys(ctx, train, where, train_keys)
         || cfg_require(ctx, train, where, "dataset", "{name: fashion-mnist}"))
         return FG_ERR;
-    int optim = FG_ADAM;
+    int optim = FG_ADAM, memory = FG_MEMORY_STORE;
     long long warmup = 0, steps = 0, seed = 0, ckpt = 0, sample = 0, test = 0;
     if (read_dataset(ctx, cfg_get(train, "dataset"), m, t)
         || cfg_int32(ctx, train, where, "batch", 1, 65536, &t->batch)
@@ -148,7 +165,8 @@ int cfg_read_train(const cfg_ctx *ctx, const cfg_node *train, const fg_model_spe
         || cfg_int(ctx, train, where, "sample_every", 0, MAX_STEPS, &sample)
         || cfg_int(ctx, train, where, "test_every", 0, MAX_STEPS, &test)
         || cfg_real(ctx, train, where, "temperature", 0, 0, 10, 0, &t->temperature)
-        || read_stability(ctx, train, t))
+        || read_stability(ctx, train, t)
+        || cfg_enum(ctx, train, where, "memory", memory_names, &memory))
         return FG_ERR;
     if (cfg_get(train, "epochs") && cfg_get(train, "steps"))
         return cfg_fail(ctx, cfg_get_key(train, "steps"), "give either 'epochs' or "
@@ -159,6 +177,7 @@ int cfg_read_train(const cfg_ctx *ctx, const cfg_node *train, const fg_model_spe
         check_synthetic(ctx, cfg_get(train, "dataset"), m) != FG_OK)
         return FG_ERR;
     t->optimizer = (fg_optim_kind)optim;
+    t->memory = (fg_memory_mode)memory;
     t->warmup = warmup;
     t->steps = steps;
     t->seed = (uint64_t)seed;

@@ -103,3 +103,11 @@ TESTS += tests/test_eval
 tests_test_eval_SOURCES = tests/test_eval.c
 tests_test_eval_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_eval_LDADD = $(FG_TEST_LIBS)
+
+# Training memory by inversion against the recorded tape, on every shipped
+# config.
+check_PROGRAMS += tests/test_invert
+TESTS += tests/test_invert
+tests_test_invert_SOURCES = tests/test_invert.c
+tests_test_invert_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_invert_LDADD = $(FG_TEST_LIBS)

@@ -56,6 +56,14 @@ FG_API fg_var *fg_model_bits_per_dim(fg_model *m, fg_graph *g, fg_var *x, const 
  * batch mean of bits/dim alone. */
 FG_API fg_var *fg_model_loss(fg_model *m, fg_graph *g, fg_var *x, const int *y,
                       double *bpd);
+/* The same with a memory mode (train.memory, models/config.h):
+ * FG_MEMORY_STORE is fg_model_loss; FG_MEMORY_INVERT records the flow as
+ * one op whose backward computes each layer's input again by its inverse
+ * (fg_multiscale_encode_invert), filling *stats (may be NULL) then. The
+ * prior, the split priors and the class head are recorded as usual. */
+FG_API fg_var *fg_model_loss_ex(fg_model *m, fg_graph *g, fg_var *x, const int *y,
+                                double *bpd, fg_memory_mode memory,
+                                fg_invert_stats *stats);
 
 /* Condition number above which a plain invertible 1x1 convolution is
  * reported: float32 products lose about log10(cond) of their ~7 digits. */

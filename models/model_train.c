@@ -21,6 +21,7 @@ fg_trainer_options fg_config_trainer_options(const fg_config *cfg, long skip_non
 void fg_model_batches_init(fg_model_batches *b, fg_model *m, const fg_dataset *d, int batch,
                            uint64_t seed)
 {
+    memset(b, 0, sizeof *b);
     b->model = m;
     b->data = d;
     b->seed = seed;
@@ -51,5 +52,5 @@ fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *b
 {
     fg_model_batches *mb = ctx;
     fg_var *x = fg_model_batch_input(mb, g, b);
-    return fg_model_loss(mb->model, g, x, mb->labels, bpd);
+    return fg_model_loss_ex(mb->model, g, x, mb->labels, bpd, mb->memory, &mb->invert);
 }

@@ -34,12 +34,26 @@ FG_API fg_trainer_options fg_config_trainer_options(const fg_config *cfg, long s
 FG_API fg_var *fg_model_input(fg_graph *g, const fg_dataset *d, const int *idx, int n,
                        int n_bits, fg_rng *rng);
 
+/* Steps between the inversion drift figures (fg_invert_stats) that
+ * flowgrad train writes to metrics.csv in train.memory: invert. */
+#define FG_INVERT_DRIFT_EVERY 100
+/* Drift above which flowgrad train warns. Measured drift is float rounding,
+ * about 1e-6 on inputs in [-0.5, 0.5] (BENCHMARKS.md, "Memory by
+ * inversion"); 1e-3 is a quarter of an 8-bit data bin, a thousand times
+ * that: reached only when a layer's inverse amplifies errors (an
+ * ill-conditioned 1x1 convolution, a vanishing scale). The run is not
+ * switched to store on its own, since store may not fit where invert
+ * does; the warning says to. */
+#define FG_INVERT_DRIFT_WARN 1e-3
+
 /* The loss hook of fg_train_run for a flow model on a dataset. */
 typedef struct fg_model_batches {
     fg_model *model;
     const fg_dataset *data;
     uint64_t seed;
     int *labels;               /* room for a batch; owned */
+    fg_memory_mode memory;     /* FG_MEMORY_STORE unless set after init */
+    fg_invert_stats invert;    /* FG_MEMORY_INVERT: the last backward's drift */
 } fg_model_batches;
 FG_API void fg_model_batches_init(fg_model_batches *b, fg_model *m, const fg_dataset *d, int batch,
                            uint64_t seed);

@@ -6,7 +6,10 @@
  * config's shape, each on a fresh graph, and the peaks of the graph's arena
  * and scratch arena give a line a + b * batch. The same is done for sampling
  * 64 images (what flowgrad train writes as sample grids), since at small
- * batches that can be the larger step. To these are added the parameters x 4
+ * batches that can be the larger step. The step is measured in the memory
+ * mode asked for (train.memory): in invert mode the flow's activations are
+ * not kept and the peak is one layer's recorded graph plus a few tensors of
+ * the chain's width, still linear in the batch. To these are added the parameters x 4
  * bytes x (value, gradient, 2 optimizer moments, EMA copy when configured),
  * the dataset as loaded (uint8 images and labels, and the epoch
  * permutation), and a fixed allowance for the process itself and BLIS
@@ -39,6 +42,7 @@ typedef struct fg_train_memory {
     double sample_bytes;      /* the same for sampling 64 images, no gradients */
     size_t params;
     int copies;               /* 4-byte copies per parameter */
+    fg_memory_mode memory;    /* the training mode measured (train.memory) */
     double dataset_bytes;
     /* at a batch size */
     int batch;
@@ -59,6 +63,10 @@ FG_API int fg_train_memory_check_build(const fg_config *cfg);
  * would not fit (fg_train_memory_check_build). */
 FG_API int fg_train_memory_measure(const fg_config *cfg, int use_ema, double dataset_bytes,
                          fg_train_memory *m);
+/* The same for a given memory mode instead of the config's train.memory
+ * (store when it has no train: section). */
+FG_API int fg_train_memory_measure_mode(const fg_config *cfg, fg_memory_mode mode, int use_ema,
+                                        double dataset_bytes, fg_train_memory *m);
 /* Fills the batch-dependent fields. */
 FG_API void fg_train_memory_at(fg_train_memory *m, int batch);
 /* Bytes held by a loaded split: images, labels and the permutation of an epoch. */
@@ -80,7 +88,7 @@ FG_API int fg_train_memory_check(const fg_config *cfg, int batch, const fg_datas
                        const fg_dataset *test, fg_train_memory *m);
 /* "1.23 GiB", "45.6 MiB", "789 KiB" into buf. */
 FG_API const char *fg_train_memory_human(double bytes, char *buf, size_t n);
-/* The breakdown, as lines of text or as JSON fields (no braces). */
+/* The breakdown, as lines of text or as one JSON object. */
 FG_API void fg_train_memory_print(const fg_train_memory *m, FILE *f);
 FG_API void fg_train_memory_print_json(const fg_train_memory *m, FILE *f);
 

@@ -121,3 +121,18 @@ size_t fg_arena_peak(const fg_arena *a)
 {
     return a->peak;
 }
+
+fg_arena_mark fg_arena_mark_now(const fg_arena *a)
+{
+    return (fg_arena_mark){a->cur, a->offset, a->used};
+}
+
+void fg_arena_rewind(fg_arena *a, const fg_arena_mark *m)
+{
+    FG_CHECK(m->used <= a->used, "arena_rewind",
+             "the mark (%zu bytes in use) is later than the arena (%zu): it was taken "
+             "before a reset or rewound past", m->used, a->used);
+    a->cur = m->chunk;
+    a->offset = m->offset;
+    a->used = m->used;
+}

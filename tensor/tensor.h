@@ -69,6 +69,16 @@ FG_API void fg_arena_reset(fg_arena *a);
 FG_API size_t fg_arena_used(const fg_arena *a);     /* bytes handed out since reset */
 FG_API size_t fg_arena_reserved(const fg_arena *a); /* bytes held from the system */
 FG_API size_t fg_arena_peak(const fg_arena *a);     /* most bytes ever in use */
+/* A position in an arena: rewinding to it gives back everything allocated
+ * after it (in O(1), keeping the memory), so a loop of sub-steps inside one
+ * step reuses the same bytes. Pointers from before the mark stay valid;
+ * pointers from after it must not be used again. */
+typedef struct fg_arena_mark {
+    void *chunk;
+    size_t offset, used;
+} fg_arena_mark;
+FG_API fg_arena_mark fg_arena_mark_now(const fg_arena *a);
+FG_API void fg_arena_rewind(fg_arena *a, const fg_arena_mark *m);
 
 /* ---------------------------------------------------------------- tensors */
 

@@ -463,6 +463,82 @@ START_TEST(test_forward_values)
 }
 END_TEST
 
+/* A custom op whose rule records its piece again in a segment, walks only
+ * that segment and rewinds it: gradients equal those of the same ops
+ * recorded directly, whichever of its outputs the loss uses, and the tape
+ * and the arena are back where the rule found them. */
+typedef struct custom_ctx {
+    fg_var *x, *w;
+    size_t nodes_after, used_after;
+    int calls;
+} custom_ctx;
+
+static void custom_rule(fg_graph *g, void *vctx, fg_var **outs, int n)
+{
+    custom_ctx *c = vctx;
+    ck_assert_int_eq(n, 2);
+    c->calls++;
+    size_t nodes = fg_graph_nodes(g), used = fg_arena_used(fg_graph_arena(g));
+    fg_graph_mark m = fg_graph_mark_now(g);
+    int was = fg_set_grad_enabled(g, 1);
+    fg_var *y = fg_mul(g, c->x, c->w), *e = fg_exp(g, c->w);
+    fg_var *vars[2] = {y, e};
+    const float *seeds[2] = {outs[0]->grad, outs[1]->grad};
+    fg_backward_since(g, &m, vars, seeds, 2);
+    fg_set_grad_enabled(g, was);
+    fg_graph_rewind(g, &m);
+    c->nodes_after = fg_graph_nodes(g) - nodes;
+    c->used_after = fg_arena_used(fg_graph_arena(g)) - used;
+}
+
+START_TEST(test_custom_op_segments)
+{
+    int s[1] = {3};
+    const float xv[3] = {0.5f, -1.25f, 2.0f}, wv[3] = {0.3f, 0.7f, -0.4f};
+    fg_graph *g = fg_graph_create();
+    fg_var *w = fg_leaf_new(1, s, 1);
+    memcpy(w->t.data, wv, sizeof wv);
+    for (int use_first = 0; use_first < 2; use_first++) {
+        /* recorded directly */
+        fg_graph_reset(g);
+        fg_zero_grad(w);
+        fg_var *x = fg_const_wrap(g, (float *)xv, 1, s);
+        fg_var *e = fg_sum(g, fg_exp(g, w));
+        fg_var *loss = use_first ? fg_add(g, fg_sum(g, fg_square(g, fg_mul(g, x, w))), e) : e;
+        fg_backward(g, loss);
+        float want[3];
+        memcpy(want, w->grad, sizeof want);
+        double want_loss = loss->t.data[0];
+        /* through the custom op */
+        fg_graph_reset(g);
+        fg_zero_grad(w);
+        custom_ctx c = {fg_const_wrap(g, (float *)xv, 1, s), w, 1, 1, 0};
+        int was = fg_set_grad_enabled(g, 0);
+        fg_var *outs[2] = {fg_mul(g, c.x, w), fg_exp(g, w)};
+        fg_set_grad_enabled(g, was);
+        fg_custom_op(g, "test custom", outs, 2, custom_rule, &c);
+        e = fg_sum(g, outs[1]);
+        loss = use_first ? fg_add(g, fg_sum(g, fg_square(g, outs[0])), e) : e;
+        ck_assert_double_eq(loss->t.data[0], want_loss);
+        fg_backward(g, loss);
+        ck_assert_int_eq(c.calls, 1);
+        ck_assert_uint_eq(c.nodes_after, 0);
+        ck_assert_uint_eq(c.used_after, 0);
+        for (int i = 0; i < 3; i++)
+            ck_assert_float_eq(w->grad[i], want[i]);
+    }
+    /* without gradients nothing is recorded */
+    fg_graph_reset(g);
+    int was = fg_set_grad_enabled(g, 0);
+    fg_var *o[1] = {fg_exp(g, w)};
+    fg_custom_op(g, "test custom", o, 1, custom_rule, NULL);
+    ck_assert_uint_eq(fg_graph_nodes(g), 0);
+    fg_set_grad_enabled(g, was);
+    fg_leaf_free(w);
+    fg_graph_destroy(g);
+}
+END_TEST
+
 /* A (1, 1, 2, 4) plane: two 2x2 windows, hand-computed results. A tie in
  * the second window sends the gradient to its first maximum only. */
 START_TEST(test_pool_values)
@@ -781,6 +857,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, test_gradcheck_detects_wrong_gradient);
     tcase_add_test(tc, test_gradcheck_direction_model);
     tcase_add_test(tc, test_flat_memory);
+    tcase_add_test(tc, test_custom_op_segments);
     suite_add_tcase(s, tc);
     return s;
 }

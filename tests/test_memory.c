@@ -75,14 +75,21 @@ static double json_number(const char *text, const char *key)
  * this tiny model would be gnuplot's (about 25 MB), not flowgrad's. */
 static const char *one_thread[] = {"FLOWGRAD_THREADS=1", "GNUPLOT=/nonexistent/gnuplot", NULL};
 
-/* Estimated total bytes (JSON) of config at batch, one compute thread. */
-static double estimate(const char *cfg, int batch, double *params, double *fields)
+/* Estimated total bytes (JSON) of config at batch, one compute thread, in
+ * the config's memory mode or (invert) in train.memory: invert. */
+static double estimate_mode(const char *cfg, int batch, int invert, double *params,
+                            double *fields)
 {
     char b[32];
     snprintf(b, sizeof b, "%d", batch);
     const char *argv[] = {"flowgrad", "info", cfg, "--batch", b, "--json", NULL};
     ck_assert_int_eq(run_flowgrad(one_thread, argv, NULL), 0);
     const char *text = output();
+    ck_assert_ptr_nonnull(strstr(text, "\"memory\": {\"mode\": \"store\""));
+    if (invert) {
+        text = strstr(text, "\"memory_invert\": {\"mode\": \"invert\"");
+        ck_assert_ptr_nonnull(text);
+    }
     if (params)
         *params = json_number(text, "parameters");
     if (fields)
@@ -94,6 +101,11 @@ static double estimate(const char *cfg, int batch, double *params, double *field
     return json_number(text, "total_bytes");
 }
 
+static double estimate(const char *cfg, int batch, double *params, double *fields)
+{
+    return estimate_mode(cfg, batch, 0, params, fields);
+}
+
 START_TEST(estimate_matches_peak_rss)
 {
     setup();
@@ -103,20 +115,23 @@ START_TEST(estimate_matches_peak_rss)
     return;
 #endif
     static const int batches[2] = {16, 256};
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 4; i++) {
+        int batch = batches[i % 2], invert = i / 2;
         char b[32], dir[512];
-        snprintf(b, sizeof b, "%d", batches[i]);
-        snprintf(dir, sizeof dir, "%s/run%d", tmpdir, batches[i]);
+        snprintf(b, sizeof b, "%d", batch);
+        snprintf(dir, sizeof dir, "%s/run%d-%d", tmpdir, batch, invert);
         const char *argv[] = {"flowgrad", "train", config, "--batch", b, "--steps", "3",
-                              "--threads", "1", "--out", dir, NULL};
+                              "--threads", "1", "--memory", invert ? "invert" : "store",
+                              "--out", dir, NULL};
         double rss;
         ck_assert_int_eq(run_flowgrad(one_thread, argv, &rss), 0);
-        double est = estimate(config, batches[i], NULL, NULL);
+        double est = estimate_mode(config, batch, invert, NULL, NULL);
         /* The estimate guards against running out of memory, so it must not
          * fall below what the run takes; on this tiny model the fixed
          * runtime allowance dominates, and keeps it within a factor of 2. */
         ck_assert_msg(est >= rss && est <= 2.0 * rss,
-                      "batch %d: estimate %.0f bytes, peak RSS %.0f bytes", batches[i], est, rss);
+                      "batch %d, %s: estimate %.0f bytes, peak RSS %.0f bytes", batch,
+                      invert ? "invert" : "store", est, rss);
     }
 }
 END_TEST

@@ -962,6 +962,27 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* A rewind gives back what was allocated after the mark, across chunks,
+ * and the next allocation reuses it; the peak remembers. */
+START_TEST(test_arena_mark_rewind)
+{
+    fg_arena *a = fg_arena_create(4096);
+    fg_arena_alloc(a, 100);
+    fg_arena_mark m = fg_arena_mark_now(a);
+    size_t used = fg_arena_used(a);
+    char *p = fg_arena_alloc(a, 1000);
+    fg_arena_alloc(a, 10000);   /* a second chunk */
+    size_t peak = fg_arena_peak(a), reserved = fg_arena_reserved(a);
+    fg_arena_rewind(a, &m);
+    ck_assert_uint_eq(fg_arena_used(a), used);
+    ck_assert_ptr_eq(fg_arena_alloc(a, 1000), p);
+    fg_arena_alloc(a, 10000);
+    ck_assert_uint_eq(fg_arena_peak(a), peak);
+    ck_assert_uint_eq(fg_arena_reserved(a), reserved);
+    fg_arena_destroy(a);
+}
+END_TEST
+
 Suite *fg_test_suite(void)
 {
     Suite *s = suite_create("tensor");
@@ -1007,6 +1028,7 @@ Suite *fg_test_suite(void)
     tc = fg_tcase("memory");
     tcase_add_test(tc, test_arena_flat);
     tcase_add_test(tc, test_arena_large_block);
+    tcase_add_test(tc, test_arena_mark_rewind);
     tcase_add_test(tc, test_tensor_helpers);
     tcase_add_test(tc, test_thread_setting);
     tcase_add_test(tc, test_errors);

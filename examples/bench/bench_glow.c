@@ -20,7 +20,7 @@
 
 typedef struct opts {
     int K, L, hidden, batch, threads, steps, sample, lu, learn_top, seed;
-    const char *coupling, *permutation, *data;
+    const char *coupling, *permutation, *data, *memory;
     double lr, temperature;
     int warmup;
 } opts;
@@ -37,12 +37,15 @@ static void usage(FILE *f)
           "  --sample N --temperature T     also time sampling N images (default 0, 0.7)\n"
           "  --lr X --warmup N --seed N     (default 1e-3, 200, 0)\n"
           "  --data DIR                     Fashion-MNIST IDX files (default Debian's)\n"
+          "  --memory store|invert          training memory mode (default store; see\n"
+          "                                 train.memory in models/config.h)\n"
           "Prints one JSON line.\n", f);
 }
 
 static int parse(int argc, char **argv, opts *o)
 {
-    *o = (opts){8, 2, 128, 64, 2, 20, 0, 1, 1, 0, "affine", "invconv", NULL, 1e-3, 0.7, 200};
+    *o = (opts){8, 2, 128, 64, 2, 20, 0, 1, 1, 0, "affine", "invconv", NULL, "store", 1e-3, 0.7,
+                200};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int *iv = !strcmp(a, "--K") ? &o->K : !strcmp(a, "--L") ? &o->L
@@ -65,6 +68,7 @@ static int parse(int argc, char **argv, opts *o)
         } else if (!strcmp(a, "--coupling")) { o->coupling = v; i++; }
         else if (!strcmp(a, "--permutation")) { o->permutation = v; i++; }
         else if (!strcmp(a, "--data")) { o->data = v; i++; }
+        else if (!strcmp(a, "--memory")) { o->memory = v; i++; }
         else if (!strcmp(a, "--lr")) { o->lr = atof(v); i++; }
         else if (!strcmp(a, "--temperature")) { o->temperature = atof(v); i++; }
         else { fprintf(stderr, "bench_glow: unknown option %s (see --help)\n", a); return -1; }
@@ -108,6 +112,11 @@ int main(int argc, char **argv)
     fg_config *cfg;
     fg_model *m;
     fg_dataset train;
+    fg_memory_mode memory;
+    if (fg_memory_mode_parse(o.memory, &memory) != FG_OK) {
+        fprintf(stderr, "bench_glow: --memory: %s\n", fg_last_error());
+        return 2;
+    }
     if (fg_config_load_string(yaml, strlen(yaml), "bench_glow options", &cfg) != FG_OK ||
         fg_model_build(&cfg->model, (uint64_t)o.seed, &m) != FG_OK ||
         fg_dataset_load_mnist_dir(&train, o.data, 1) != FG_OK) {
@@ -136,7 +145,8 @@ int main(int argc, char **argv)
         if (fg_batch_iter_next(&it, idx) < o.batch) fg_batch_iter_next(&it, idx);
         fg_dequantize(&train, idx, o.batch, 8, &rng, x);
         fg_state_list_zero_grad(&m->state);
-        fg_var *loss = fg_model_loss(m, g, fg_const_wrap(g, x, 4, shape), NULL, NULL);
+        fg_var *loss = fg_model_loss_ex(m, g, fg_const_wrap(g, x, 4, shape), NULL, NULL, memory,
+                                        NULL);
         fg_backward(g, loss);
         fg_optim_step(&opt, fg_lr_warmup(o.lr, step + 1, o.warmup));
         loss_last = loss->t.data[0];
@@ -149,10 +159,11 @@ int main(int argc, char **argv)
     double flops = fg_model_spec_flops(&cfg->model);
 
     printf("{\"peer\": \"flowgrad\", \"K\": %d, \"L\": %d, \"hidden\": %d, \"coupling\": \"%s\", "
-           "\"permutation\": \"%s\", \"lu\": %s, \"batch\": %d, \"threads\": %d, \"steps\": %d, "
+           "\"permutation\": \"%s\", \"lu\": %s, \"memory\": \"%s\", \"batch\": %d, \"threads\": %d, \"steps\": %d, "
            "\"train_step_s\": %.6f, \"train_img_per_s\": %.3f, \"train_gflop_per_s\": %.2f, "
            "\"forward_gflop_per_image\": %.5f, \"loss_first\": %.6f, \"loss_last\": %.6f",
-           o.K, o.L, o.hidden, o.coupling, o.permutation, o.lu ? "true" : "false", o.batch,
+           o.K, o.L, o.hidden, o.coupling, o.permutation, o.lu ? "true" : "false",
+           fg_memory_mode_name(memory), o.batch,
            o.threads, o.steps + 1, train_s, o.batch / train_s,
            /* a training step is a forward and a backward of about twice
             * its cost, as in the yardstick's flops.py */
