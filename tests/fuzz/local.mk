@@ -12,7 +12,7 @@ FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS = -std=c11 -g -O1 -fno-omit-frame-pointer -fopenmp=libgomp -w \
 	$(FUZZ_SAN) -fsanitize=fuzzer-no-link
 FUZZ_CPPFLAGS = $(AM_CPPFLAGS)
-FUZZ_LIBS = $(BLIS_LIBS) $(YAML_LIBS) $(ZLIB_LIBS) $(PNG_LIBS) $(MPI_LIBS) -lgomp -lm -lpthread
+FUZZ_LIBS = $(BLIS_LIBS) $(YAML_LIBS) $(ZLIB_LIBS) $(PNG_LIBS) $(JPEG_LIBS) $(MPI_LIBS) -lgomp -lm -lpthread
 FUZZ_TARGETS = config safetensors idx cifar checkpoint
 EXTRA_DIST += tests/fuzz/local.mk tests/fuzz/fuzz_mem.h tests/fuzz/fuzz_config.c \
 	tests/fuzz/fuzz_safetensors.c tests/fuzz/fuzz_idx.c tests/fuzz/fuzz_cifar.c \
