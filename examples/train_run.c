@@ -187,6 +187,7 @@ int train_run_loop(train_run *r)
         fprintf(r->metrics, "step,epoch,train_bpd,test_bpd,lr,img_per_s,elapsed_s,grad_norm\n");
     fg_model_batches_init(&r->batches, r->model, &r->train, r->cfg->train.batch,
                           r->cfg->train.seed);
+    r->batches.flip = r->cfg->train.flip;
     fg_train_hooks h = {.ctx = r, .loss = batch_loss, .after_step = after_step,
                         .end_of_epoch = end_of_epoch, .stop = stop_requested};
     int rc = fg_train_run(&r->tr, &r->it, &r->plan, &h, &r->stopped_by);

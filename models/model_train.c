@@ -20,6 +20,7 @@ void fg_model_batches_init(fg_model_batches *b, fg_model *m, const fg_dataset *d
     b->model = m;
     b->data = d;
     b->seed = seed;
+    b->flip = 0;
     b->labels = fg_xmalloc((size_t)(batch > 0 ? batch : 1) * sizeof *b->labels,
                            "batch labels");
 }
@@ -30,11 +31,9 @@ void fg_model_batches_free(fg_model_batches *b)
     memset(b, 0, sizeof *b);
 }
 
-fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd)
+fg_var *fg_model_batch_input(const fg_model_batches *mb, fg_graph *g, const fg_batch *b)
 {
-    fg_model_batches *mb = ctx;
     const fg_dataset *d = mb->data;
-    fg_dataset_labels(d, b->idx, b->n, mb->labels);
     fg_rng noise;
     fg_rng_seed_stream(&noise, mb->seed, FG_STREAM_NOISE + (uint64_t)b->step);
     /* fg_dequantize draws one uniform per value, image by image, and the
@@ -42,5 +41,20 @@ fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *b
      * process would draw for these images of the global batch. */
     noise.counter += (uint64_t)b->first * d->c * d->h * d->w;
     fg_var *x = fg_model_input(g, d, b->idx, b->n, mb->model->n_bits, &noise);
+    if (mb->flip) {
+        /* One draw per image, indexed the same way. */
+        fg_rng coin;
+        fg_rng_seed_stream(&coin, mb->seed, FG_STREAM_FLIP + (uint64_t)b->step);
+        coin.counter += (uint64_t)b->first;
+        fg_flip_random(x->t.data, b->n, d->c, d->h, d->w, &coin);
+    }
+    return x;
+}
+
+fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd)
+{
+    fg_model_batches *mb = ctx;
+    fg_dataset_labels(mb->data, b->idx, b->n, mb->labels);
+    fg_var *x = fg_model_batch_input(mb, g, b);
     return fg_model_loss(mb->model, g, x, mb->labels, bpd);
 }

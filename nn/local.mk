@@ -13,6 +13,13 @@ tests_test_nn_SOURCES = tests/test_nn.c
 tests_test_nn_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_nn_LDADD = $(FG_TEST_LIBS) $(ZLIB_LIBS) $(PNG_LIBS)
 
+# Image files and folders as datasets; a config that trains on one.
+check_PROGRAMS += tests/test_image_folder
+TESTS += tests/test_image_folder
+tests_test_image_folder_SOURCES = tests/test_image_folder.c
+tests_test_image_folder_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_image_folder_LDADD = $(FG_TEST_LIBS) $(ZLIB_LIBS) $(PNG_LIBS) $(JPEG_LIBS)
+
 # Data-parallel training over MPI (a one-process stand-in without it).
 libflowgrad_core_la_SOURCES += nn/distributed.c nn/distributed_shard.c
 
