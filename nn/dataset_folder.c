@@ -75,6 +75,18 @@ static int cache_writable(const char *dir, const fg_folder_options *o, char *why
     return ok;
 }
 
+/* Whether a file is no longer what the scan saw: the cache's fingerprint
+ * is the scan's, so pixels decoded from a newer file must not be cached
+ * under it. */
+static int changed_since_scan(const folder_file *f, const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return 1;
+    return (int64_t)sb.st_size != f->size || (int64_t)sb.st_mtim.tv_sec != f->mtime_s ||
+           (int64_t)sb.st_mtim.tv_nsec != f->mtime_ns;
+}
+
 /* Decodes the wanted files of s; a bad one is an error or left out. */
 static int decode(const folder_scan *s, const fg_folder_options *o, const unsigned char *want,
                   folder_images *im)
@@ -103,6 +115,13 @@ static int decode(const folder_scan *s, const fg_folder_options *o, const unsign
         if (rc == FG_OK) {
             rc = fg_image_fit(&img, o->c, o->h, o->w, o->resize, im->images + (size_t)im->n * D);
             fg_image_free(&img);
+        }
+        if (changed_since_scan(&s->f[i], path)) {
+            fg_error("%s: changed while the folder was read (its size or time is not what the "
+                     "scan saw); rerun once nothing writes to the folder", path);
+            free(path);
+            fg_folder_images_free(im);
+            return FG_ERR;
         }
         free(path);
         if (rc == FG_OK) {
