@@ -135,7 +135,9 @@ static void write_marked(const char *rel, int w, int h, uint8_t value, uint8_t i
     write_gray_png(at(rel), w, h, px);
 }
 
-static void write_jpeg(const char *path, int w, int h, int c, const uint8_t *px, int quality)
+/* Baseline unless progressive; c = 4 writes CMYK. */
+static void write_jpeg_as(const char *path, int w, int h, int c, const uint8_t *px, int quality,
+                          int progressive)
 {
     FILE *f = fopen(path, "wb");
     ck_assert_ptr_nonnull(f);
@@ -147,9 +149,11 @@ static void write_jpeg(const char *path, int w, int h, int c, const uint8_t *px,
     cinfo.image_width = (JDIMENSION)w;
     cinfo.image_height = (JDIMENSION)h;
     cinfo.input_components = c;
-    cinfo.in_color_space = c == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    cinfo.in_color_space = c == 1 ? JCS_GRAYSCALE : c == 4 ? JCS_CMYK : JCS_RGB;
     jpeg_set_defaults(&cinfo);
     jpeg_set_quality(&cinfo, quality, TRUE);
+    if (progressive)
+        jpeg_simple_progression(&cinfo);
     jpeg_start_compress(&cinfo, TRUE);
     while (cinfo.next_scanline < cinfo.image_height) {
         JSAMPROW row = (JSAMPROW)px + (size_t)cinfo.next_scanline * w * c;
@@ -158,6 +162,11 @@ static void write_jpeg(const char *path, int w, int h, int c, const uint8_t *px,
     jpeg_finish_compress(&cinfo);
     jpeg_destroy_compress(&cinfo);
     ck_assert_int_eq(fclose(f), 0);
+}
+
+static void write_jpeg(const char *path, int w, int h, int c, const uint8_t *px, int quality)
+{
+    write_jpeg_as(path, w, h, c, px, quality, 0);
 }
 
 /* Options for an 8-bit gray or RGB folder at h x w, notes into log. */
@@ -364,7 +373,8 @@ START_TEST(png_layouts_decode)
 END_TEST
 
 /* JPEG is lossy: a smooth image at quality 95 comes back within a few
- * levels, gray as one channel and colour as three. */
+ * levels, gray as one channel and colour as three, baseline or
+ * progressive; CMYK is refused with what to do. */
 START_TEST(jpeg_decodes)
 {
     make_root();
@@ -389,6 +399,17 @@ START_TEST(jpeg_decodes)
     for (int i = 0; i < W * H * 3; i++)
         ck_assert_int_le(abs(im.px[i] - rgb[i]), 4);
     fg_image_free(&im);
+    write_jpeg_as(at("p.jpg"), W, H, 3, rgb, 95, 1);
+    ck_assert_msg(fg_image_read(&im, at("p.jpg")) == FG_OK, "%s", fg_last_error());
+    ck_assert(im.w == W && im.h == H && im.c == 3);
+    for (int i = 0; i < W * H * 3; i++)
+        ck_assert_int_le(abs(im.px[i] - rgb[i]), 4);
+    fg_image_free(&im);
+    uint8_t cmyk[W * H * 4];
+    memset(cmyk, 100, sizeof cmyk);
+    write_jpeg_as(at("cmyk.jpg"), W, H, 4, cmyk, 90, 0);
+    ck_assert_int_eq(fg_image_read(&im, at("cmyk.jpg")), FG_ERR);
+    assert_error_has("cmyk.jpg: a CMYK JPEG, which is not read", "convert it to RGB");
     remove_root();
 }
 END_TEST
