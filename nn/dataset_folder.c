@@ -153,7 +153,8 @@ static int load_images(const folder_scan *s, const fg_folder_options *o,
     int use_cache = !o->no_cache;
     char why[1024];
     if (use_cache) {
-        if (fg_folder_cache_read(s, o, im, why, sizeof why) == FG_OK) {
+        folder_cache_state cache = fg_folder_cache_read(s, o, im, why, sizeof why);
+        if (cache == FOLDER_CACHE_HIT) {
             *how = "from its cache";
             if (im->n_skipped && o->on_bad_file == FG_BAD_FILE_REFUSE) {
                 const char *bad = s->f[im->skipped[0]].rel;
@@ -168,7 +169,7 @@ static int load_images(const folder_scan *s, const fg_folder_options *o,
                      s->dir, s->f[im->skipped[0]].rel);
             return FG_OK;
         }
-        if (strcmp(why, "no cache yet"))
+        if (cache == FOLDER_CACHE_STALE)
             note(o, "%s: %s; rebuilding it", s->dir, why);
         if (!cache_writable(s->dir, o, why, sizeof why)) {
             note_no_cache(o, s->dir, why);

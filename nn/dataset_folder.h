@@ -44,12 +44,13 @@ void fg_folder_images_free(folder_images *im);
 uint64_t fg_fnv1a(uint64_t h, const void *p, size_t n);
 
 /* The cache of a scan at o's shape and resize rule: its path, its
- * fingerprint, and reading and writing it. Read returns FG_OK on a hit;
- * on a miss it says why in why (no file, changed folder, damaged file). */
+ * fingerprint, and reading and writing it. A stale cache (changed folder,
+ * damaged or foreign file) says why in why. */
+typedef enum { FOLDER_CACHE_HIT, FOLDER_CACHE_ABSENT, FOLDER_CACHE_STALE } folder_cache_state;
 char *fg_folder_cache_path(const char *dir, const fg_folder_options *o);
 uint64_t fg_folder_fingerprint(const folder_scan *s, const fg_folder_options *o);
-int fg_folder_cache_read(const folder_scan *s, const fg_folder_options *o, folder_images *im,
-                         char *why, size_t n_why);
+folder_cache_state fg_folder_cache_read(const folder_scan *s, const fg_folder_options *o,
+                                        folder_images *im, char *why, size_t n_why);
 int fg_folder_cache_write(const folder_scan *s, const fg_folder_options *o,
                           const folder_images *im);
 

@@ -78,20 +78,19 @@ static int *copy_ints(const int32_t *v, int n)
     return out;
 }
 
-int fg_folder_cache_read(const folder_scan *s, const fg_folder_options *o, folder_images *im,
-                         char *why, size_t n_why)
+folder_cache_state fg_folder_cache_read(const folder_scan *s, const fg_folder_options *o,
+                                        folder_images *im, char *why, size_t n_why)
 {
     memset(im, 0, sizeof *im);
     char *path = fg_folder_cache_path(s->dir, o);
     struct stat sb;
     if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        snprintf(why, n_why, "no cache yet");
         free(path);
-        return FG_ERR;
+        return FOLDER_CACHE_ABSENT;
     }
     fg_safetensors st;
     fg_st_init(&st);
-    int rc = FG_ERR;
+    folder_cache_state rc = FOLDER_CACHE_STALE;
     if (fg_st_read(&st, path) != FG_OK) {
         snprintf(why, n_why, "its cache is damaged (%s)", fg_last_error());
         goto out;
@@ -128,7 +127,7 @@ int fg_folder_cache_read(const folder_scan *s, const fg_folder_options *o, folde
     im->file = copy_ints(file, n);
     im->n_skipped = n_skipped;
     im->skipped = copy_ints(skipped, n_skipped);
-    rc = FG_OK;
+    rc = FOLDER_CACHE_HIT;
 out:
     fg_st_free(&st);
     free(path);
