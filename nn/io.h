@@ -166,7 +166,8 @@ FG_API int fg_image_fit(const fg_image *img, int c, int h, int w, fg_resize_kind
  * fg_folder_in_test_split(its relative path) holds (about 10 %), so adding
  * or removing files never moves the others between splits. With one, the
  * folder is all training data and the test folder all test data, labeled
- * by the training folder's classes (each of its subfolders must be one).
+ * by the training folder's classes (each class folder of the test folder
+ * must be one of them).
  *
  * Cache: the first load writes every decoded image of a folder to
  * DIR/.flowgrad-cache-HxWxC.safetensors (atomically), with a fingerprint of
@@ -185,7 +186,7 @@ typedef struct fg_folder_options {
                                        skip: bad files are left out, listed */
     const char *test_dir;           /* NULL: split the folder by the rule */
     int no_cache;                   /* neither read nor write the cache */
-    double max_bytes;               /* images larger are refused; < 0: no limit */
+    double max_bytes;               /* more decoded bytes are refused; < 0: no limit */
     FILE *log;                      /* classes, cache and skipped files; NULL: quiet */
 } fg_folder_options;
 /* "FNV-1a 64 of the relative path, SplitMix64-finalized, mod 100 < 10". */
