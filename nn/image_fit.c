@@ -95,20 +95,23 @@ static int64_t div_round(int64_t num, int64_t den)
 }
 
 /* Row y of the crop, columns x0 .. x0 + n - 1, as c planes of n bytes:
- * alpha composited over black, luma by BT.601 weights, each rounded. */
+ * alpha composited over white (transparent icons and logos are drawn for
+ * light backgrounds; over black their dark strokes would vanish), luma by
+ * BT.601 weights, each rounded. */
 static void convert_row(const fg_image *img, long y, long x0, long n, int c, uint8_t *dst)
 {
     const uint8_t *p = img->px + ((size_t)y * img->w + (size_t)x0) * img->c;
     int has_alpha = img->c == 2 || img->c == 4, gray = img->c <= 2;
     for (long x = 0; x < n; x++, p += img->c) {
         int64_t r = p[0], g = gray ? p[0] : p[1], b = gray ? p[0] : p[2];
-        int64_t alpha = has_alpha ? p[img->c - 1] : 255;
+        int64_t alpha = has_alpha ? p[img->c - 1] : 255, white = 255 * (255 - alpha);
         if (c == 1) {
-            dst[x] = (uint8_t)div_round((299 * r + 587 * g + 114 * b) * alpha, 1000 * 255);
+            dst[x] = (uint8_t)div_round((299 * r + 587 * g + 114 * b) * alpha + 1000 * white,
+                                        1000 * 255);
         } else {
-            dst[x] = (uint8_t)div_round(r * alpha, 255);
-            dst[n + x] = (uint8_t)div_round(g * alpha, 255);
-            dst[2 * n + x] = (uint8_t)div_round(b * alpha, 255);
+            dst[x] = (uint8_t)div_round(r * alpha + white, 255);
+            dst[n + x] = (uint8_t)div_round(g * alpha + white, 255);
+            dst[2 * n + x] = (uint8_t)div_round(b * alpha + white, 255);
         }
     }
 }

@@ -147,7 +147,7 @@ FG_API const char *fg_resize_kind_name(fg_resize_kind k);
 /* img as c x h x w uint8 (C, H, W) into out: the centred crop of the
  * largest rectangle with the aspect w:h, then channels (c = 1: luma
  * 0.299 R + 0.587 G + 0.114 B; c = 3: gray copied to R, G and B; alpha
- * composited over black), rounded to bytes, then resized and rounded again
+ * composited over white), rounded to bytes, then resized and rounded again
  * (half up). FG_ERR for c other than 1 or 3 or a size below 1. */
 FG_API int fg_image_fit(const fg_image *img, int c, int h, int w, fg_resize_kind resize,
                         uint8_t *out);

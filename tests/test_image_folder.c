@@ -288,10 +288,10 @@ START_TEST(centre_crop_to_aspect)
 }
 END_TEST
 
-/* Luma by BT.601 weights, alpha over black, gray copied to RGB:
+/* Luma by BT.601 weights, alpha over white, gray copied to RGB:
  * (200, 100, 50) -> (299*200 + 587*100 + 114*50) / 1000 = 124.2 -> 124;
- * with alpha 128: 124.2 * 128 / 255 = 62.34 -> 62, and as RGB
- * 200*128/255 = 100.39 -> 100, 50.2 -> 50, 25.1 -> 25. */
+ * with alpha 128 over white: 124.2 * 128 / 255 + 127 = 189.34 -> 189, and
+ * as RGB 200*128/255 + 127 = 227.39 -> 227, 177.2 -> 177, 152.1 -> 152. */
 START_TEST(channel_conversion_by_hand)
 {
     uint8_t out[3];
@@ -304,16 +304,16 @@ START_TEST(channel_conversion_by_hand)
     ck_assert_int_eq(fg_image_fit(&rgb, 3, 1, 1, FG_RESIZE_AREA, out), FG_OK);
     ck_assert_mem_eq(out, ((uint8_t[]){200, 100, 50}), 3);
     ck_assert_int_eq(fg_image_fit(&rgba, 1, 1, 1, FG_RESIZE_AREA, out), FG_OK);
-    ck_assert_int_eq(out[0], 62);
+    ck_assert_int_eq(out[0], 189);
     ck_assert_int_eq(fg_image_fit(&rgba, 3, 1, 1, FG_RESIZE_AREA, out), FG_OK);
-    ck_assert_mem_eq(out, ((uint8_t[]){100, 50, 25}), 3);
+    ck_assert_mem_eq(out, ((uint8_t[]){227, 177, 152}), 3);
     ck_assert_int_eq(fg_image_fit(&gray, 3, 1, 1, FG_RESIZE_AREA, out), FG_OK);
     ck_assert_mem_eq(out, ((uint8_t[]){77, 77, 77}), 3);
     ck_assert_int_eq(fg_image_fit(&gray, 1, 1, 1, FG_RESIZE_AREA, out), FG_OK);
     ck_assert_int_eq(out[0], 77);
-    /* 77 * 51 / 255 = 15.4 -> 15 */
+    /* 77 * 51 / 255 + 204 = 219.4 -> 219 */
     ck_assert_int_eq(fg_image_fit(&ga, 1, 1, 1, FG_RESIZE_AREA, out), FG_OK);
-    ck_assert_int_eq(out[0], 15);
+    ck_assert_int_eq(out[0], 219);
     ck_assert_int_eq(fg_image_fit(&rgb, 2, 1, 1, FG_RESIZE_AREA, out), FG_ERR);
     assert_error_has("2 channels", "expected 1 (gray) or 3 (RGB)");
     fg_image_free(&rgb);
