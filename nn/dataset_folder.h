@@ -38,6 +38,14 @@ typedef struct folder_images {
     int *skipped;
 } folder_images;
 void fg_folder_images_free(folder_images *im);
+/* The images of s that want marks, from the cache when it matches, else
+ * decoded (all of them when the cache is to be written); *how says which
+ * ("from its cache", "decoded", "decoded and cached"). */
+int fg_folder_images_load(const folder_scan *s, const fg_folder_options *o,
+                          const unsigned char *want, folder_images *im, const char **how);
+/* A line to o->log (nothing without one). */
+void fg_folder_note(const fg_folder_options *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* 64-bit FNV-1a over n bytes, continuing from h (FG_FNV1A_START first). */
 #define FG_FNV1A_START 0xcbf29ce484222325ULL

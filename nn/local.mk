@@ -5,7 +5,8 @@ libflowgrad_core_la_SOURCES += \
 	nn/json.h nn/json.c nn/atomic_file.c nn/atomic_stale.c nn/safetensors.c nn/safetensors_read.c \
 	nn/dataset.c nn/dataset_idx.c nn/dataset_cifar.c nn/dataset_synthetic.c \
 	nn/png.c nn/jpeg.c nn/image.c nn/image_codecs.h nn/image_fit.c \
-	nn/dataset_folder.h nn/dataset_folder.c nn/dataset_folder_scan.c nn/dataset_folder_cache.c
+	nn/dataset_folder.h nn/dataset_folder.c nn/dataset_folder_scan.c nn/dataset_folder_load.c \
+	nn/dataset_folder_cache.c
 
 check_PROGRAMS += tests/test_nn
 TESTS += tests/test_nn
