@@ -169,9 +169,16 @@ int cmd_manipulate(int argc, char **argv)
         printf("{\"from_class\": %lld, \"to_class\": %lld, \"images\": %d, \"alphas\": %d, "
                "\"class_counts\": [%d, %d], \"non_finite\": %d}\n", ca, cb, rows, cols,
                count_a, count_b, bad);
-    else
-        printf("moved %d images of class %lld toward class %lld (means over %d and %d test "
-               "images) -> %s\n", rows, ca, cb, count_a, count_b, out);
+    else {
+        /* An image folder's classes have names: its subfolders'. */
+        char name_a[300] = "", name_b[300] = "";
+        if (d.class_names) {
+            snprintf(name_a, sizeof name_a, " (%s)", d.class_names[ca]);
+            snprintf(name_b, sizeof name_b, " (%s)", d.class_names[cb]);
+        }
+        printf("moved %d images of class %lld%s toward class %lld%s (means over %d and %d test "
+               "images) -> %s\n", rows, ca, name_a, cb, name_b, count_a, count_b, out);
+    }
     cli_report_nonfinite(cmd, bad, rows * cols);
     status = 0;
 done:

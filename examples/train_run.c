@@ -260,6 +260,7 @@ int train_run_loop(train_run *r)
     fg_model_batches_init(&r->batches, r->model, &r->train, r->cfg->train.batch,
                           r->cfg->train.seed);
     r->batches.memory = r->cfg->train.memory;
+    r->batches.flip = r->cfg->train.flip;
     fg_train_hooks h = {.ctx = r, .loss = batch_loss, .after_step = after_step,
                         .end_of_epoch = end_of_epoch, .stop = stop_requested};
     int rc = fg_train_run(&r->tr, &r->it, &r->plan, &h, &r->stopped_by);

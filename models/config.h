@@ -100,15 +100,41 @@
  *
  * train:
  *   dataset:     mapping         required
- *     name:      fashion-mnist | mnist | cifar10 | synthetic   required
+ *     name:      fashion-mnist | mnist | cifar10 | synthetic | folder   required
  *     path:      text            directory of the dataset's files; default
  *                                /usr/share/datasets/fashion-mnist for
  *                                fashion-mnist (Debian's dataset-fashion-mnist),
- *                                required for mnist and cifar10, unused by
- *                                synthetic
+ *                                required for mnist, cifar10 and folder, unused
+ *                                by synthetic
+ *     flip:      bool            default false: mirror each training image
+ *                                left-right with probability 1/2 (as Glow
+ *                                does on CIFAR-10), drawn from the stream
+ *                                (seed, FG_STREAM_FLIP + step) by the image's
+ *                                place in the global batch, so resumed and
+ *                                multi-rank runs flip the same images; test
+ *                                images are never flipped
  *     The image shape must match the dataset (28x28x1 for the MNISTs,
- *     32x32x3 for CIFAR-10; synthetic takes any shape), and classes, when
- *     given, must be 10 for the three real datasets.
+ *     32x32x3 for CIFAR-10; synthetic and folder take any shape), and
+ *     classes, when given, must be 10 for the three real datasets.
+ *   A folder dataset is the user's own PNG and JPEG images under path (see
+ *   the image folder notes in nn/io.h for every rule). It needs channels 1
+ *   (gray) or 3 (RGB); each image is centre-cropped to the model's aspect
+ *   and resized to its height and width. With y_condition, classes must be
+ *   the number of class subfolders. Its own keys:
+ *     test_path: text            a folder of test images, labeled by path's
+ *                                classes; default: about 10 % of path's
+ *                                images by a hash of their relative names
+ *                                (fg_folder_in_test_split)
+ *     resize:    area | bilinear default area: area averaging along an axis
+ *                                that shrinks, bilinear along one that grows;
+ *                                bilinear: bilinear along both
+ *     on_bad_file: refuse | skip default refuse: a corrupt, truncated or
+ *                                unreadable image stops the load, naming it;
+ *                                skip: such files are left out and listed
+ *     cache:     bool            default true: keep the decoded images in
+ *                                path/.flowgrad-cache-HxWxC.safetensors (and
+ *                                likewise in test_path), rebuilt when the
+ *                                folder or the resize rule changes
  *   batch:       1..65536        default 64
  *   optimizer:   adam | adamax   default adam
  *   lr:          (0, 1]          default 1e-3
@@ -159,8 +185,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* fg_optim_kind (FG_ADAM, FG_ADAMAX) comes from the optimizers. */
+/* fg_optim_kind (FG_ADAM, FG_ADAMAX) comes from the optimizers, the
+ * resize and bad-file choices of image folders from nn/io.h. */
 #include "nn/nn.h"
+#include "nn/io.h"
 #include "nn/step_guard.h"
 
 #ifdef __cplusplus
@@ -271,7 +299,7 @@ typedef struct fg_model_spec {
 } fg_model_spec;
 
 typedef enum { FG_DATASET_NONE, FG_DATASET_FASHION_MNIST, FG_DATASET_MNIST,
-               FG_DATASET_CIFAR10, FG_DATASET_SYNTHETIC } fg_dataset_kind;
+               FG_DATASET_CIFAR10, FG_DATASET_SYNTHETIC, FG_DATASET_FOLDER } fg_dataset_kind;
 
 /* How a training step keeps what its backward pass needs (train.memory). */
 typedef enum { FG_MEMORY_STORE = 0, FG_MEMORY_INVERT } fg_memory_mode;
@@ -279,6 +307,12 @@ typedef enum { FG_MEMORY_STORE = 0, FG_MEMORY_INVERT } fg_memory_mode;
 typedef struct fg_train_spec {
     fg_dataset_kind dataset;  /* FG_DATASET_NONE when there is no train: */
     char *data_path;          /* NULL only for synthetic data */
+    /* image folders only */
+    char *test_path;          /* NULL: split the folder by name */
+    fg_resize_kind resize;
+    fg_bad_file_policy on_bad_file;
+    int cache;
+    int flip;                 /* random horizontal flips of training batches */
     int batch;
     fg_optim_kind optimizer;  /* FG_ADAM or FG_ADAMAX (nn/nn.h) */
     double lr;

@@ -8,6 +8,35 @@
 #define SYNTH_TRAIN 1024
 #define SYNTH_TEST 256
 
+/* The user's images at the model's shape. Their classes come from the
+ * folder, so only here can they be checked against the model's. */
+static int load_folder(const fg_config *cfg, int train, double max_bytes, fg_dataset *d)
+{
+    const fg_train_spec *t = &cfg->train;
+    const fg_model_spec *m = &cfg->model;
+    fg_folder_options o = {.c = m->input.c, .h = m->input.h, .w = m->input.w,
+                           .resize = t->resize, .on_bad_file = t->on_bad_file,
+                           .test_dir = t->test_path, .no_cache = !t->cache,
+                           .max_bytes = max_bytes, .log = fg_dist_rank() == 0 ? stderr : NULL};
+    if (fg_dataset_load_folder(d, t->data_path, &o, train ? FG_FOLDER_TRAIN : FG_FOLDER_TEST)
+        != FG_OK)
+        return FG_ERR;
+    if (!m->y_condition)
+        return FG_OK;
+    if (d->n_classes == 0 || d->n_classes != m->classes) {
+        int have = d->n_classes;
+        fg_dataset_free(d);
+        if (have == 0)
+            return fg_error("%s: y_condition needs labels but %s has no class subfolders; "
+                            "put the images into one subfolder per class, or set "
+                            "y_condition: false", cfg->name, t->data_path);
+        return fg_error("%s: %s has %d class subfolders but the model says classes: %d "
+                        "(expected classes: %d)", cfg->name, t->data_path, have, m->classes,
+                        have);
+    }
+    return FG_OK;
+}
+
 int fg_config_load_split(const fg_config *cfg, int train, double max_bytes, fg_dataset *d)
 {
     memset(d, 0, sizeof *d);
@@ -34,6 +63,8 @@ int fg_config_load_split(const fg_config *cfg, int train, double max_bytes, fg_d
         fg_dataset_synthetic(d, n, s->c, s->h, s->w, t->seed * 2 + (train ? 0 : 1));
         return FG_OK;
     }
+    case FG_DATASET_FOLDER:
+        return load_folder(cfg, train, max_bytes, d);
     default:
         return fg_error("%s: the config has no train: dataset to load data from", cfg->name);
     }

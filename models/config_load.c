@@ -97,6 +97,7 @@ void fg_config_free(fg_config *cfg)
         return;
     free(cfg->model.layers);
     free(cfg->train.data_path);
+    free(cfg->train.test_path);
     free(cfg->name);
     free(cfg->text);
     free(cfg);

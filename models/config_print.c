@@ -135,6 +135,13 @@ void fg_config_print(const fg_config *cfg, FILE *f)
     fprintf(f, "train: dataset %s (%s), batch %d, %s lr=%g warmup=%" PRId64 " steps,",
             fg_dataset_kind_name(t->dataset), t->data_path ? t->data_path : "default path",
             t->batch, fg_optim_kind_name(t->optimizer), t->lr, t->warmup);
+    if (t->dataset == FG_DATASET_FOLDER)
+        fprintf(f, "\n       test %s, %s resizing, bad files %s, cache %s,",
+                t->test_path ? t->test_path : "by name", fg_resize_kind_name(t->resize),
+                t->on_bad_file == FG_BAD_FILE_SKIP ? "skipped" : "refused",
+                t->cache ? "on" : "off");
+    if (t->flip)
+        fprintf(f, " random horizontal flips,");
     if (t->grad_clip > 0)
         fprintf(f, " grad_clip=%g,", t->grad_clip);
     else

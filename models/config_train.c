@@ -11,11 +11,20 @@ static const char *const train_keys[] = {
     "steps", "seed", "checkpoint_every", "sample_every", "test_every", "temperature",
     "schedule", "guard", "guard_window", "guard_threshold", "clip_factor", "memory", NULL
 };
-static const char *const dataset_keys[] = { "name", "path", NULL };
+static const char *const dataset_keys[] = {
+    "name", "path", "flip", "test_path", "resize", "on_bad_file", "cache", NULL
+};
+/* Keys that only an image folder takes. */
+static const char *const folder_keys[] = { "test_path", "resize", "on_bad_file", "cache", NULL };
 /* Indexed by fg_dataset_kind. */
 static const char *const dataset_names[] = {
-    "none", "fashion-mnist", "mnist", "cifar10", "synthetic", NULL
+    "none", "fashion-mnist", "mnist", "cifar10", "synthetic", "folder", NULL
 };
+/* Indexed by fg_resize_kind and fg_bad_file_policy. */
+static const char *const resize_names[] = { "area", "bilinear", NULL };
+static const char *const bad_file_names[] = { "refuse", "skip", NULL };
+_Static_assert(FG_RESIZE_AREA == 0 && FG_RESIZE_BILINEAR == 1, "resize_names order");
+_Static_assert(FG_BAD_FILE_REFUSE == 0 && FG_BAD_FILE_SKIP == 1, "bad_file_names order");
 static const char *const optim_names[] = { "adam", "adamax", NULL };
 /* Indexed by fg_schedule_kind. */
 static const char *const schedule_names[] = { "constant", "cosine", "linear", NULL };
@@ -42,7 +51,44 @@ int fg_memory_mode_parse(const char *s, fg_memory_mode *out)
 
 const char *fg_dataset_kind_name(fg_dataset_kind d)
 {
-    return (unsigned)d <= FG_DATASET_SYNTHETIC ? dataset_names[d] : "?";
+    return (unsigned)d <= FG_DATASET_FOLDER ? dataset_names[d] : "?";
+}
+
+static char *copy_text(const char *s, const char *what)
+{
+    size_t n = strlen(s) + 1;
+    return memcpy(fg_xmalloc(n, what), s, n);
+}
+
+/* The folder's own keys: refused for other datasets, read for folders. */
+static int read_folder_keys(const cfg_ctx *ctx, const cfg_node *d, const fg_model_spec *m,
+                            fg_train_spec *t)
+{
+    if (t->dataset != FG_DATASET_FOLDER) {
+        for (int i = 0; folder_keys[i]; i++)
+            if (cfg_get(d, folder_keys[i]))
+                return cfg_fail(ctx, cfg_get_key(d, folder_keys[i]), "'%s' is an option of "
+                                "image folders only (expected it with name: folder, or not "
+                                "at all)", folder_keys[i]);
+        return FG_OK;
+    }
+    int resize = FG_RESIZE_AREA, bad = FG_BAD_FILE_REFUSE;
+    const char *test_path = NULL;
+    t->cache = 1;
+    if (cfg_string(ctx, d, "dataset", "test_path", &test_path)
+        || cfg_enum(ctx, d, "dataset", "resize", resize_names, &resize)
+        || cfg_enum(ctx, d, "dataset", "on_bad_file", bad_file_names, &bad)
+        || cfg_bool(ctx, d, "dataset", "cache", &t->cache))
+        return FG_ERR;
+    t->resize = (fg_resize_kind)resize;
+    t->on_bad_file = (fg_bad_file_policy)bad;
+    if (test_path)
+        t->test_path = copy_text(test_path, "dataset test path");
+    if (m->input.c != 1 && m->input.c != 3)
+        return cfg_fail(ctx, cfg_get(d, "name"), "an image folder gives gray or RGB images "
+                        "but the model has %d channels (expected model channels: 1 or 3)",
+                        m->input.c);
+    return FG_OK;
 }
 
 static int read_dataset(const cfg_ctx *ctx, const cfg_node *d, const fg_model_spec *m,
@@ -50,8 +96,8 @@ static int read_dataset(const cfg_ctx *ctx, const cfg_node *d, const fg_model_sp
 {
     if (cfg_expect_map(ctx, d, "dataset")
         || cfg_check_keys(ctx, d, "dataset", dataset_keys)
-        || cfg_require(ctx, d, "dataset", "name", "fashion-mnist, mnist, cifar10 or "
-                       "synthetic"))
+        || cfg_require(ctx, d, "dataset", "name", "fashion-mnist, mnist, cifar10, "
+                       "synthetic or folder"))
         return FG_ERR;
     /* "none" is the absent state, not a choice: offer the rest. */
     int kind = 0;
@@ -59,18 +105,22 @@ static int read_dataset(const cfg_ctx *ctx, const cfg_node *d, const fg_model_sp
         return FG_ERR;
     t->dataset = (fg_dataset_kind)(kind + 1);
     const char *path = NULL;
-    if (cfg_string(ctx, d, "dataset", "path", &path))
+    if (cfg_string(ctx, d, "dataset", "path", &path)
+        || cfg_bool(ctx, d, "dataset", "flip", &t->flip))
         return FG_ERR;
     if (!path && t->dataset == FG_DATASET_FASHION_MNIST)
         path = FG_FASHION_MNIST_DIR;
+    if (!path && t->dataset == FG_DATASET_FOLDER)
+        return cfg_fail(ctx, d, "missing required key 'path' in 'dataset' (expected path: "
+                        "the folder of your images, e.g. path: data/faces)");
     if (!path && (t->dataset == FG_DATASET_MNIST || t->dataset == FG_DATASET_CIFAR10))
         return cfg_fail(ctx, d, "missing required key 'path' in 'dataset' (expected path: "
                         "the directory holding the %s files; only fashion-mnist has a "
                         "default)", fg_dataset_kind_name(t->dataset));
-    if (path) {
-        t->data_path = fg_xmalloc(strlen(path) + 1, "dataset path");
-        strcpy(t->data_path, path);
-    }
+    if (path)
+        t->data_path = copy_text(path, "dataset path");
+    if (read_folder_keys(ctx, d, m, t) != FG_OK)
+        return FG_ERR;
 
     fg_chw want;
     const cfg_node *name = cfg_get(d, "name");
@@ -78,7 +128,7 @@ static int read_dataset(const cfg_ctx *ctx, const cfg_node *d, const fg_model_sp
     case FG_DATASET_FASHION_MNIST:
     case FG_DATASET_MNIST: want = (fg_chw){ 1, 28, 28 }; break;
     case FG_DATASET_CIFAR10: want = (fg_chw){ 3, 32, 32 }; break;
-    default: return FG_OK;   /* synthetic data takes the model's shape */
+    default: return FG_OK;   /* synthetic data and folders take the model's shape */
     }
     if (want.c != m->input.c || want.h != m->input.h || want.w != m->input.w)
         return cfg_fail(ctx, name, "dataset '%s' has %dx%dx%d images but the model expects "

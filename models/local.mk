@@ -40,7 +40,8 @@ dist_pkgdata_DATA += \
 	models/generic-example.yaml \
 	models/realnvp-fmnist.yaml \
 	models/nice-fmnist.yaml \
-	models/ablation-fmnist.yaml
+	models/ablation-fmnist.yaml \
+	models/icons.yaml
 
 check_PROGRAMS += tests/test_config
 TESTS += tests/test_config

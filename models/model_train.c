@@ -25,6 +25,7 @@ void fg_model_batches_init(fg_model_batches *b, fg_model *m, const fg_dataset *d
     b->model = m;
     b->data = d;
     b->seed = seed;
+    b->flip = 0;
     b->labels = fg_xmalloc((size_t)(batch > 0 ? batch : 1) * sizeof *b->labels,
                            "batch labels");
 }
@@ -45,7 +46,15 @@ fg_var *fg_model_batch_input(fg_model_batches *mb, fg_graph *g, const fg_batch *
      * Philox stream is indexed by its counter: this shard draws what one
      * process would draw for these images of the global batch. */
     noise.counter += (uint64_t)b->first * d->c * d->h * d->w;
-    return fg_model_input(g, d, b->idx, b->n, mb->model->n_bits, &noise);
+    fg_var *x = fg_model_input(g, d, b->idx, b->n, mb->model->n_bits, &noise);
+    if (mb->flip) {
+        /* One draw per image, indexed the same way. */
+        fg_rng coin;
+        fg_rng_seed_stream(&coin, mb->seed, FG_STREAM_FLIP + (uint64_t)b->step);
+        coin.counter += (uint64_t)b->first;
+        fg_flip_random(x->t.data, b->n, d->c, d->h, d->w, &coin);
+    }
+    return x;
 }
 
 fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd)

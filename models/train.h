@@ -3,9 +3,10 @@
  *
  * Determinism: the batch order is a function of (seed, epoch, position) and
  * each step's dequantization noise comes from the stream (seed,
- * FG_STREAM_NOISE + step), indexed by an image's place in the global batch,
- * so a resumed run, or one on N ranks, sees exactly the data an
- * uninterrupted single process would. */
+ * FG_STREAM_NOISE + step), and its random flips (train: dataset: flip) from
+ * (seed, FG_STREAM_FLIP + step), both indexed by an image's place in the
+ * global batch, so a resumed run, or one on N ranks, sees exactly the data
+ * an uninterrupted single process would. */
 #ifndef FLOWGRAD_MODELS_TRAIN_H
 #define FLOWGRAD_MODELS_TRAIN_H
 
@@ -20,6 +21,8 @@ extern "C" {
 #define FG_STREAM_NOISE 0x100000000ULL
 #define FG_STREAM_SAMPLE 0x200000000ULL
 #define FG_STREAM_EVAL 0x6576616cULL
+/* Far above FG_STREAM_NOISE + any step count (FG_CONFIG_MAX_STEPS). */
+#define FG_STREAM_FLIP 0x0300000000000000ULL
 
 /* The train or test split named by the config's dataset. Synthetic data is
  * generated from the config's seed, and refused before it is when it would
@@ -51,6 +54,7 @@ typedef struct fg_model_batches {
     fg_model *model;
     const fg_dataset *data;
     uint64_t seed;
+    int flip;                  /* random horizontal flips; 0 after init */
     int *labels;               /* room for a batch; owned */
     fg_memory_mode memory;     /* FG_MEMORY_STORE unless set after init */
     fg_invert_stats invert;    /* FG_MEMORY_INVERT: the last backward's drift */
@@ -58,8 +62,9 @@ typedef struct fg_model_batches {
 FG_API void fg_model_batches_init(fg_model_batches *b, fg_model *m, const fg_dataset *d, int batch,
                            uint64_t seed);
 FG_API void fg_model_batches_free(fg_model_batches *b);
-/* The dequantized images of batch b, with its noise stream, on g; their
- * labels land in mb->labels. */
+/* The input the loss of batch b sees: its images dequantized with the
+ * step's noise and, with flip, mirrored as the step's flip stream says;
+ * their labels land in mb->labels. */
 FG_API fg_var *fg_model_batch_input(fg_model_batches *mb, fg_graph *g, const fg_batch *b);
 /* ctx is an fg_model_batches; *bpd receives the batch's bits/dim. */
 FG_API fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd);

@@ -8,6 +8,9 @@ void fg_dataset_free(fg_dataset *d)
 {
     free(d->images);
     free(d->labels);
+    for (int i = 0; d->class_names && i < d->n_classes; i++)
+        free(d->class_names[i]);
+    free(d->class_names);
     memset(d, 0, sizeof *d);
 }
 
@@ -83,6 +86,28 @@ void fg_dequantize(const fg_dataset *d, const int *idx, int n, int n_bits,
         for (size_t i = 0; i < D; i++)
             y[i] = (float)(x[i] >> shift) / bins - 0.5f + y[i] / bins;
     }
+}
+
+void fg_flip_random(float *x, int n, int c, int h, int w, fg_rng *rng)
+{
+    if (n <= 0)
+        return;
+    float *coin = fg_xmalloc((size_t)n * sizeof *coin, "flip draws");
+    fg_rng_uniform(rng, coin, (size_t)n);
+    for (int s = 0; s < n; s++) {
+        if (coin[s] >= 0.5f)
+            continue;
+        float *img = x + (size_t)s * c * h * w;
+        for (long row = 0; row < (long)c * h; row++) {
+            float *r = img + (size_t)row * w;
+            for (int i = 0, j = w - 1; i < j; i++, j--) {
+                float t = r[i];
+                r[i] = r[j];
+                r[j] = t;
+            }
+        }
+    }
+    free(coin);
 }
 
 void fg_dataset_labels(const fg_dataset *d, const int *idx, int n, int *out)

@@ -99,6 +99,7 @@ typedef struct fg_dataset {
     int n, c, h, w, n_classes;
     uint8_t *images;           /* n * c * h * w */
     uint8_t *labels;           /* n */
+    char **class_names;        /* n_classes names, or NULL (image folders set them) */
 } fg_dataset;
 #define FG_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 FG_API void fg_dataset_free(fg_dataset *d);
@@ -133,6 +134,87 @@ FG_API int fg_image_transform_parse(const char *name, fg_image_transform *out);
 /* Transforms every image of d in place. */
 FG_API void fg_dataset_transform(fg_dataset *d, fg_image_transform t, uint64_t seed);
 
+/* ---------------------------------------------------------------- image files
+ * A decoded PNG or JPEG: h rows of w pixels of c interleaved 8-bit channels
+ * (1 gray, 2 gray + alpha, 3 RGB, 4 RGBA). 16-bit PNGs are scaled to 8
+ * bits, palettes and low bit depths expanded, transparency becomes alpha.
+ * Files from outside are bounded before anything is allocated for them. */
+typedef struct fg_image {
+    int w, h, c;
+    uint8_t *px;
+} fg_image;
+#define FG_IMAGE_MAX_SIDE 32768
+#define FG_IMAGE_MAX_PIXELS (1L << 26)
+#define FG_IMAGE_MAX_FILE_BYTES (256L << 20)
+/* Decodes len bytes (a PNG or a JPEG, told apart by their signatures).
+ * A truncated or corrupt file, a CMYK JPEG or an image over the limits is
+ * FG_ERR with "what: problem"; img is then empty. */
+FG_API int fg_image_decode(fg_image *img, const uint8_t *buf, size_t len, const char *what);
+FG_API int fg_image_read(fg_image *img, const char *path);
+FG_API void fg_image_free(fg_image *img);
+
+/* How fg_image_fit resizes. AREA: each output pixel averages the source
+ * pixels it covers (weighted by the covered fraction) along an axis that
+ * shrinks, and interpolates bilinearly along an axis that grows. BILINEAR:
+ * bilinear along both (pixel centres aligned, edges clamped). */
+typedef enum { FG_RESIZE_AREA = 0, FG_RESIZE_BILINEAR = 1 } fg_resize_kind;
+FG_API const char *fg_resize_kind_name(fg_resize_kind k);
+/* img as c x h x w uint8 (C, H, W) into out: the centred crop of the
+ * largest rectangle with the aspect w:h, then channels (c = 1: luma
+ * 0.299 R + 0.587 G + 0.114 B; c = 3: gray copied to R, G and B; alpha
+ * composited over white), rounded to bytes, then resized and rounded again
+ * (half up). FG_ERR for c other than 1 or 3 or a size below 1. */
+FG_API int fg_image_fit(const fg_image *img, int c, int h, int w, fg_resize_kind resize,
+                        uint8_t *out);
+
+/* ---------------------------------------------------------------- image folders
+ * A folder of .png, .jpg and .jpeg files (extension in any case; files
+ * and folders whose names start with '.' and other files are ignored,
+ * symbolic links followed), searched recursively. When its images lie in
+ * subfolders, each top-level subfolder is a class: names sorted bytewise
+ * give labels 0..C-1 (at most 256), and images directly in the folder
+ * beside them are an error. Without subfolders the images are unlabeled
+ * (n_classes 0, labels 0). Images are ordered by their path relative to
+ * the folder, bytewise.
+ *
+ * Split: without a test folder, an image is in the test split when
+ * fg_folder_in_test_split(its relative path) holds (about 10 %), so adding
+ * or removing files never moves the others between splits. With one, the
+ * folder is all training data and the test folder all test data, labeled
+ * by the training folder's classes (each class folder of the test folder
+ * must be one of them).
+ *
+ * Cache: the first load writes every decoded image of a folder to
+ * DIR/.flowgrad-cache-HxWxC.safetensors (atomically), with a fingerprint of
+ * the sorted relative names, sizes and modification times, the shape and
+ * the resize rule. A later load whose fingerprint matches reads that file
+ * instead of decoding; any other is rebuilt, saying so. A folder that
+ * cannot be written is used without a cache, said once per process. */
+typedef enum { FG_BAD_FILE_REFUSE = 0, FG_BAD_FILE_SKIP = 1 } fg_bad_file_policy;
+typedef enum { FG_FOLDER_ALL = 0, FG_FOLDER_TRAIN, FG_FOLDER_TEST } fg_folder_split;
+#define FG_FOLDER_MAX_CLASSES 256
+#define FG_FOLDER_TEST_PERCENT 10
+typedef struct fg_folder_options {
+    int c, h, w;                    /* the images' shape: c is 1 or 3 */
+    fg_resize_kind resize;
+    fg_bad_file_policy on_bad_file; /* refuse: the first bad file is an error;
+                                       skip: bad files are left out, listed */
+    const char *test_dir;           /* NULL: split the folder by the rule */
+    int no_cache;                   /* neither read nor write the cache */
+    double max_bytes;               /* more decoded bytes are refused; < 0: no limit */
+    FILE *log;                      /* classes, cache and skipped files; NULL: quiet */
+} fg_folder_options;
+/* "FNV-1a 64 of the relative path, SplitMix64-finalized, mod 100 < 10". */
+FG_API int fg_folder_in_test_split(const char *relative_path);
+/* The split of dir's images (FG_FOLDER_TEST with o->test_dir: all of
+ * test_dir). Errors name the folder or file and the fix. */
+FG_API int fg_dataset_load_folder(fg_dataset *d, const char *dir, const fg_folder_options *o,
+                                  fg_folder_split split);
+/* Every image of dir, both splits, at c x h x w, with area resizing, bad
+ * files refused, the cache, and notes to stderr: a folder as a dataset to
+ * evaluate a model on. */
+FG_API int fg_dataset_open_folder(fg_dataset *d, const char *dir, int c, int h, int w);
+
 /* Batches over an epoch permutation drawn from stream (seed, epoch), so the
  * iterator's whole state is (epoch, pos) and a resumed run sees the same
  * batches. drop_last skips a final short batch. */
@@ -157,6 +239,9 @@ FG_API void fg_batch_iter_free(fg_batch_iter *it);
  * x = floor(x / 2^(8-n_bits)) / 2^n_bits - 0.5 + U(0, 2^-n_bits). */
 FG_API void fg_dequantize(const fg_dataset *d, const int *idx, int n, int n_bits,
                    fg_rng *rng, float *out);
+/* Mirrors each image of x (n, C, H, W) left-right with probability 1/2:
+ * one uniform draw from rng per image, in order, flipped below 0.5. */
+FG_API void fg_flip_random(float *x, int n, int c, int h, int w, fg_rng *rng);
 /* Labels of images idx[0..n) as ints. */
 FG_API void fg_dataset_labels(const fg_dataset *d, const int *idx, int n, int *out);
 

@@ -1,10 +1,10 @@
-/* Image grids as PNG through libpng, written atomically like checkpoints
- * so a viewer never opens half a file. */
+/* PNG through libpng: image grids written atomically like checkpoints so a
+ * viewer never opens half a file, and images of a folder read from memory. */
 #include <png.h>
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
-#include "nn/io.h"
+#include "nn/image_codecs.h"
 
 #define GRID_BACKGROUND 255   /* white borders separate the cells */
 
@@ -106,4 +106,81 @@ int fg_images_grey_nonfinite(fg_tensor *x)
         fg_k_fill(per, 0.0f, p);   /* 0 is mid-grey in [-0.5, 0.5] */
     }
     return bad;
+}
+
+/* ---------------------------------------------------------------- reading */
+
+typedef struct png_source {
+    const uint8_t *p;
+    size_t left;
+} png_source;
+
+static void read_source(png_structp png, png_bytep out, size_t n)
+{
+    png_source *src = png_get_io_ptr(png);
+    if (n > src->left)
+        png_error(png, "the file ends early (truncated)");
+    memcpy(out, src->p, n);
+    src->p += n;
+    src->left -= n;
+}
+
+int fg_png_decode(fg_image *img, const uint8_t *buf, size_t len, const char *what)
+{
+    memset(img, 0, sizeof *img);
+    /* The size, from the IHDR chunk that must come first, is checked before
+     * libpng reads on; its own limits (a million pixels a side) are a
+     * backstop further out. */
+    if (len >= 24 && !memcmp(buf + 12, "IHDR", 4)) {
+        long w = (long)buf[16] << 24 | (long)buf[17] << 16 | (long)buf[18] << 8 | buf[19];
+        long h = (long)buf[20] << 24 | (long)buf[21] << 16 | (long)buf[22] << 8 | buf[23];
+        if (fg_image_check_size(w, h, what, "PNG") != FG_OK)
+            return FG_ERR;
+    }
+    png_source src = {buf, len};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, png_fail, png_warn);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!png || !info) {
+        png_destroy_read_struct(png ? &png : NULL, NULL, NULL);
+        return fg_error("%s: libpng could not start", what);
+    }
+    /* Written after setjmp, read after a longjmp: volatile. */
+    uint8_t *volatile px = NULL;
+    png_bytep *volatile rows = NULL;
+    if (setjmp(png_jmpbuf(png))) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", fg_last_error());
+        png_destroy_read_struct(&png, &info, NULL);
+        free(px);
+        free(rows);
+        return fg_error("%s: corrupt or truncated PNG (libpng: %s)", what, msg);
+    }
+    png_set_chunk_malloc_max(png, 8u << 20);
+    png_set_read_fn(png, &src, read_source);
+    png_read_info(png, info);
+    png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+    if (fg_image_check_size((long)w, (long)h, what, "PNG") != FG_OK) {
+        png_destroy_read_struct(&png, &info, NULL);
+        return FG_ERR;
+    }
+    /* Always 8 bits per channel: palettes and low depths expanded, a tRNS
+     * chunk made alpha, 16 bits scaled (rounded) to 8. */
+    png_set_expand(png);
+    png_set_scale_16(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    int c = png_get_channels(png, info);
+    if (png_get_bit_depth(png, info) != 8 || c < 1 || c > 4 ||
+        png_get_rowbytes(png, info) != (size_t)w * (size_t)c)
+        png_error(png, "unexpected layout after expansion");
+    px = fg_xmalloc((size_t)w * h * (size_t)c, "png pixels");
+    rows = fg_xmalloc((size_t)h * sizeof *rows, "png rows");
+    for (png_uint_32 y = 0; y < h; y++)
+        rows[y] = px + (size_t)y * w * (size_t)c;
+    png_read_image(png, rows);
+    png_read_end(png, NULL);
+    png_destroy_read_struct(&png, &info, NULL);
+    free(rows);
+    *img = (fg_image){(int)w, (int)h, c, px};
+    return FG_OK;
 }

@@ -7,6 +7,7 @@
 #include "flowgrad.h"
 #include "models/model.h"
 
+#include <errno.h>
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -174,6 +175,102 @@ START_TEST(guard_skips_injected_outlier)
     ck_assert_msg(bpd2[19] > 1000, "step 20: %g bits/dim without the guard", bpd2[19]);
     for (int i = 0; i < 30; i++)
         ck_assert_int_eq(event[i], 0);
+}
+END_TEST
+
+/* A copy of the tiny config training on dir/images (two class folders of
+ * 10x8 PNGs, centre-cropped to 8x8) for steps steps, flipping or not. */
+static void write_folder_config(const char *path, const char *images, int flip, int steps)
+{
+    char src[1 << 12];
+    FILE *f = fopen(config, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(src, 1, sizeof src - 1, f);
+    fclose(f);
+    src[n] = '\0';
+    char *ds = strstr(src, "dataset: {name: synthetic}"), *cls = strstr(src, "classes: 10");
+    char *st = strstr(src, "steps: 30");
+    ck_assert(ds && cls && st && cls < ds && ds < st);
+    *ds = *cls = *st = '\0';
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%sclasses: 2%sdataset: {name: folder, path: %s, flip: %s}%ssteps: %d%s", src,
+            cls + strlen("classes: 10"), images, flip ? "true" : "false",
+            ds + strlen("dataset: {name: synthetic}"), steps, st + strlen("steps: 30"));
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+static void write_image_folder(const char *dir)
+{
+    char p[1024];
+    float x[8 * 10];
+    for (int k = 0; k < 2; k++) {
+        snprintf(p, sizeof p, "%s/%s", dir, k ? "right" : "left");
+        ck_assert(mkdir(dir, 0777) == 0 || errno == EEXIST);
+        ck_assert(mkdir(p, 0777) == 0 || errno == EEXIST);
+        for (int i = 0; i < 24; i++) {
+            /* A ramp rising to the left or to the right: flips matter. */
+            for (int y = 0; y < 8; y++)
+                for (int c = 0; c < 10; c++)
+                    x[y * 10 + c] = (float)((k ? c : 9 - c) * 0.09 + y * 0.01 + i * 0.002) - 0.5f;
+            snprintf(p, sizeof p, "%s/%s/%02d.png", dir, k ? "right" : "left", i);
+            ck_assert_int_eq(fg_png_write_grid(p, x, 1, 1, 8, 10, 1, 1, 0), FG_OK);
+        }
+    }
+}
+
+/* Every tensor of two checkpoints, byte for byte. */
+static void assert_same_checkpoints(const char *a, const char *b)
+{
+    fg_safetensors x, y;
+    fg_st_init(&x);
+    fg_st_init(&y);
+    ck_assert_int_eq(fg_st_read(&x, a), FG_OK);
+    ck_assert_int_eq(fg_st_read(&y, b), FG_OK);
+    ck_assert_int_eq(x.n, y.n);
+    for (int i = 0; i < x.n; i++) {
+        const fg_st_tensor *t = fg_st_find(&y, x.t[i].name);
+        ck_assert_msg(t && t->nbytes == x.t[i].nbytes, "%s", x.t[i].name);
+        ck_assert_msg(!memcmp(t->data, x.t[i].data, t->nbytes), "%s differs", x.t[i].name);
+    }
+    fg_st_free(&x);
+    fg_st_free(&y);
+}
+
+/* Random flips on a folder of the user's kind of images: 12 steps at once,
+ * or 5 and a resume to 12, end with the same checkpoint to the bit; the
+ * same run without flips ends elsewhere. */
+START_TEST(flipped_folder_run_resumes_bitwise)
+{
+    setup();
+    char images[512], flip_cfg[512], plain_cfg[512], a[600], b[600], c[600];
+    snprintf(images, sizeof images, "%s/images", tmpdir);
+    snprintf(flip_cfg, sizeof flip_cfg, "%s/flip.yaml", tmpdir);
+    snprintf(plain_cfg, sizeof plain_cfg, "%s/plain.yaml", tmpdir);
+    write_image_folder(images);
+    write_folder_config(flip_cfg, images, 1, 12);
+    write_folder_config(plain_cfg, images, 0, 12);
+    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s/flip-full --threads 1",
+                         flip_cfg, tmpdir), 0);
+    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s/flip-part --threads 1 --steps 5",
+                         flip_cfg, tmpdir), 0);
+    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s/flip-part --threads 1 --resume "
+                         "%s/flip-part/checkpoint.safetensors", flip_cfg, tmpdir, tmpdir), 0);
+    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s/plain --threads 1", plain_cfg,
+                         tmpdir), 0);
+    snprintf(a, sizeof a, "%s/flip-full/checkpoint.safetensors", tmpdir);
+    snprintf(b, sizeof b, "%s/flip-part/checkpoint.safetensors", tmpdir);
+    snprintf(c, sizeof c, "%s/plain/checkpoint.safetensors", tmpdir);
+    assert_same_checkpoints(a, b);
+    double full[16], plain[16];
+    snprintf(a, sizeof a, "%s/flip-full", tmpdir);
+    snprintf(c, sizeof c, "%s/plain", tmpdir);
+    ck_assert_int_eq(read_steps(a, full, NULL, NULL, 16), 12);
+    ck_assert_int_eq(read_steps(c, plain, NULL, NULL, 16), 12);
+    int differ = 0;
+    for (int i = 0; i < 12; i++)
+        differ += full[i] != plain[i];
+    ck_assert_int_gt(differ, 0);
 }
 END_TEST
 
@@ -402,7 +499,7 @@ END_TEST
  * parameters moved off their identity start. */
 static const char *const ZOO[] = {
     "fmnist-quick", "mnist", "cifar10", "generic-example", "ablation-fmnist",
-    "realnvp-fmnist", "nice-fmnist",
+    "realnvp-fmnist", "nice-fmnist", "icons",
 };
 
 START_TEST(zoo_configs_pass_check)
@@ -442,6 +539,7 @@ Suite *fg_test_suite(void)
     TCase *tc = fg_tcase("cli");
     tcase_add_test(tc, loss_falls_and_resume_is_bitwise);
     tcase_add_test(tc, guard_skips_injected_outlier);
+    tcase_add_test(tc, flipped_folder_run_resumes_bitwise);
     tcase_add_test(tc, checkpoint_round_trip);
     tcase_add_test(tc, damaged_checkpoints_are_refused);
     tcase_add_test(tc, every_subcommand_runs);

@@ -57,7 +57,7 @@ START_TEST(spec_size_matches_built_models)
     static const char *const configs[] = {
         "models/fmnist-quick.yaml", "models/mnist.yaml", "models/cifar10.yaml",
         "models/generic-example.yaml", "models/realnvp-fmnist.yaml",
-        "models/nice-fmnist.yaml", "models/ablation-fmnist.yaml",
+        "models/nice-fmnist.yaml", "models/ablation-fmnist.yaml", "models/icons.yaml",
         "tests/configs/good-generic.yaml", "tests/configs/cli-tiny.yaml",
         "models/glow-spline-fmnist.yaml", "tests/configs/good-spline-maf.yaml",
     };
@@ -98,9 +98,9 @@ START_TEST(zoo_configs_load)
 {
     static const char *const zoo[] = {
         "models/fmnist-quick.yaml", "models/mnist.yaml", "models/cifar10.yaml",
-        "models/generic-example.yaml"
+        "models/generic-example.yaml", "models/icons.yaml"
     };
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         fg_config *cfg = load_ok(zoo[i]);
         ck_assert_int_gt(cfg->model.n_layers, 0);
         ck_assert_int_eq(cfg->has_train, 1);

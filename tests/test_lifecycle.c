@@ -1,8 +1,9 @@
 /* The model lifecycle in the library: the trainer's step and loop, bits/dim
- * evaluation, and checkpoints: a saved run resumes bit for bit, the EMA
- * averages overlay the weights of a loaded model, a later format's extra
- * records are skipped, and a checkpoint in format 1 (the positional
- * train.state), as written before the named record, still loads. */
+ * evaluation, random flips of training batches, and checkpoints: a saved
+ * run resumes bit for bit, the EMA averages overlay the weights of a loaded
+ * model, a later format's extra records are skipped, and a checkpoint in
+ * format 1 (the positional train.state), as written before the named
+ * record, still loads. */
 #include "check_main.h"
 #include "flowgrad.h"
 
@@ -257,6 +258,52 @@ START_TEST(nonfinite_steps_skip_then_fail)
 }
 END_TEST
 
+/* With flip, each image of a batch is its unflipped input (noise and all)
+ * or that input mirrored left-right, as the step's flip stream says, and
+ * a shard of the batch gets exactly its part of the whole batch's input. */
+START_TEST(flips_mirror_whole_images)
+{
+    run a;
+    run_open(&a);
+    int idx[16];
+    for (int i = 0; i < 16; i++)
+        idx[i] = 3 * i;
+    fg_batch whole = {idx, 16, 0, 16, 5}, shard = {idx + 8, 8, 8, 16, 5};
+    fg_var *plain = fg_model_batch_input(&a.b, a.tr.g, &whole);
+    a.b.flip = 1;
+    fg_var *flipped = fg_model_batch_input(&a.b, a.tr.g, &whole);
+    fg_var *part = fg_model_batch_input(&a.b, a.tr.g, &shard);
+    const int C = a.train.c, H = a.train.h, W = a.train.w, D = C * H * W;
+    int n_flipped = 0;
+    for (int s = 0; s < 16; s++) {
+        const float *p = plain->t.data + s * D, *f = flipped->t.data + s * D;
+        int same = !memcmp(p, f, D * sizeof(float)), mirrored = 1;
+        for (int r = 0; r < C * H; r++)
+            for (int x = 0; x < W; x++)
+                mirrored &= f[r * W + x] == p[r * W + W - 1 - x];
+        ck_assert_msg(same != mirrored, "image %d is neither kept nor mirrored exactly", s);
+        n_flipped += mirrored;
+    }
+    /* Deterministic for this seed and step; both kinds occur. */
+    ck_assert_int_gt(n_flipped, 0);
+    ck_assert_int_lt(n_flipped, 16);
+    ck_assert_mem_eq(part->t.data, flipped->t.data + 8 * D, 8 * D * sizeof(float));
+    /* Another step, other coins. */
+    whole.step = 6;
+    fg_var *next = fg_model_batch_input(&a.b, a.tr.g, &whole);
+    a.b.flip = 0;
+    fg_var *next_plain = fg_model_batch_input(&a.b, a.tr.g, &whole);
+    int differ = 0;
+    for (int s = 0; s < 16; s++) {
+        int was = memcmp(plain->t.data + s * D, flipped->t.data + s * D, D * sizeof(float));
+        int now = memcmp(next_plain->t.data + s * D, next->t.data + s * D, D * sizeof(float));
+        differ += (was != 0) != (now != 0);
+    }
+    ck_assert_int_gt(differ, 0);
+    run_close(&a);
+}
+END_TEST
+
 /* Parts evaluated apart add up to the whole. */
 START_TEST(bits_per_dim_of_parts_add_up)
 {
@@ -281,6 +328,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, later_formats_are_read_forward);
     tcase_add_test(tc, nonfinite_steps_skip_then_fail);
     tcase_add_test(tc, bits_per_dim_of_parts_add_up);
+    tcase_add_test(tc, flips_mirror_whole_images);
     suite_add_tcase(s, tc);
     return s;
 }

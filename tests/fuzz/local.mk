@@ -2,7 +2,7 @@
 # clang, AddressSanitizer and UndefinedBehaviorSanitizer apart from the
 # normal build: the library's sources are compiled again into
 # tests/fuzz/libfg-fuzz.a with coverage instrumentation.
-#   make fuzz                      build tests/fuzz/fuzz_{config,safetensors,idx,cifar,checkpoint}
+#   make fuzz                      build tests/fuzz/fuzz_{config,safetensors,idx,cifar,checkpoint,image}
 #   make fuzz-smoke                each for FUZZ_SECONDS (20) from its seed corpus,
 #                                  then replays tests/fuzz/regressions/
 #   tests/fuzz/fuzz_config -max_total_time=3600 CORPUSDIR SEEDDIR   a longer run
@@ -12,14 +12,14 @@ FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS = -std=c11 -g -O1 -fno-omit-frame-pointer -fopenmp=libgomp -w \
 	$(FUZZ_SAN) -fsanitize=fuzzer-no-link
 FUZZ_CPPFLAGS = $(AM_CPPFLAGS)
-FUZZ_LIBS = $(BLIS_LIBS) $(YAML_LIBS) $(ZLIB_LIBS) $(PNG_LIBS) $(MPI_LIBS) -lgomp -lm -lpthread
-FUZZ_TARGETS = config safetensors idx cifar checkpoint
+FUZZ_LIBS = $(BLIS_LIBS) $(YAML_LIBS) $(ZLIB_LIBS) $(PNG_LIBS) $(JPEG_LIBS) $(MPI_LIBS) -lgomp -lm -lpthread
+FUZZ_TARGETS = config safetensors idx cifar checkpoint image
 EXTRA_DIST += tests/fuzz/local.mk tests/fuzz/fuzz_mem.h tests/fuzz/fuzz_config.c \
 	tests/fuzz/fuzz_safetensors.c tests/fuzz/fuzz_idx.c tests/fuzz/fuzz_cifar.c \
-	tests/fuzz/fuzz_checkpoint.c \
+	tests/fuzz/fuzz_checkpoint.c tests/fuzz/fuzz_image.c \
 	tests/fuzz/make_seeds.sh tests/fuzz/regressions
 CLEANFILES += tests/fuzz/libfg-fuzz.a tests/fuzz/fuzz_config tests/fuzz/fuzz_safetensors \
-	tests/fuzz/fuzz_idx tests/fuzz/fuzz_cifar tests/fuzz/fuzz_checkpoint
+	tests/fuzz/fuzz_idx tests/fuzz/fuzz_cifar tests/fuzz/fuzz_checkpoint tests/fuzz/fuzz_image
 
 .PHONY: fuzz fuzz-smoke
 tests/fuzz/libfg-fuzz.a: $(libflowgrad_core_la_SOURCES)
@@ -39,8 +39,8 @@ fuzz: tests/fuzz/libfg-fuzz.a
 	    -o tests/fuzz/fuzz_$$t || exit 1; \
 	done
 
-# Seeds: the project's configs and checkpoint fixtures, and small IDX and
-# CIFAR files made by make_seeds.sh. Regressions replay first; a failure
+# Seeds: the project's configs and checkpoint fixtures, and small IDX,
+# CIFAR, PNG and JPEG files made by make_seeds.sh. Regressions replay first; a failure
 # there or a crash in the timed run fails the target.
 fuzz-smoke: fuzz
 	@fail=0; for t in $(FUZZ_TARGETS); do \
