@@ -1,7 +1,7 @@
 /* flowgrad ablate's cells: each one's config, its 'flowgrad train' child
  * process, and what it left on disk (see ablate.h). */
 #include "examples/ablate.h"
-#include "examples/metrics.h"
+#include "models/run_metrics.h"
 #include "models/config_edit.h"
 
 #include <errno.h>
@@ -72,16 +72,16 @@ static int read_evaluations(cell *c, long steps_per_epoch)
     static const char *const cols[] = {"step", "test_bpd", "elapsed_s"};
     char path[4200];
     cell_file(c, "metrics.csv", path, sizeof path);
-    metrics_table t;
-    if (metrics_read(path, cols, 3, &t) != FG_OK)
+    fg_run_metrics t;
+    if (fg_run_metrics_read(path, cols, 3, &t) != FG_OK)
         return FG_ERR;
     free(c->ev);
     c->ev = NULL;
     c->n_ev = 0;
     int cap = 0;
     for (int r = 0; r < t.n_rows; r++) {
-        eval_point e = {(long)metrics_at(&t, r, 0), 0, metrics_at(&t, r, 1),
-                        metrics_at(&t, r, 2)};
+        eval_point e = {(long)fg_run_metrics_at(&t, r, 0), 0, fg_run_metrics_at(&t, r, 1),
+                        fg_run_metrics_at(&t, r, 2)};
         e.epoch = (double)e.step / (double)steps_per_epoch;
         if (!isfinite(e.test_bpd))
             continue;
@@ -95,7 +95,7 @@ static int read_evaluations(cell *c, long steps_per_epoch)
         if (c->n_ev < MAX_EVALS)
             c->ev[c->n_ev++] = e;
     }
-    metrics_free(&t);
+    fg_run_metrics_free(&t);
     return FG_OK;
 }
 

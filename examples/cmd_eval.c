@@ -18,6 +18,9 @@ static void help(void)
          "                      synthetic, mnist or cifar10 (from the config's folder when it\n"
          "                      trains on them), or the checkpoint's own data transformed:\n"
          "                      flipped-vertical, inverted (255 - x), noise (uniform)\n"
+         "  --data DIR          a folder of PNG and JPEG images instead (all of them,\n"
+         "                      resized to the model's shape, labels from class subfolders);\n"
+         "                      --per-image names each row by its file\n"
          "  --split test|train  which split (default test)\n"
          "  --samples K         dequantization draws per image, combined into the\n"
          "                      importance-weighted bound log (1/K) sum_k p(x + u_k)\n"
@@ -39,7 +42,7 @@ static void help(void)
 #define MAX_SETS 4   /* the data set and up to 3 --ood sets */
 
 typedef struct options {
-    const char *ckpt, *split, *dataset, *ood, *csv, *histogram;
+    const char *ckpt, *split, *dataset, *data, *ood, *csv, *histogram;
     char ood_list[1024];
     const char *set[MAX_SETS];   /* NULL first: the checkpoint's own */
     int n_sets;
@@ -56,11 +59,12 @@ typedef struct evaluated {
 
 static int parse(int argc, char **argv, options *o)
 {
-    *o = (options){.split = "test", .samples = 1};
+    *o = (options){.samples = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         const char **text = !strcmp(a, "--split") ? &o->split
                             : !strcmp(a, "--dataset") ? &o->dataset
+                            : !strcmp(a, "--data") ? &o->data
                             : !strcmp(a, "--ood") ? &o->ood
                             : !strcmp(a, "--per-image") ? &o->csv
                             : !strcmp(a, "--histogram") ? &o->histogram : NULL;
@@ -87,7 +91,12 @@ static int parse(int argc, char **argv, options *o)
     }
     if (!o->ckpt)
         return cli_usage_error(cmd, "missing CKPT: expected a checkpoint.safetensors");
-    if (strcmp(o->split, "test") && strcmp(o->split, "train"))
+    if (o->data && (o->dataset || o->split))
+        return cli_usage_error(cmd, "--data takes every image of its folder: give it without "
+                               "%s", o->dataset ? "--dataset" : "--split");
+    if (!o->split)
+        o->split = o->data ? "all" : "test";
+    else if (strcmp(o->split, "test") && strcmp(o->split, "train"))
         return cli_usage_error(cmd, "--split: expected test or train, got '%s'", o->split);
     o->set[0] = o->dataset;
     o->n_sets = 1;
@@ -143,7 +152,7 @@ static void report(const options *o, const evaluated *e, int n_sets)
     }
     for (int k = 0; k < n_sets; k++)
         printf("%s bits/dim: %.4f (%d images%s)\n",
-               k || o->dataset ? e[k].set.title : o->split, e[k].mean,
+               k || o->dataset || o->data ? e[k].set.title : o->split, e[k].mean,
                e[k].n, o->samples > 1 ? ", importance-weighted over draws" : "");
 }
 
@@ -161,7 +170,8 @@ static int write_outputs(const options *o, const evaluated *e, int n_sets)
         if (plot_histogram(o->histogram, title, "bits/dim", s, n_sets, NULL) != FG_OK)
             return FG_ERR;
     }
-    if (o->csv && fg_eval_write_csv(o->csv, &e[0].set.data, 0, e[0].n, e[0].bpd, NULL) != FG_OK)
+    if (o->csv && fg_eval_write_csv(o->csv, &e[0].set.data, 0, e[0].n, e[0].bpd,
+                                    (const char *const *)e[0].set.data.names) != FG_OK)
         return FG_ERR;
     return FG_OK;
 }
@@ -186,10 +196,12 @@ int cmd_eval(int argc, char **argv)
     memset(e, 0, sizeof e);
     /* Every set is loaded before any is evaluated: a bad name fails at once. */
     for (int k = 0; k < n_sets && !status; k++)
-        if (fg_eval_set_load(L.cfg, o.set[k], !strcmp(o.split, "train"), fg_memory_available(),
-                             &e[k].set) != FG_OK)
-            status = cli_fail(cmd, "%s%s", k ? "--ood: " : o.dataset ? "--dataset: " : "",
-                              fg_last_error());
+        if (k == 0 && o.data ? fg_eval_set_load_folder(L.cfg, o.data, fg_memory_available(),
+                                                       &e[k].set) != FG_OK
+                             : fg_eval_set_load(L.cfg, o.set[k], !strcmp(o.split, "train"),
+                                                fg_memory_available(), &e[k].set) != FG_OK)
+            status = cli_fail(cmd, "%s%s", k ? "--ood: " : o.data ? "--data: " : o.dataset
+                              ? "--dataset: " : "", fg_last_error());
     for (int k = 0; k < n_sets && !status; k++)
         evaluate(&L, &o, &e[k]);
     if (!status && write_outputs(&o, e, n_sets) != FG_OK)

@@ -49,7 +49,6 @@ examples_flowgrad_SOURCES = examples/flowgrad.c examples/cli.h examples/cli.c \
 	examples/cmd_check.c examples/cmd_info.c examples/cmd_ablate.c \
 	examples/ablate.h examples/ablate_report.c examples/ablate_run.c \
 	examples/cmd_plot.c examples/gnuplot.h examples/gnuplot.c \
-	examples/metrics.h examples/metrics.c \
 	examples/plots.h examples/plot_curves.c examples/plot_histogram.c
 examples_flowgrad_LDADD = libflowgrad.la $(BLIS_LIBS) -lm
 
@@ -122,11 +121,11 @@ EXTRA_DIST += examples/ablation-fmnist/summary.md examples/ablation-fmnist/resul
 	examples/ablation-fmnist/plot.png
 
 # flowgrad eval's outputs and flowgrad plot end to end (it runs
-# examples/flowgrad); the metrics.csv reader is compiled in to test it alone.
+# examples/flowgrad), and the library's metrics.csv reader.
 check_PROGRAMS += tests/test_eval_plot
 tests_test_eval_plot_DEPENDENCIES = examples/flowgrad$(EXEEXT) libflowgrad.la
 TESTS += tests/test_eval_plot
-tests_test_eval_plot_SOURCES = tests/test_eval_plot.c examples/metrics.c
+tests_test_eval_plot_SOURCES = tests/test_eval_plot.c
 tests_test_eval_plot_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_eval_plot_LDADD = $(FG_TEST_LIBS)
 

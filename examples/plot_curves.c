@@ -2,7 +2,7 @@
  * plots.h). */
 #include "examples/plots.h"
 #include "examples/gnuplot.h"
-#include "examples/metrics.h"
+#include "models/run_metrics.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -15,14 +15,14 @@ static const char *const columns[N_COLS] = {
 
 /* Column c's finite values against step as datablock $name; how many
  * there were. Only finite points: gnuplot would break a line at a blank. */
-static int put_series(FILE *f, const metrics_table *t, int c, const char *name)
+static int put_series(FILE *f, const fg_run_metrics *t, int c, const char *name)
 {
     int n = 0;
     fprintf(f, "$%s << EOD\n", name);
     for (int r = 0; r < t->n_rows; r++) {
-        double v = metrics_at(t, r, c);
+        double v = fg_run_metrics_at(t, r, c);
         if (isfinite(v) && (c != GRAD_NORM || v > 0)) {   /* log axis */
-            fprintf(f, "%.17g %.9g\n", metrics_at(t, r, STEP), v);
+            fprintf(f, "%.17g %.9g\n", fg_run_metrics_at(t, r, STEP), v);
             n++;
         }
     }
@@ -32,14 +32,14 @@ static int put_series(FILE *f, const metrics_table *t, int c, const char *name)
 
 /* The upper end of the bits/dim axis: the fence over both series, when a
  * value lies above it. */
-static double bpd_fence(const metrics_table *t)
+static double bpd_fence(const fg_run_metrics *t)
 {
     double *v = fg_xmalloc((size_t)(2 * t->n_rows + 1) * sizeof *v, "plot values");
     int n = 0;
     for (int r = 0; r < t->n_rows; r++)
         for (int c = TRAIN; c <= TEST; c++)
-            if (isfinite(metrics_at(t, r, c)))
-                v[n++] = metrics_at(t, r, c);
+            if (isfinite(fg_run_metrics_at(t, r, c)))
+                v[n++] = fg_run_metrics_at(t, r, c);
     double fence = fg_far_out_fence(v, n);
     free(v);
     return fence;
@@ -51,7 +51,7 @@ static void empty_panel(FILE *f, const char *title, const char *what)
             "center\nplot [0:1][0:1] NaN notitle\nunset label 1\n", title, what);
 }
 
-static void write_body(FILE *f, const metrics_table *t, const char *title)
+static void write_body(FILE *f, const fg_run_metrics *t, const char *title)
 {
     int n[N_COLS] = {0};
     n[TRAIN] = put_series(f, t, TRAIN, "train");
@@ -80,8 +80,8 @@ static void write_body(FILE *f, const metrics_table *t, const char *title)
     /* From 0, and above the plateau, which would sit on the frame. */
     double lr_max = 0;
     for (int r = 0; r < t->n_rows; r++)
-        if (isfinite(metrics_at(t, r, LR)))
-            lr_max = fmax(lr_max, metrics_at(t, r, LR));
+        if (isfinite(fg_run_metrics_at(t, r, LR)))
+            lr_max = fmax(lr_max, fg_run_metrics_at(t, r, LR));
     if (n[LR])
         fprintf(f, "set title 'learning rate'\nset yrange [0:%.9g]\nplot $lr using 1:2 with "
                 "lines lw 2 lc rgb 'dark-green' notitle\nset yrange [*:*]\n",
@@ -105,11 +105,11 @@ int plot_curves(const char *metrics_csv, const char *png, const char *title, int
 {
     if (missing)
         *missing = 0;
-    metrics_table t;
-    if (metrics_read(metrics_csv, columns, N_COLS, &t) != FG_OK)
+    fg_run_metrics t;
+    if (fg_run_metrics_read(metrics_csv, columns, N_COLS, &t) != FG_OK)
         return FG_ERR;
     if (t.n_rows == 0) {
-        metrics_free(&t);
+        fg_run_metrics_free(&t);
         return fg_error("%s: no rows yet; the run has not finished a step", metrics_csv);
     }
     char *body = NULL;
@@ -119,7 +119,7 @@ int plot_curves(const char *metrics_csv, const char *png, const char *title, int
         fg_fatal("plot_curves", "out of memory");
     write_body(f, &t, title);
     fclose(f);
-    metrics_free(&t);
+    fg_run_metrics_free(&t);
     int rc = gnuplot_draw(png, body, 1200, 800, NULL, missing);
     free(body);
     return rc;

@@ -64,6 +64,13 @@ typedef struct fg_eval_set {
  * are not the model's shape or whose labels are not its classes. */
 FG_API int fg_eval_set_load(const fg_config *cfg, const char *name, int train, double max_bytes,
                             fg_eval_set *out);
+/* Every image of the folder dir (fg_dataset_open_folder: PNG and JPEG,
+ * cropped and resized to the model's image shape, labels from class
+ * subfolders, bad files refused), with the same checks as above; a
+ * class-conditional model needs class subfolders. The set's names are
+ * the files' paths relative to dir. */
+FG_API int fg_eval_set_load_folder(const fg_config *cfg, const char *dir, double max_bytes,
+                                   fg_eval_set *out);
 FG_API void fg_eval_set_free(fg_eval_set *s);
 
 /* Writes a per-image table atomically (fg_atomic_open): a header, then one

@@ -78,6 +78,31 @@ int fg_eval_set_load(const fg_config *cfg, const char *name, int train, double m
     return FG_OK;
 }
 
+int fg_eval_set_load_folder(const fg_config *cfg, const char *dir, double max_bytes,
+                            fg_eval_set *out)
+{
+    memset(out, 0, sizeof *out);
+    const fg_chw *in = &cfg->model.input;
+    fg_folder_options o = {.c = in->c, .h = in->h, .w = in->w, .resize = FG_RESIZE_AREA,
+                           .on_bad_file = FG_BAD_FILE_REFUSE, .max_bytes = max_bytes,
+                           .log = stderr};
+    fg_dataset *d = &out->data;
+    if (fg_dataset_load_folder(d, dir, &o, FG_FOLDER_ALL) != FG_OK)
+        return FG_ERR;
+    int rc = check_fits(cfg, dir, d);
+    /* Label 0 for every image would evaluate each under class 0's prior. */
+    if (rc == FG_OK && cfg->model.y_condition && d->n_classes == 0)
+        rc = fg_error("%s: the model of %s is class-conditional (%d classes) but the folder "
+                      "has no class subfolders; put each class's images in a subfolder named "
+                      "for it", dir, cfg->name, cfg->model.classes);
+    if (rc != FG_OK) {
+        fg_dataset_free(d);
+        return FG_ERR;
+    }
+    snprintf(out->title, sizeof out->title, "%s", dir);
+    return FG_OK;
+}
+
 void fg_eval_set_free(fg_eval_set *s)
 {
     fg_dataset_free(&s->data);

@@ -2,7 +2,7 @@
 # model zoo.
 nobase_flowgradinclude_HEADERS += models/config.h models/model.h models/config_edit.h \
 	models/checkpoint.h models/train.h models/train_memory.h models/eval.h \
-	models/classifier.h models/toy2d.h models/model_check.h
+	models/classifier.h models/toy2d.h models/model_check.h models/run_metrics.h
 libflowgrad_core_la_SOURCES += \
 	models/config_internal.h \
 	models/config_tree.c \
@@ -25,6 +25,7 @@ libflowgrad_core_la_SOURCES += \
 	models/config_data.c \
 	models/model_eval.c \
 	models/eval_set.c \
+	models/run_metrics.c \
 	models/eval_csv.c \
 	models/model_train.c \
 	models/train_memory.c \

@@ -11,6 +11,9 @@ void fg_dataset_free(fg_dataset *d)
     for (int i = 0; d->class_names && i < d->n_classes; i++)
         free(d->class_names[i]);
     free(d->class_names);
+    for (int i = 0; d->names && i < d->n; i++)
+        free(d->names[i]);
+    free(d->names);
     memset(d, 0, sizeof *d);
 }
 

@@ -89,11 +89,14 @@ static int take(fg_dataset *d, const folder_scan *s, const folder_scan *ref,
     d->w = o->w;
     d->images = fg_xmalloc(n ? (size_t)n * D : 1, "dataset images");
     d->labels = fg_xcalloc((size_t)(n ? n : 1), 1, "dataset labels");
+    d->names = fg_xcalloc((size_t)(n ? n : 1), sizeof *d->names, "image names");
     for (int k = 0, j = 0; k < im->n; k++) {
         const folder_file *f = &s->f[im->file[k]];
         if (!want[im->file[k]])
             continue;
         memcpy(d->images + (size_t)j * D, im->images + (size_t)k * D, D);
+        size_t len = strlen(f->rel) + 1;
+        d->names[j] = memcpy(fg_xmalloc(len, "image name"), f->rel, len);
         d->labels[j++] = (uint8_t)(f->cls < 0 ? 0 : map[f->cls]);
     }
     d->n_classes = ref->n_classes;

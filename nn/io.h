@@ -100,6 +100,8 @@ typedef struct fg_dataset {
     uint8_t *images;           /* n * c * h * w */
     uint8_t *labels;           /* n */
     char **class_names;        /* n_classes names, or NULL (image folders set them) */
+    char **names;              /* n image names, or NULL: an image folder's are the
+                                  files' paths relative to the folder */
 } fg_dataset;
 #define FG_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
 FG_API void fg_dataset_free(fg_dataset *d);

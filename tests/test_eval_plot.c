@@ -6,7 +6,7 @@
  * read by column name (examples/metrics.c, compiled in). */
 #include "check_main.h"
 #include "flowgrad.h"
-#include "examples/metrics.h"
+#include "models/run_metrics.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -128,39 +128,39 @@ START_TEST(metrics_read_by_name)
     snprintf(path, sizeof path, "%s/metrics.csv", tmpdir);
     put(path, fixture);
     const char *cols[] = {"step", "test_bpd", "grad_norm", "schedule_phase"};
-    metrics_table t;
-    ck_assert_int_eq(metrics_read(path, cols, 4, &t), FG_OK);
+    fg_run_metrics t;
+    ck_assert_int_eq(fg_run_metrics_read(path, cols, 4, &t), FG_OK);
     ck_assert(t.present[0] && t.present[1] && t.present[2] && !t.present[3]);
     /* 1, 2, then the resumed 3, 4, 4 (epoch end), 5. */
     ck_assert_int_eq(t.n_rows, 6);
     const double steps[6] = {1, 2, 3, 4, 4, 5}, norms[6] = {3.5, 2.5, 9, 1.5, NAN, 1.25};
     for (int r = 0; r < 6; r++) {
-        ck_assert(metrics_at(&t, r, 0) == steps[r]);
-        ck_assert(isnan(norms[r]) ? isnan(metrics_at(&t, r, 2)) : metrics_at(&t, r, 2) == norms[r]);
-        ck_assert(isnan(metrics_at(&t, r, 3)));
+        ck_assert(fg_run_metrics_at(&t, r, 0) == steps[r]);
+        ck_assert(isnan(norms[r]) ? isnan(fg_run_metrics_at(&t, r, 2)) : fg_run_metrics_at(&t, r, 2) == norms[r]);
+        ck_assert(isnan(fg_run_metrics_at(&t, r, 3)));
     }
-    ck_assert(isnan(metrics_at(&t, 0, 1)) && metrics_at(&t, 4, 1) == 4.3 &&
-              metrics_at(&t, 5, 1) == 4.1);
-    metrics_free(&t);
+    ck_assert(isnan(fg_run_metrics_at(&t, 0, 1)) && fg_run_metrics_at(&t, 4, 1) == 4.3 &&
+              fg_run_metrics_at(&t, 5, 1) == 4.1);
+    fg_run_metrics_free(&t);
 
     /* A column nobody asked for is not parsed; one asked for must hold
      * numbers, and the error names the line and the column. */
     put(path, "step,lr\n1,0.1\n2,fast\n");
-    ck_assert_int_eq(metrics_read(path, cols, 1, &t), FG_OK);
+    ck_assert_int_eq(fg_run_metrics_read(path, cols, 1, &t), FG_OK);
     ck_assert_int_eq(t.n_rows, 2);
-    metrics_free(&t);
+    fg_run_metrics_free(&t);
     const char *lr[] = {"step", "lr"};
-    ck_assert_int_eq(metrics_read(path, lr, 2, &t), FG_ERR);
+    ck_assert_int_eq(fg_run_metrics_read(path, lr, 2, &t), FG_ERR);
     ck_assert_msg(strstr(fg_last_error(), "metrics.csv:3: column 'lr': expected a number, got "
                          "'fast'") != NULL, "%s", fg_last_error());
     put(path, "step,lr\n1,0.1,7\n");
-    ck_assert_int_eq(metrics_read(path, lr, 2, &t), FG_ERR);
+    ck_assert_int_eq(fg_run_metrics_read(path, lr, 2, &t), FG_ERR);
     ck_assert(strstr(fg_last_error(), ":2: more fields than the header's 2 columns") != NULL);
     put(path, "iteration,lr\n1,0.1\n");
-    ck_assert_int_eq(metrics_read(path, lr, 2, &t), FG_ERR);
+    ck_assert_int_eq(fg_run_metrics_read(path, lr, 2, &t), FG_ERR);
     ck_assert(strstr(fg_last_error(), "no 'step' column") != NULL);
     put(path, "");
-    ck_assert_int_eq(metrics_read(path, lr, 2, &t), FG_ERR);
+    ck_assert_int_eq(fg_run_metrics_read(path, lr, 2, &t), FG_ERR);
     ck_assert(strstr(fg_last_error(), "empty") != NULL);
     teardown();
 }
@@ -230,14 +230,14 @@ END_TEST
 static void last_test_bpd(const char *csv, char *out, size_t n)
 {
     const char *cols[] = {"step", "test_bpd"};
-    metrics_table t;
-    ck_assert_int_eq(metrics_read(csv, cols, 2, &t), FG_OK);
+    fg_run_metrics t;
+    ck_assert_int_eq(fg_run_metrics_read(csv, cols, 2, &t), FG_OK);
     double v = NAN;
     for (int r = 0; r < t.n_rows; r++)
-        if (isfinite(metrics_at(&t, r, 1)))
-            v = metrics_at(&t, r, 1);
+        if (isfinite(fg_run_metrics_at(&t, r, 1)))
+            v = fg_run_metrics_at(&t, r, 1);
     snprintf(out, n, "%.6f", v);
-    metrics_free(&t);
+    fg_run_metrics_free(&t);
 }
 
 START_TEST(eval_outputs)
@@ -312,6 +312,67 @@ START_TEST(eval_outputs)
 }
 END_TEST
 
+/* An 8x8 gray PNG of one shade, through the library's grid writer. */
+static void write_png(const char *path, float shade)
+{
+    float x[64];
+    for (int i = 0; i < 64; i++)
+        x[i] = shade + 0.01f * (float)(i % 8);
+    ck_assert_int_eq(fg_png_write_grid(path, x, 1, 1, 8, 8, 1, 1, 0), FG_OK);
+}
+
+/* --data DIR: every image of a folder, named by its file in the table and
+ * labeled by its class folder; a class-conditional model refuses a folder
+ * without classes, and --data takes neither --dataset nor --split. */
+START_TEST(eval_on_an_image_folder)
+{
+    setup();
+    ck_assert_int_eq(run("train", "%s train %s --out %s/run --threads 1 --steps 3", F, config,
+                         tmpdir), 0);
+    char ck[512], dir[512], path[700], csv[600];
+    snprintf(ck, sizeof ck, "%s/run/checkpoint.safetensors", tmpdir);
+    snprintf(dir, sizeof dir, "%s/imgs", tmpdir);
+    const char *classes[] = {"bags", "coats"};
+    mkdir(dir, 0777);
+    for (int k = 0; k < 2; k++) {
+        snprintf(path, sizeof path, "%s/%s", dir, classes[k]);
+        mkdir(path, 0777);
+        for (int i = 0; i < 3; i++) {
+            snprintf(path, sizeof path, "%s/%s/%d.png", dir, classes[k], i);
+            write_png(path, -0.4f + 0.25f * (float)(k * 3 + i));
+        }
+    }
+    snprintf(csv, sizeof csv, "%s/folder.csv", tmpdir);
+    ck_assert_int_eq(run("folder", "%s eval %s --data %s --per-image %s", F, ck, dir, csv), 0);
+    ck_assert_msg(strstr(slurp("%s/folder", tmpdir), "imgs bits/dim: ") != NULL, "%s",
+                  slurp("%s/folder", tmpdir));
+    char *table = slurp("%s", csv);
+    ck_assert(!strncmp(table, "file,label,bits_per_dim\n", 24));
+    int rows = 0;
+    for (char *line = strchr(table, '\n') + 1; *line; line = strchr(line, '\n') + 1) {
+        char want[64];
+        snprintf(want, sizeof want, "%s/%d.png,%d,", classes[rows / 3], rows % 3, rows / 3);
+        ck_assert_msg(!strncmp(line, want, strlen(want)), "row %d: %.60s", rows, line);
+        ck_assert(isfinite(atof(line + strlen(want))));
+        rows++;
+    }
+    ck_assert_int_eq(rows, 6);
+
+    /* The model is class-conditional: images without class folders. */
+    snprintf(path, sizeof path, "%s/flat", tmpdir);
+    mkdir(path, 0777);
+    snprintf(path, sizeof path, "%s/flat/a.png", tmpdir);
+    write_png(path, 0.0f);
+    ck_assert_int_eq(run("flat.out", "%s eval %s --data %s/flat", F, ck, tmpdir), 1);
+    ck_assert(strstr(slurp("%s/flat.out", tmpdir), "no class subfolders") != NULL);
+    ck_assert_int_eq(run("both", "%s eval %s --data %s --split train", F, ck, dir), 2);
+    ck_assert(strstr(slurp("%s/both", tmpdir), "give it without --split") != NULL);
+    ck_assert_int_eq(run("none", "%s eval %s --data %s/none", F, ck, tmpdir), 1);
+    ck_assert(strstr(slurp("%s/none", tmpdir), "--data: ") != NULL);
+    teardown();
+}
+END_TEST
+
 START_TEST(eval_refuses_bad_input)
 {
     setup();
@@ -375,6 +436,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, plot_draws_curves);
     tcase_add_test(tc, plot_refuses_bad_input);
     tcase_add_test(tc, eval_outputs);
+    tcase_add_test(tc, eval_on_an_image_folder);
     tcase_add_test(tc, eval_refuses_bad_input);
     tcase_add_test(tc, train_draws_curves);
     suite_add_tcase(s, tc);

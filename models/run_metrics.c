@@ -1,5 +1,5 @@
-/* Reading metrics.csv by column name (see metrics.h). */
-#include "examples/metrics.h"
+/* Reading metrics.csv by column name (see models/run_metrics.h). */
+#include "models/run_metrics.h"
 
 #include <errno.h>
 #include <math.h>
@@ -24,12 +24,12 @@ static int split(char *line, char **field, int max)
 }
 
 static int parse_header(const char *path, char *line, const char *const *cols, int n,
-                        int *where, metrics_table *t)
+                        int *where, fg_run_metrics *t)
 {
-    char *field[METRICS_MAX_COLUMNS + 1];
-    int nf = split(line, field, METRICS_MAX_COLUMNS);
-    if (nf > METRICS_MAX_COLUMNS)
-        return fg_error("%s:1: more than %d columns in the header", path, METRICS_MAX_COLUMNS);
+    char *field[FG_RUN_METRICS_MAX_COLUMNS + 1];
+    int nf = split(line, field, FG_RUN_METRICS_MAX_COLUMNS);
+    if (nf > FG_RUN_METRICS_MAX_COLUMNS)
+        return fg_error("%s:1: more than %d columns in the header", path, FG_RUN_METRICS_MAX_COLUMNS);
     int step = 0;
     for (int c = 0; c < n; c++) {
         where[c] = -1;
@@ -47,17 +47,17 @@ static int parse_header(const char *path, char *line, const char *const *cols, i
 
 /* The steps of the rows kept: rows a resume wrote again replace the
  * earlier ones. */
-static void drop_rewound(metrics_table *t, int step_col, double step)
+static void drop_rewound(fg_run_metrics *t, int step_col, double step)
 {
-    if (t->n_rows == 0 || metrics_at(t, t->n_rows - 1, step_col) <= step)
+    if (t->n_rows == 0 || fg_run_metrics_at(t, t->n_rows - 1, step_col) <= step)
         return;   /* a step's own row and its epoch's end share the step */
-    while (t->n_rows > 0 && metrics_at(t, t->n_rows - 1, step_col) >= step)
+    while (t->n_rows > 0 && fg_run_metrics_at(t, t->n_rows - 1, step_col) >= step)
         t->n_rows--;
 }
 
-int metrics_read(const char *path, const char *const *cols, int n, metrics_table *t)
+int fg_run_metrics_read(const char *path, const char *const *cols, int n, fg_run_metrics *t)
 {
-    FG_CHECK(n > 0 && n <= METRICS_MAX_COLUMNS, "metrics_read", "%d columns", n);
+    FG_CHECK(n > 0 && n <= FG_RUN_METRICS_MAX_COLUMNS, "fg_run_metrics_read", "%d columns", n);
     memset(t, 0, sizeof *t);
     t->n_cols = n;
     FILE *f = fopen(path, "r");
@@ -65,7 +65,7 @@ int metrics_read(const char *path, const char *const *cols, int n, metrics_table
         return fg_error("%s: cannot open: %s", path, strerror(errno));
     char *line = NULL;
     size_t cap = 0;
-    int where[METRICS_MAX_COLUMNS], step_col = 0, rc = FG_OK, lineno = 1, width;
+    int where[FG_RUN_METRICS_MAX_COLUMNS], step_col = 0, rc = FG_OK, lineno = 1, width;
     if (getline(&line, &cap, f) < 0) {
         rc = fg_error("%s: empty; expected a header line (step,epoch,...) and rows", path);
         goto out;
@@ -78,7 +78,7 @@ int metrics_read(const char *path, const char *const *cols, int n, metrics_table
         if (!strcmp(cols[c], "step"))
             step_col = c;
     int rows_cap = 0;
-    char *field[METRICS_MAX_COLUMNS + 1];
+    char *field[FG_RUN_METRICS_MAX_COLUMNS + 1];
     while (getline(&line, &cap, f) >= 0) {
         lineno++;
         int nf = split(line, field, width);
@@ -120,11 +120,11 @@ out:
     free(line);
     fclose(f);
     if (rc != FG_OK)
-        metrics_free(t);
+        fg_run_metrics_free(t);
     return rc;
 }
 
-void metrics_free(metrics_table *t)
+void fg_run_metrics_free(fg_run_metrics *t)
 {
     free(t->v);
     memset(t, 0, sizeof *t);
