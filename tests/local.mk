@@ -22,3 +22,13 @@ EXTRA_DIST += \
 	tests/reference/glow.py \
 	tests/reference/safetensors_io.py \
 	tests/reference/make_fixtures.py
+
+# The installed library as another project uses it: make install into a
+# temporary DESTDIR, examples/library_flow.c built with pkg-config alone.
+check_PROGRAMS += tests/test_install
+TESTS += tests/test_install
+tests_test_install_DEPENDENCIES = libflowgrad.la
+tests_test_install_SOURCES = tests/test_install.c
+tests_test_install_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_install_LDADD = $(FG_TEST_LIBS)
+EXTRA_DIST += examples/library_flow.c
