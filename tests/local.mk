@@ -30,5 +30,7 @@ TESTS += tests/test_install
 tests_test_install_DEPENDENCIES = libflowgrad.la
 tests_test_install_SOURCES = tests/test_install.c
 tests_test_install_CFLAGS = $(FG_TEST_CFLAGS)
+# A library built with sanitizers needs their runtime in the program too.
+tests_test_install_CPPFLAGS = $(AM_CPPFLAGS) -DFG_SANITIZER_FLAGS='"$(SANITIZER_FLAGS)"'
 tests_test_install_LDADD = $(FG_TEST_LIBS)
 EXTRA_DIST += examples/library_flow.c

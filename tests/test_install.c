@@ -59,9 +59,11 @@ START_TEST(installed_library_builds_a_program)
     snprintf(path, sizeof path, "%s/libdir", tmpdir);
     first_line(path, libdir, sizeof libdir);
     ck_assert_msg(strstr(flags, tmpdir) != NULL, "pkg-config flags not under DESTDIR: %s", flags);
-    /* Only the installed headers and library: no -I into this tree. */
-    ck_assert_msg(sh("cc -std=c11 -Wall -Wextra -Werror %s/examples/library_flow.c %s "
-                     "-o %s/library_flow >%s/cc.log 2>&1", src, flags, tmpdir, tmpdir) == 0,
+    /* Only the installed headers and library: no -I into this tree (and,
+     * in a --enable-sanitizers build, the sanitizers the library has). */
+    ck_assert_msg(sh("cc -std=c11 -Wall -Wextra -Werror %s %s/examples/library_flow.c %s "
+                     "-o %s/library_flow >%s/cc.log 2>&1", FG_SANITIZER_FLAGS, src, flags,
+                     tmpdir, tmpdir) == 0,
                   "compiling examples/library_flow.c with '%s' failed: see %s/cc.log", flags,
                   tmpdir);
     ck_assert_msg(sh("LD_LIBRARY_PATH=%s FLOWGRAD_THREADS=1 %s/library_flow %s/flow.safetensors "
