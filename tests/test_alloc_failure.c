@@ -1,8 +1,9 @@
 /* Running out of memory while a run resumes, steps and checkpoints.
  *
- * A child process resumes a tiny model's run from its checkpoint (config,
- * dataset, model, trainer, fg_checkpoint_resume), takes one training step
- * and saves the checkpoint over the one it resumed from. A first child
+ * A child process resumes a tiny model's run from its checkpoint (builds
+ * the model and trainer, fg_checkpoint_resume; the config and dataset are
+ * read once, before), takes one training step and saves the checkpoint
+ * over the one it resumed from. A first child
  * counts the allocations A of that sequence; then for every N in 1..A a
  * child runs it with the Nth allocation failing (fg_alloc_fail_at). Each
  * must end with a report, never a signal: status FG_EXIT_OUT_OF_MEMORY and
