@@ -3,14 +3,15 @@
  * A child process resumes a tiny model's run from its checkpoint (builds
  * the model and trainer, fg_checkpoint_resume; the config and dataset are
  * read once, before), takes one training step and saves the checkpoint
- * over the one it resumed from. A first child
- * counts the allocations A of that sequence; then for every N in 1..A a
- * child runs it with the Nth allocation failing (fg_alloc_fail_at). Each
+ * over the one it resumed from. A first child counts the allocations A of
+ * that sequence; then for every N in 1..A a child runs it with the Nth
+ * allocation failing (fg_alloc_fail_at). Each
  * must end with a report, never a signal: status FG_EXIT_OUT_OF_MEMORY and
  * "flowgrad: out of memory (...): cannot allocate N bytes for WHAT", or a
  * reader's FG_ERR naming the size it could not allocate. Afterwards the
  * checkpoint is the old file byte for byte or the complete new one, and no
- * temporary is left beside it. */
+ * temporary is left beside it. The same for every allocation of
+ * fg_checkpoint_load, the loader of eval and sample. */
 #include "check_main.h"
 #include "flowgrad.h"
 #include "tensor/alloc_internal.h"
@@ -139,8 +140,28 @@ static _Noreturn void resume_step_save(long fail_at, int counts_fd)
     _Exit(0);
 }
 
-/* Forks the sequence with its stderr in a file; returns the wait status. */
-static int fork_sequence(long fail_at, int counts_fd)
+/* Loading a checkpoint for use (eval, sample): config from its metadata,
+ * every check, the model built and loaded. */
+static _Noreturn void load_for_use(long fail_at, int counts_fd)
+{
+    fg_checkpoint L;
+    fg_alloc_fail_at(fail_at);
+    int rc = fg_checkpoint_load(file("ckpt.safetensors"), -1, &L);
+    counts c = {fg_alloc_count(), fg_alloc_count(), fg_alloc_count()};
+    if (rc != FG_OK) {
+        fprintf(stderr, "error: %s\n", fg_last_error());
+        _Exit(1);
+    }
+    if (counts_fd >= 0 && write(counts_fd, &c, sizeof c) != (ssize_t)sizeof c)
+        _Exit(2);
+    _Exit(0);
+}
+
+/* A child's whole life: it exits, never returns. */
+typedef void (*sequence)(long fail_at, int counts_fd);
+
+/* Forks a sequence with its stderr in a file; returns the wait status. */
+static int fork_sequence(sequence seq, long fail_at, int counts_fd)
 {
     fflush(NULL);   /* no buffered output of ours is written twice */
     pid_t pid = fork();
@@ -150,7 +171,8 @@ static int fork_sequence(long fail_at, int counts_fd)
         if (fd < 0 || dup2(fd, 2) < 0)
             _Exit(4);
         close(fd);
-        resume_step_save(fail_at, counts_fd);
+        seq(fail_at, counts_fd);
+        _Exit(5);
     }
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
@@ -276,7 +298,8 @@ static void check_child(long n, int status, regex_t *stop, regex_t *refusal, con
     ck_assert_msg(temporaries(tmp, sizeof tmp) == 0, "allocation %ld left %s", n, tmp);
 }
 
-START_TEST(every_allocation_of_resume_step_save_fails_cleanly)
+/* A folder with the first checkpoint; the config and dataset read. */
+static void setup(void)
 {
     snprintf(dir, sizeof dir, "/tmp/fg-alloc-failure-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -287,18 +310,50 @@ START_TEST(every_allocation_of_resume_step_save_fails_cleanly)
                                                       sizeof path), &cfg), FG_OK);
     ck_assert_int_eq(fg_config_load_split(cfg, 1, -1, &train_set), FG_OK);
     make_old_checkpoint();
-    bytes old, new;
-    old.s = slurp(file("ckpt.safetensors"), &old.n);
+}
 
-    /* The count, and the new checkpoint the sequence writes. */
+static void teardown(void)
+{
+    fg_dataset_free(&train_set);
+    fg_config_free(cfg);
+    remove_folder();
+}
+
+/* A stop for want of memory, as fg_xmalloc and its kin print it, and a
+ * reader's refusal, as the children print fg_last_error(). */
+static void compile_patterns(regex_t *stop, regex_t *refusal)
+{
+    ck_assert_int_eq(regcomp(stop, "^flowgrad: out of memory \\((malloc|calloc|realloc|"
+                                   "aligned_alloc)\\): cannot (allocate [0-9]+ (x [0-9]+ )?"
+                                   "bytes for [[:alnum:]]|grow [[:alnum:]].* to [0-9]+ bytes)",
+                             REG_EXTENDED | REG_NEWLINE), 0);
+    ck_assert_int_eq(regcomp(refusal, "^error: .*cannot allocate [0-9]+ ",
+                             REG_EXTENDED | REG_NEWLINE), 0);
+}
+
+/* How many allocations a sequence makes unarmed, by phase. */
+static counts count_allocations(sequence seq)
+{
     int fds[2];
     ck_assert_int_eq(pipe(fds), 0);
-    int status = fork_sequence(0, fds[1]);
+    int status = fork_sequence(seq, 0, fds[1]);
     close(fds[1]);
     counts c;
     ck_assert_int_eq(read(fds[0], &c, sizeof c), (ssize_t)sizeof c);
     close(fds[0]);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the sequence fails unarmed");
+    return c;
+}
+
+START_TEST(every_allocation_of_resume_step_save_fails_cleanly)
+{
+    setup();
+    bytes old, new;
+    old.s = slurp(file("ckpt.safetensors"), &old.n);
+
+    /* The count, and the new checkpoint the sequence writes. */
+    counts c = count_allocations(resume_step_save);
+    int status;
     new.s = slurp(file("ckpt.safetensors"), &new.n);
     ck_assert_msg(!same(&old, new.s, new.n), "the step changed nothing");
     put_file(file("ckpt.safetensors"), old.s, old.n);
@@ -308,18 +363,13 @@ START_TEST(every_allocation_of_resume_step_save_fails_cleanly)
     ck_assert_int_gt(c.step, c.load);
 
     regex_t stop, refusal;
-    ck_assert_int_eq(regcomp(&stop, "^flowgrad: out of memory \\((malloc|calloc|realloc|"
-                                    "aligned_alloc)\\): cannot (allocate [0-9]+ (x [0-9]+ )?"
-                                    "bytes for [[:alnum:]]|grow [[:alnum:]].* to [0-9]+ bytes)",
-                             REG_EXTENDED | REG_NEWLINE), 0);
-    ck_assert_int_eq(regcomp(&refusal, "^error: .*cannot allocate [0-9]+ ",
-                             REG_EXTENDED | REG_NEWLINE), 0);
+    compile_patterns(&stop, &refusal);
     long stops = 0, refusals = 0;
     for (long n = 1; n <= c.save; n++) {
         if (n != c.load && n != c.step && n != c.save &&
             (n - 1) % (n <= c.load ? LOAD_STRIDE : STEP_SAVE_STRIDE) != 0)
             continue;
-        status = fork_sequence(n, -1);
+        status = fork_sequence(resume_step_save, n, -1);
         check_child(n, status, &stop, &refusal, &old, &new);
         if (WEXITSTATUS(status) == FG_EXIT_OUT_OF_MEMORY)
             stops++;
@@ -344,7 +394,7 @@ START_TEST(every_allocation_of_resume_step_save_fails_cleanly)
     char name[64];
     snprintf(name, sizeof name, "ckpt.safetensors.tmp.%ld", (long)gone);
     put_file(file(name), old.s, old.n / 2);
-    status = fork_sequence(0, -1);
+    status = fork_sequence(resume_step_save, 0, -1);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     char tmp[256];
     ck_assert_msg(temporaries(tmp, sizeof tmp) == 0, "%s is left after a save", tmp);
@@ -361,11 +411,43 @@ START_TEST(every_allocation_of_resume_step_save_fails_cleanly)
     ck_assert_int_eq(fg_checkpoint_check_values(&L.st), FG_OK);
     ck_assert_int_eq(L.state.step, 2);
     fg_checkpoint_free(&L);
-    fg_dataset_free(&train_set);
-    fg_config_free(cfg);
     free(old.s);
     free(new.s);
-    remove_folder();
+    teardown();
+}
+END_TEST
+
+/* The same for fg_checkpoint_load, the path of eval and sample: a reader
+ * of files from outside, where what a file sizes is a refusal. */
+START_TEST(every_allocation_of_a_checkpoint_load_fails_cleanly)
+{
+    setup();
+    bytes old;
+    old.s = slurp(file("ckpt.safetensors"), &old.n);
+    counts c = count_allocations(load_for_use);
+    printf("allocations: %ld to load for use\n", c.load);
+    regex_t stop, refusal;
+    compile_patterns(&stop, &refusal);
+    long stops = 0, refusals = 0;
+    for (long n = 1; n <= c.load; n++) {
+        if (n != c.load && (n - 1) % LOAD_STRIDE != 0)
+            continue;
+        int status = fork_sequence(load_for_use, n, -1);
+        check_child(n, status, &stop, &refusal, &old, &old);
+        if (WEXITSTATUS(status) == FG_EXIT_OUT_OF_MEMORY)
+            stops++;
+        else
+            refusals++;
+    }
+    if (LOAD_STRIDE == 1)
+        printf("%ld stops, %ld refusals: every allocation failed once\n", stops, refusals);
+    else
+        printf("%ld stops, %ld refusals: every %d-th allocation failed\n", stops, refusals,
+               (int)LOAD_STRIDE);
+    regfree(&stop);
+    regfree(&refusal);
+    free(old.s);
+    teardown();
 }
 END_TEST
 
@@ -374,6 +456,7 @@ Suite *fg_test_suite(void)
     Suite *s = suite_create("alloc_failure");
     TCase *tc = fg_tcase("resume_step_save");
     tcase_add_test(tc, every_allocation_of_resume_step_save_fails_cleanly);
+    tcase_add_test(tc, every_allocation_of_a_checkpoint_load_fails_cleanly);
     suite_add_tcase(s, tc);
     return s;
 }
