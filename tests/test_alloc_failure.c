@@ -97,13 +97,13 @@ static int train_one_step(run *r)
 static int save_checkpoint(run *r, const char *path)
 {
     fg_train_state s = {r->tr.step, r->it.epoch, r->it.pos, cfg->train.seed, 1.5};
-    return fg_checkpoint_save(path, cfg, r->model, &r->tr.optim, &r->tr.ema, &s);
+    return fg_checkpoint_save(path, cfg, r->model, &r->tr, &s);
 }
 
 static int resume_checkpoint(run *r, const char *path)
 {
     fg_train_state s;
-    if (fg_checkpoint_resume(path, r->model, &r->tr.optim, &r->tr.ema, train_set.n, &s) != FG_OK)
+    if (fg_checkpoint_resume(path, r->model, &r->tr, train_set.n, &s) != FG_OK)
         return FG_ERR;
     r->tr.step = s.step;
     fg_batch_iter_seek(&r->it, s.epoch, s.position);
