@@ -161,11 +161,21 @@ void fg_flow_read_permutation(const char *kind, const fg_var *buf, int *perm, in
     FG_CHECK((int)fg_numel(&buf->t) == n, kind,
              "permutation buffer has %zu entries, expected %d", fg_numel(&buf->t), n);
     /* Loaders check values from outside first (fg_flow_check_permutation),
-     * so a broken one here is the library's own bug. */
-    if (fg_flow_check_permutation("permutation buffer", buf->t.data, n) != FG_OK)
-        fg_fatal(kind, "%s", fg_last_error());
+     * so a broken one here is the library's own bug. perm marks the values
+     * seen: this check allocates nothing, so it cannot fail for want of
+     * memory and be taken for a bug. */
+    const float *v = buf->t.data;
     for (int i = 0; i < n; i++)
-        perm[i] = (int)buf->t.data[i];
+        perm[i] = -1;
+    for (int i = 0; i < n; i++) {
+        double x = v[i];
+        FG_CHECK(x >= 0 && x < n && x == (int)x && perm[(int)x] < 0, kind,
+                 "permutation buffer holds %g at index %d; expected a permutation of 0..%d "
+                 "(each whole number once)", x, i, n - 1);
+        perm[(int)x] = i;
+    }
+    for (int i = 0; i < n; i++)
+        perm[i] = (int)v[i];
 }
 
 const char *fg_flow_prefix(char *buf, size_t n, const char *prefix, const char *kind)

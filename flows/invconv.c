@@ -2,6 +2,7 @@
  * logdet = H W log|det W| and W^-1 come from double-precision linear
  * algebra (fg_slogdet, fg_inverse), whose backward rules live in autograd. */
 #include "flows/layer.h"
+#include "tensor/alloc_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -123,11 +124,12 @@ fg_flow *fg_invconv_create(const fg_invconv_options *o)
 int fg_invconv_check_matrix(const char *what, int c, const float *w)
 {
     size_t n = (size_t)c * c;
-    double *a = malloc(n * sizeof *a);
-    int *piv = malloc((size_t)c * sizeof *piv);
+    double *a = fg_try_malloc(n * sizeof *a);
+    int *piv = fg_try_malloc((size_t)c * sizeof *piv);
     int rc = FG_OK, sign;
     if (!a || !piv) {
-        rc = fg_error("%s: cannot allocate a %dx%d matrix to check it", what, c, c);
+        rc = fg_error("%s: cannot allocate %zu bytes to check the %dx%d matrix", what,
+                      n * sizeof *a + (size_t)c * sizeof *piv, c, c);
     } else {
         for (size_t i = 0; i < n && rc == FG_OK; i++) {
             a[i] = w[i];

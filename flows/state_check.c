@@ -3,6 +3,7 @@
  * outside before any op sees them, so the layers' own stops (fg_fatal on a
  * broken permutation, on a singular matrix) stay internal invariants. */
 #include "flows/layer.h"
+#include "tensor/alloc_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -26,10 +27,10 @@ int fg_flow_check_permutation(const char *what, const float *v, int64_t n)
     if (n <= 0)
         return FG_OK;
     /* Where each value was first seen, so a repeat names both entries. */
-    int64_t *first = malloc((size_t)n * sizeof *first);
+    int64_t *first = fg_try_malloc((size_t)n * sizeof *first);
     if (!first)
-        return fg_error("%s: cannot allocate %lld entries to check the permutation", what,
-                        (long long)n);
+        return fg_error("%s: cannot allocate %zu bytes to check the permutation", what,
+                        (size_t)n * sizeof *first);
     for (int64_t i = 0; i < n; i++)
         first[i] = -1;
     int rc = FG_OK;

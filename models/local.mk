@@ -113,3 +113,11 @@ TESTS += tests/test_invert
 tests_test_invert_SOURCES = tests/test_invert.c
 tests_test_invert_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_invert_LDADD = $(FG_TEST_LIBS)
+
+# Every allocation of a resume, a step and a save made to fail in turn
+# (fg_alloc_fail_at is internal, hence the internal link).
+check_PROGRAMS += tests/test_alloc_failure
+TESTS += tests/test_alloc_failure
+tests_test_alloc_failure_SOURCES = tests/test_alloc_failure.c
+tests_test_alloc_failure_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_alloc_failure_LDADD = $(FG_TEST_INTERNAL_LIBS)

@@ -44,9 +44,7 @@ static int writer_gone(long pid)
 int fg_atomic_remove_stale(const char *path)
 {
     size_t n = strlen(path);
-    char *dir = malloc(n + 2);
-    if (!dir)
-        return 0;
+    char *dir = fg_xmalloc(n + 2, "folder of an atomic write");
     memcpy(dir, path, n + 1);
     char *slash = strrchr(dir, '/');
     if (!slash)
@@ -64,9 +62,7 @@ int fg_atomic_remove_stale(const char *path)
             if (!pid)
                 continue;
             size_t len = strlen(dir) + strlen(e->d_name) + 2;
-            char *p = malloc(len);
-            if (!p)
-                break;
+            char *p = fg_xmalloc(len, "temporary file path");
             snprintf(p, len, "%s/%s", dir, e->d_name);
             /* Only our own regular files; never follow a link. */
             struct stat sb;

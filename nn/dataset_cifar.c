@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "nn/io.h"
+#include "tensor/alloc_internal.h"
 
 #define CIFAR_PIXELS (3 * 32 * 32)
 #define CIFAR_RECORD (1 + CIFAR_PIXELS)
@@ -51,14 +52,15 @@ int fg_dataset_load_cifar10_files(fg_dataset *d, const char *const *paths, int n
     d->c = 3;
     d->h = d->w = 32;
     d->n_classes = CIFAR_CLASSES;
-    d->images = malloc((size_t)total * CIFAR_PIXELS);
-    d->labels = malloc((size_t)total + 1);
-    unsigned char *rec = malloc(CIFAR_RECORD);
+    d->images = fg_try_malloc((size_t)total * CIFAR_PIXELS);
+    d->labels = fg_try_malloc((size_t)total + 1);
+    unsigned char *rec = fg_try_malloc(CIFAR_RECORD);
     if (!d->images || !d->labels || !rec) {
         free(rec);
         free(records);
         fg_dataset_free(d);
-        return fg_error("%s: cannot allocate memory for %ld images", paths[0], total);
+        return fg_error("%s: cannot allocate %zu bytes for %ld images", paths[0],
+                        (size_t)total * (CIFAR_PIXELS + 1) + CIFAR_RECORD, total);
     }
     int rc = FG_OK;
     long k = 0;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <zlib.h>
 #include "nn/io.h"
+#include "tensor/alloc_internal.h"
 
 #define IDX_MAX_BYTES ((size_t)1 << 32)   /* 4 GiB: far above any real set */
 #define MNIST_CLASSES 10
@@ -38,11 +39,11 @@ static int read_grown(gzFile f, const char *path, size_t n, const char *what,
                       unsigned char **out)
 {
     size_t cap = n < ((size_t)16 << 20) ? n : ((size_t)16 << 20), got = 0;
-    unsigned char *buf = malloc(cap ? cap : 1);
+    unsigned char *buf = fg_try_malloc(cap ? cap : 1);
     while (buf && got < n) {
         if (got == cap) {
             size_t grown = n - cap > cap ? 2 * cap : n;
-            unsigned char *more = realloc(buf, grown);
+            unsigned char *more = fg_try_realloc(buf, grown);
             if (!more)
                 break;
             buf = more, cap = grown;

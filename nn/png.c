@@ -54,16 +54,19 @@ int fg_png_write_grid(const char *path, const float *x, int n, int c, int h,
                         to_byte(img[((size_t)ch * h + y) * w + xx]);
     }
 
+    /* Our memory before the temporary exists: a stop for want of it leaves
+     * no file behind. */
+    png_bytep *row_ptrs = fg_xmalloc((size_t)height * sizeof *row_ptrs, "png rows");
+    for (long y = 0; y < height; y++)
+        row_ptrs[y] = pix + (size_t)y * stride;
     fg_atomic_file a;
     if (fg_atomic_open(&a, path) != FG_OK) {
+        free(row_ptrs);
         free(pix);
         return FG_ERR;
     }
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_fail, png_warn);
     png_infop info = png ? png_create_info_struct(png) : NULL;
-    png_bytep *row_ptrs = fg_xmalloc((size_t)height * sizeof *row_ptrs, "png rows");
-    for (long y = 0; y < height; y++)
-        row_ptrs[y] = pix + (size_t)y * stride;
     volatile int rc = FG_ERR;
     if (png && info) {
         if (setjmp(png_jmpbuf(png)) == 0) {

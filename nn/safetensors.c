@@ -279,37 +279,67 @@ static int write_data(FILE *f, const fg_st_tensor *t)
     return 0;
 }
 
+/* What a write holds in memory: made before the file is opened, so that a
+ * stop for want of memory (fg_xmalloc) never leaves a temporary behind. */
+typedef struct prepared {
+    int *order;
+    sbuf header;
+} prepared;
+
+static int prepare(const fg_safetensors *st, prepared *p, const char *what)
+{
+    p->order = layout_order(st);
+    p->header = (sbuf){0};
+    return build_header(st, p->order, &p->header, what);
+}
+
+static void prepared_free(prepared *p)
+{
+    free(p->header.s);
+    free(p->order);
+}
+
+/* Writes and flushes; allocates nothing. */
+static int emit(const fg_safetensors *st, const prepared *p, FILE *f, const char *what)
+{
+    const sbuf *h = &p->header;
+    unsigned char len[8];
+    for (int i = 0; i < 8; i++)
+        len[i] = (unsigned char)((uint64_t)h->n >> (8 * i));
+    errno = 0;
+    int bad = fwrite(len, 1, 8, f) != 8 || fwrite(h->s, 1, h->n, f) != h->n;
+    for (int k = 0; k < st->n && !bad; k++)
+        bad = write_data(f, &st->t[p->order[k]]) != 0;
+    if (!bad)
+        bad = fflush(f) != 0 || ferror(f);
+    return bad ? fg_error("%s: write failed: %s", what, strerror(errno ? errno : EIO)) : FG_OK;
+}
+
 int fg_st_write_stream(const fg_safetensors *st, FILE *f, const char *what)
 {
-    int *order = layout_order(st);
-    sbuf h = {0};
-    int rc = build_header(st, order, &h, what);
-    errno = 0;
-    if (rc == FG_OK) {
-        unsigned char len[8];
-        for (int i = 0; i < 8; i++)
-            len[i] = (unsigned char)((uint64_t)h.n >> (8 * i));
-        int bad = fwrite(len, 1, 8, f) != 8 || fwrite(h.s, 1, h.n, f) != h.n;
-        for (int k = 0; k < st->n && !bad; k++)
-            bad = write_data(f, &st->t[order[k]]) != 0;
-        if (!bad)
-            bad = fflush(f) != 0 || ferror(f);
-        if (bad)
-            rc = fg_error("%s: write failed: %s", what, strerror(errno ? errno : EIO));
-    }
-    free(h.s);
-    free(order);
+    prepared p;
+    int rc = prepare(st, &p, what);
+    if (rc == FG_OK)
+        rc = emit(st, &p, f, what);
+    prepared_free(&p);
     return rc;
 }
 
 int fg_st_write(const fg_safetensors *st, const char *path)
 {
+    prepared p;
     fg_atomic_file a;
-    if (fg_atomic_open(&a, path) != FG_OK)
-        return FG_ERR;
-    if (fg_st_write_stream(st, a.f, path) != FG_OK) {
-        fg_atomic_abort(&a);
-        return FG_ERR;
+    int rc = prepare(st, &p, path);
+    if (rc == FG_OK)
+        rc = fg_atomic_open(&a, path);
+    if (rc == FG_OK) {
+        if (emit(st, &p, a.f, path) == FG_OK) {
+            rc = fg_atomic_commit(&a);
+        } else {
+            fg_atomic_abort(&a);
+            rc = FG_ERR;
+        }
     }
-    return fg_atomic_commit(&a);
+    prepared_free(&p);
+    return rc;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "nn/io.h"
+#include "tensor/alloc_internal.h"
 #include "nn/json.h"
 
 static int parse_dtype(const char *s, fg_dtype *out)
@@ -112,7 +113,7 @@ static int read_entry(const char *name, const fg_json *e, uint64_t buffer_len,
  * still does not fit is an error for the caller, not a stop. */
 static int copy_data(fg_st_tensor *t, const unsigned char *src, const char *what)
 {
-    t->data = malloc(t->nbytes ? t->nbytes : 1);
+    t->data = fg_try_malloc(t->nbytes ? t->nbytes : 1);
     if (!t->data)
         return fg_error("%s: tensor '%s': cannot allocate %zu bytes for its data", what,
                         t->name, t->nbytes);
@@ -222,7 +223,7 @@ int fg_st_read(fg_safetensors *st, const char *path)
         return fg_error("%s: not a regular file", path);
     }
     size_t len = (size_t)sb.st_size;
-    unsigned char *buf = malloc(len ? len : 1);
+    unsigned char *buf = fg_try_malloc(len ? len : 1);
     if (!buf) {
         fclose(f);
         return fg_error("%s: cannot allocate %zu bytes to read it", path, len);

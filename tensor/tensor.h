@@ -38,7 +38,12 @@ FG_API void fg_fatal(const char *op, const char *fmt, ...)
 #define FG_CHECK(cond, op, ...) \
     do { if (!(cond)) fg_fatal((op), __VA_ARGS__); } while (0)
 
-/* Allocation that stops with a message naming what it was for. */
+/* Allocation that stops when the system has no memory left: prints
+ * "flowgrad: out of memory (malloc): cannot allocate N bytes for WHAT" and
+ * exits at once with status FG_EXIT_OUT_OF_MEMORY (no signal, no atexit
+ * handlers). Memory whose size comes from a file is allocated by the
+ * readers with a recoverable error instead (FG_ERR naming file and size). */
+#define FG_EXIT_OUT_OF_MEMORY 3
 FG_API void *fg_xmalloc(size_t bytes, const char *what);
 FG_API void *fg_xcalloc(size_t n, size_t size, const char *what);
 FG_API void *fg_xrealloc(void *p, size_t bytes, const char *what);

@@ -2,7 +2,7 @@
  * lowers the loss, checkpoints round-trip, a resumed run repeats an
  * uninterrupted one bit for bit, damaged checkpoints are refused, and every
  * subcommand runs and writes its output; decoded images that overflowed are
- * drawn grey, not fatal. */
+ * drawn grey, not fatal; running out of memory is a clean exit. */
 #include "check_main.h"
 #include "flowgrad.h"
 #include "models/model.h"
@@ -455,6 +455,37 @@ START_TEST(train_in_invert_mode_writes_drift)
 }
 END_TEST
 
+/* Out of memory (FLOWGRAD_FAIL_ALLOC=N fails the Nth allocation): status 3
+ * and a message naming the allocation, never a signal; the checkpoint the
+ * run resumed from is left byte for byte, with no temporary beside it. A
+ * value that is not a count is ignored with a warning. */
+START_TEST(out_of_memory_exits_3_and_keeps_the_checkpoint)
+{
+    setup();
+    char d[512], ck[600];
+    snprintf(d, sizeof d, "%s/oom", tmpdir);
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", d);
+    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s --threads 1 --steps 2", config, d),
+                     0);
+    ck_assert_int_eq(run("cp %s %s/before", ck, tmpdir), 0);
+    static const long at[] = {1, 50, 1000, 3000};
+    for (size_t i = 0; i < sizeof at / sizeof *at; i++) {
+        ck_assert_int_eq(run("rm -f %s/log", tmpdir), 0);
+        ck_assert_int_eq(run("FLOWGRAD_FAIL_ALLOC=%ld ./examples/flowgrad train %s --out %s "
+                             "--threads 1 --steps 4 --resume %s", at[i], config, d, ck),
+                         FG_EXIT_OUT_OF_MEMORY);
+        ck_assert_int_eq(run("grep -Eq '^flowgrad: out of memory \\([a-z_]+\\): cannot "
+                             "(allocate|grow) ' %s/log", tmpdir), 0);
+        ck_assert_int_eq(run("cmp %s %s/before", ck, tmpdir), 0);
+        ck_assert_int_eq(run("ls %s | grep -q '[.]tmp[.]'", d), 1);
+    }
+    ck_assert_int_eq(run("rm -f %s/log", tmpdir), 0);
+    ck_assert_int_eq(run("FLOWGRAD_FAIL_ALLOC=many ./examples/flowgrad train %s --out %s "
+                         "--threads 1 --steps 1", config, d), 0);
+    ck_assert_int_eq(run("grep -q 'FLOWGRAD_FAIL_ALLOC=many ignored' %s/log", tmpdir), 0);
+}
+END_TEST
+
 START_TEST(every_subcommand_runs)
 {
     setup();
@@ -546,6 +577,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, overflowed_images_are_greyed);
     tcase_add_test(tc, train_creates_nested_out);
     tcase_add_test(tc, train_in_invert_mode_writes_drift);
+    tcase_add_test(tc, out_of_memory_exits_3_and_keeps_the_checkpoint);
     tcase_add_loop_test(tc, zoo_configs_pass_check, 0, (int)(sizeof ZOO / sizeof ZOO[0]));
     suite_add_tcase(s, tc);
     return s;
