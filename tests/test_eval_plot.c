@@ -3,7 +3,7 @@
  * PNGs), one draw reproduces the test bits/dim training recorded, and bad
  * input (checkpoints, data set names, draw counts, output paths, garbled
  * metrics) is a clear error that leaves nothing behind. metrics.csv is
- * read by column name (examples/metrics.c, compiled in). */
+ * read by column name (models/run_metrics.h). */
 #include "check_main.h"
 #include "flowgrad.h"
 #include "models/run_metrics.h"
