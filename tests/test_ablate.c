@@ -68,8 +68,7 @@ static int count(const char *s, const char *what)
 static void setup(void)
 {
     fg_test_path("tests/configs/cli-tiny.yaml", config, sizeof config);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/flowgrad-test-ablate.%d", (int)getpid());
-    mkdir(tmpdir, 0777);
+    fg_test_scratch_dir("ablate", tmpdir, sizeof tmpdir);
 }
 
 static void teardown(void)

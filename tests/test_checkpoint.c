@@ -39,8 +39,7 @@ static const char tiny_yaml[] =
 
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/flowgrad-test-ckpt.%d", (int)getpid());
-    mkdir(tmpdir, 0777);
+    fg_test_scratch_dir("ckpt", tmpdir, sizeof tmpdir);
 }
 
 static char *slurp(const char *path)
@@ -476,8 +475,8 @@ START_TEST(out_never_replaces_what_is_not_a_regular_file)
     snprintf(dir, sizeof dir, "%s/adir", tmpdir);
     snprintf(node, sizeof node, "%s/null", tmpdir);
     snprintf(file, sizeof file, "%s/old.png", tmpdir);
-    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
-    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    ck_assert_msg(mkfifo(fifo, 0600) == 0, "mkfifo %s: %s", fifo, strerror(errno));
+    ck_assert_msg(mkdir(dir, 0700) == 0, "mkdir %s: %s", dir, strerror(errno));
     /* A character device needs CAP_MKNOD: as root, the node of /dev/null. */
     int have_node = mknod(node, S_IFCHR | 0600, makedev(1, 3)) == 0;
     struct { const char *path; mode_t kind; const char *says; } outs[] = {

@@ -78,8 +78,7 @@ static int read_steps(const char *dir, double *out, double *norms, int *events, 
 static void setup(void)
 {
     fg_test_path("tests/configs/cli-tiny.yaml", config, sizeof config);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/flowgrad-test-cli.%d", (int)getpid());
-    mkdir(tmpdir, 0777);
+    fg_test_scratch_dir("cli", tmpdir, sizeof tmpdir);
 }
 
 START_TEST(loss_falls_and_resume_is_bitwise)

@@ -286,8 +286,7 @@ static char *slurp(const char *path)
 START_TEST(per_image_table)
 {
     char dir[256], path[512];
-    snprintf(dir, sizeof dir, "/tmp/flowgrad-test-eval.%d", (int)getpid());
-    mkdir(dir, 0777);
+    fg_test_scratch_dir("eval", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/per-image.csv", dir);
     fg_dataset d;
     fg_dataset_synthetic(&d, 5, 1, 4, 4, 2);

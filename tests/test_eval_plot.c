@@ -94,8 +94,7 @@ static int entries(const char *dir)
 static void setup(void)
 {
     fg_test_path("tests/configs/cli-tiny.yaml", config, sizeof config);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/flowgrad-test-eval-plot.%d", (int)getpid());
-    mkdir(tmpdir, 0777);
+    fg_test_scratch_dir("eval-plot", tmpdir, sizeof tmpdir);
 }
 
 static void teardown(void)

@@ -39,8 +39,7 @@ static void first_line(const char *path, char *out, size_t n)
 
 START_TEST(installed_library_builds_a_program)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/flowgrad-test-install.%d", (int)getpid());
-    ck_assert_int_eq(sh("rm -rf %s && mkdir -p %s", tmpdir, tmpdir), 0);
+    fg_test_scratch_dir("install", tmpdir, sizeof tmpdir);
     const char *src = getenv("srcdir") ? getenv("srcdir") : ".";
     ck_assert_msg(sh("make -s install DESTDIR=%s/root >%s/install.log 2>&1", tmpdir, tmpdir) == 0,
                   "make install failed: see %s/install.log", tmpdir);

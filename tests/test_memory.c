@@ -18,8 +18,7 @@ static char out_path[512];
 static void setup(void)
 {
     fg_test_path("tests/configs/cli-tiny.yaml", config, sizeof config);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/flowgrad-test-memory.%d", (int)getpid());
-    mkdir(tmpdir, 0777);
+    fg_test_scratch_dir("memory", tmpdir, sizeof tmpdir);
     snprintf(out_path, sizeof out_path, "%s/out", tmpdir);
 }
 

@@ -44,8 +44,7 @@ static int setup(void)
 {
     fg_test_path("tests/configs/cli-tiny.yaml", tiny, sizeof tiny);
     fg_test_path("tests/configs/mpi-init.yaml", init_cfg, sizeof init_cfg);
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/flowgrad-test-mpi.%d", (int)getpid());
-    mkdir(tmpdir, 0777);
+    fg_test_scratch_dir("mpi", tmpdir, sizeof tmpdir);
     if (!fg_dist_available()) {
         printf("test_mpi: skipped, flowgrad was built without MPI (configure --with-mpi)\n");
         return 0;

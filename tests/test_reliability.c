@@ -43,8 +43,7 @@ static const char tiny_yaml[] =
 
 static void setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/flowgrad-test-rel.%d", (int)getpid());
-    mkdir(tmpdir, 0777);
+    fg_test_scratch_dir("rel", tmpdir, sizeof tmpdir);
 }
 
 static void write_config(const char *path, const char *lr, int warmup, const char *clip)
