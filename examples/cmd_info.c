@@ -108,8 +108,11 @@ int cmd_info(int argc, char **argv)
     double flops = fg_model_spec_flops(s);
     char desc[256];
     fg_train_memory mem[2];
+    memset(mem, 0, sizeof mem);
     if (batch > 0 && info_memory(L.cfg, (int)batch, mem) != FG_OK) {
         int rc = cli_fail(cmd, "%s: %s", path, fg_last_error());
+        fg_train_memory_free(&mem[0]);
+        fg_train_memory_free(&mem[1]);
         cli_loaded_free(&L);
         return rc;
     }
@@ -163,6 +166,8 @@ int cmd_info(int argc, char **argv)
         for (int i = 0; batch > 0 && i < 2; i++)
             fg_train_memory_print(&mem[i], stdout);
     }
+    fg_train_memory_free(&mem[0]);
+    fg_train_memory_free(&mem[1]);
     cli_loaded_free(&L);
     return 0;
 }

@@ -137,9 +137,10 @@ int cmd_train(int argc, char **argv)
     }
     /* Refuse up front, with numbers, what would otherwise fail in malloc
      * hours later or drive the machine into swap. */
-    fg_train_memory mem;
+    fg_train_memory mem = {0};
     double refused = memory_check && fg_train_memory_check(r.cfg, fg_dist_shard_size(t->batch),
                                                             &r.train, &r.test, &mem) != FG_OK;
+    fg_train_memory_free(&mem);
     char why[1024] = "another rank's machine cannot fit its share of the batch";
     if (refused)
         snprintf(why, sizeof why, "%s", fg_last_error());

@@ -8,18 +8,62 @@
  * dominates: 14.9 MiB for 9.2 MiB at batch 16, 30.4 MiB for 23.1 MiB at 256;
  * tests/test_memory.c requires measured <= estimate <= 2 x measured there,
  * in both memory modes. In invert mode (BENCHMARKS.md, "Memory by
- * inversion") it was within 0.2% for Glow on Fashion-MNIST (hidden 256 and
- * 512) but 3-6% below for the CIFAR-10 shapes: every layer's graph is
- * rewound and rebuilt in the same arena, and tensors of half a 64 MiB chunk
- * that start a new chunk at different points touch, between the layers,
- * more pages than the peak counts; steps at batch 1 and 2 never cross a
- * chunk, so the line cannot see it. */
+ * inversion") the line alone was within 0.2% for Glow on Fashion-MNIST
+ * (hidden 256 and 512) but 3-6% below for the CIFAR-10 shapes: every
+ * layer's graph is rewound and rebuilt in the same arena, and tensors of
+ * half a 64 MiB chunk that start a new chunk at different points touch,
+ * between the layers, more pages than the peak counts; steps at batch 1
+ * and 2 never cross a chunk, so the line cannot see it. The arenas' events
+ * are therefore recorded and replayed at the batch asked for
+ * (tensor/arena_trace.h), which counts the pages each chunk has touched. */
 #include "models/train_memory.h"
+#include "tensor/arena_trace.h"
 
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+
+/* The two batch sizes measured. Not 1: a batch of one is already
+ * channel-major and skips the layout copies that every larger batch makes,
+ * so its arena events differ. */
+#define BATCH_A 2
+#define BATCH_B 3
+
+/* The events of the graph's arena and scratch arena over the measured
+ * training steps, at BATCH_A ([0]) and BATCH_B ([1]). */
+struct fg_train_memory_layout {
+    fg_arena_trace *arena[2], *scratch[2];
+    size_t arena_chunk, scratch_chunk;
+};
+
+static void layout_free(struct fg_train_memory_layout *l)
+{
+    if (!l)
+        return;
+    for (int i = 0; i < 2; i++) {
+        fg_arena_trace_free(l->arena[i]);
+        fg_arena_trace_free(l->scratch[i]);
+    }
+    free(l);
+}
+
+void fg_train_memory_free(fg_train_memory *m)
+{
+    layout_free(m->layout);
+    m->layout = NULL;
+}
+
+/* Bytes the step's arenas touch at batch n, or -1 when the traces cannot
+ * be replayed. */
+static double replayed_step(const struct fg_train_memory_layout *l, double n)
+{
+    double a = fg_arena_trace_replay(l->arena[0], BATCH_A, l->arena[1], BATCH_B, n,
+                                     l->arena_chunk);
+    double s = fg_arena_trace_replay(l->scratch[0], BATCH_A, l->scratch[1], BATCH_B, n,
+                                     l->scratch_chunk);
+    return a < 0 || s < 0 ? -1 : a + s;
+}
 
 static double graph_peak(fg_graph *g)
 {
@@ -30,16 +74,23 @@ static double graph_peak(fg_graph *g)
  * steps (the first also initializes the actnorms from its batch, which the
  * real run's first step does too), *sample of drawing n images after them. */
 static int measure_at(const fg_config *cfg, fg_memory_mode mode, int n, double *train,
-                      double *sample)
+                      double *sample, struct fg_train_memory_layout *l)
 {
     fg_model *m;
     if (fg_model_build(&cfg->model, cfg->train.seed, &m) != FG_OK)
         return FG_ERR;
-    int labels[2] = {0, 1 % (m->n_classes ? m->n_classes : 1)};
+    int labels[BATCH_B];
+    for (int i = 0; i < BATCH_B; i++)
+        labels[i] = i % (m->n_classes ? m->n_classes : 1);
     const int *y = m->n_classes ? labels : NULL;
     fg_rng rng;
     fg_rng_seed(&rng, 1);
     fg_graph *g = fg_graph_create();
+    int k = n == BATCH_A ? 0 : 1;
+    l->arena[k] = fg_arena_trace_start(fg_graph_arena(g));
+    l->scratch[k] = fg_arena_trace_start(fg_graph_scratch(g));
+    l->arena_chunk = fg_arena_chunk_bytes(fg_graph_arena(g));
+    l->scratch_chunk = fg_arena_chunk_bytes(fg_graph_scratch(g));
     for (int rep = 0; rep < 2; rep++) {
         fg_graph_reset(g);
         int shape[4] = {n, m->c, m->h, m->w};
@@ -53,6 +104,8 @@ static int measure_at(const fg_config *cfg, fg_memory_mode mode, int n, double *
         fg_backward(g, loss);
     }
     *train = graph_peak(g);
+    fg_arena_trace_stop(fg_graph_arena(g));
+    fg_arena_trace_stop(fg_graph_scratch(g));
     fg_graph_destroy(g);
 
     g = fg_graph_create();
@@ -96,15 +149,22 @@ int fg_train_memory_measure_mode(const fg_config *cfg, fg_memory_mode mode, int 
     if (fg_train_memory_check_build(cfg) != FG_OK)
         return FG_ERR;
     double t1, t2, s1, s2;
-    if (measure_at(cfg, mode, 1, &t1, &s1) != FG_OK ||
-        measure_at(cfg, mode, 2, &t2, &s2) != FG_OK)
+    struct fg_train_memory_layout *l = fg_xcalloc(1, sizeof *l, "memory layout");
+    if (measure_at(cfg, mode, BATCH_A, &t1, &s1, l) != FG_OK ||
+        measure_at(cfg, mode, BATCH_B, &t2, &s2, l) != FG_OK) {
+        layout_free(l);
         return FG_ERR;
+    }
+    if (replayed_step(l, BATCH_A) < 0)
+        layout_free(l), l = NULL;
+    m->layout = l;
     /* Every intermediate is a fixed number of floats per image, so the peak
      * is linear in the batch; two points fix the line. */
-    m->step_per_image = t2 > t1 ? t2 - t1 : 0;
-    m->step_fixed = t1 - m->step_per_image > 0 ? t1 - m->step_per_image : 0;
-    double s_per = s2 > s1 ? s2 - s1 : 0;
-    double s_fixed = s1 - s_per > 0 ? s1 - s_per : 0;
+    const double span = BATCH_B - BATCH_A;
+    m->step_per_image = t2 > t1 ? (t2 - t1) / span : 0;
+    m->step_fixed = t1 - BATCH_A * m->step_per_image > 0 ? t1 - BATCH_A * m->step_per_image : 0;
+    double s_per = s2 > s1 ? (s2 - s1) / span : 0;
+    double s_fixed = s1 - BATCH_A * s_per > 0 ? s1 - BATCH_A * s_per : 0;
     m->sample_bytes = s_fixed + s_per * FG_TRAIN_MEMORY_SAMPLE_IMAGES;
 
     fg_model_size size;
@@ -112,6 +172,9 @@ int fg_train_memory_measure_mode(const fg_config *cfg, fg_memory_mode mode, int 
     m->params = (size_t)size.params;
     /* Value and gradient, Adam's or Adamax's two moments, the EMA copy. */
     m->copies = 4 + (use_ema ? 1 : 0);
+    /* The step guard keeps a copy of values, moments and EMA to roll back
+     * to (nn/guarded_step.c). */
+    m->guard_copies = cfg->has_train && cfg->train.guard ? 3 + (use_ema ? 1 : 0) : 0;
     m->dataset_bytes = dataset_bytes;
     fg_train_memory_at(m, cfg->has_train ? cfg->train.batch : 1);
     return FG_OK;
@@ -121,8 +184,12 @@ void fg_train_memory_at(fg_train_memory *m, int batch)
 {
     m->batch = batch;
     double step = m->step_fixed + m->step_per_image * batch;
+    /* The replay counts what the line cannot: chunk ends skipped. */
+    double replayed = m->layout ? replayed_step(m->layout, batch) : -1;
+    if (replayed > step)
+        step = replayed;
     m->step_bytes = step > m->sample_bytes ? step : m->sample_bytes;
-    m->param_bytes = (double)m->params * 4.0 * m->copies;
+    m->param_bytes = (double)m->params * 4.0 * (m->copies + m->guard_copies);
     m->runtime_bytes = FG_TRAIN_MEMORY_BASE_BYTES + FG_TRAIN_MEMORY_THREAD_BYTES * fg_get_threads();
     m->total = m->step_bytes + m->param_bytes + m->dataset_bytes + m->runtime_bytes;
 }
@@ -214,18 +281,22 @@ const char *fg_train_memory_human(double bytes, char *buf, size_t n)
 void fg_train_memory_print(const fg_train_memory *m, FILE *f)
 {
     char a[32], b[32], c[32];
-    double step = m->step_fixed + m->step_per_image * m->batch;
+    double line = m->step_fixed + m->step_per_image * m->batch;
+    double replayed = m->layout ? replayed_step(m->layout, m->batch) : -1;
+    double step = replayed > line ? replayed : line;
     fprintf(f, "training memory at batch %d, memory %s (estimate):\n", m->batch,
             fg_memory_mode_name(m->memory));
-    fprintf(f, "  step intermediates %10s  (%s + %s per image, measured at batch 1 and 2)\n",
+    fprintf(f, "  step intermediates %10s  (%s + %s per image, measured at batch %d and %d%s)\n",
             fg_train_memory_human(step, a, sizeof a), fg_train_memory_human(m->step_fixed, b, sizeof b),
-            fg_train_memory_human(m->step_per_image, c, sizeof c));
+            fg_train_memory_human(m->step_per_image, c, sizeof c), BATCH_A, BATCH_B,
+            step > line ? "; more for chunk ends the large tensors skip" : "");
     fprintf(f, "  sampling %d images %10s  (%s)\n", FG_TRAIN_MEMORY_SAMPLE_IMAGES,
             fg_train_memory_human(m->sample_bytes, a, sizeof a),
             m->sample_bytes > step ? "larger than a step: counted instead" : "fits in the step's");
     fprintf(f, "  parameters         %10s  (%zu x 4 bytes x %d: value, gradient, 2 optimizer "
-            "moments%s)\n", fg_train_memory_human(m->param_bytes, a, sizeof a), m->params,
-            m->copies, m->copies > 4 ? ", EMA" : "");
+            "moments%s%s)\n", fg_train_memory_human(m->param_bytes, a, sizeof a), m->params,
+            m->copies + m->guard_copies, m->copies > 4 ? ", EMA" : "",
+            m->guard_copies ? "; the step guard's copy of all but the gradient" : "");
     fprintf(f, "  dataset            %10s\n", fg_train_memory_human(m->dataset_bytes, a, sizeof a));
     fprintf(f, "  runtime and BLIS   %10s  (allowance: %s + %s per thread x %d)\n",
             fg_train_memory_human(m->runtime_bytes, a, sizeof a),
@@ -236,12 +307,15 @@ void fg_train_memory_print(const fg_train_memory *m, FILE *f)
 
 void fg_train_memory_print_json(const fg_train_memory *m, FILE *f)
 {
+    double replayed = m->layout ? replayed_step(m->layout, m->batch) : -1;
     fprintf(f, "{\"mode\": \"%s\", \"batch\": %d, \"step_fixed_bytes\": %.0f, "
-            "\"step_per_image_bytes\": %.0f, \"step_bytes\": %.0f, \"sample_bytes\": %.0f, "
-            "\"parameter_bytes\": %.0f, \"parameter_copies\": %d, \"dataset_bytes\": %.0f, "
+            "\"step_per_image_bytes\": %.0f, \"step_replayed_bytes\": %.0f, "
+            "\"step_bytes\": %.0f, \"sample_bytes\": %.0f, "
+            "\"parameter_bytes\": %.0f, \"parameter_copies\": %d, \"guard_copies\": %d, "
+            "\"dataset_bytes\": %.0f, "
             "\"runtime_bytes\": %.0f, \"total_bytes\": %.0f}", fg_memory_mode_name(m->memory),
             m->batch, m->step_fixed,
-            m->step_per_image, m->step_bytes, m->sample_bytes, m->param_bytes, m->copies,
+            m->step_per_image, replayed, m->step_bytes, m->sample_bytes, m->param_bytes, m->copies, m->guard_copies,
             m->dataset_bytes, m->runtime_bytes, m->total);
 }
 

@@ -2,15 +2,19 @@
  *
  * The per-step intermediates are measured, not modelled: a throwaway copy of
  * the model takes real training steps (forward and backward, actnorm
- * initialization included) at batch 1 and at batch 2 on random input of the
+ * initialization included) at batch 2 and at batch 3 on random input of the
  * config's shape, each on a fresh graph, and the peaks of the graph's arena
- * and scratch arena give a line a + b * batch. The same is done for sampling
+ * and scratch arena give a line a + b * batch. The arenas' events are
+ * recorded too and replayed at the batch asked for, which adds the chunk
+ * ends that tensors too large for what is left of a chunk skip (the line
+ * alone fell 3-6 % short on CIFAR-10 shapes). The same is done for sampling
  * 64 images (what flowgrad train writes as sample grids), since at small
  * batches that can be the larger step. The step is measured in the memory
  * mode asked for (train.memory): in invert mode the flow's activations are
  * not kept and the peak is one layer's recorded graph plus a few tensors of
  * the chain's width, still linear in the batch. To these are added the parameters x 4
- * bytes x (value, gradient, 2 optimizer moments, EMA copy when configured),
+ * bytes x (value, gradient, 2 optimizer moments, EMA copy when configured,
+ * and with train.guard the guard's copy of all but the gradient),
  * the dataset as loaded (uint8 images and labels, and the epoch
  * permutation), and a fixed allowance for the process itself and BLIS
  * packing buffers (FG_TRAIN_MEMORY_BASE_BYTES and _THREAD_BYTES per thread). */
@@ -42,11 +46,17 @@ typedef struct fg_train_memory {
     double sample_bytes;      /* the same for sampling 64 images, no gradients */
     size_t params;
     int copies;               /* 4-byte copies per parameter */
+    int guard_copies;         /* more of them the step guard keeps (train.guard) */
     fg_memory_mode memory;    /* the training mode measured (train.memory) */
     double dataset_bytes;
+    /* The measured steps' arena events, replayed at each batch to count
+     * the chunk ends that large tensors skip (tensor/arena_trace.h); NULL
+     * when the two measured steps differed, and the line is used alone.
+     * Owned: fg_train_memory_free. */
+    struct fg_train_memory_layout *layout;
     /* at a batch size */
     int batch;
-    double step_bytes;        /* max(a + b * batch, sample_bytes) */
+    double step_bytes;        /* max(replayed or a + b * batch, sample_bytes) */
     double param_bytes;
     double runtime_bytes;     /* base + per thread of fg_get_threads() */
     double total;
@@ -69,6 +79,8 @@ FG_API int fg_train_memory_measure_mode(const fg_config *cfg, fg_memory_mode mod
                                         double dataset_bytes, fg_train_memory *m);
 /* Fills the batch-dependent fields. */
 FG_API void fg_train_memory_at(fg_train_memory *m, int batch);
+/* Frees what a measurement holds (the replayed layout); m stays readable. */
+FG_API void fg_train_memory_free(fg_train_memory *m);
 /* Bytes held by a loaded split: images, labels and the permutation of an epoch. */
 FG_API double fg_train_memory_dataset_bytes(const fg_dataset *d);
 /* Bytes the system can still give: FLOWGRAD_MEMORY_AVAILABLE (bytes, or with

@@ -8,16 +8,16 @@
  * few bytes left at chunk ends, but the merged chunk is fresh memory that
  * the next step faults in page by page, 570 MB for a small Glow.) */
 #include "tensor/tensor.h"
+#include "tensor/arena_trace.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#define ARENA_ALIGN 64
 
 typedef struct chunk {
     struct chunk *next;
     char *base;
     size_t size;
+    int index;       /* position in the list, for traces */
 } chunk;
 
 struct fg_arena {
@@ -28,11 +28,12 @@ struct fg_arena {
     size_t peak;
     size_t reserved;
     size_t chunk_bytes;
+    fg_arena_trace *trace; /* recording, or NULL */
 };
 
 static size_t round_up(size_t n)
 {
-    return (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+    return (n + FG_ARENA_ALIGN - 1) & ~(size_t)(FG_ARENA_ALIGN - 1);
 }
 
 static chunk *chunk_new(size_t size)
@@ -41,6 +42,7 @@ static chunk *chunk_new(size_t size)
     c->base = fg_aligned_alloc(size, "arena chunk");
     c->size = size;
     c->next = NULL;
+    c->index = 0;
     return c;
 }
 
@@ -80,6 +82,7 @@ void *fg_arena_alloc(fg_arena *a, size_t bytes)
         } else {
             size_t size = need > a->chunk_bytes ? need : a->chunk_bytes;
             a->cur->next = chunk_new(size);
+            a->cur->next->index = a->cur->index + 1;
             a->reserved += size;
             a->cur = a->cur->next;
         }
@@ -90,6 +93,8 @@ void *fg_arena_alloc(fg_arena *a, size_t bytes)
     a->used += need;
     if (a->used > a->peak)
         a->peak = a->used;
+    if (a->trace)
+        fg_arena_trace_alloc(a->trace, bytes, a->cur->index, a->offset, a->used);
     return p;
 }
 
@@ -105,6 +110,8 @@ void fg_arena_reset(fg_arena *a)
     a->cur = a->first;
     a->offset = 0;
     a->used = 0;
+    if (a->trace)
+        fg_arena_trace_reset(a->trace);
 }
 
 size_t fg_arena_used(const fg_arena *a)
@@ -135,4 +142,22 @@ void fg_arena_rewind(fg_arena *a, const fg_arena_mark *m)
     a->cur = m->chunk;
     a->offset = m->offset;
     a->used = m->used;
+    if (a->trace)
+        fg_arena_trace_rewind(a->trace, a->cur->index, a->offset, a->used);
+}
+
+fg_arena_trace *fg_arena_trace_start(fg_arena *a)
+{
+    FG_CHECK(!a->trace, "arena_trace_start", "the arena is already being traced");
+    return a->trace = fg_arena_trace_new();
+}
+
+size_t fg_arena_chunk_bytes(const fg_arena *a)
+{
+    return a->chunk_bytes;
+}
+
+void fg_arena_trace_stop(fg_arena *a)
+{
+    a->trace = NULL;
 }

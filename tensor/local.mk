@@ -1,5 +1,6 @@
 nobase_flowgradinclude_HEADERS += tensor/tensor.h tensor/export.h
 libflowgrad_core_la_SOURCES += tensor/error.c tensor/threads.c tensor/arena.c \
+	tensor/arena_trace.c tensor/arena_trace.h \
 	tensor/tensor.c tensor/rng.c tensor/elementwise.c tensor/reduce.c \
 	tensor/conv.c tensor/conv_columns.c tensor/conv_narrow.c tensor/conv_cm.c tensor/conv_pointwise.c tensor/conv_internal.h tensor/alloc_internal.h \
 	tensor/layout.c tensor/rq_spline.c tensor/linalg.c tensor/condition.c tensor/fence.c tensor/profile.c
@@ -10,6 +11,13 @@ TESTS += tests/test_tensor
 tests_test_tensor_SOURCES = tests/test_tensor.c
 tests_test_tensor_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_tensor_LDADD = $(FG_TEST_LIBS)
+
+# The arena's event traces, replayed at another batch (internal).
+check_PROGRAMS += tests/test_arena_trace
+TESTS += tests/test_arena_trace
+tests_test_arena_trace_SOURCES = tests/test_arena_trace.c
+tests_test_arena_trace_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_arena_trace_LDADD = $(FG_TEST_INTERNAL_LIBS)
 
 # GEMM: the entry point and the microkernels it registers into BLIS.
 libflowgrad_core_la_SOURCES += tensor/gemm_internal.h \

@@ -96,7 +96,8 @@ static double estimate_mode(const char *cfg, int batch, int invert, double *para
         fields[2] = json_number(text, "dataset_bytes"), fields[3] = json_number(text, "runtime_bytes"),
         fields[4] = json_number(text, "step_fixed_bytes"),
         fields[5] = json_number(text, "step_per_image_bytes"),
-        fields[6] = json_number(text, "sample_bytes");
+        fields[6] = json_number(text, "sample_bytes"),
+        fields[7] = json_number(text, "step_replayed_bytes");
     return json_number(text, "total_bytes");
 }
 
@@ -138,13 +139,18 @@ END_TEST
 START_TEST(info_prints_the_breakdown)
 {
     setup();
-    double params, f[7];
+    double params, f[8];
     double total = estimate(config, 100, &params, f);
-    /* tiny config: Adam and an EMA, so 5 copies of every parameter */
-    ck_assert_double_eq_tol(f[1], params * 4 * 5, 0.5);
+    /* tiny config: Adam and an EMA, so 5 copies of every parameter, and the
+     * step guard's copy of values, moments and EMA: 4 more */
+    ck_assert_double_eq_tol(f[1], params * 4 * (5 + 4), 0.5);
     ck_assert_double_eq_tol(total, f[0] + f[1] + f[2] + f[3], 1.0);
-    /* The step line at batch 100, unless sampling 64 images is larger. */
+    /* The step line at batch 100, or the replayed arenas where they touch
+     * more, unless sampling 64 images is larger. */
     double step = f[4] + f[5] * 100;
+    ck_assert(f[7] > 0);
+    if (f[7] > step)
+        step = f[7];
     ck_assert_double_eq_tol(f[0], step > f[6] ? step : f[6], 1.0);
     ck_assert(f[5] > 0);
     /* Synthetic data: 1024 train and 256 test images of 8x8x1, plus labels
