@@ -144,7 +144,6 @@ int fg_flow_expect_image(const char *kind, const fg_flow_shape *in, int channels
     return FG_OK;
 }
 
-
 int fg_flow_expect_channels(const char *kind, const fg_flow_shape *in, int channels)
 {
     char buf[FG_SHAPE_STR_LEN];

@@ -1875,6 +1875,32 @@ START_TEST(test_rank2_container)
     ck_assert_double_le(gi_diff, 1e-4 * g_scale);
     ck_assert_double_lt(s_diff, 1e-5);
     ck_assert_double_eq(t0_diff, 0.0);
+
+    /* Gradients by finite differences: the vector prior's own, then the
+     * whole flow's along random directions. */
+    collect_ctx *c = calloc(1, sizeof *c);
+    fg_prior_visit(m2->prior, NULL, collect_visitor, c);
+    ck_assert_int_eq(c->n_params, 5);
+    prior_ctx pc = {m2->prior, x, v, y};
+    fg_gradcheck_result res;
+    int ok = fg_gradcheck(g, prior_nll, &pc, c->params, c->n_params, 1e-2, 2e-3, 1e-2, &res);
+    printf("flows: rank 2 prior gradcheck %d elements, max abs err %.2e\n", res.n_checked,
+           res.max_abs_err);
+    ck_assert_msg(ok, "vector prior: %d of %d gradient elements fail", res.n_failed,
+                  res.n_checked);
+    memset(c, 0, sizeof *c);
+    ms_collect(m2, c);
+    ms_ctx mc = {m2, x, v, y};
+    for (int t = 0; t < 3; t++) {
+        double an, num;
+        double rel = fg_gradcheck_direction(g, ms_nll, &mc, c->params, c->n_params, 1e-2,
+                                            &rng, &an, &num);
+        printf("flows: rank 2 container gradcheck direction %d: analytic %.6f numerical "
+               "%.6f rel %.2e\n", t, an, num, rel);
+        ck_assert_msg(rel < 1e-2, "direction %d: analytic %g numerical %g", t, an, num);
+    }
+    fflush(stdout);
+    free(c);
     free(x);
     fg_multiscale_destroy(m2);
     fg_multiscale_destroy(m4);
