@@ -17,6 +17,7 @@
 #include "models/run_metrics.h"
 #include "models/train_memory.h"
 #include "models/classifier.h"
+#include "models/vector_flow.h"
 #include "models/toy2d.h"
 #include "models/model_check.h"
 #endif

@@ -27,7 +27,9 @@ static void draw(fg_rng *rng, float *x, int *y, int n)
     }
 }
 
-static fg_multiscale *build(uint64_t seed)
+/* The flow of vectors (N, 2): spline couplings, reversed in between, under
+ * a learned prior shifted per class, with Adam warming up to 3e-3. */
+static int build(uint64_t seed, fg_vector_flow *m)
 {
     fg_rng rng;
     fg_rng_seed(&rng, seed);
@@ -41,38 +43,20 @@ static fg_multiscale *build(uint64_t seed)
         layers[n++] = fg_dense_coupling_create(&c);
         layers[n++] = fg_permute_create(&(fg_permute_options){.channels = 2});
     }
-    fg_multiscale *m = NULL;
-    fg_multiscale_options o = {layers, n, fg_flow_shape4(1, 2, 1, 1), 1, 2};
-    return fg_multiscale_create(&o, &m) == FG_OK ? m : NULL;
+    fg_vector_flow_options o = {.dim = 2, .layers = layers, .n_layers = n, .learn_prior = 1,
+                                .n_classes = 2,
+                                .train = {.optimizer = FG_ADAM, .lr = 3e-3, .warmup = 20}};
+    return fg_vector_flow_init(m, &o);
 }
 
-typedef struct batch { fg_multiscale *flow; float *x; int *y; } batch;
-
-static fg_var *points(fg_graph *g, float *x)
+/* Mean log-density of each class's points. */
+static void class_means(fg_vector_flow *m, const float *x, const int *y, double mean[2])
 {
-    int shape[4] = {N, 2, 1, 1};
-    return fg_const_wrap(g, x, 4, shape);
-}
-
-static fg_var *nll(void *ctx, fg_graph *g, double *metric)
-{
-    batch *b = ctx;
-    fg_var *loss = fg_neg(g, fg_mean(g, fg_multiscale_log_prob(b->flow, g, points(g, b->x),
-                                                                 b->y)));
-    *metric = loss->t.data[0];
-    return loss;
-}
-
-/* Mean log-density of each class's points in b, without a tape. */
-static void class_means(batch *b, fg_graph *g, double mean[2])
-{
-    int was = fg_set_grad_enabled(g, 0);
-    fg_var *lp = fg_multiscale_log_prob(b->flow, g, points(g, b->x), b->y);
+    double lp[N];
+    fg_vector_flow_log_prob(m, x, y, N, lp);
     mean[0] = mean[1] = 0;
     for (int i = 0; i < N; i++)
-        mean[b->y[i]] += lp->t.data[i] / (N / 2);
-    fg_graph_reset(g);
-    fg_set_grad_enabled(g, was);
+        mean[y[i]] += lp[i] / (N / 2);
 }
 
 int main(int argc, char **argv)
@@ -82,64 +66,52 @@ int main(int argc, char **argv)
         return 2;
     }
     fg_set_threads(1);
-    fg_multiscale *flow = build(1), *again = build(2);
-    if (!flow || !again)
+    fg_vector_flow flow, again;   /* the trained flow and its copy from the file */
+    if (build(1, &flow) != FG_OK || build(2, &again) != FG_OK)
         return fprintf(stderr, "library_flow: %s\n", fg_last_error()), 1;
-    fg_state_list state, state2; /* parameters of the trained flow and of its copy */
-    fg_state_list_init(&state);
-    fg_state_list_init(&state2);
-    fg_multiscale_visit(flow, NULL, fg_state_list_add, &state);
-    fg_multiscale_visit(again, NULL, fg_state_list_add, &state2);
-    fg_trainer tr;
-    fg_trainer_init(&tr, &state, &(fg_trainer_options){.optimizer = FG_ADAM, .lr = 3e-3,
-                                                       .warmup = 20});
     float x[2 * N];
     int y[N];
     fg_rng data;
     fg_rng_seed(&data, 7);
-    batch b = {flow, x, y};
     double before[2], after[2], reloaded[2];
     draw(&data, x, y, N);
-    class_means(&b, tr.g, before);
+    class_means(&flow, x, y, before);
     for (int s = 0; s < STEPS; s++) {
         draw(&data, x, y, N);
-        fg_step_report r;
-        if (fg_trainer_step(&tr, nll, &b, &r) == FG_STEP_FAILED)
+        if (fg_vector_flow_train_step(&flow, x, y, N, NULL) != FG_OK)
             return fprintf(stderr, "library_flow: %s\n", fg_last_error()), 1;
     }
-    class_means(&b, tr.g, after);
+    class_means(&flow, x, y, after);
     printf("mean log-density: class 0 %.3f -> %.3f, class 1 %.3f -> %.3f\n", before[0], after[0],
            before[1], after[1]);
 
-    /* Save, and load into a flow built from another seed. */
+    /* Save, and load into the flow built from another seed. */
     fg_safetensors st, in;
     fg_st_init(&st);
     fg_st_init(&in);
-    fg_st_add_state(&st, &state);
+    fg_st_add_state(&st, &flow.state);
     if (fg_st_write(&st, argv[1]) != FG_OK || fg_st_read(&in, argv[1]) != FG_OK ||
-        fg_st_load_state(&in, &state2, NULL) != FG_OK)
+        fg_st_load_state(&in, &again.state, NULL) != FG_OK)
         return fprintf(stderr, "library_flow: %s\n", fg_last_error()), 1;
-    b.flow = again;
-    class_means(&b, tr.g, reloaded);
+    class_means(&again, x, y, reloaded);
     printf("reloaded: class 0 %.3f, class 1 %.3f\n", reloaded[0], reloaded[1]);
 
     fg_rng rng;
     fg_rng_seed(&rng, 3);
     for (int c = 0; c < 2; c++) {
         int labels[64];
+        float s[2 * 64];
         for (int i = 0; i < 64; i++)
             labels[i] = c;
-        fg_var *s = fg_multiscale_sample(again, tr.g, 64, labels, 1.0f, &rng);
+        fg_vector_flow_sample(&again, 64, labels, 1.0f, &rng, s);
         double mx = 0, my = 0;
         for (int i = 0; i < 64; i++)
-            mx += s->t.data[2 * i] / 64, my += s->t.data[2 * i + 1] / 64;
+            mx += s[2 * i] / 64, my += s[2 * i + 1] / 64;
         printf("class %d samples: mean (%.2f, %.2f)\n", c, mx, my);
-        fg_graph_reset(tr.g);
     }
     int learned = after[0] > before[0] + 1 && after[1] > before[1] + 1;
     int same = reloaded[0] == after[0] && reloaded[1] == after[1];
-    fg_st_free(&st), fg_st_free(&in), fg_trainer_free(&tr);
-    fg_state_list_free(&state), fg_state_list_free(&state2);
-    fg_multiscale_destroy(flow), fg_multiscale_destroy(again);
+    fg_st_free(&st), fg_st_free(&in);
+    fg_vector_flow_free(&flow), fg_vector_flow_free(&again);
     return learned && same ? 0 : 1;
 }

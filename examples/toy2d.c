@@ -174,7 +174,7 @@ int main(int argc, char **argv)
     fg_toy2d_sample(o.density, &held_rng, HELDOUT, held);
     printf("toy2d: %s, %d %s %s blocks of width %d, %zu parameters, batch %d, lr %g, %d "
            "steps\n", name, o.layers, o.spline ? "spline" : "affine",
-           o.maf ? "MAF" : "coupling", o.hidden, fg_state_list_param_count(&m.state),
+           o.maf ? "MAF" : "coupling", o.hidden, fg_state_list_param_count(&m.flow.state),
            o.batch, o.lr, o.steps);
     if (fg_toy2d_true_log_prob(o.density, held, HELDOUT, lp)) {
         double s = 0.0;

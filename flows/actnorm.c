@@ -20,7 +20,7 @@ static const char kind[] = "actnorm";
 static int out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *out)
 {
     const actnorm *a = (const actnorm *)f;
-    if (fg_flow_expect_image(kind, in, a->channels) != FG_OK)
+    if (fg_flow_expect_channels(kind, in, a->channels) != FG_OK)
         return FG_ERR;
     *out = *in;
     return FG_OK;

@@ -1,7 +1,7 @@
 /* Masked autoregressive (MAF) and inverse autoregressive (IAF) flows on
- * vectors (N, D, 1, 1): the transform of the couplings (coupling_map.c),
- * each entry's parameters from a MADE network of the entries before it
- * (flow.h has the definitions).
+ * vectors (N, D), or (N, D, 1, 1) as flatten gives them: the transform of
+ * the couplings (coupling_map.c), each entry's parameters from a MADE
+ * network of the entries before it (flow.h has the definitions).
  *
  * Both directions come from two procedures on the side u that the network
  * reads (x for MAF, z for IAF) and the other side w = t(u; MADE(u)):
@@ -87,17 +87,17 @@ static fg_var *masked_apply(fg_graph *g, masked *m, fg_var *x)
     return fg_add_channel(g, fg_matmul(g, x, w, 0, 1), m->lin.bias);
 }
 
-/* (N, D, 1, 1) -> (N, D width, 1, 1). */
+/* (N, D) -> (N, D width), in u's rank: (N, D, 1, 1) -> (N, D width, 1, 1). */
 static fg_var *made(autoregressive *a, fg_graph *g, fg_var *u)
 {
     const int n = u->t.shape[0];
     int flat[2] = {n, a->dim};
-    fg_var *h = fg_reshape(g, u, 2, flat);
+    fg_var *h = u->t.ndim == 2 ? u : fg_reshape(g, u, 2, flat);
     for (int i = 0; i < a->layers; i++)
         h = fg_relu(g, masked_apply(g, &a->hid[i], h));
     h = masked_apply(g, &a->out, h);
     int vec[4] = {n, a->out.lin.out, 1, 1};
-    return fg_reshape(g, h, 4, vec);
+    return u->t.ndim == 2 ? h : fg_reshape(g, h, 4, vec);
 }
 
 static fg_var *one_pass(autoregressive *a, fg_graph *g, fg_var *u, fg_var **lsum)
@@ -116,12 +116,8 @@ static fg_var *d_passes(autoregressive *a, fg_graph *g, fg_var *w, fg_var **lsum
 static int out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *out)
 {
     const autoregressive *a = (const autoregressive *)f;
-    char buf[FG_SHAPE_STR_LEN];
-    if (fg_flow_expect_image(kind_of(a), in, a->dim) != FG_OK)
+    if (fg_flow_expect_vectors(kind_of(a), in, a->dim) != FG_OK)
         return FG_ERR;
-    if (in->dim[2] != 1 || in->dim[3] != 1)
-        return fg_error("%s: input %s is not a batch of vectors (N, %d, 1, 1); flatten it "
-                        "first", kind_of(a), fg_flow_shape_str(in, buf, sizeof buf), a->dim);
     *out = *in;
     return FG_OK;
 }
@@ -129,9 +125,7 @@ static int out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *o
 static fg_var *run(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet, int dir)
 {
     autoregressive *a = (autoregressive *)f;
-    fg_flow_require_image(kind_of(a), x, a->dim);
-    FG_CHECK(x->t.shape[2] == 1 && x->t.shape[3] == 1, kind_of(a),
-             "input must be vectors (N, %d, 1, 1)", a->dim);
+    fg_flow_require_vectors(kind_of(a), x, a->dim);
     fg_coupling_map_check_input(&a->map, kind_of(a), x);
     /* MAF reads x, so its forward is the one pass; IAF reads z. */
     const int one = (dir > 0) != (a->inverse != 0);

@@ -1,10 +1,10 @@
-/* dense_coupling: the coupling of NICE on vectors (N, D, 1, 1): one half
- * conditions the other through a fully connected ReLU network,
- * D/2 -> hidden (-> hidden)* -> D/2 times the map's width (1 additive,
- * 2 affine, 3K - 1 spline), whose last layer starts at zero so the layer
- * begins as the identity (affine with sigmoid scale: a scale of
- * sigmoid(2)). The same masks (channel halves, flipped) and the same map
- * (flows/coupling_map.c) as the convolutional coupling (flow.h). */
+/* dense_coupling: the coupling of NICE on vectors (N, D), or (N, D, 1, 1)
+ * as flatten gives them: one half conditions the other through a fully
+ * connected ReLU network, D/2 -> hidden (-> hidden)* -> D/2 times the map's
+ * width (1 additive, 2 affine, 3K - 1 spline), whose last layer starts at
+ * zero so the layer begins as the identity (affine with sigmoid scale: a
+ * scale of sigmoid(2)). The same masks (channel halves, flipped) and the
+ * same map (flows/coupling_map.c) as the convolutional coupling (flow.h). */
 #include "flows/layer.h"
 
 #include <math.h>
@@ -24,35 +24,29 @@ static const char kind[] = "dense_coupling";
 static int out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *out)
 {
     const dense_coupling *c = (const dense_coupling *)f;
-    char buf[FG_SHAPE_STR_LEN];
-    if (fg_flow_expect_image(kind, in, c->dim) != FG_OK)
+    if (fg_flow_expect_vectors(kind, in, c->dim) != FG_OK)
         return FG_ERR;
-    if (in->dim[2] != 1 || in->dim[3] != 1)
-        return fg_error("dense_coupling: input %s is not a batch of vectors (N, %d, 1, 1); "
-                        "flatten it first", fg_flow_shape_str(in, buf, sizeof buf), c->dim);
     *out = *in;
     return FG_OK;
 }
 
-/* (N, D/2, 1, 1) -> (N, out, 1, 1). */
+/* (N, D/2) -> (N, out), in x1's rank: (N, D/2, 1, 1) -> (N, out, 1, 1). */
 static fg_var *net(dense_coupling *c, fg_graph *g, fg_var *x1)
 {
     int n = x1->t.shape[0];
     int flat[2] = {n, c->dim / 2};
-    fg_var *h = fg_reshape(g, x1, 2, flat);
+    fg_var *h = x1->t.ndim == 2 ? x1 : fg_reshape(g, x1, 2, flat);
     for (int i = 0; i < c->layers; i++)
         h = fg_relu(g, fg_linear_apply(g, &c->hid[i], h));
     h = fg_linear_apply(g, &c->out, h);
     int vec[4] = {n, c->out.out, 1, 1};
-    return fg_reshape(g, h, 4, vec);
+    return x1->t.ndim == 2 ? h : fg_reshape(g, h, 4, vec);
 }
 
 static fg_var *run(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet, int dir)
 {
     dense_coupling *c = (dense_coupling *)f;
-    fg_flow_require_image(kind, x, c->dim);
-    FG_CHECK(x->t.shape[2] == 1 && x->t.shape[3] == 1, kind,
-             "input must be vectors (N, %d, 1, 1)", c->dim);
+    fg_flow_require_vectors(kind, x, c->dim);
     fg_coupling_map_check_input(&c->map, kind, x);
     int half = c->dim / 2, n = x->t.shape[0];
     int flip = c->mask == FG_COUPLING_MASK_CHANNEL_FLIP;

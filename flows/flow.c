@@ -128,6 +128,9 @@ void fg_flow_accumulate(fg_graph *g, fg_var **logdet, fg_var *term, int sign, in
 int fg_flow_expect_image(const char *kind, const fg_flow_shape *in, int channels)
 {
     char buf[FG_SHAPE_STR_LEN];
+    if (in->ndim == 2)
+        return fg_error("%s: input %s is a batch of vectors (N, D); the layer works on image "
+                        "batches (N, C, H, W)", kind, fg_flow_shape_str(in, buf, sizeof buf));
     int ok = in->ndim == 4;
     for (int i = 0; ok && i < 4; i++)
         ok = in->dim[i] > 0;
@@ -141,11 +144,60 @@ int fg_flow_expect_image(const char *kind, const fg_flow_shape *in, int channels
     return FG_OK;
 }
 
-void fg_flow_require_image(const char *kind, const fg_var *x, int channels)
+int fg_flow_expect_channels(const char *kind, const fg_flow_shape *in, int channels)
+{
+    char buf[FG_SHAPE_STR_LEN];
+    if (in->ndim == 4)
+        return fg_flow_expect_image(kind, in, channels);
+    if (in->ndim != 2 || in->dim[0] <= 0 || in->dim[1] <= 0)
+        return fg_error("%s: input %s is neither a batch of vectors (N, D) nor an image batch "
+                        "(N, C, H, W)", kind, fg_flow_shape_str(in, buf, sizeof buf));
+    if (channels > 0 && in->dim[1] != channels)
+        return fg_error("%s: input %s holds vectors of %d entries, the layer was built for %d",
+                        kind, fg_flow_shape_str(in, buf, sizeof buf), in->dim[1], channels);
+    return FG_OK;
+}
+
+int fg_flow_expect_vectors(const char *kind, const fg_flow_shape *in, int dim)
+{
+    char buf[FG_SHAPE_STR_LEN];
+    if (in->ndim == 2)
+        return fg_flow_expect_channels(kind, in, dim);
+    if (in->ndim != 4)
+        return fg_error("%s: input %s is not a batch of vectors (N, %d)", kind,
+                        fg_flow_shape_str(in, buf, sizeof buf), dim);
+    if (fg_flow_expect_image(kind, in, dim) != FG_OK)
+        return FG_ERR;
+    if (in->dim[2] != 1 || in->dim[3] != 1)
+        return fg_error("%s: input %s is not a batch of vectors (N, %d) or (N, %d, 1, 1); "
+                        "flatten it first", kind, fg_flow_shape_str(in, buf, sizeof buf), dim,
+                        dim);
+    return FG_OK;
+}
+
+/* A layer's forward or inverse on a shape its out_shape refuses is the
+ * library's own bug: the container validated every shape first. */
+static void require(int (*expect)(const char *, const fg_flow_shape *, int), const char *kind,
+                    const fg_var *x, int channels)
 {
     fg_flow_shape s = fg_flow_shape_of(x);
-    if (fg_flow_expect_image(kind, &s, channels) != FG_OK)
+    if (expect(kind, &s, channels) != FG_OK)
         fg_fatal(kind, "%s", fg_last_error());
+}
+
+void fg_flow_require_image(const char *kind, const fg_var *x, int channels)
+{
+    require(fg_flow_expect_image, kind, x, channels);
+}
+
+void fg_flow_require_channels(const char *kind, const fg_var *x, int channels)
+{
+    require(fg_flow_expect_channels, kind, x, channels);
+}
+
+void fg_flow_require_vectors(const char *kind, const fg_var *x, int dim)
+{
+    require(fg_flow_expect_vectors, kind, x, dim);
 }
 
 int fg_flow_spatial(const fg_var *x)

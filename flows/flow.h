@@ -267,8 +267,14 @@ FG_API void fg_split_prior_params(fg_flow *split, fg_graph *g, fg_var *z1, fg_va
                            fg_var **logs);
 
 /* ---------------------------------------------------------------- vectors
- * Flows over vectors carry a batch of D-vectors as (N, D, 1, 1), so the
- * channel-wise layers (actnorm, invconv, permute, priors) apply unchanged.
+ * A batch of D-vectors is an (N, D) tensor. The channel-wise layers
+ * (actnorm, invconv plain and LU, permute, scale_diag) and the priors take
+ * it with D as channels (H = W = 1); the vector layers below (dense
+ * couplings, MAF, IAF) take it or (N, D, 1, 1), what flatten gives; the
+ * image layers (squeeze, split, conv couplings, flatten) refuse it with an
+ * error from out_shape. The multi-scale container without splits is then a
+ * sequential flow over vectors (input (N, D)); models/vector_flow.h wraps
+ * it with a trainer.
  *
  * flatten: (N, C, H, W) -> (N, C H W, 1, 1) in memory order; the inverse
  * restores the image. Volume preserving. */
@@ -277,7 +283,7 @@ typedef struct fg_flatten_options {
 } fg_flatten_options;
 FG_API fg_flow *fg_flatten_create(const fg_flatten_options *o);
 
-/* dense_coupling: the coupling of flow.h on vectors (N, D, 1, 1), D even,
+/* dense_coupling: the coupling of flow.h on vectors (N, D), D even,
  * with mask channel (x[:, :D/2] conditions x[:, D/2:]) or channel_flip,
  * additive, affine with the same scale bounds, or spline, and a fully connected
  * network h = out(relu(hidden_{L-1}(... relu(hidden_0(x1))))): L = layers
@@ -297,7 +303,7 @@ typedef struct fg_dense_coupling_options {
 } fg_dense_coupling_options;
 FG_API fg_flow *fg_dense_coupling_create(const fg_dense_coupling_options *o);
 
-/* Autoregressive flows on vectors (N, D, 1, 1), D >= 2: each entry i is
+/* Autoregressive flows on vectors (N, D), D >= 2: each entry i is
  * transformed (affine or spline, as a coupling's changing part) with
  * parameters from a MADE network (Germain et al. 2015) of the entries
  * before it: masked dense layers in -> hidden (-> hidden)* -> D params,
@@ -357,25 +363,30 @@ FG_API const char *fg_value_text(double v, char *buf, size_t n);
 
 /* ---------------------------------------------------------------- priors */
 
-/* Diagonal Gaussian over the top latent (N, C, H, W). Standard normal by
- * default. learn_top: h = zero_conv3x3(zeros (N, 2C, H, W)), mean = h[:, :C],
- * logs = h[:, C:] (Glow's halves). n_classes > 0: a zero-initialized linear
- * map of one-hot y gives 2C values per sample added to h (broadcast over
- * H, W) before the halves are taken. */
+/* Diagonal Gaussian over the top latent (N, C, H, W), or over vectors
+ * (N, C) with `vectors` set (height and width are then 1). Standard normal
+ * by default. learn_top: h = zero_conv3x3(zeros (N, 2C, H, W)), mean =
+ * h[:, :C], logs = h[:, C:] (Glow's halves; for vectors the conv sees
+ * (N, 2C, 1, 1), so its bias and logs are a learned mean and scale per
+ * entry). n_classes > 0: a zero-initialized linear map of one-hot y gives
+ * 2C values per sample added to h (broadcast over H, W) before the halves
+ * are taken. The state is the same for vectors as for (N, C, 1, 1). */
 typedef struct fg_prior_options {
     int channels, height, width;
     int learn_top;
     int n_classes;           /* 0: unconditional */
+    int vectors;             /* 1: latents (N, C); height and width are ignored */
 } fg_prior_options;
 typedef struct fg_prior {
     int channels, height, width, learn_top, n_classes;
     fg_zero_conv top;        /* when learn_top */
     fg_linear project_y;     /* when n_classes > 0 */
+    int vectors;
 } fg_prior;
 FG_API fg_prior *fg_prior_create(const fg_prior_options *o);
 FG_API void fg_prior_destroy(fg_prior *p);
-/* mean, logs (N, C, H, W); y: N labels in [0, n_classes), or NULL when
- * unconditional. */
+/* mean, logs (N, C, H, W), or (N, C) for vectors; y: N labels in
+ * [0, n_classes), or NULL when unconditional. */
 FG_API void fg_prior_params(fg_prior *p, fg_graph *g, int n, const int *y,
                      fg_var **mean, fg_var **logs);
 FG_API fg_var *fg_prior_logp(fg_prior *p, fg_graph *g, fg_var *z, const int *y); /* [N] */
@@ -390,7 +401,7 @@ FG_API void fg_prior_visit(fg_prior *p, const char *prefix, fg_visit_fn fn, void
 typedef struct fg_multiscale_options {
     fg_flow **layers;        /* ownership passes to the container */
     int n_layers;
-    fg_flow_shape input;     /* (N, C, H, W); N is not checked */
+    fg_flow_shape input;     /* (N, C, H, W), or (N, D) for vectors; N is not checked */
     int learn_top;
     int n_classes;
 } fg_multiscale_options;

@@ -17,6 +17,8 @@ static const char kind[] = "invconv";
 
 fg_var *fg_flow_conv1x1(fg_graph *g, fg_var *x, fg_var *w)
 {
+    if (x->t.ndim == 2)
+        return fg_matmul(g, x, w, 0, 1);   /* vectors: z_n = W x_n, rows of x W^T */
     int c = w->t.shape[0];
     int shape[4] = {c, c, 1, 1};
     return fg_conv2d(g, x, fg_reshape(g, w, 4, shape), NULL);
@@ -25,7 +27,7 @@ fg_var *fg_flow_conv1x1(fg_graph *g, fg_var *x, fg_var *w)
 int fg_invconv_out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *out)
 {
     const fg_invconv_head *h = (const fg_invconv_head *)f;
-    if (fg_flow_expect_image(kind, in, h->channels) != FG_OK)
+    if (fg_flow_expect_channels(kind, in, h->channels) != FG_OK)
         return FG_ERR;
     *out = *in;
     return FG_OK;
@@ -41,7 +43,7 @@ static fg_var *forward(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet,
 {
     (void)ctx;
     invconv *ic = (invconv *)f;
-    fg_flow_require_image(kind, x, ic->head.channels);
+    fg_flow_require_channels(kind, x, ic->head.channels);
     fg_var *z = fg_flow_conv1x1(g, x, ic->weight);
     if (logdet)
         fg_flow_accumulate(g, logdet, logdet_term(ic, g, x), +1, x->t.shape[0]);
@@ -53,7 +55,7 @@ static fg_var *inverse(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,
 {
     (void)ctx;
     invconv *ic = (invconv *)f;
-    fg_flow_require_image(kind, z, ic->head.channels);
+    fg_flow_require_channels(kind, z, ic->head.channels);
     fg_var *x = fg_flow_conv1x1(g, z, fg_inverse(g, ic->weight));
     if (logdet)
         fg_flow_accumulate(g, logdet, logdet_term(ic, g, z), -1, z->t.shape[0]);

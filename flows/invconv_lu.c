@@ -51,7 +51,7 @@ static fg_var *forward(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet,
 {
     (void)ctx;
     invconv_lu *lu = (invconv_lu *)f;
-    fg_flow_require_image(kind, x, lu->head.channels);
+    fg_flow_require_channels(kind, x, lu->head.channels);
     fg_var *z = fg_flow_conv1x1(g, x, weight(lu, g));
     if (logdet)
         fg_flow_accumulate(g, logdet, logdet_term(lu, g, x), +1, x->t.shape[0]);
@@ -63,7 +63,7 @@ static fg_var *inverse(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,
 {
     (void)ctx;
     invconv_lu *lu = (invconv_lu *)f;
-    fg_flow_require_image(kind, z, lu->head.channels);
+    fg_flow_require_channels(kind, z, lu->head.channels);
     fg_var *x = fg_flow_conv1x1(g, z, fg_inverse(g, weight(lu, g)));
     if (logdet)
         fg_flow_accumulate(g, logdet, logdet_term(lu, g, z), -1, z->t.shape[0]);

@@ -16,6 +16,16 @@ int fg_flow_expect_image(const char *kind, const fg_flow_shape *in, int channels
 /* Stops naming `kind` and the shapes unless x is (N, channels, H, W). */
 void fg_flow_require_image(const char *kind, const fg_var *x, int channels);
 
+/* The channel-wise layers (actnorm, invconv, permute, scale_diag) take a
+ * batch of vectors (N, D) as well, D as channels with H = W = 1: FG_ERR
+ * unless in is (N, channels) or (N, channels, H, W). */
+int fg_flow_expect_channels(const char *kind, const fg_flow_shape *in, int channels);
+void fg_flow_require_channels(const char *kind, const fg_var *x, int channels);
+/* The vector layers (dense couplings, MAF, IAF): (N, dim), or (N, dim, 1, 1)
+ * as flatten gives. */
+int fg_flow_expect_vectors(const char *kind, const fg_flow_shape *in, int dim);
+void fg_flow_require_vectors(const char *kind, const fg_var *x, int dim);
+
 /* Product of the dimensions after N and C (H W for images). */
 int fg_flow_spatial(const fg_var *x);
 
@@ -35,7 +45,8 @@ void fg_actnorm_visit_state(fg_flow *actnorm, const char *prefix, fg_visit_fn fn
  * the layer's forward. */
 fg_var *fg_actnorm_forward_relu(fg_flow *actnorm, fg_graph *g, fg_var *x);
 
-/* z = W x per pixel: x (N, C, H, W), w (C, C) -> (N, C, H, W). */
+/* z = W x per pixel: x (N, C, H, W), w (C, C) -> (N, C, H, W); per vector
+ * for x (N, C). */
 fg_var *fg_flow_conv1x1(fg_graph *g, fg_var *x, fg_var *w);
 
 /* The map of a coupling's changing part v given its conditioner's output

@@ -1,6 +1,9 @@
 /* The multi-scale container: a chain of layers whose splits hand latents
  * out at each scale, and a prior on what reaches the top. Its density is
- * log p(x) = log p(z_top) + sum over splits of log p(z2 | z1) + logdet. */
+ * log p(x) = log p(z_top) + sum over splits of log p(z2 | z1) + logdet.
+ * Without splits it is a sequential flow, over vectors (N, D) as well as
+ * images: one container, so every pass (unit by unit, by inversion,
+ * sampling) exists once. */
 #include "flows/units.h"
 
 #include <stdio.h>
@@ -36,7 +39,8 @@ int fg_multiscale_create(const fg_multiscale_options *o, fg_multiscale **out)
         return fg_error("multiscale: %d splits; at most %d latents are supported",
                         splits, FG_FLOW_MAX_LATENTS);
     }
-    fg_prior_options po = {top.dim[1], top.dim[2], top.dim[3], o->learn_top, o->n_classes};
+    fg_prior_options po = {top.dim[1], top.dim[2], top.dim[3], o->learn_top, o->n_classes,
+                           top.ndim == 2};
     fg_prior *prior = fg_prior_create(&po);
     if (!prior) {
         fg_flow_destroy(body);

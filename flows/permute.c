@@ -16,7 +16,7 @@ static const char kind[] = "permute";
 
 static int out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *out)
 {
-    if (fg_flow_expect_image(kind, in, ((const permute *)f)->channels) != FG_OK)
+    if (fg_flow_expect_channels(kind, in, ((const permute *)f)->channels) != FG_OK)
         return FG_ERR;
     *out = *in;
     return FG_OK;
@@ -37,7 +37,7 @@ static fg_var *forward(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet,
 {
     (void)ctx;
     permute *p = (permute *)f;
-    fg_flow_require_image(kind, x, p->channels);
+    fg_flow_require_channels(kind, x, p->channels);
     int perm[p->channels];
     read_perm(p, perm);
     if (logdet)
@@ -50,7 +50,7 @@ static fg_var *inverse(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,
 {
     (void)ctx;
     permute *p = (permute *)f;
-    fg_flow_require_image(kind, z, p->channels);
+    fg_flow_require_channels(kind, z, p->channels);
     int perm[p->channels], inv[p->channels];
     read_perm(p, perm);
     for (int i = 0; i < p->channels; i++)

@@ -10,6 +10,15 @@ static const char kind[] = "prior";
 
 fg_prior *fg_prior_create(const fg_prior_options *o)
 {
+    if (o->vectors) {
+        fg_prior_options image = *o;
+        image.height = image.width = 1;
+        image.vectors = 0;
+        fg_prior *p = fg_prior_create(&image);
+        if (p)
+            p->vectors = 1;
+        return p;
+    }
     if (o->channels <= 0 || o->height <= 0 || o->width <= 0) {
         fg_error("prior: latent shape (C, H, W) = (%d, %d, %d) must be positive",
                  o->channels, o->height, o->width);
@@ -63,6 +72,9 @@ void fg_prior_params(fg_prior *p, fg_graph *g, int n, const int *y, fg_var **mea
     fg_var *h = fg_const(g, 4, h_shape);
     if (p->learn_top)
         h = fg_zero_conv_apply(g, &p->top, h);
+    /* Vectors take the values of (N, 2C, 1, 1) as (N, 2C): the same memory. */
+    if (p->vectors)
+        h = fg_reshape(g, h, 2, h_shape);
     if (p->n_classes) {
         FG_CHECK(y != NULL, kind, "a class-conditional prior needs labels y");
         int oh_shape[2] = {n, p->n_classes};
@@ -73,7 +85,7 @@ void fg_prior_params(fg_prior *p, fg_graph *g, int n, const int *y, fg_var **mea
             onehot->t.data[(size_t)i * p->n_classes + y[i]] = 1.0f;
         }
         fg_var *shift = fg_linear_apply(g, &p->project_y, onehot);   /* (n, 2C) */
-        h = fg_add(g, h, broadcast_spatial(p, g, shift, n));
+        h = fg_add(g, h, p->vectors ? shift : broadcast_spatial(p, g, shift, n));
     }
     *mean = fg_channel_slice(g, h, 0, c);
     *logs = fg_channel_slice(g, h, c, 2 * c);
@@ -82,10 +94,15 @@ void fg_prior_params(fg_prior *p, fg_graph *g, int n, const int *y, fg_var **mea
 fg_var *fg_prior_logp(fg_prior *p, fg_graph *g, fg_var *z, const int *y)
 {
     char buf[FG_SHAPE_STR_LEN];
-    FG_CHECK(z->t.ndim == 4 && z->t.shape[1] == p->channels &&
-                 z->t.shape[2] == p->height && z->t.shape[3] == p->width,
-             kind, "latent %s does not match the prior's (N, %d, %d, %d)",
-             fg_shape_str(&z->t, buf, sizeof buf), p->channels, p->height, p->width);
+    if (p->vectors)
+        FG_CHECK(z->t.ndim == 2 && z->t.shape[1] == p->channels, kind,
+                 "latent %s does not match the prior's (N, %d)",
+                 fg_shape_str(&z->t, buf, sizeof buf), p->channels);
+    else
+        FG_CHECK(z->t.ndim == 4 && z->t.shape[1] == p->channels &&
+                     z->t.shape[2] == p->height && z->t.shape[3] == p->width,
+                 kind, "latent %s does not match the prior's (N, %d, %d, %d)",
+                 fg_shape_str(&z->t, buf, sizeof buf), p->channels, p->height, p->width);
     fg_var *mean, *logs;
     fg_prior_params(p, g, z->t.shape[0], y, &mean, &logs);
     fg_flow_observe("prior.logs", logs);

@@ -16,7 +16,7 @@ static const char kind[] = "scale_diag";
 
 static int out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *out)
 {
-    if (fg_flow_expect_image(kind, in, ((const scale_diag *)f)->channels) != FG_OK)
+    if (fg_flow_expect_channels(kind, in, ((const scale_diag *)f)->channels) != FG_OK)
         return FG_ERR;
     *out = *in;
     return FG_OK;
@@ -25,7 +25,7 @@ static int out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *o
 static fg_var *run(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet, int dir)
 {
     scale_diag *s = (scale_diag *)f;
-    fg_flow_require_image(kind, x, s->channels);
+    fg_flow_require_channels(kind, x, s->channels);
     fg_var *logs = dir > 0 ? s->logs : fg_neg(g, s->logs);
     fg_var *z = fg_mul_channel(g, x, fg_exp(g, logs));
     if (logdet)

@@ -2,7 +2,8 @@
 # model zoo.
 nobase_flowgradinclude_HEADERS += models/config.h models/model.h models/config_edit.h \
 	models/checkpoint.h models/train.h models/train_memory.h models/eval.h \
-	models/classifier.h models/toy2d.h models/model_check.h models/run_metrics.h
+	models/classifier.h models/toy2d.h models/model_check.h models/run_metrics.h \
+	models/vector_flow.h
 libflowgrad_core_la_SOURCES += \
 	models/config_internal.h \
 	models/config_tree.c \
@@ -30,6 +31,7 @@ libflowgrad_core_la_SOURCES += \
 	models/model_train.c \
 	models/train_memory.c \
 	models/classifier.c \
+	models/vector_flow.c \
 	models/toy2d.c \
 	models/model_health.c \
 	models/model_check.c
@@ -97,6 +99,11 @@ TESTS += tests/test_toy2d
 tests_test_toy2d_SOURCES = tests/test_toy2d.c
 tests_test_toy2d_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_toy2d_LDADD = $(FG_TEST_LIBS)
+check_PROGRAMS += tests/test_vector_flow
+TESTS += tests/test_vector_flow
+tests_test_vector_flow_SOURCES = tests/test_vector_flow.c
+tests_test_vector_flow_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_vector_flow_LDADD = $(FG_TEST_LIBS)
 
 # Evaluation image by image: the K-draw bound against a long double
 # reference and the evaluation training reports, transforms, sets, tables.

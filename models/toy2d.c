@@ -1,6 +1,7 @@
 /* The 2-D toys: target densities sampled on the fly, and a flow of dense
- * couplings or MAF layers (affine or spline) over (N, 2, 1, 1) with a
- * standard Gaussian prior, trained by the library trainer. */
+ * couplings or MAF layers (affine or spline) over 2-vectors with a
+ * standard Gaussian prior (models/vector_flow.h), trained by the library
+ * trainer. */
 #include "models/toy2d.h"
 
 #include <math.h>
@@ -139,81 +140,30 @@ int fg_toy2d_model_init(fg_toy2d_model *m, const fg_toy2d_options *o, fg_rng *rn
         if (i + 1 < o->layers)
             layers[n++] = fg_permute_create(&(fg_permute_options){.channels = 2});
     }
-    for (int i = 0; i < n; i++)
-        if (!layers[i]) {
-            for (int j = 0; j < n; j++)
-                fg_flow_destroy(layers[j]);
-            free(layers);
-            return FG_ERR;
-        }
-    fg_multiscale_options mo = {layers, n, fg_flow_shape4(1, 2, 1, 1), 0, 0};
-    int rc = fg_multiscale_create(&mo, &m->flow);
+    fg_vector_flow_options vo = {.dim = 2, .layers = layers, .n_layers = n,
+                                 .train = {.optimizer = FG_ADAM}};
+    int rc = fg_vector_flow_init(&m->flow, &vo);
     free(layers);
-    if (rc != FG_OK)
-        return FG_ERR;
-    fg_state_list_init(&m->state);
-    fg_multiscale_visit(m->flow, NULL, fg_state_list_add, &m->state);
-    fg_trainer_init(&m->tr, &m->state, &(fg_trainer_options){.optimizer = FG_ADAM});
-    m->g = m->tr.g;
-    return FG_OK;
+    return rc;
 }
 
 void fg_toy2d_model_free(fg_toy2d_model *m)
 {
-    if (!m->flow)
-        return;
-    fg_trainer_free(&m->tr);
-    fg_state_list_free(&m->state);
-    fg_multiscale_destroy(m->flow);
-    memset(m, 0, sizeof *m);
-}
-
-static fg_var *points(fg_graph *g, const float *x, int n)
-{
-    int shape[4] = {n, 2, 1, 1};
-    /* The constant only reads the buffer. */
-    return fg_const_wrap(g, (float *)x, 4, shape);
-}
-
-typedef struct points_loss {
-    fg_toy2d_model *m;
-    const float *x;
-    int n;
-} points_loss;
-
-static fg_var *nll(void *ctx, fg_graph *g, double *metric)
-{
-    points_loss *p = ctx;
-    fg_var *lp = fg_multiscale_log_prob(p->m->flow, g, points(g, p->x, p->n), NULL);
-    fg_var *loss = fg_neg(g, fg_mean(g, lp));
-    *metric = loss->t.data[0];
-    return loss;
+    fg_vector_flow_free(&m->flow);
 }
 
 double fg_toy2d_train_step(fg_toy2d_model *m, const float *x, int n, double lr)
 {
     /* The caller's schedule sets the base rate; the trainer adds none. */
-    m->tr.o.lr = lr;
-    points_loss p = {m, x, n};
+    m->flow.tr.o.lr = lr;
     fg_step_report r;
-    fg_trainer_step(&m->tr, nll, &p, &r);
+    fg_vector_flow_train_step(&m->flow, x, NULL, n, &r);
     return r.loss;
 }
 
-enum { EVAL_CHUNK = 4096 };
-
 void fg_toy2d_log_prob(fg_toy2d_model *m, const float *x, int n, double *out)
 {
-    int was = fg_set_grad_enabled(m->g, 0);
-    for (int s = 0; s < n; s += EVAL_CHUNK) {
-        int k = n - s < EVAL_CHUNK ? n - s : EVAL_CHUNK;
-        fg_var *lp = fg_multiscale_log_prob(m->flow, m->g, points(m->g, x + 2 * (size_t)s, k),
-                                            NULL);
-        for (int i = 0; i < k; i++)
-            out[s + i] = lp->t.data[i];
-        fg_graph_reset(m->g);
-    }
-    fg_set_grad_enabled(m->g, was);
+    fg_vector_flow_log_prob(&m->flow, x, NULL, n, out);
 }
 
 double fg_toy2d_mean_log_prob(fg_toy2d_model *m, const float *x, int n)
@@ -250,7 +200,5 @@ double fg_toy2d_grid_mass(const double *grid_logp, int res, double lo, double hi
 
 void fg_toy2d_model_sample(fg_toy2d_model *m, int n, fg_rng *rng, float *x)
 {
-    fg_var *s = fg_multiscale_sample(m->flow, m->g, n, NULL, 1.0f, rng);
-    memcpy(x, s->t.data, 2 * (size_t)n * sizeof *x);
-    fg_graph_reset(m->g);
+    fg_vector_flow_sample(&m->flow, n, NULL, 1.0f, rng, x);
 }

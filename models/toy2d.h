@@ -1,12 +1,11 @@
 /* 2-D toy densities (two moons, eight Gaussians, checkerboard) and a small
- * flow of dense couplings or MAF layers, affine or spline, that learns them with the library trainer
- * (what examples/toy2d runs). Points are a batch of 2-vectors stored row-major, n x 2,
- * which is the memory layout of the flow's (N, 2, 1, 1) tensors. */
+ * flow of dense couplings or MAF layers, affine or spline, that learns them
+ * with the library trainer (what examples/toy2d runs): a vector flow
+ * (models/vector_flow.h) over points stored row-major, n x 2. */
 #ifndef FLOWGRAD_MODELS_TOY2D_H
 #define FLOWGRAD_MODELS_TOY2D_H
 
-#include "nn/trainer.h"
-#include "flows/flow.h"
+#include "models/vector_flow.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -36,10 +35,8 @@ typedef struct fg_toy2d_options {
 } fg_toy2d_options;
 
 typedef struct fg_toy2d_model {
-    fg_multiscale *flow;    /* body and a standard Gaussian prior */
-    fg_state_list state;
-    fg_trainer tr;             /* Adam; its base rate set by each step */
-    fg_graph *g;               /* the trainer's */
+    fg_vector_flow flow;    /* D = 2, a standard Gaussian prior, Adam; each step sets
+                               the trainer's base rate */
 } fg_toy2d_model;
 
 /* FG_ERR with fg_error on bad options. */

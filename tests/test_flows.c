@@ -1,8 +1,9 @@
 /* Flow layers: round trips, log-determinants against the numerical
  * Jacobian, parameter gradients against finite differences, actnorm's
  * data-dependent init and saved flag, LU against plain invconv, the
- * multi-scale container's density, encoding, decoding and sampling, and
- * shape errors. Parameters are first moved off their identity start, so
+ * multi-scale container's density, encoding, decoding and sampling,
+ * shape errors, and batches of vectors (N, D) through every layer that
+ * takes them. Parameters are first moved off their identity start, so
  * every check sees a map that is not the identity.
  *
  * The numerical Jacobian uses the five-point stencil in float with step
@@ -1218,14 +1219,14 @@ START_TEST(test_prior)
     fg_flow_shape s = fg_flow_shape4(3, 2, 3, 3);
     float *z = random_buffer(&rng, shape_numel(&s), 1.0f);
     /* Standard normal by default. */
-    fg_prior *std = fg_prior_create(&(fg_prior_options){2, 3, 3, 0, 0});
+    fg_prior *std = fg_prior_create(&(fg_prior_options){2, 3, 3, 0, 0, 0});
     fg_var *lp = fg_prior_logp(std, g, input_const(g, z, &s), NULL);
     float zeros[18] = {0};
     ck_assert_double_eq_tol(lp->t.data[2], naive_gauss(z + 36, zeros, zeros, 18), 1e-4);
 
     /* Learned top + class term, moved off zero: h = bias e^{3 logs} (the
      * conv sees only zeros) + W onehot(y) + b, mean = h[:C], logs = h[C:]. */
-    fg_prior *p = fg_prior_create(&(fg_prior_options){2, 3, 3, 1, 3});
+    fg_prior *p = fg_prior_create(&(fg_prior_options){2, 3, 3, 1, 3, 0});
     perturb_ctx pc = {&rng, 0.3f};
     fg_prior_visit(p, NULL, perturb_visitor, &pc);
     collect_ctx *c = calloc(1, sizeof *c);
@@ -1555,6 +1556,398 @@ START_TEST(test_bad_shapes)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- rank 2
+ * Batches of vectors (N, D) straight into every layer that takes them, with
+ * nothing reshaped by the caller: round trip, log-det against the numerical
+ * Jacobian, gradients by finite differences, and the values the same layer
+ * gives on the old carrier (N, D, 1, 1). Spline layers take 2 bins, moves
+ * of 0.02 and knot-safe inputs, as in the spline test above. */
+enum { R_ACTNORM, R_INVCONV, R_INVCONV_LU, R_REVERSE, R_SHUFFLE, R_SCALE_DIAG,
+       R_DENSE_ADDITIVE, R_DENSE_SIGMOID_FLIP, R_DENSE_TANH, R_DENSE_SPLINE, R_MAF_AFFINE,
+       R_MAF_SPLINE, R_IAF_TANH, R_IAF_SPLINE, R_SEQUENCE, N_RANK2 };
+static const char *RANK2_NAMES[N_RANK2] = {
+    "actnorm", "invconv", "invconv_lu", "permute_reverse", "permute_shuffle", "scale_diag",
+    "dense_additive", "dense_sigmoid_flip", "dense_tanh", "dense_spline_flip", "maf_affine",
+    "maf_spline", "iaf_tanh", "iaf_spline", "sequence"};
+#define RANK2_DIM 4
+
+static int rank2_spline(int which)
+{
+    return which == R_DENSE_SPLINE || which == R_MAF_SPLINE || which == R_IAF_SPLINE;
+}
+
+static fg_flow *make_rank2(int which, fg_rng *rng)
+{
+    const int d = RANK2_DIM;
+    /* The channel-wise layers are the image test's own. */
+    static const int image_kind[] = {[R_ACTNORM] = L_ACTNORM, [R_INVCONV] = L_INVCONV,
+                                     [R_INVCONV_LU] = L_INVCONV_LU, [R_REVERSE] = L_REVERSE,
+                                     [R_SHUFFLE] = L_SHUFFLE};
+    fg_dense_coupling_options dc = {d, HIDDEN, 2, FG_TRANSFORM_ADDITIVE,
+                                    FG_COUPLING_MASK_CHANNEL, FG_COUPLING_SCALE_SIGMOID, rng,
+                                    2, 3.0f};
+    fg_autoregressive_options ar = {d, HIDDEN, 2, 0, FG_TRANSFORM_AFFINE,
+                                    FG_COUPLING_SCALE_SIGMOID, 2, 3.0f, rng};
+    switch (which) {
+    case R_ACTNORM: case R_INVCONV: case R_INVCONV_LU: case R_REVERSE: case R_SHUFFLE:
+        return make_layer(image_kind[which], d, rng);
+    case R_SCALE_DIAG: return fg_scale_diag_create(d);
+    case R_DENSE_ADDITIVE: return fg_dense_coupling_create(&dc);
+    case R_DENSE_SIGMOID_FLIP:
+    case R_DENSE_SPLINE:
+        dc.transform = which == R_DENSE_SPLINE ? FG_TRANSFORM_SPLINE : FG_TRANSFORM_AFFINE;
+        dc.mask = FG_COUPLING_MASK_CHANNEL_FLIP;
+        return fg_dense_coupling_create(&dc);
+    case R_DENSE_TANH:
+        dc.transform = FG_TRANSFORM_AFFINE;
+        dc.scale = FG_COUPLING_SCALE_TANH;
+        return fg_dense_coupling_create(&dc);
+    case R_MAF_AFFINE: return fg_autoregressive_create(&ar);
+    case R_MAF_SPLINE:
+    case R_IAF_SPLINE:
+        ar.transform = FG_TRANSFORM_SPLINE;
+        ar.inverse = which == R_IAF_SPLINE;
+        return fg_autoregressive_create(&ar);
+    case R_IAF_TANH:
+        ar.inverse = 1;
+        ar.scale = FG_COUPLING_SCALE_TANH;
+        return fg_autoregressive_create(&ar);
+    case R_SEQUENCE: {
+        fg_flow *layers[5] = {make_rank2(R_ACTNORM, rng), make_rank2(R_INVCONV_LU, rng),
+                              make_rank2(R_DENSE_SIGMOID_FLIP, rng),
+                              make_rank2(R_SHUFFLE, rng), make_rank2(R_MAF_AFFINE, rng)};
+        return fg_sequence_create(layers, 5);
+    }
+    }
+    return NULL;
+}
+
+/* The largest difference between f on x as (N, D) and on the same values
+ * as (N, D, 1, 1), over outputs and log-dets, forward and inverse. */
+static double rank2_against_4d(fg_flow *f, fg_graph *g, const float *x, const fg_flow_shape *in)
+{
+    fg_flow_shape in4 = fg_flow_shape4(in->dim[0], in->dim[1], 1, 1);
+    fg_graph_reset(g);
+    int was = fg_set_grad_enabled(g, 0);
+    double worst = 0.0;
+    for (int inverse = 0; inverse < 2; inverse++) {
+        fg_var *ld2 = NULL, *ld4 = NULL;
+        fg_var *x2 = input_const(g, x, in), *x4 = input_const(g, x, &in4);
+        fg_var *z2 = inverse ? fg_flow_inverse(f, g, x2, &ld2, NULL)
+                             : fg_flow_forward(f, g, x2, &ld2, NULL);
+        fg_var *z4 = inverse ? fg_flow_inverse(f, g, x4, &ld4, NULL)
+                             : fg_flow_forward(f, g, x4, &ld4, NULL);
+        ck_assert_int_eq(z2->t.ndim, 2);
+        ck_assert_int_eq(z4->t.ndim, 4);
+        ck_assert_int_eq((int)fg_numel(&z2->t), (int)fg_numel(&z4->t));
+        worst = fmax(worst, fg_k_max_abs_diff(fg_numel(&z2->t), z2->t.data, z4->t.data));
+        worst = fmax(worst, fg_k_max_abs_diff(fg_numel(&ld2->t), ld2->t.data, ld4->t.data));
+    }
+    fg_set_grad_enabled(g, was);
+    fg_graph_reset(g);
+    return worst;
+}
+
+START_TEST(test_rank2_layers)
+{
+    fg_rng rng;
+    fg_rng_seed(&rng, 41);
+    fg_graph *g = fg_graph_create();
+    const int d = RANK2_DIM;
+    fg_flow_shape in2 = {2, {2, d}}, in1 = {2, {1, d}};
+    for (int l = 0; l < N_RANK2; l++) {
+        fg_flow *f = make_rank2(l, &rng);
+        ck_assert_ptr_nonnull(f);
+        fg_flow_shape out;
+        ck_assert_int_eq(fg_flow_out_shape(f, &in2, &out), FG_OK);
+        ck_assert_int_eq(out.ndim, 2);
+        ck_assert_int_eq(out.dim[0], 2);
+        ck_assert_int_eq(out.dim[1], d);
+        int spline = rank2_spline(l);
+        perturb(f, &rng, spline ? 0.02f : 0.1f);
+        float *x = spline ? knot_safe_inputs(&rng, 2 * d) : random_buffer(&rng, 2 * d, 1.0f);
+        double ld_sum, ld_mag;
+        double err = round_trip(f, g, x, &in2, &ld_sum, &ld_mag);
+        double analytic, numeric = numerical_logdet(f, g, x, &in1, &analytic);
+        collect_ctx *c = calloc(1, sizeof *c);
+        fg_flow_visit(f, NULL, collect_visitor, c);
+        fg_gradcheck_result res = {0};
+        int ok = 1;
+        if (c->n_params) {
+            nll_ctx nc = {f, x, in2};
+            ok = fg_gradcheck(g, mean_nll, &nc, c->params, c->n_params, 1e-2, 2e-3, 1e-2, &res);
+        }
+        double same = rank2_against_4d(f, g, x, &in2);
+        printf("flows: rank 2 %-18s round trip %.2e (log-dets cancel to %.1e of %.3g); "
+               "log-det %+.6f vs numerical %+.6f; gradcheck %d elements max abs err %.2e; "
+               "against (N, D, 1, 1) %.1e\n", RANK2_NAMES[l], err, ld_sum, ld_mag, analytic,
+               numeric, res.n_checked, res.max_abs_err, same);
+        fflush(stdout);
+        ck_assert_msg(err < 1e-4, "%s: round trip error %g", RANK2_NAMES[l], err);
+        ck_assert_msg(ld_sum <= 1e-5 * fmax(1.0, ld_mag), "%s: log-dets do not cancel: %g",
+                      RANK2_NAMES[l], ld_sum);
+        int volume = l != R_REVERSE && l != R_SHUFFLE && l != R_DENSE_ADDITIVE;
+        if (volume)
+            ck_assert_msg(fabs(analytic) > 1e-3 && ld_mag > 1e-3,
+                          "%s: log-det %g is too small to prove anything", RANK2_NAMES[l],
+                          analytic);
+        else
+            ck_assert_msg(ld_mag == 0.0, "%s: volume-preserving layer has log-det %g",
+                          RANK2_NAMES[l], ld_mag);
+        ck_assert_msg(fabs(analytic - numeric) < 2e-4, "%s: analytic %g vs numerical %g",
+                      RANK2_NAMES[l], analytic, numeric);
+        ck_assert_msg(ok, "%s: %d of %d gradient elements fail (worst %s[%d])",
+                      RANK2_NAMES[l], res.n_failed, res.n_checked,
+                      res.worst_leaf >= 0 ? c->param_names[res.worst_leaf] : "?",
+                      res.worst_index);
+        /* The same kernels on the same memory; only invconv's product
+         * (a GEMM against a 1x1 convolution) may round differently. */
+        int exact = l != R_INVCONV && l != R_INVCONV_LU && l != R_SEQUENCE;
+        ck_assert_msg(exact ? same == 0.0 : same < 1e-5, "%s: (N, D) and (N, D, 1, 1) differ "
+                      "by %g", RANK2_NAMES[l], same);
+        free(c);
+        free(x);
+        fg_flow_destroy(f);
+    }
+
+    /* actnorm's data-dependent start on vectors: zero mean, unit spread
+     * per entry over the batch. */
+    enum { NB = 64 };
+    fg_flow *an = make_rank2(R_ACTNORM, &rng);
+    fg_flow_shape batch = {2, {NB, d}};
+    float *x = random_buffer(&rng, NB * d, 1.0f);
+    for (int i = 0; i < NB * d; i++)
+        x[i] = 3.0f * x[i] + (float)(i % d) - 1.0f;
+    fg_graph_reset(g);
+    fg_var *y = fg_flow_forward(an, g, input_const(g, x, &batch), NULL, NULL);
+    ck_assert(fg_actnorm_is_initialized(an));
+    for (int k = 0; k < d; k++) {
+        double mean = 0, sq = 0;
+        for (int i = 0; i < NB; i++)
+            mean += y->t.data[i * d + k] / NB;
+        for (int i = 0; i < NB; i++)
+            sq += pow(y->t.data[i * d + k] - mean, 2) / NB;
+        ck_assert_msg(fabs(mean) < 1e-5 && fabs(sq - 1.0) < 1e-4, "entry %d: mean %g, "
+                      "variance %g after the data-dependent start", k, mean, sq);
+    }
+    fg_graph_reset(g);
+    fg_flow_destroy(an);
+    free(x);
+    fg_graph_destroy(g);
+}
+END_TEST
+
+/* A chain over vectors: actnorm, LU invconv, dense affine, shuffle, MAF
+ * spline, under a learned prior shifted per class. */
+static fg_multiscale *vector_stack(fg_flow_shape input, uint64_t seed)
+{
+    fg_rng rng;
+    fg_rng_seed(&rng, seed);
+    const int d = RANK2_DIM;
+    fg_flow *layers[5] = {make_rank2(R_ACTNORM, &rng), make_rank2(R_INVCONV_LU, &rng),
+                          make_rank2(R_DENSE_SIGMOID_FLIP, &rng), make_rank2(R_SHUFFLE, &rng),
+                          make_rank2(R_MAF_SPLINE, &rng)};
+    fg_multiscale *m;
+    fg_multiscale_options o = {layers, 5, input, 1, 3};
+    ck_assert_msg(fg_multiscale_create(&o, &m) == FG_OK, "%s", fg_last_error());
+    ck_assert_int_eq(m->n_latents, 1);
+    ck_assert_int_eq(m->top.ndim, input.ndim);
+    ck_assert_int_eq(m->top.dim[1], d);
+    perturb_ctx p = {&rng, 0.02f};
+    fg_multiscale_visit(m, NULL, perturb_visitor, &p);
+    return m;
+}
+
+/* -mean log p(x | y) over n points by the plain tape (invert 0) or by
+ * inversion, and every parameter's gradient concatenated into out. */
+static double vector_loss_grads(fg_multiscale *m, fg_graph *g, const float *x,
+                                const fg_flow_shape *in, const int *y, int invert, float *out,
+                                size_t *count)
+{
+    fg_state_list l;
+    fg_state_list_init(&l);
+    fg_multiscale_visit(m, NULL, fg_state_list_add, &l);
+    fg_state_list_zero_grad(&l);
+    fg_graph_reset(g);
+    fg_var *logp, *xv = input_const(g, x, in);
+    if (invert)
+        fg_multiscale_encode_invert(m, g, xv, y, NULL, &logp, NULL);
+    else
+        logp = fg_multiscale_log_prob(m, g, xv, y);
+    fg_var *loss = fg_neg(g, fg_mean(g, logp));
+    double value = loss->t.data[0];
+    fg_backward(g, loss);
+    size_t k = 0;
+    for (int i = 0; i < l.n; i++) {
+        fg_var *v = l.items[i].var;
+        if (l.items[i].kind != FG_PARAM)
+            continue;
+        for (size_t j = 0; j < fg_numel(&v->t); j++)
+            out[k++] = v->grad ? v->grad[j] : 0.0f;
+    }
+    *count = k;
+    fg_state_list_free(&l);
+    fg_graph_reset(g);
+    return value;
+}
+
+START_TEST(test_rank2_container)
+{
+    enum { NP = 6, MAXG = 8192 };
+    const int d = RANK2_DIM;
+    fg_flow_shape v = {2, {NP, d}}, v1 = {2, {1, d}}, img = fg_flow_shape4(NP, d, 1, 1);
+    fg_multiscale *m2 = vector_stack(v1, 5), *m4 = vector_stack(fg_flow_shape4(1, d, 1, 1), 5);
+    fg_graph *g = fg_graph_create();
+    fg_rng rng;
+    fg_rng_seed(&rng, 42);
+    float *x = knot_safe_inputs(&rng, NP * d);
+    const int y[NP] = {0, 1, 2, 2, 1, 0};
+
+    /* The same weights give the same log p(x | y) on (N, D) as on
+     * (N, D, 1, 1), without a tape and with one. */
+    fg_set_grad_enabled(g, 0);
+    fg_var *lp2 = fg_multiscale_log_prob(m2, g, input_const(g, x, &v), y);
+    fg_var *lp4 = fg_multiscale_log_prob(m4, g, input_const(g, x, &img), y);
+    double lp_diff = max_abs_diff(lp2, lp4);
+    float logp[NP];   /* the graph's values go at the next reset */
+    memcpy(logp, lp2->t.data, sizeof logp);
+    fg_graph_reset(g);
+    fg_set_grad_enabled(g, 1);
+    static float g2[MAXG], g4[MAXG], gi[MAXG];
+    size_t n2, n4, ni;
+    double l2 = vector_loss_grads(m2, g, x, &v, y, 0, g2, &n2);
+    double l4 = vector_loss_grads(m4, g, x, &img, y, 0, g4, &n4);
+    /* Memory by inversion runs on vectors too, with the same gradients. */
+    double li = vector_loss_grads(m2, g, x, &v, y, 1, gi, &ni);
+    ck_assert(n2 == n4 && n2 == ni && n2 < MAXG);
+    double g_diff = 0, gi_diff = 0, g_scale = 0;
+    for (size_t i = 0; i < n2; i++) {
+        g_scale = fmax(g_scale, fabs(g2[i]));
+        g_diff = fmax(g_diff, fabs((double)g2[i] - g4[i]));
+        gi_diff = fmax(gi_diff, fabs((double)g2[i] - gi[i]));
+    }
+
+    /* The likelihood by hand: log N(z; mean_y, e^logs_y) + log-det. */
+    fg_set_grad_enabled(g, 0);
+    fg_var *ld = NULL, *mean, *logs;
+    fg_var *z = fg_flow_forward(m2->body, g, input_const(g, x, &v), &ld, NULL);
+    fg_prior_params(m2->prior, g, NP, y, &mean, &logs);
+    ck_assert_int_eq(mean->t.ndim, 2);
+    double by_hand = 0;
+    for (int n = 0; n < NP; n++)
+        by_hand = fmax(by_hand, fabs(logp[n] -
+                                     (ld->t.data[n] + naive_gauss(z->t.data + n * d,
+                                                                  mean->t.data + n * d,
+                                                                  logs->t.data + n * d, d))));
+    /* The standard prior on vectors is N(0, I). */
+    fg_prior *std = fg_prior_create(&(fg_prior_options){.channels = d, .vectors = 1});
+    fg_var *lp_std = fg_prior_logp(std, g, input_const(g, x, &v), NULL);
+    const float zeros[RANK2_DIM] = {0};
+    for (int n = 0; n < NP; n++)
+        by_hand = fmax(by_hand, fabs(lp_std->t.data[n] -
+                                     naive_gauss(x + n * d, zeros, zeros, d)));
+    fg_prior_destroy(std);
+    fg_graph_reset(g);
+
+    /* Samples: the same draws give the same points; at T = 0 the prior's
+     * means, mapped back. */
+    fg_rng a, b;
+    fg_rng_seed(&a, 9);
+    fg_rng_seed(&b, 9);
+    fg_var *s2 = fg_multiscale_sample(m2, g, NP, y, 1.0f, &a);
+    fg_var *s4 = fg_multiscale_sample(m4, g, NP, y, 1.0f, &b);
+    ck_assert_int_eq(s2->t.ndim, 2);
+    ck_assert_int_eq(s2->t.shape[1], d);
+    double s_diff = fg_k_max_abs_diff(fg_numel(&s2->t), s2->t.data, s4->t.data);
+    fg_var *t0 = fg_multiscale_sample(m2, g, NP, y, 0.0f, NULL);
+    fg_prior_params(m2->prior, g, NP, y, &mean, &logs);
+    fg_var *back = fg_flow_inverse(m2->body, g, mean, NULL, NULL);
+    double t0_diff = max_abs_diff(t0, back);
+    printf("flows: rank 2 container: log p (N, D) vs (N, D, 1, 1) %.1e, vs by hand %.1e; "
+           "loss %.6f / %.6f / by inversion %.6f; gradients differ by %.1e (inversion %.1e) "
+           "of %.3g; samples differ by %.1e\n", lp_diff, by_hand, l2, l4, li, g_diff, gi_diff,
+           g_scale, s_diff);
+    fflush(stdout);
+    ck_assert_double_lt(lp_diff, 1e-5);
+    ck_assert_double_lt(by_hand, 1e-4);
+    ck_assert_double_lt(fabs(l2 - l4), 1e-5);
+    ck_assert_double_lt(fabs(l2 - li), 1e-5);
+    ck_assert(g_scale > 0.01);
+    ck_assert_double_le(g_diff, 1e-4 * g_scale);
+    ck_assert_double_le(gi_diff, 1e-4 * g_scale);
+    ck_assert_double_lt(s_diff, 1e-5);
+    ck_assert_double_eq(t0_diff, 0.0);
+
+    /* Gradients by finite differences: the vector prior's own, then the
+     * whole flow's along random directions. */
+    collect_ctx *c = calloc(1, sizeof *c);
+    fg_prior_visit(m2->prior, NULL, collect_visitor, c);
+    ck_assert_int_eq(c->n_params, 5);
+    prior_ctx pc = {m2->prior, x, v, y};
+    fg_gradcheck_result res;
+    int ok = fg_gradcheck(g, prior_nll, &pc, c->params, c->n_params, 1e-2, 2e-3, 1e-2, &res);
+    printf("flows: rank 2 prior gradcheck %d elements, max abs err %.2e\n", res.n_checked,
+           res.max_abs_err);
+    ck_assert_msg(ok, "vector prior: %d of %d gradient elements fail", res.n_failed,
+                  res.n_checked);
+    memset(c, 0, sizeof *c);
+    ms_collect(m2, c);
+    ms_ctx mc = {m2, x, v, y};
+    for (int t = 0; t < 3; t++) {
+        double an, num;
+        double rel = fg_gradcheck_direction(g, ms_nll, &mc, c->params, c->n_params, 1e-2,
+                                            &rng, &an, &num);
+        printf("flows: rank 2 container gradcheck direction %d: analytic %.6f numerical "
+               "%.6f rel %.2e\n", t, an, num, rel);
+        ck_assert_msg(rel < 1e-2, "direction %d: analytic %g numerical %g", t, an, num);
+    }
+    fflush(stdout);
+    free(c);
+    free(x);
+    fg_multiscale_destroy(m2);
+    fg_multiscale_destroy(m4);
+    fg_graph_destroy(g);
+}
+END_TEST
+
+/* Rank 2 where a layer cannot take it: an error naming the layer and the
+ * shape from out_shape and from the container, never a stop. */
+START_TEST(test_rank2_bad_shapes)
+{
+    fg_rng rng;
+    fg_rng_seed(&rng, 43);
+    fg_flow_shape vec = {2, {2, 4}}, out;
+    fg_flow *image_only[4] = {make_layer(L_ADDITIVE, 4, &rng), fg_squeeze_create(),
+                              make_layer(L_SPLIT, 4, &rng),
+                              fg_flatten_create(&(fg_flatten_options){4, 1, 1})};
+    for (int i = 0; i < 4; i++) {
+        expect_error(fg_flow_out_shape(image_only[i], &vec, &out), fg_flow_kind(image_only[i]),
+                     "input (2, 4) is a batch of vectors (N, D); the layer works on image "
+                     "batches (N, C, H, W)");
+        fg_flow_destroy(image_only[i]);
+    }
+    /* Wrong length, for a channel-wise and a vector layer. */
+    fg_flow_shape six = {2, {2, 6}}, three_d = {3, {2, 4, 1}};
+    fg_flow *an = make_rank2(R_ACTNORM, &rng), *maf = make_rank2(R_MAF_AFFINE, &rng);
+    expect_error(fg_flow_out_shape(an, &six, &out), "actnorm",
+                 "input (2, 6) holds vectors of 6 entries, the layer was built for 4");
+    expect_error(fg_flow_out_shape(maf, &six, &out), "maf",
+                 "input (2, 6) holds vectors of 6 entries, the layer was built for 4");
+    expect_error(fg_flow_out_shape(an, &three_d, &out), "actnorm",
+                 "input (2, 4, 1) is neither a batch of vectors (N, D) nor an image batch");
+    fg_flow_destroy(an);
+    fg_flow_destroy(maf);
+
+    /* The container names the layer that refuses vectors. */
+    fg_flow *layers[2] = {make_rank2(R_ACTNORM, &rng), make_layer(L_AFFINE, 4, &rng)};
+    fg_multiscale *m = (fg_multiscale *)1;
+    fg_multiscale_options o = {layers, 2, {2, {1, 4}}, 0, 0};
+    expect_error(fg_multiscale_create(&o, &m), "layer 1: coupling",
+                 "input (1, 4) is a batch of vectors");
+    ck_assert_ptr_null(m);
+}
+END_TEST
+
 Suite *fg_test_suite(void)
 {
     Suite *s = suite_create("flows");
@@ -1582,5 +1975,10 @@ Suite *fg_test_suite(void)
     tcase_add_test(ms, test_multiscale_sampling);
     tcase_add_test(ms, test_bad_shapes);
     suite_add_tcase(s, ms);
+    TCase *vectors = fg_tcase("rank 2");
+    tcase_add_test(vectors, test_rank2_layers);
+    tcase_add_test(vectors, test_rank2_container);
+    tcase_add_test(vectors, test_rank2_bad_shapes);
+    suite_add_tcase(s, vectors);
     return s;
 }
