@@ -11,6 +11,7 @@
 #include "flows/flow.h"
 #include "models/config.h"
 #include "models/model.h"
+#include "models/layer_kind.h"
 #include "models/checkpoint.h"
 #include "models/train.h"
 #include "models/eval.h"

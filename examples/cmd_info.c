@@ -1,7 +1,9 @@
 /* flowgrad info: what a config or checkpoint declares: parameters, the
- * expanded layer list with shapes per level, forward FLOPs per image. */
+ * expanded layer list with shapes, FLOPs and parameters per layer and
+ * level, forward FLOPs per image. */
 #include "examples/cli.h"
 #include "models/train_memory.h"
+#include "models/layer_kind.h"
 
 #include <string.h>
 
@@ -12,8 +14,9 @@ static void help(void)
     puts("usage: flowgrad info CONFIG.yaml|CKPT.safetensors [--batch B] [--json]\n"
          "\n"
          "Prints the parameter count, the expanded layer list with the shape entering\n"
-         "and leaving each layer per level, the top prior's shape, and the forward\n"
-         "FLOPs per image (multiply-adds of convolutions and 1x1 convolutions x 2).\n"
+         "and leaving each layer per level and its FLOPs and parameters, the top prior's\n"
+         "shape, and the forward FLOPs per image (multiply-adds of convolutions, 1x1\n"
+         "convolutions and dense layers x 2).\n"
          "\n"
          "  --batch B  also the memory training needs at batch B: intermediates of a\n"
          "             step measured at batch 1 and 2 on a throwaway copy of the model and\n"
@@ -55,6 +58,15 @@ static int info_memory(const fg_config *cfg, int batch, fg_train_memory m[2])
         fg_train_memory_at(&m[i], batch);
     }
     return FG_OK;
+}
+
+/* What the layer's kind counts for it (the model's total is the built
+ * state's). */
+static double layer_params(const fg_layer_spec *l)
+{
+    fg_model_size size = {0, 0, 0, 0};
+    fg_layer_spec_size(l, &size);
+    return size.params;
 }
 
 int cmd_info(int argc, char **argv)
@@ -137,8 +149,9 @@ int cmd_info(int argc, char **argv)
             const fg_layer_spec *l = &s->layers[i];
             printf("%s{\"level\": %d, \"layer\": ", i ? ", " : "", l->level);
             cli_json_string(stdout, fg_layer_spec_describe(l, desc, sizeof desc));
-            printf(", \"in\": [%d, %d, %d], \"out\": [%d, %d, %d]}", l->in.c, l->in.h,
-                   l->in.w, l->out.c, l->out.h, l->out.w);
+            printf(", \"in\": [%d, %d, %d], \"out\": [%d, %d, %d], \"flops\": %.0f, "
+                   "\"parameters\": %.0f}", l->in.c, l->in.h, l->in.w, l->out.c, l->out.h,
+                   l->out.w, fg_layer_spec_flops(l), layer_params(l));
         }
         printf("]}\n");
     } else {
@@ -150,15 +163,20 @@ int cmd_info(int argc, char **argv)
         printf("input:           (%d, %d, %d), n_bits %d\n", s->input.c, s->input.h,
                s->input.w, s->n_bits);
         int level = -1;
+        printf("  %4s  %-52s %-30s %10s %10s\n", "#", "layer", "in -> out", "FLOPs",
+               "parameters");
         for (int i = 0; i < s->n_layers; i++) {
             const fg_layer_spec *l = &s->layers[i];
+            char shapes[64];
             if (l->level != level) {
                 level = l->level;
                 printf("level %d:\n", level);
             }
-            printf("  %4d  %-52s (%d, %d, %d) -> (%d, %d, %d)\n", i,
-                   fg_layer_spec_describe(l, desc, sizeof desc), l->in.c, l->in.h, l->in.w,
-                   l->out.c, l->out.h, l->out.w);
+            snprintf(shapes, sizeof shapes, "(%d, %d, %d) -> (%d, %d, %d)", l->in.c, l->in.h,
+                     l->in.w, l->out.c, l->out.h, l->out.w);
+            printf("  %4d  %-52s %-30s %10.4g %10.0f\n", i,
+                   fg_layer_spec_describe(l, desc, sizeof desc), shapes,
+                   fg_layer_spec_flops(l), layer_params(l));
         }
         printf("top prior:       (%d, %d, %d)%s%s\n", s->top.c, s->top.h, s->top.w,
                s->learn_top ? ", learned" : ", N(0, 1)",

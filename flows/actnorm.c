@@ -172,7 +172,16 @@ static void destroy(fg_flow *f)
     free(a);
 }
 
-static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL};
+static int data_init(fg_flow *f, int rearm)
+{
+    actnorm *a = (actnorm *)f;
+    if (rearm)
+        a->initialized->t.data[0] = 0.0f;
+    return !fg_actnorm_is_initialized(f);
+}
+
+static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL, 0,
+                                data_init};
 
 fg_flow *fg_actnorm_create(const fg_actnorm_options *o)
 {

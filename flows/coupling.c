@@ -184,8 +184,22 @@ static void destroy(fg_flow *f)
     free(c);
 }
 
+/* The network's two actnorms. */
+static int data_init(fg_flow *f, int rearm)
+{
+    coupling *c = (coupling *)f;
+    int pending = 0;
+    fg_flow *norms[2] = {c->norm_in, c->norm_mid};
+    for (int i = 0; i < 2; i++) {
+        if (rearm)
+            fg_flow_rearm_actnorm(norms[i]);
+        pending += fg_flow_init_pending(norms[i]);
+    }
+    return pending;
+}
+
 static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy,
-                                invert_record};
+                                invert_record, 0, data_init};
 
 fg_flow *fg_coupling_create(const fg_coupling_options *o)
 {

@@ -96,7 +96,8 @@ static void destroy(fg_flow *f)
     free(c);
 }
 
-static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL};
+static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL, 0,
+                                NULL};
 
 fg_flow *fg_dense_coupling_create(const fg_dense_coupling_options *o)
 {

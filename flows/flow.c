@@ -96,18 +96,15 @@ const char *fg_flow_kind(const fg_flow *f)
     return f->ops->kind;
 }
 
-static void rearm_visitor(void *vctx, const char *name, fg_var *v, fg_state_kind kind)
-{
-    (void)vctx;
-    static const char suffix[] = "initialized";
-    size_t n = strlen(name), s = sizeof suffix - 1;
-    if (kind == FG_BUFFER && n >= s && strcmp(name + n - s, suffix) == 0)
-        v->t.data[0] = 0.0f;
-}
-
 void fg_flow_rearm_actnorm(fg_flow *f)
 {
-    fg_flow_visit(f, NULL, rearm_visitor, NULL);
+    if (f->ops->data_init)
+        f->ops->data_init(f, 1);
+}
+
+int fg_flow_init_pending(fg_flow *f)
+{
+    return f->ops->data_init ? f->ops->data_init(f, 0) : 0;
 }
 
 /* ---------------------------------------------------------------- helpers */

@@ -116,7 +116,22 @@ typedef struct fg_flow_ops {
      * NULL, or a NULL return: inverse then forward. */
     fg_var *(*invert_record)(fg_flow *f, fg_graph *g, fg_var *z, fg_var **x,
                              fg_var **logdet, fg_flow_ctx *ctx);
+    /* What code that walks a chain needs to know of the layer, without
+     * going by its kind's name: FG_FLOW_ROLE_* bits, 0 for none. */
+    unsigned roles;
+    /* Optional, for a layer with data-dependent initialization or one that
+     * holds such layers (actnorm; a coupling's network; a sequence): with
+     * rearm = 1 it first forgets that initialization, so that the next
+     * forward in training does it again; returns how many of its parts
+     * still wait for it. NULL: nothing is initialized from data. */
+    int (*data_init)(fg_flow *f, int rearm);
 } fg_flow_ops;
+
+/* forward splits off one latent (pushes it onto ctx, adds its density to
+ * ctx->logp) and inverse takes it back: a multi-scale chain counts them. */
+#define FG_FLOW_ROLE_SPLIT 1u
+/* A sequence: fg_sequence_length and fg_sequence_layer walk its layers. */
+#define FG_FLOW_ROLE_SEQUENCE 2u
 
 /* Every layer struct begins with this. */
 struct fg_flow {
@@ -137,9 +152,12 @@ FG_API void fg_flow_visit(fg_flow *f, const char *prefix, fg_visit_fn fn, void *
 FG_API void fg_flow_destroy(fg_flow *f);   /* NULL is fine */
 FG_API const char *fg_flow_kind(const fg_flow *f);
 
-/* Sets every actnorm's initialized flag inside f to 0 (found through the
- * visitor), so the next forward in training initializes them again. */
+/* Sets every actnorm's initialized flag inside f to 0 (through the layers'
+ * data_init), so the next forward in training initializes them again. */
 FG_API void fg_flow_rearm_actnorm(fg_flow *f);
+/* How many parts of f still wait for their data-dependent initialization
+ * (0 when none has any). */
+FG_API int fg_flow_init_pending(fg_flow *f);
 
 /* ---------------------------------------------------------------- layers
  * Create functions return NULL with fg_error on bad options. */

@@ -78,7 +78,7 @@ static void destroy(fg_flow *f)
 }
 
 static const fg_flow_ops ops = {kind, fg_invconv_out_shape, forward, inverse, visit,
-                                destroy, NULL};
+                                destroy, NULL, 0, NULL};
 
 static fg_flow *plain_create(int c, const double *w)
 {

@@ -12,11 +12,10 @@
 
 static int count_splits(fg_flow *f)
 {
-    const char *k = fg_flow_kind(f);
-    if (strcmp(k, "split") == 0)
+    if (f->ops->roles & FG_FLOW_ROLE_SPLIT)
         return 1;
     int n = 0;
-    if (strcmp(k, "sequence") == 0)
+    if (f->ops->roles & FG_FLOW_ROLE_SEQUENCE)
         for (int i = 0; i < fg_sequence_length(f); i++)
             n += count_splits(fg_sequence_layer(f, i));
     return n;

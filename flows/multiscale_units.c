@@ -23,7 +23,7 @@ size_t fg_flow_shape_numel(const fg_flow_shape *s)
 
 static int count_units(fg_flow *f)
 {
-    if (strcmp(fg_flow_kind(f), "sequence") != 0)
+    if (!(f->ops->roles & FG_FLOW_ROLE_SEQUENCE))
         return 1;
     int n = 0;
     for (int i = 0; i < fg_sequence_length(f); i++)
@@ -33,7 +33,7 @@ static int count_units(fg_flow *f)
 
 static void add_units(fg_flow *f, fg_flow_shape *cur, fg_unit_plan *p)
 {
-    if (strcmp(fg_flow_kind(f), "sequence") == 0) {
+    if (f->ops->roles & FG_FLOW_ROLE_SEQUENCE) {
         for (int i = 0; i < fg_sequence_length(f); i++)
             add_units(fg_sequence_layer(f, i), cur, p);
         return;
@@ -44,7 +44,7 @@ static void add_units(fg_flow *f, fg_flow_shape *cur, fg_unit_plan *p)
     if (fg_flow_out_shape(f, cur, &u->out) != FG_OK)
         fg_fatal("multiscale", "%s", fg_last_error());
     u->latent = -1;
-    if (strcmp(fg_flow_kind(f), "split") == 0) {
+    if (f->ops->roles & FG_FLOW_ROLE_SPLIT) {
         FG_CHECK(p->n_latents < FG_FLOW_MAX_LATENTS, "multiscale", "more than %d latents",
                  FG_FLOW_MAX_LATENTS);
         /* x -> (z1, z2): z2 holds the channels z1 does not. */
@@ -96,20 +96,9 @@ static void add_into(fg_var *sum, const fg_var *term)
         sum->t.data[i] += term->t.data[i];
 }
 
-static void find_uninitialized(void *vctx, const char *name, fg_var *v, fg_state_kind kind)
-{
-    static const char suffix[] = "initialized";
-    size_t n = strlen(name), s = sizeof suffix - 1;
-    if (kind == FG_BUFFER && n >= s && strcmp(name + n - s, suffix) == 0 &&
-        v->t.data[0] == 0.0f)
-        *(int *)vctx = 1;
-}
-
 static int needs_init(fg_flow *f)
 {
-    int found = 0;
-    fg_flow_visit(f, NULL, find_uninitialized, &found);
-    return found;
+    return fg_flow_init_pending(f) > 0;
 }
 
 void fg_units_forward(fg_graph *g, const fg_unit_plan *p, fg_var *x, int init_actnorm,

@@ -78,7 +78,8 @@ static void destroy(fg_flow *f)
     free(p);
 }
 
-static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL};
+static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL, 0,
+                                NULL};
 
 fg_flow *fg_permute_create(const fg_permute_options *o)
 {

@@ -64,7 +64,8 @@ static void destroy(fg_flow *f)
     free(s);
 }
 
-static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL};
+static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL, 0,
+                                NULL};
 
 fg_flow *fg_scale_diag_create(int channels)
 {

@@ -69,7 +69,20 @@ static void destroy(fg_flow *f)
     free(s);
 }
 
-static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL};
+static int data_init(fg_flow *f, int rearm)
+{
+    sequence *s = (sequence *)f;
+    int pending = 0;
+    for (int i = 0; i < s->n; i++) {
+        if (rearm)
+            fg_flow_rearm_actnorm(s->layers[i]);
+        pending += fg_flow_init_pending(s->layers[i]);
+    }
+    return pending;
+}
+
+static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL,
+                                FG_FLOW_ROLE_SEQUENCE, data_init};
 
 fg_flow *fg_sequence_create(fg_flow **layers, int n)
 {

@@ -119,7 +119,8 @@ static void destroy(fg_flow *f)
     free(s);
 }
 
-static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL};
+static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL,
+                                FG_FLOW_ROLE_SPLIT, NULL};
 
 fg_flow *fg_split_create(const fg_split_options *o)
 {

@@ -77,9 +77,9 @@ static void destroy(fg_flow *f)
 }
 
 static const fg_flow_ops squeeze_ops = {"squeeze", out_shape, forward, inverse, visit,
-                                        destroy, NULL};
+                                        destroy, NULL, 0, NULL};
 static const fg_flow_ops unsqueeze_ops = {"unsqueeze", out_shape, forward, inverse,
-                                          visit, destroy, NULL};
+                                          visit, destroy, NULL, 0, NULL};
 
 static fg_flow *create(int unsqueeze)
 {

@@ -1,99 +1,12 @@
 /* From a validated model spec to a flow model: one flow layer per entry of
- * the expanded layer list, inside the multi-scale container. */
+ * the expanded layer list, each made by its kind's entry
+ * (models/layer_kind.h), inside the multi-scale container. */
 #include "models/model.h"
+#include "models/layer_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static fg_coupling_mask coupling_mask(fg_mask_kind k)
-{
-    switch (k) {
-    case FG_MASK_CHANNEL: return FG_COUPLING_MASK_CHANNEL;
-    case FG_MASK_CHANNEL_FLIP: return FG_COUPLING_MASK_CHANNEL_FLIP;
-    case FG_MASK_CHECKERBOARD: return FG_COUPLING_MASK_CHECKERBOARD;
-    case FG_MASK_CHECKERBOARD_FLIP: return FG_COUPLING_MASK_CHECKERBOARD_FLIP;
-    }
-    fg_fatal("fg_model_build", "unknown coupling mask %d", (int)k);
-}
-
-static fg_transform_kind transform_of(fg_coupling_kind k)
-{
-    switch (k) {
-    case FG_COUPLING_ADDITIVE: return FG_TRANSFORM_ADDITIVE;
-    case FG_COUPLING_AFFINE: return FG_TRANSFORM_AFFINE;
-    case FG_COUPLING_SPLINE: return FG_TRANSFORM_SPLINE;
-    }
-    fg_fatal("fg_model_build", "unknown coupling type %d", (int)k);
-}
-
-static fg_coupling_scale scale_of(fg_scale_kind k)
-{
-    return k == FG_SCALE_TANH ? FG_COUPLING_SCALE_TANH : FG_COUPLING_SCALE_SIGMOID;
-}
-
-/* One layer, or NULL with fg_error naming where it was declared. */
-static fg_flow *build_layer(const fg_layer_spec *l, const fg_flow_shape *in, int max_hidden,
-                           fg_rng *rng)
-{
-    int c = in->dim[1];   /* the actual input; a reduced build may differ */
-    switch (l->kind) {
-    case FG_LAYER_SQUEEZE:
-        return fg_squeeze_create();
-    case FG_LAYER_ACTNORM: {
-        fg_actnorm_options o = {c, l->u.actnorm.scale};
-        return fg_actnorm_create(&o);
-    }
-    case FG_LAYER_INVCONV: {
-        fg_invconv_options o = {c, l->u.invconv.lu, NULL, rng};
-        return fg_invconv_create(&o);
-    }
-    case FG_LAYER_PERMUTE: {
-        fg_permute_options o = {c, l->u.permute.type == FG_PERMUTE_SHUFFLE, rng};
-        return fg_permute_create(&o);
-    }
-    case FG_LAYER_FLATTEN: {
-        /* The actual input, which a reduced build makes smaller than the spec's. */
-        fg_flatten_options o = {in->dim[1], in->dim[2], in->dim[3]};
-        return fg_flatten_create(&o);
-    }
-    case FG_LAYER_SCALE_DIAG:
-        return fg_scale_diag_create(c);
-    case FG_LAYER_COUPLING: {
-        int hidden = l->u.coupling.hidden;
-        if (max_hidden > 0 && hidden > max_hidden)
-            hidden = max_hidden;
-        if (l->u.coupling.dense) {
-            fg_dense_coupling_options o = {
-                c, hidden, l->u.coupling.layers, transform_of(l->u.coupling.type),
-                coupling_mask(l->u.coupling.mask), scale_of(l->u.coupling.scale), rng,
-                l->u.coupling.bins, l->u.coupling.bound};
-            return fg_dense_coupling_create(&o);
-        }
-        fg_coupling_options o = {c, hidden, transform_of(l->u.coupling.type), rng,
-                                 coupling_mask(l->u.coupling.mask),
-                                 scale_of(l->u.coupling.scale), l->u.coupling.bins,
-                                 l->u.coupling.bound};
-        return fg_coupling_create(&o);
-    }
-    case FG_LAYER_MAF:
-    case FG_LAYER_IAF: {
-        int hidden = l->u.autoregressive.hidden;
-        if (max_hidden > 0 && hidden > max_hidden)
-            hidden = max_hidden;
-        fg_autoregressive_options o = {
-            c, hidden, l->u.autoregressive.layers, l->kind == FG_LAYER_IAF,
-            transform_of(l->u.autoregressive.type), scale_of(l->u.autoregressive.scale),
-            l->u.autoregressive.bins, l->u.autoregressive.bound, rng};
-        return fg_autoregressive_create(&o);
-    }
-    case FG_LAYER_SPLIT: {
-        fg_split_options o = {c, l->u.split.prior == FG_SPLIT_STANDARD};
-        return fg_split_create(&o);
-    }
-    }
-    fg_fatal("fg_model_build", "unknown layer kind %d", (int)l->kind);
-}
 
 int fg_model_build(const fg_model_spec *spec, uint64_t seed, fg_model **out)
 {
@@ -111,10 +24,11 @@ int fg_model_build_ex(const fg_model_spec *spec, uint64_t seed,
     int max_hidden = o ? o->max_hidden : 0;
     fg_rng rng;
     fg_rng_seed_stream(&rng, seed, 0x6d6f64656cULL);
+    fg_layer_build build = {&rng, max_hidden};
     fg_flow **layers = fg_xcalloc((size_t)spec->n_layers, sizeof *layers, "model layers");
     fg_flow_shape cur = fg_flow_shape4(1, spec->input.c, h, w);
     for (int i = 0; i < spec->n_layers; i++) {
-        layers[i] = build_layer(&spec->layers[i], &cur, max_hidden, &rng);
+        layers[i] = fg_layer_spec_create(&spec->layers[i], &cur, &build);
         if (layers[i] && fg_flow_out_shape(layers[i], &cur, &cur) != FG_OK) {
             fg_flow_destroy(layers[i]);
             layers[i] = NULL;
@@ -223,57 +137,13 @@ fg_var *fg_model_loss_ex(fg_model *m, fg_graph *g, fg_var *x, const int *y, doub
     return loss;
 }
 
-static double conv_flops(int ci, int co, int k, int h, int w)
-{
-    return 2.0 * ci * co * k * k * (double)h * w;
-}
-
 double fg_model_spec_flops(const fg_model_spec *spec)
 {
     double f = 0;
-    for (int i = 0; i < spec->n_layers; i++) {
-        const fg_layer_spec *l = &spec->layers[i];
-        int c = l->in.c, h = l->in.h, w = l->in.w, half = c / 2;
-        switch (l->kind) {
-        case FG_LAYER_INVCONV:
-            f += conv_flops(c, c, 1, h, w);
-            break;
-        case FG_LAYER_COUPLING: {
-            int hid = l->u.coupling.hidden;
-            int width = fg_coupling_kind_width(l->u.coupling.type, l->u.coupling.bins);
-            if (l->u.coupling.dense) {
-                int out = width * (c - half);
-                f += 2.0 * hid * (half + (l->u.coupling.layers - 1) * (double)hid + out);
-                break;
-            }
-            /* A checkerboard network sees and writes every channel. */
-            int checker = l->u.coupling.mask == FG_MASK_CHECKERBOARD ||
-                          l->u.coupling.mask == FG_MASK_CHECKERBOARD_FLIP;
-            int seen = checker ? c : half, changed = checker ? c : c - half;
-            int co = width * changed;
-            f += conv_flops(seen, hid, 3, h, w) + conv_flops(hid, hid, 1, h, w) +
-                 conv_flops(hid, co, 3, h, w);
-            break;
-        }
-        case FG_LAYER_MAF:
-        case FG_LAYER_IAF: {
-            /* The density direction: one network pass for maf, D for iaf. */
-            double hid = l->u.autoregressive.hidden;
-            double out = (double)c * fg_coupling_kind_width(l->u.autoregressive.type,
-                                                            l->u.autoregressive.bins);
-            double pass = 2.0 * hid * (c + (l->u.autoregressive.layers - 1) * hid + out);
-            f += l->kind == FG_LAYER_IAF ? c * pass : pass;
-            break;
-        }
-        case FG_LAYER_SPLIT:
-            f += conv_flops(half, 2 * (c - half), 3, h, w);
-            break;
-        default:
-            break;
-        }
-    }
+    for (int i = 0; i < spec->n_layers; i++)
+        f += fg_layer_spec_flops(&spec->layers[i]);
     if (spec->learn_top)
-        f += conv_flops(2 * spec->top.c, 2 * spec->top.c, 3, spec->top.h, spec->top.w);
+        f += layer_conv_flops(2 * spec->top.c, 2 * spec->top.c, 3, spec->top.h, spec->top.w);
     if (spec->y_condition)
         f += 2.0 * spec->top.c * spec->classes;
     return f;

@@ -54,7 +54,8 @@
  *                                repeat block:
  *                                  - repeat: N      (1..100000)
  *                                    flow: [...]    the entries to repeat
- *   layers and their options:
+ *   layers and their options (each kind's entry in models/layer_<kind>.c
+ *   holds them as data: keys, types, ranges, defaults, docs):
  *     squeeze                    no options; height and width must be even
  *     actnorm   scale: > 0       default 1.0
  *     invconv   lu: bool         default true
@@ -189,6 +190,8 @@
  * resize and bad-file choices of image folders from nn/io.h. */
 #include "nn/nn.h"
 #include "nn/io.h"
+/* The coupling transforms (fg_transform_kind) a glow preset names. */
+#include "flows/flow.h"
 #include "nn/step_guard.h"
 
 #ifdef __cplusplus
@@ -205,70 +208,25 @@ extern "C" {
  * checkpoint may hold, so that resuming can never overflow them. */
 #define FG_CONFIG_MAX_STEPS (1LL << 40)
 
-typedef enum {
-    FG_LAYER_SQUEEZE,
-    FG_LAYER_ACTNORM,
-    FG_LAYER_INVCONV,
-    FG_LAYER_PERMUTE,
-    FG_LAYER_COUPLING,
-    FG_LAYER_SPLIT,
-    FG_LAYER_FLATTEN,
-    FG_LAYER_SCALE_DIAG,
-    FG_LAYER_MAF,
-    FG_LAYER_IAF
-} fg_layer_kind;
-
-typedef enum { FG_PERMUTE_REVERSE, FG_PERMUTE_SHUFFLE } fg_permute_kind;
-typedef enum { FG_COUPLING_ADDITIVE, FG_COUPLING_AFFINE, FG_COUPLING_SPLINE } fg_coupling_kind;
-/* Which half a coupling conditions on: channel halves (the first half
- * conditions the second), a spatial checkerboard, or their complements. */
-typedef enum {
-    FG_MASK_CHANNEL,
-    FG_MASK_CHANNEL_FLIP,
-    FG_MASK_CHECKERBOARD,
-    FG_MASK_CHECKERBOARD_FLIP
-} fg_mask_kind;
-/* Bound on an affine coupling's scale: sigmoid(h + 2) as in Glow, or
- * exp(tanh(h)) as in RealNVP. */
-typedef enum { FG_SCALE_SIGMOID, FG_SCALE_TANH } fg_scale_kind;
-/* Prior of the half a split factors out: Gaussian with mean and log-std
- * from a zero-initialized conv on the kept half, or N(0, 1). */
-typedef enum { FG_SPLIT_LEARNED, FG_SPLIT_STANDARD } fg_split_prior_kind;
-
 /* Shape of one sample, channels first. */
 typedef struct fg_chw {
     int c, h, w;
 } fg_chw;
 
+/* A layer kind of the registry (models/layer_kind.h). */
+typedef struct fg_layer_kind fg_layer_kind;
+
+/* The most options a layer kind has. */
+#define FG_LAYER_MAX_OPTIONS 8
+
 typedef struct fg_layer_spec {
-    fg_layer_kind kind;
+    const fg_layer_kind *kind;
+    /* The options in the kind's schema order (models/layer_kind.h). */
+    double opt[FG_LAYER_MAX_OPTIONS];
     fg_chw in;          /* shape entering the layer */
     fg_chw out;         /* shape leaving it (for split: the kept half) */
     int level;          /* number of splits before this layer */
     int line, column;   /* where it was declared, 1-based (for messages) */
-    union {
-        struct { float scale; } actnorm;
-        struct { int lu; } invconv;
-        struct { fg_permute_kind type; } permute;
-        struct {
-            fg_coupling_kind type;
-            int hidden;
-            fg_mask_kind mask;
-            fg_scale_kind scale;   /* affine only */
-            int dense;             /* net: dense (vectors) instead of conv */
-            int layers;            /* dense: hidden layers */
-            int bins;              /* spline only (else 0) */
-            float bound;           /* spline only (else 0) */
-        } coupling;
-        struct {                   /* maf and iaf */
-            fg_coupling_kind type;
-            int hidden, layers;
-            fg_scale_kind scale;   /* affine only */
-            int bins;              /* spline only (else 0) */
-            float bound;           /* spline only (else 0) */
-        } autoregressive;
-        struct { fg_split_prior_kind prior; } split;
-    } u;
 } fg_layer_spec;
 
 typedef enum { FG_MODEL_GLOW, FG_MODEL_FLOW } fg_model_type;
@@ -286,7 +244,7 @@ typedef struct fg_model_spec {
     float weight_y;
     /* the glow preset as written (meaningful when type == FG_MODEL_GLOW) */
     int levels, steps, hidden;
-    fg_coupling_kind coupling;
+    fg_transform_kind coupling;
     int bins;                 /* spline coupling only (else 0) */
     float bound;              /* spline coupling only (else 0) */
     fg_permutation permutation;
@@ -360,12 +318,8 @@ FG_API void fg_model_spec_print(const fg_model_spec *m, FILE *f);
 /* "coupling affine hidden=512 mask=channel scale=sigmoid" into buf. */
 FG_API const char *fg_layer_spec_describe(const fg_layer_spec *l, char *buf, size_t n);
 
-/* Conditioner outputs per transformed entry: 1 additive, 2 affine,
- * 3 bins - 1 spline. */
-FG_API int fg_coupling_kind_width(fg_coupling_kind k, int bins);
-
 /* Names as written in YAML. */
-FG_API const char *fg_layer_kind_name(fg_layer_kind k);
+FG_API const char *fg_layer_kind_name(const fg_layer_kind *k);
 FG_API const char *fg_dataset_kind_name(fg_dataset_kind d);
 FG_API const char *fg_memory_mode_name(fg_memory_mode m);
 /* FG_OK and *out for "store" or "invert", else FG_ERR naming the choices. */

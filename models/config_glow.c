@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "models/config_internal.h"
+#include "models/layer_internal.h"
 
-static const char *const coupling_names[] = { "additive", "affine", "spline", NULL };
 static const char *const permutation_names[] = { "invconv", "shuffle", "reverse", NULL };
 
 /* Largest L with h and w divisible by 2^L. */
@@ -20,26 +20,55 @@ static int max_levels(int h, int w)
     return l;
 }
 
+/* key of the preset, read by option of kind k's schema, from its default. */
+static int read_as(const cfg_ctx *ctx, const cfg_node *model, const char *key,
+                   const fg_layer_kind *k, const char *option, double *v)
+{
+    const fg_layer_option *o = &k->options[fg_layer_option_index(k, option)];
+    *v = o->def;
+    return cfg_option(ctx, model, "model", key, o, v);
+}
+
+/* bins and bound of a spline coupling, by the coupling's own schema; else
+ * they must be absent, and both are 0. */
+static int read_spline(const cfg_ctx *ctx, const cfg_node *model, fg_model_spec *m)
+{
+    const fg_layer_kind *k = &fg_layer_coupling;
+    static const char *const keys[2] = { "bins", "bound" };
+    double v[2] = { 0, 0 };
+    for (int j = 0; j < 2; j++) {
+        if (m->coupling == FG_TRANSFORM_SPLINE) {
+            if (read_as(ctx, model, keys[j], k, keys[j], &v[j]))
+                return FG_ERR;
+        } else if (cfg_get(model, keys[j])) {
+            return cfg_option_misplaced(ctx, model, k, fg_layer_option_index(k, keys[j]),
+                                        "coupling");
+        }
+    }
+    m->bins = (int)v[0];
+    m->bound = (float)v[1];
+    return FG_OK;
+}
+
 static int read_preset(const cfg_ctx *ctx, const cfg_node *model, fg_model_spec *m)
 {
     const char *where = "model";
-    int coupling = FG_COUPLING_AFFINE, permutation = FG_PERMUTATION_INVCONV;
-    double actnorm_scale = 1.0;
-    m->hidden = 512;
-    m->lu = 1;
+    int permutation = FG_PERMUTATION_INVCONV;
+    double actnorm_scale, hidden, coupling, lu;
     if (cfg_require(ctx, model, where, "levels", "the number of levels L, e.g. 2")
         || cfg_require(ctx, model, where, "steps", "the flow steps per level K, e.g. 8")
         || cfg_int32(ctx, model, where, "levels", 1, 16, &m->levels)
         || cfg_int32(ctx, model, where, "steps", 1, 4096, &m->steps)
-        || cfg_int32(ctx, model, where, "hidden", 1, 65536, &m->hidden)
-        || cfg_enum(ctx, model, where, "coupling", coupling_names, &coupling)
+        || read_as(ctx, model, "hidden", &fg_layer_coupling, "hidden", &hidden)
+        || read_as(ctx, model, "coupling", &fg_layer_coupling, "type", &coupling)
         || cfg_enum(ctx, model, where, "permutation", permutation_names, &permutation)
-        || cfg_bool(ctx, model, where, "lu", &m->lu)
-        || cfg_real(ctx, model, where, "actnorm_scale", 0, 1, 1e6, 0, &actnorm_scale))
+        || read_as(ctx, model, "lu", &fg_layer_invconv, "lu", &lu)
+        || read_as(ctx, model, "actnorm_scale", &fg_layer_actnorm, "scale", &actnorm_scale))
         return FG_ERR;
-    m->coupling = (fg_coupling_kind)coupling;
-    if (cfg_spline_options(ctx, model, where, "coupling", coupling == FG_COUPLING_SPLINE,
-                           &m->bins, &m->bound))
+    m->hidden = (int)hidden;
+    m->lu = (int)lu;
+    m->coupling = (fg_transform_kind)coupling;
+    if (read_spline(ctx, model, m))
         return FG_ERR;
     m->permutation = (fg_permutation)permutation;
     m->actnorm_scale = (float)actnorm_scale;
@@ -68,34 +97,25 @@ int cfg_expand_glow(const cfg_ctx *ctx, const cfg_node *model, fg_model_spec *m)
     if (read_preset(ctx, model, m))
         return FG_ERR;
 
-    /* Zeroed whole, padding included, so specs compare byte for byte with
-     * the ones the generic list produces. */
+    /* Each by its kind's defaults, then what the preset sets. */
     fg_layer_spec squeeze, actnorm, mix, coupling, split;
-    memset(&squeeze, 0, sizeof squeeze);
-    memset(&actnorm, 0, sizeof actnorm);
-    memset(&mix, 0, sizeof mix);
-    memset(&coupling, 0, sizeof coupling);
-    memset(&split, 0, sizeof split);
-    squeeze.kind = FG_LAYER_SQUEEZE;
-    actnorm.kind = FG_LAYER_ACTNORM;
-    actnorm.u.actnorm.scale = m->actnorm_scale;
+    fg_layer_spec_init(&squeeze, &fg_layer_squeeze);
+    fg_layer_spec_init(&actnorm, &fg_layer_actnorm);
+    fg_layer_spec_set(&actnorm, "scale", m->actnorm_scale);
     if (m->permutation == FG_PERMUTATION_INVCONV) {
-        mix.kind = FG_LAYER_INVCONV;
-        mix.u.invconv.lu = m->lu;
+        fg_layer_spec_init(&mix, &fg_layer_invconv);
+        fg_layer_spec_set(&mix, "lu", m->lu);
     } else {
-        mix.kind = FG_LAYER_PERMUTE;
-        mix.u.permute.type = m->permutation == FG_PERMUTATION_SHUFFLE
-                           ? FG_PERMUTE_SHUFFLE : FG_PERMUTE_REVERSE;
+        fg_layer_spec_init(&mix, &fg_layer_permute);
+        /* shuffle and reverse name the permute's types too. */
+        layer_set_choice(&mix, "type", permutation_names[m->permutation]);
     }
-    coupling.kind = FG_LAYER_COUPLING;
-    coupling.u.coupling.type = m->coupling;
-    coupling.u.coupling.hidden = m->hidden;
-    coupling.u.coupling.mask = FG_MASK_CHANNEL;
-    coupling.u.coupling.scale = FG_SCALE_SIGMOID;
-    coupling.u.coupling.bins = m->bins;
-    coupling.u.coupling.bound = m->bound;
-    split.kind = FG_LAYER_SPLIT;
-    split.u.split.prior = FG_SPLIT_LEARNED;
+    fg_layer_spec_init(&coupling, &fg_layer_coupling);
+    fg_layer_spec_set(&coupling, "type", m->coupling);
+    fg_layer_spec_set(&coupling, "hidden", m->hidden);
+    fg_layer_spec_set(&coupling, "bins", m->bins);
+    fg_layer_spec_set(&coupling, "bound", m->bound);
+    fg_layer_spec_init(&split, &fg_layer_split);
 
     /* Every generated layer points at the 'type: glow' line: that is the
      * declaration the user would edit. */

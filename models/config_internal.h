@@ -4,6 +4,7 @@
 #define FLOWGRAD_MODELS_CONFIG_INTERNAL_H
 
 #include "models/config.h"
+#include "models/layer_kind.h"
 
 typedef enum { CFG_SCALAR, CFG_MAP, CFG_SEQ } cfg_kind;
 
@@ -60,11 +61,15 @@ int cfg_string(const cfg_ctx *ctx, const cfg_node *map, const char *where,
 /* Comma-separated list of names into buf, for "expected one of: ...". */
 const char *cfg_join(const char *const *names, char *buf, size_t n);
 
-/* config_flow.c: bins and bound of a spline transform (defaults 8 and 3)
- * when spline is set; else they must be absent (type_key names the key that
- * would make them apply), and both become 0. */
-int cfg_spline_options(const cfg_ctx *ctx, const cfg_node *map, const char *where,
-                       const char *type_key, int spline, int *bins, float *bound);
+/* config_flow.c: one option of a layer kind's schema (o) under key in map:
+ * its type and range checked, a real rounded to float; *out untouched when
+ * the key is absent. */
+int cfg_option(const cfg_ctx *ctx, const cfg_node *map, const char *where, const char *key,
+               const fg_layer_option *o, double *out);
+/* The error for option i of k given in map where it does not apply;
+ * when_key is the key that would make it apply, as the user writes it. */
+int cfg_option_misplaced(const cfg_ctx *ctx, const cfg_node *map, const fg_layer_kind *k,
+                         int i, const char *when_key);
 
 /* config_shape.c: the layer list under construction and the shape that
  * flows through it. Both forms add layers only through cfg_track_add, so
@@ -76,7 +81,7 @@ typedef struct cfg_track {
     int level;          /* splits so far */
 } cfg_track;
 /* proto carries kind and options; position, level and shapes are filled
- * here. A shape the layer cannot take is reported at `at`, with `note`
+ * here. A shape the layer's kind cannot take is reported at `at`, with `note`
  * (may be "") appended to say which repeat pass it happened in. */
 int cfg_track_add(const cfg_ctx *ctx, cfg_track *t, const fg_layer_spec *proto,
                   const cfg_node *at, const char *note);
@@ -84,7 +89,6 @@ int cfg_track_add(const cfg_ctx *ctx, cfg_track *t, const fg_layer_spec *proto,
 int cfg_track_finish(const cfg_ctx *ctx, cfg_track *t, const cfg_node *at,
                      fg_model_spec *m);
 void cfg_track_free(cfg_track *t);
-void cfg_shape_str(fg_chw s, char *buf, size_t n);   /* "4x14x14" (CxHxW) */
 
 /* config_glow.c and config_flow.c fill m->layers from the model mapping,
  * whose common keys config_model.c has read into m already. */

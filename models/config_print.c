@@ -3,97 +3,20 @@
 #include <inttypes.h>
 
 #include "models/config_internal.h"
+#include "models/layer_internal.h"
 
-static const char *const kind_names[] = {
-    "squeeze", "actnorm", "invconv", "permute", "coupling", "split", "flatten",
-    "scale_diag", "maf", "iaf"
-};
-static const char *const coupling_names[] = { "additive", "affine", "spline" };
-static const char *const permute_names[] = { "reverse", "shuffle" };
 static const char *const permutation_names[] = { "invconv", "shuffle", "reverse" };
-static const char *const mask_names[] = {
-    "channel", "channel_flip", "checkerboard", "checkerboard_flip"
-};
-static const char *const scale_names[] = { "sigmoid", "tanh" };
-static const char *const prior_names[] = { "learned", "standard" };
-
-const char *fg_layer_kind_name(fg_layer_kind k)
-{
-    return (unsigned)k <= FG_LAYER_IAF ? kind_names[k] : "?";
-}
-
-/* " scale=sigmoid", " bins=8 bound=3" or "" for a transform's own options. */
-static const char *transform_options(fg_coupling_kind type, fg_scale_kind scale, int bins,
-                                     float bound, char *buf, size_t n)
-{
-    if (type == FG_COUPLING_AFFINE)
-        snprintf(buf, n, " scale=%s", scale_names[scale]);
-    else if (type == FG_COUPLING_SPLINE)
-        snprintf(buf, n, " bins=%d bound=%g", bins, (double)bound);
-    else
-        buf[0] = '\0';
-    return buf;
-}
-
-const char *fg_layer_spec_describe(const fg_layer_spec *l, char *buf, size_t n)
-{
-    switch (l->kind) {
-    case FG_LAYER_ACTNORM:
-        snprintf(buf, n, "actnorm scale=%g", (double)l->u.actnorm.scale);
-        break;
-    case FG_LAYER_INVCONV:
-        snprintf(buf, n, "invconv lu=%s", l->u.invconv.lu ? "true" : "false");
-        break;
-    case FG_LAYER_PERMUTE:
-        snprintf(buf, n, "permute %s", permute_names[l->u.permute.type]);
-        break;
-    case FG_LAYER_COUPLING: {
-        char opts[64], layers[32] = "";
-        if (l->u.coupling.dense)
-            snprintf(layers, sizeof layers, " layers=%d", l->u.coupling.layers);
-        snprintf(buf, n, "coupling %s%s hidden=%d%s mask=%s%s",
-                 coupling_names[l->u.coupling.type], l->u.coupling.dense ? " net=dense" : "",
-                 l->u.coupling.hidden, layers, mask_names[l->u.coupling.mask],
-                 transform_options(l->u.coupling.type, l->u.coupling.scale,
-                                   l->u.coupling.bins, l->u.coupling.bound, opts,
-                                   sizeof opts));
-        break;
-    }
-    case FG_LAYER_MAF:
-    case FG_LAYER_IAF: {
-        char opts[64];
-        /* Which direction costs one pass of the network and which D. */
-        snprintf(buf, n, "%s %s hidden=%d layers=%d%s (%s 1 pass, %s %d passes)",
-                 kind_names[l->kind], coupling_names[l->u.autoregressive.type],
-                 l->u.autoregressive.hidden, l->u.autoregressive.layers,
-                 transform_options(l->u.autoregressive.type, l->u.autoregressive.scale,
-                                   l->u.autoregressive.bins, l->u.autoregressive.bound,
-                                   opts, sizeof opts),
-                 l->kind == FG_LAYER_MAF ? "density" : "sampling",
-                 l->kind == FG_LAYER_MAF ? "sampling" : "density", l->in.c);
-        break;
-    }
-    case FG_LAYER_SPLIT:
-        snprintf(buf, n, "split prior=%s", prior_names[l->u.split.prior]);
-        break;
-    default:
-        snprintf(buf, n, "%s", fg_layer_kind_name(l->kind));
-        break;
-    }
-    return buf;
-}
 
 void fg_model_spec_print(const fg_model_spec *m, FILE *f)
 {
-    char in[48], out[48], what[160], opts[64];
-    cfg_shape_str(m->input, in, sizeof in);
+    char in[48], out[48], what[160], opts[64] = "";
+    layer_shape_str(m->input, in, sizeof in);
+    if (m->coupling == FG_TRANSFORM_SPLINE)
+        snprintf(opts, sizeof opts, " bins=%d bound=%g", m->bins, (double)m->bound);
     if (m->type == FG_MODEL_GLOW)
         fprintf(f, "model: glow preset, input %s (CxHxW), levels=%d steps=%d hidden=%d "
                 "coupling=%s%s permutation=%s%s actnorm_scale=%g n_bits=%d\n", in,
-                m->levels, m->steps, m->hidden, coupling_names[m->coupling],
-                m->coupling == FG_COUPLING_SPLINE
-                    ? transform_options(m->coupling, FG_SCALE_SIGMOID, m->bins, m->bound,
-                                        opts, sizeof opts) : "",
+                m->levels, m->steps, m->hidden, layer_transform_names[m->coupling], opts,
                 permutation_names[m->permutation],
                 m->permutation == FG_PERMUTATION_INVCONV ? (m->lu ? " lu=true" : " lu=false") : "",
                 (double)m->actnorm_scale, m->n_bits);
@@ -102,12 +25,12 @@ void fg_model_spec_print(const fg_model_spec *m, FILE *f)
     fprintf(f, "%5s %5s  %-48s %10s -> %s\n", "#", "level", "layer", "in", "out");
     for (int i = 0; i < m->n_layers; i++) {
         const fg_layer_spec *l = &m->layers[i];
-        cfg_shape_str(l->in, in, sizeof in);
-        cfg_shape_str(l->out, out, sizeof out);
+        layer_shape_str(l->in, in, sizeof in);
+        layer_shape_str(l->out, out, sizeof out);
         fprintf(f, "%5d %5d  %-48s %10s -> %s\n", i, l->level,
                 fg_layer_spec_describe(l, what, sizeof what), in, out);
     }
-    cfg_shape_str(m->top, out, sizeof out);
+    layer_shape_str(m->top, out, sizeof out);
     fprintf(f, "top prior: %s, shape %s", m->learn_top ? "learned" : "standard normal", out);
     if (m->y_condition)
         fprintf(f, ", class-conditional (classes=%d weight_y=%g)", m->classes,

@@ -3,7 +3,7 @@
 nobase_flowgradinclude_HEADERS += models/config.h models/model.h models/config_edit.h \
 	models/checkpoint.h models/train.h models/train_memory.h models/eval.h \
 	models/classifier.h models/toy2d.h models/model_check.h models/run_metrics.h \
-	models/vector_flow.h
+	models/vector_flow.h models/layer_kind.h
 libflowgrad_core_la_SOURCES += \
 	models/config_internal.h \
 	models/config_tree.c \
@@ -16,6 +16,17 @@ libflowgrad_core_la_SOURCES += \
 	models/config_load.c \
 	models/config_print.c \
 	models/config_edit.c \
+	models/layer_internal.h \
+	models/layer_registry.c \
+	models/layer_squeeze.c \
+	models/layer_actnorm.c \
+	models/layer_invconv.c \
+	models/layer_permute.c \
+	models/layer_coupling.c \
+	models/layer_split.c \
+	models/layer_flatten.c \
+	models/layer_scale_diag.c \
+	models/layer_autoregressive.c \
 	models/build.c \
 	models/model_size.c \
 	models/checkpoint_check.c \
@@ -74,6 +85,14 @@ EXTRA_DIST += \
 	tests/configs/bad-unknown-layer.yaml \
 	tests/configs/bad-additive-scale.yaml \
 	tests/configs/bad-lr.yaml
+
+# The layer kinds' registry: schemas, shape rules against built layers,
+# option errors, the roles the chain walks by.
+check_PROGRAMS += tests/test_layer_registry
+TESTS += tests/test_layer_registry
+tests_test_layer_registry_SOURCES = tests/test_layer_registry.c
+tests_test_layer_registry_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_layer_registry_LDADD = $(FG_TEST_LIBS)
 
 check_PROGRAMS += tests/test_zoo_train
 TESTS += tests/test_zoo_train

@@ -1,8 +1,8 @@
 /* flowgrad models: a flow model built from a validated config.
  *
  * fg_model_build turns the expanded layer list of an fg_model_spec into the
- * multi-scale container of flows/ (squeeze, actnorm, invconv, permute,
- * coupling, split), with the top prior the spec asks for (learn_top,
+ * multi-scale container of flows/, each layer made by its kind's entry
+ * (models/layer_kind.h), with the top prior the spec asks for (learn_top,
  * y_condition). With y_condition the model also carries Glow's class head,
  * a zero-initialized linear map from the channel means of the top latent to
  * class logits, visited as "project_class.{weight,bias}".

@@ -1,6 +1,7 @@
 /* Evidence that a declared flow is what it claims to be (see
  * models/model_check.h). */
 #include "models/model_check.h"
+#include "models/layer_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -177,7 +178,7 @@ static int build(const fg_model_spec *s, uint64_t seed, fg_model **full, fg_mode
 {
     int squeezes = 0;
     for (int i = 0; i < s->n_layers; i++)
-        squeezes += s->layers[i].kind == FG_LAYER_SQUEEZE;
+        squeezes += s->layers[i].kind == &fg_layer_squeeze;
     /* The smallest input every squeeze accepts, unless the real one is small. */
     *o = (fg_model_build_options){0, 0, 16};
     if (s->input.c * s->input.h * s->input.w > 256) {

@@ -7,8 +7,31 @@
 #include <string.h>
 
 #include "models/config.h"
+#include "models/layer_kind.h"
 #include "models/model.h"
 #include "check_main.h"
+
+/* A registered kind by name. */
+static const fg_layer_kind *K(const char *name)
+{
+    const fg_layer_kind *k = fg_layer_kind_find(name);
+    ck_assert_msg(k != NULL, "no layer kind '%s'", name);
+    return k;
+}
+
+/* The name of a choice option's value, as YAML writes it. */
+static const char *choice(const fg_layer_spec *l, const char *key)
+{
+    int i = fg_layer_option_index(l->kind, key);
+    ck_assert_msg(i >= 0 && l->kind->options[i].choices, "%s has no choice '%s'",
+                  l->kind->name, key);
+    return l->kind->options[i].choices[(int)l->opt[i]];
+}
+
+static double opt(const fg_layer_spec *l, const char *key)
+{
+    return fg_layer_spec_get(l, key);
+}
 
 static fg_config *load_ok(const char *rel)
 {
@@ -65,11 +88,9 @@ START_TEST(spec_size_matches_built_models)
         fg_config *cfg = load_ok(configs[i]);
         for (int k = 0; k < cfg->model.n_layers; k++) {
             fg_layer_spec *l = &cfg->model.layers[k];
-            if (l->kind == FG_LAYER_COUPLING && l->u.coupling.hidden > 16)
-                l->u.coupling.hidden = 16;
-            if ((l->kind == FG_LAYER_MAF || l->kind == FG_LAYER_IAF) &&
-                l->u.autoregressive.hidden > 16)
-                l->u.autoregressive.hidden = 16;
+            int hidden = fg_layer_option_index(l->kind, "hidden");
+            if (hidden >= 0 && l->opt[hidden] > 16)
+                l->opt[hidden] = 16;
         }
         fg_model_size size;
         fg_model_spec_size(&cfg->model, &size);
@@ -132,7 +153,7 @@ START_TEST(quick_config_is_the_yardstick_glow)
     ck_assert_int_eq(m->levels, 2);
     ck_assert_int_eq(m->steps, 8);
     ck_assert_int_eq(m->hidden, 128);
-    ck_assert_int_eq(m->coupling, FG_COUPLING_AFFINE);
+    ck_assert_int_eq(m->coupling, FG_TRANSFORM_AFFINE);
     ck_assert_int_eq(m->permutation, FG_PERMUTATION_INVCONV);
     ck_assert_int_eq(m->lu, 1);
     ck_assert_int_eq(m->learn_top, 1);
@@ -164,32 +185,30 @@ START_TEST(glow_preset_expands_fmnist)
     for (int level = 0; level < 2; level++) {
         int c = level == 0 ? 4 : 8, hw = level == 0 ? 14 : 7;
         const fg_layer_spec *l = &m->layers[i++];
-        ck_assert_int_eq(l->kind, FG_LAYER_SQUEEZE);
+        ck_assert_ptr_eq(l->kind, K("squeeze"));
         ck_assert_int_eq(l->level, level);
         assert_shape(l->in, level == 0 ? 1 : 2, 2 * hw, 2 * hw);
         assert_shape(l->out, c, hw, hw);
         for (int k = 0; k < 8; k++) {
-            static const fg_layer_kind step[3] = {
-                FG_LAYER_ACTNORM, FG_LAYER_INVCONV, FG_LAYER_COUPLING
-            };
+            static const char *const step[3] = { "actnorm", "invconv", "coupling" };
             for (int j = 0; j < 3; j++) {
                 l = &m->layers[i++];
-                ck_assert_int_eq(l->kind, step[j]);
+                ck_assert_ptr_eq(l->kind, K(step[j]));
                 ck_assert_int_eq(l->level, level);
                 assert_shape(l->in, c, hw, hw);
                 assert_shape(l->out, c, hw, hw);
             }
-            ck_assert_float_eq(m->layers[i - 3].u.actnorm.scale, 1.0f);
-            ck_assert_int_eq(m->layers[i - 2].u.invconv.lu, 1);
-            ck_assert_int_eq(m->layers[i - 1].u.coupling.type, FG_COUPLING_AFFINE);
-            ck_assert_int_eq(m->layers[i - 1].u.coupling.hidden, 128);
-            ck_assert_int_eq(m->layers[i - 1].u.coupling.mask, FG_MASK_CHANNEL);
-            ck_assert_int_eq(m->layers[i - 1].u.coupling.scale, FG_SCALE_SIGMOID);
+            ck_assert_double_eq(opt(&m->layers[i - 3], "scale"), 1.0);
+            ck_assert_double_eq(opt(&m->layers[i - 2], "lu"), 1);
+            ck_assert_str_eq(choice(&m->layers[i - 1], "type"), "affine");
+            ck_assert_double_eq(opt(&m->layers[i - 1], "hidden"), 128);
+            ck_assert_str_eq(choice(&m->layers[i - 1], "mask"), "channel");
+            ck_assert_str_eq(choice(&m->layers[i - 1], "scale"), "sigmoid");
         }
         if (level == 0) {
             l = &m->layers[i++];
-            ck_assert_int_eq(l->kind, FG_LAYER_SPLIT);
-            ck_assert_int_eq(l->u.split.prior, FG_SPLIT_LEARNED);
+            ck_assert_ptr_eq(l->kind, K("split"));
+            ck_assert_str_eq(choice(l, "prior"), "learned");
             assert_shape(l->in, 4, 14, 14);
             assert_shape(l->out, 2, 14, 14);
         }
@@ -227,7 +246,7 @@ START_TEST(glow_preset_expands_cifar10)
     static const int split_out[2][3] = { { 6, 16, 16 }, { 12, 8, 8 } };
     int splits = 0;
     for (int i = 0; i < m->n_layers; i++)
-        if (m->layers[i].kind == FG_LAYER_SPLIT) {
+        if (m->layers[i].kind == K("split")) {
             ck_assert_int_lt(splits, 2);
             assert_shape(m->layers[i].out, split_out[splits][0], split_out[splits][1],
                          split_out[splits][2]);
@@ -247,18 +266,17 @@ START_TEST(glow_preset_options)
         "        actnorm_scale: 0.5, learn_top: false, y_condition: true,\n"
         "        classes: 3, weight_y: 2.5, n_bits: 5}\n");
     const fg_model_spec *m = &cfg->model;
-    static const fg_layer_kind want[] = {
-        FG_LAYER_SQUEEZE, FG_LAYER_ACTNORM, FG_LAYER_PERMUTE, FG_LAYER_COUPLING,
-        FG_LAYER_ACTNORM, FG_LAYER_PERMUTE, FG_LAYER_COUPLING
+    static const char *const want[] = {
+        "squeeze", "actnorm", "permute", "coupling", "actnorm", "permute", "coupling"
     };
     ck_assert_int_eq(m->n_layers, 7);
     for (int i = 0; i < 7; i++)
-        ck_assert_int_eq(m->layers[i].kind, want[i]);
+        ck_assert_ptr_eq(m->layers[i].kind, K(want[i]));
     assert_shape(m->layers[0].out, 8, 2, 3);
-    ck_assert_float_eq(m->layers[1].u.actnorm.scale, 0.5f);
-    ck_assert_int_eq(m->layers[2].u.permute.type, FG_PERMUTE_SHUFFLE);
-    ck_assert_int_eq(m->layers[3].u.coupling.type, FG_COUPLING_ADDITIVE);
-    ck_assert_int_eq(m->layers[3].u.coupling.hidden, 7);
+    ck_assert_double_eq(opt(&m->layers[1], "scale"), 0.5);
+    ck_assert_str_eq(choice(&m->layers[2], "type"), "shuffle");
+    ck_assert_str_eq(choice(&m->layers[3], "type"), "additive");
+    ck_assert_double_eq(opt(&m->layers[3], "hidden"), 7);
     assert_shape(m->top, 8, 2, 3);
     ck_assert_int_eq(m->learn_top, 0);
     ck_assert_int_eq(m->y_condition, 1);
@@ -270,14 +288,14 @@ START_TEST(glow_preset_options)
 
     cfg = load_str_ok("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1,\n"
                       "        steps: 1, permutation: reverse}\n");
-    ck_assert_int_eq(cfg->model.layers[2].kind, FG_LAYER_PERMUTE);
-    ck_assert_int_eq(cfg->model.layers[2].u.permute.type, FG_PERMUTE_REVERSE);
+    ck_assert_ptr_eq(cfg->model.layers[2].kind, K("permute"));
+    ck_assert_str_eq(choice(&cfg->model.layers[2], "type"), "reverse");
     fg_config_free(cfg);
 
     cfg = load_str_ok("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1,\n"
                       "        steps: 1, lu: false}\n");
-    ck_assert_int_eq(cfg->model.layers[2].kind, FG_LAYER_INVCONV);
-    ck_assert_int_eq(cfg->model.layers[2].u.invconv.lu, 0);
+    ck_assert_ptr_eq(cfg->model.layers[2].kind, K("invconv"));
+    ck_assert_double_eq(opt(&cfg->model.layers[2], "lu"), 0);
     fg_config_free(cfg);
 }
 END_TEST
@@ -289,7 +307,7 @@ START_TEST(defaults_fill_optional_keys)
         "train: {dataset: {name: synthetic}}\n");
     const fg_model_spec *m = &cfg->model;
     ck_assert_int_eq(m->hidden, 512);
-    ck_assert_int_eq(m->coupling, FG_COUPLING_AFFINE);
+    ck_assert_int_eq(m->coupling, FG_TRANSFORM_AFFINE);
     ck_assert_int_eq(m->permutation, FG_PERMUTATION_INVCONV);
     ck_assert_int_eq(m->lu, 1);
     ck_assert_float_eq(m->actnorm_scale, 1.0f);
@@ -337,49 +355,49 @@ START_TEST(generic_list_expands)
     fg_config *cfg = load_ok("tests/configs/good-generic.yaml");
     const fg_model_spec *m = &cfg->model;
     ck_assert_int_eq(m->type, FG_MODEL_FLOW);
-    static const struct { fg_layer_kind kind; int in[3], out[3], level; } want[] = {
-        { FG_LAYER_COUPLING, { 3, 8, 8 }, { 3, 8, 8 }, 0 },
-        { FG_LAYER_COUPLING, { 3, 8, 8 }, { 3, 8, 8 }, 0 },
-        { FG_LAYER_SQUEEZE, { 3, 8, 8 }, { 12, 4, 4 }, 0 },
-        { FG_LAYER_ACTNORM, { 12, 4, 4 }, { 12, 4, 4 }, 0 },
-        { FG_LAYER_PERMUTE, { 12, 4, 4 }, { 12, 4, 4 }, 0 },
-        { FG_LAYER_COUPLING, { 12, 4, 4 }, { 12, 4, 4 }, 0 },
-        { FG_LAYER_ACTNORM, { 12, 4, 4 }, { 12, 4, 4 }, 0 },
-        { FG_LAYER_PERMUTE, { 12, 4, 4 }, { 12, 4, 4 }, 0 },
-        { FG_LAYER_COUPLING, { 12, 4, 4 }, { 12, 4, 4 }, 0 },
-        { FG_LAYER_SPLIT, { 12, 4, 4 }, { 6, 4, 4 }, 0 },
-        { FG_LAYER_INVCONV, { 6, 4, 4 }, { 6, 4, 4 }, 1 },
-        { FG_LAYER_INVCONV, { 6, 4, 4 }, { 6, 4, 4 }, 1 },
-        { FG_LAYER_SQUEEZE, { 6, 4, 4 }, { 24, 2, 2 }, 1 },
-        { FG_LAYER_PERMUTE, { 24, 2, 2 }, { 24, 2, 2 }, 1 },
-        { FG_LAYER_COUPLING, { 24, 2, 2 }, { 24, 2, 2 }, 1 },
+    static const struct { const char *kind; int in[3], out[3], level; } want[] = {
+        { "coupling", { 3, 8, 8 }, { 3, 8, 8 }, 0 },
+        { "coupling", { 3, 8, 8 }, { 3, 8, 8 }, 0 },
+        { "squeeze", { 3, 8, 8 }, { 12, 4, 4 }, 0 },
+        { "actnorm", { 12, 4, 4 }, { 12, 4, 4 }, 0 },
+        { "permute", { 12, 4, 4 }, { 12, 4, 4 }, 0 },
+        { "coupling", { 12, 4, 4 }, { 12, 4, 4 }, 0 },
+        { "actnorm", { 12, 4, 4 }, { 12, 4, 4 }, 0 },
+        { "permute", { 12, 4, 4 }, { 12, 4, 4 }, 0 },
+        { "coupling", { 12, 4, 4 }, { 12, 4, 4 }, 0 },
+        { "split", { 12, 4, 4 }, { 6, 4, 4 }, 0 },
+        { "invconv", { 6, 4, 4 }, { 6, 4, 4 }, 1 },
+        { "invconv", { 6, 4, 4 }, { 6, 4, 4 }, 1 },
+        { "squeeze", { 6, 4, 4 }, { 24, 2, 2 }, 1 },
+        { "permute", { 24, 2, 2 }, { 24, 2, 2 }, 1 },
+        { "coupling", { 24, 2, 2 }, { 24, 2, 2 }, 1 },
     };
     int n = (int)(sizeof want / sizeof want[0]);
     ck_assert_int_eq(m->n_layers, n);
     for (int i = 0; i < n; i++) {
         const fg_layer_spec *l = &m->layers[i];
-        ck_assert_msg(l->kind == want[i].kind, "layer %d is %s", i, fg_layer_kind_name(l->kind));
+        ck_assert_msg(l->kind == K(want[i].kind), "layer %d is %s", i, fg_layer_kind_name(l->kind));
         assert_shape(l->in, want[i].in[0], want[i].in[1], want[i].in[2]);
         assert_shape(l->out, want[i].out[0], want[i].out[1], want[i].out[2]);
         ck_assert_int_eq(l->level, want[i].level);
     }
     const fg_layer_spec *L = m->layers;
-    ck_assert_int_eq(L[0].u.coupling.mask, FG_MASK_CHECKERBOARD);
-    ck_assert_int_eq(L[0].u.coupling.scale, FG_SCALE_TANH);
-    ck_assert_int_eq(L[0].u.coupling.hidden, 16);
-    ck_assert_int_eq(L[1].u.coupling.mask, FG_MASK_CHECKERBOARD_FLIP);
-    ck_assert_float_eq(L[3].u.actnorm.scale, 2.0f);
-    ck_assert_int_eq(L[4].u.permute.type, FG_PERMUTE_REVERSE);
-    ck_assert_int_eq(L[5].u.coupling.type, FG_COUPLING_ADDITIVE);
-    ck_assert_int_eq(L[5].u.coupling.hidden, 8);
-    ck_assert_int_eq(L[5].u.coupling.mask, FG_MASK_CHANNEL_FLIP);
-    ck_assert_int_eq(L[9].u.split.prior, FG_SPLIT_STANDARD);
-    ck_assert_int_eq(L[10].u.invconv.lu, 0);
-    ck_assert_int_eq(L[11].u.invconv.lu, 1);
-    ck_assert_int_eq(L[13].u.permute.type, FG_PERMUTE_SHUFFLE);
-    ck_assert_int_eq(L[14].u.coupling.type, FG_COUPLING_AFFINE);
-    ck_assert_int_eq(L[14].u.coupling.hidden, 512);
-    ck_assert_int_eq(L[14].u.coupling.mask, FG_MASK_CHANNEL);
+    ck_assert_str_eq(choice(&L[0], "mask"), "checkerboard");
+    ck_assert_str_eq(choice(&L[0], "scale"), "tanh");
+    ck_assert_double_eq(opt(&L[0], "hidden"), 16);
+    ck_assert_str_eq(choice(&L[1], "mask"), "checkerboard_flip");
+    ck_assert_double_eq(opt(&L[3], "scale"), 2.0);
+    ck_assert_str_eq(choice(&L[4], "type"), "reverse");
+    ck_assert_str_eq(choice(&L[5], "type"), "additive");
+    ck_assert_double_eq(opt(&L[5], "hidden"), 8);
+    ck_assert_str_eq(choice(&L[5], "mask"), "channel_flip");
+    ck_assert_str_eq(choice(&L[9], "prior"), "standard");
+    ck_assert_double_eq(opt(&L[10], "lu"), 0);
+    ck_assert_double_eq(opt(&L[11], "lu"), 1);
+    ck_assert_str_eq(choice(&L[13], "type"), "shuffle");
+    ck_assert_str_eq(choice(&L[14], "type"), "affine");
+    ck_assert_double_eq(opt(&L[14], "hidden"), 512);
+    ck_assert_str_eq(choice(&L[14], "mask"), "channel");
     /* repeated layers point at their declaration, both passes alike */
     ck_assert_int_eq(L[5].line, 20);
     ck_assert_int_eq(L[5].column, 11);

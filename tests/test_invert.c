@@ -32,7 +32,7 @@ static fg_model *build_small(const fg_config *cfg)
     const fg_model_spec *s = &cfg->model;
     int squeezes = 0;
     for (int i = 0; i < s->n_layers; i++)
-        squeezes += s->layers[i].kind == FG_LAYER_SQUEEZE;
+        squeezes += s->layers[i].kind == fg_layer_kind_find("squeeze");
     int side = 1 << squeezes;
     if (side < 4)
         side = 4;

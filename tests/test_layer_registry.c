@@ -1,0 +1,332 @@
+/* The layer kinds' registry: every entry's option schema holds together,
+ * every shape rule gives the shape the built layer really produces (and
+ * what the kind counts is what the layer holds), bad options of a
+ * registry-driven kind are reported exactly, and the flows/ roles and
+ * data-dependent init the chain walks by. An entry written here, outside
+ * the registry, passes the same checks: an entry is all a kind needs. */
+#include <math.h>
+#include <string.h>
+
+#include "check_main.h"
+#include "flowgrad.h"
+
+/* ------------------------------------------------------------------ an entry
+ * The reverse permutation as a kind of its own, written as a new kind is:
+ * name, doc, no options, no shape rule (shape unchanged), create. It is not
+ * in the table, which needs only its one line to take it. */
+
+static fg_flow *reverse_create(const fg_layer_spec *l, const fg_flow_shape *in,
+                               const fg_layer_build *b)
+{
+    (void)l;
+    fg_permute_options o = {in->dim[1], 0, b->rng};
+    return fg_permute_create(&o);
+}
+
+static const fg_layer_kind reverse_kind = {
+    .name = "reverse",
+    .doc = "the channels in reverse order",
+    .create = reverse_create,
+};
+
+/* ------------------------------------------------------------------ schemas */
+
+static int n_choices(const fg_layer_option *o)
+{
+    int n = 0;
+    while (o->choices[n])
+        n++;
+    return n;
+}
+
+/* value is one option o can hold. */
+static int holds(const fg_layer_option *o, double v)
+{
+    switch (o->type) {
+    case FG_OPTION_INT:
+        return v == floor(v) && v >= o->lo && v <= o->hi;
+    case FG_OPTION_REAL:
+        return v >= o->lo && v <= o->hi && !(o->lo_open && v == o->lo) &&
+               !(o->hi_open && v == o->hi);
+    case FG_OPTION_BOOL:
+        return v == 0 || v == 1;
+    case FG_OPTION_CHOICE:
+        return v == floor(v) && v >= 0 && v < n_choices(o);
+    }
+    return 0;
+}
+
+static void check_schema(const fg_layer_kind *k)
+{
+    ck_assert_msg(k->name && *k->name, "a kind without a name");
+    ck_assert_msg(k->doc && *k->doc, "%s: no doc", k->name);
+    ck_assert_msg(k->create != NULL, "%s: no create", k->name);
+    ck_assert_msg(k->n_options >= 0 && k->n_options <= FG_LAYER_MAX_OPTIONS,
+                  "%s: %d options", k->name, k->n_options);
+    ck_assert_msg(k->n_options == 0 || k->options, "%s: options missing", k->name);
+    fg_layer_spec l;
+    fg_layer_spec_init(&l, k);
+    ck_assert_ptr_eq(l.kind, k);
+    for (int i = 0; i < k->n_options; i++) {
+        const fg_layer_option *o = &k->options[i];
+        ck_assert_msg(o->key && *o->key, "%s: option %d has no key", k->name, i);
+        ck_assert_msg(o->doc && *o->doc, "%s.%s: no doc", k->name, o->key);
+        ck_assert_msg(fg_layer_option_index(k, o->key) == i, "%s.%s: key given twice",
+                      k->name, o->key);
+        ck_assert_msg((o->type == FG_OPTION_CHOICE) == (o->choices != NULL),
+                      "%s.%s: choices belong to choice options", k->name, o->key);
+        if (o->type == FG_OPTION_CHOICE)
+            ck_assert_msg(n_choices(o) >= 2, "%s.%s: a choice of one", k->name, o->key);
+        if (o->type == FG_OPTION_INT || o->type == FG_OPTION_REAL)
+            ck_assert_msg(o->lo <= o->hi, "%s.%s: empty range", k->name, o->key);
+        if (o->type == FG_OPTION_INT)
+            ck_assert_msg(o->lo == floor(o->lo) && o->hi == floor(o->hi),
+                          "%s.%s: an int range of fractions", k->name, o->key);
+        ck_assert_msg(holds(o, o->def), "%s.%s: default %g outside what it takes",
+                      k->name, o->key, o->def);
+        ck_assert_msg(!o->bare || o->type == FG_OPTION_CHOICE,
+                      "%s.%s: only a choice reads alone", k->name, o->key);
+        if (o->when_key) {
+            int w = fg_layer_option_index(k, o->when_key);
+            ck_assert_msg(w >= 0 && w < i, "%s.%s: applies by '%s', which must come before",
+                          k->name, o->key, o->when_key);
+            ck_assert_msg(holds(&k->options[w], o->when_value), "%s.%s: applies when %s "
+                          "holds %g, which it cannot", k->name, o->key, o->when_key,
+                          o->when_value);
+            ck_assert_msg(o->when_what && *o->when_what, "%s.%s: no when_what", k->name,
+                          o->key);
+        }
+        /* The spec at its defaults: the default where it applies, else 0. */
+        ck_assert_double_eq(l.opt[i], fg_layer_option_applies(&l, i) ? o->def : 0);
+    }
+}
+
+START_TEST(every_schema_is_consistent)
+{
+    int n = fg_layer_kind_count();
+    ck_assert_int_ge(n, 10);
+    for (int i = 0; i < n; i++) {
+        const fg_layer_kind *k = fg_layer_kind_at(i);
+        check_schema(k);
+        ck_assert_ptr_eq(fg_layer_kind_find(k->name), k);
+        ck_assert_msg(strcmp(k->name, "repeat") != 0, "repeat is a flow entry of its own");
+    }
+    ck_assert_ptr_null(fg_layer_kind_at(n));
+    ck_assert_ptr_null(fg_layer_kind_find("conv"));
+    check_schema(&reverse_kind);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ shapes */
+
+static void count_state(void *ctx, const char *name, fg_var *v, fg_state_kind kind)
+{
+    (void)name;
+    double *n = ctx;
+    n[kind == FG_PARAM ? 0 : 1] += (double)fg_numel(&v->t);
+}
+
+/* Shapes that some rule takes and some refuses. */
+static const fg_chw shapes[] = {
+    {4, 4, 4}, {3, 4, 4}, {4, 3, 3}, {2, 2, 2}, {6, 2, 4}, {1, 1, 1}, {2, 1, 1}, {5, 1, 1},
+    {8, 1, 1},
+};
+
+/* l's rule against its built layer on every shape above; returns how many
+ * shapes the rule took. */
+static int check_rule(fg_layer_spec *l, fg_rng *rng)
+{
+    const fg_layer_kind *k = l->kind;
+    int taken = 0;
+    char what[256];
+    fg_layer_spec_describe(l, what, sizeof what);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        fg_chw in = shapes[s], out;
+        if (fg_layer_spec_shape(l, in, &out) != FG_OK) {
+            /* A refusal names the kind and the shape as messages show it. */
+            char shape[32];
+            snprintf(shape, sizeof shape, "%dx%dx%d (CxHxW", in.c, in.h, in.w);
+            ck_assert_msg(strstr(fg_last_error(), k->name) && strstr(fg_last_error(), shape),
+                          "%s on %s: %s", what, shape, fg_last_error());
+            continue;
+        }
+        taken++;
+        l->in = in;
+        l->out = out;
+        fg_flow_shape fin = fg_flow_shape4(2, in.c, in.h, in.w), fout;
+        fg_layer_build b = {rng, 0};
+        fg_flow *f = fg_layer_spec_create(l, &fin, &b);
+        ck_assert_msg(f != NULL, "%s on %dx%dx%d: %s", what, in.c, in.h, in.w, fg_last_error());
+        ck_assert_msg(fg_flow_out_shape(f, &fin, &fout) == FG_OK, "%s: %s", what,
+                      fg_last_error());
+        ck_assert_msg(fout.ndim == 4 && fout.dim[0] == 2 && fout.dim[1] == out.c &&
+                      fout.dim[2] == out.h && fout.dim[3] == out.w,
+                      "%s on %dx%dx%d: the rule says %dx%dx%d, the layer gives (%d, %d, %d)",
+                      what, in.c, in.h, in.w, out.c, out.h, out.w, fout.dim[1], fout.dim[2],
+                      fout.dim[3]);
+        ck_assert_msg((f->ops->roles & FG_FLOW_ROLE_SPLIT) == (k->roles & FG_FLOW_ROLE_SPLIT),
+                      "%s: the kind and its layer disagree on splitting", what);
+        /* What the kind counts is what the layer holds. */
+        double held[2] = {0, 0};
+        fg_flow_visit(f, NULL, count_state, held);
+        fg_model_size size = {0, 0, 0, 0};
+        fg_layer_spec_size(l, &size);
+        ck_assert_msg(size.params == held[0] && size.buffers == held[1],
+                      "%s on %dx%dx%d: counted %g parameters and %g buffers, built %g and %g",
+                      what, in.c, in.h, in.w, size.params, size.buffers, held[0], held[1]);
+        ck_assert(fg_layer_spec_flops(l) >= 0);
+        fg_flow_destroy(f);
+    }
+    return taken;
+}
+
+/* l at the defaults with option i set to v; options that depend on it
+ * start from their defaults where they now apply. */
+static void variant(const fg_layer_kind *k, int i, double v, fg_layer_spec *l)
+{
+    fg_layer_spec_init(l, k);
+    if (i < 0)
+        return;
+    l->opt[i] = v;
+    for (int j = i + 1; j < k->n_options; j++)
+        l->opt[j] = fg_layer_option_applies(l, j) ? k->options[j].def : 0;
+}
+
+/* Every kind at its defaults and at each value of each choice and bool
+ * option, with networks 4 wide. */
+static void check_rules(const fg_layer_kind *k, fg_rng *rng)
+{
+    int hidden = fg_layer_option_index(k, "hidden");
+    int taken = 0;
+    for (int i = -1; i < k->n_options; i++) {
+        const fg_layer_option *o = i >= 0 ? &k->options[i] : NULL;
+        int values = !o ? 1 : o->type == FG_OPTION_CHOICE ? n_choices(o)
+                            : o->type == FG_OPTION_BOOL ? 2 : 0;
+        for (int v = 0; v < values; v++) {
+            fg_layer_spec l;
+            variant(k, i, v, &l);
+            if (i >= 0 && !fg_layer_option_applies(&l, i))
+                continue;
+            if (hidden >= 0)
+                l.opt[hidden] = 4;
+            taken += check_rule(&l, rng);
+        }
+    }
+    ck_assert_msg(taken > 0, "%s: no shape taken, nothing checked", k->name);
+}
+
+START_TEST(shape_rules_match_built_layers)
+{
+    fg_rng rng;
+    fg_rng_seed(&rng, 7);
+    for (int i = 0; i < fg_layer_kind_count(); i++)
+        check_rules(fg_layer_kind_at(i), &rng);
+    check_rules(&reverse_kind, &rng);
+}
+END_TEST
+
+/* The rules as the config reader reports them, with the position. */
+START_TEST(shape_rule_errors_carry_the_position)
+{
+    fg_layer_spec l;
+    fg_layer_spec_init(&l, fg_layer_kind_find("squeeze"));
+    fg_chw out;
+    ck_assert_int_eq(fg_layer_spec_shape(&l, (fg_chw){1, 7, 8}, &out), FG_ERR);
+    ck_assert_str_eq(fg_last_error(), "squeeze needs an even height and width, but the shape "
+                     "here is 1x7x8 (CxHxW)");
+    static const char text[] = "model: {type: flow, height: 7, width: 8, channels: 1, "
+                               "flow: [squeeze]}\n";
+    fg_config *cfg = (fg_config *)1;
+    ck_assert_int_eq(fg_config_load_string(text, strlen(text), "t.yaml", &cfg), FG_ERR);
+    ck_assert_ptr_null(cfg);
+    ck_assert_str_eq(fg_last_error(), "t.yaml:1:62: squeeze needs an even height and width, "
+                     "but the shape here is 1x7x8 (CxHxW)");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ options */
+
+static void expect_message(const char *text, const char *message)
+{
+    fg_config *cfg = (fg_config *)1;
+    ck_assert_msg(fg_config_load_string(text, strlen(text), "t.yaml", &cfg) == FG_ERR,
+                  "accepted: %s", text);
+    ck_assert_ptr_null(cfg);
+    ck_assert_str_eq(fg_last_error(), message);
+}
+
+#define HEAD "model: {type: flow, height: 2, width: 2, channels: 2, flow: "
+
+/* Each message is read from the kind's schema: the allowed values, the
+ * range, the option that makes another apply. */
+START_TEST(bad_options_are_reported_exactly)
+{
+    expect_message(HEAD "[permute: {type: sideways}]}\n",
+                   "t.yaml:1:78: 'type' in 'permute' must be one of: reverse, shuffle "
+                   "(got 'sideways')");
+    expect_message(HEAD "[permute]}\n",
+                   "t.yaml:1:62: missing required key 'type' in 'permute' (expected type: "
+                   "reverse or shuffle)");
+    expect_message(HEAD "[actnorm: {scale: 0}]}\n",
+                   "t.yaml:1:79: 'scale' in 'actnorm' is out of range (expected (0, 1e+06], "
+                   "got 0)");
+    expect_message(HEAD "[coupling: {hidden: 65537}]}\n",
+                   "t.yaml:1:81: 'hidden' in 'coupling' is out of range (expected 1..65536, "
+                   "got 65537)");
+    expect_message(HEAD "[invconv: {lu: maybe}]}\n",
+                   "t.yaml:1:76: 'lu' in 'invconv' must be true or false (got 'maybe')");
+    expect_message(HEAD "[coupling: {layers: 3}]}\n",
+                   "t.yaml:1:73: 'layers' only applies to dense coupling networks (expected "
+                   "net: dense with it)");
+    expect_message(HEAD "[flatten: {x: 1}]}\n",
+                   "t.yaml:1:72: flatten takes no options (expected '- flatten' alone)");
+    expect_message(HEAD "[split: {priors: standard}]}\n",
+                   "t.yaml:1:70: unknown key 'priors' in 'split' (expected one of: prior)");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ roles */
+
+/* The chain finds splits by role and actnorms through data_init: two
+ * actnorms of their own and two in each conv coupling's network. */
+START_TEST(roles_and_data_init_are_found_without_names)
+{
+    static const char text[] =
+        "model: {type: flow, height: 4, width: 4, channels: 1,\n"
+        "        flow: [squeeze, actnorm, coupling: {hidden: 4}, split, actnorm, invconv,\n"
+        "               coupling: {hidden: 4, type: additive}]}\n";
+    fg_config *cfg;
+    ck_assert_int_eq(fg_config_load_string(text, strlen(text), "t.yaml", &cfg), FG_OK);
+    fg_model *m;
+    ck_assert_msg(fg_model_build(&cfg->model, 1, &m) == FG_OK, "%s", fg_last_error());
+    ck_assert_int_eq(m->flow->n_latents, 2);
+    ck_assert_int_eq(fg_flow_init_pending(m->flow->body), 6);
+
+    fg_graph *g = fg_graph_create();
+    int shape[4] = {3, 1, 4, 4};
+    fg_var *x = fg_const(g, 4, shape);
+    for (int i = 0; i < 48; i++)
+        x->t.data[i] = (float)sin(i * 0.7);
+    fg_multiscale_log_prob(m->flow, g, x, NULL);
+    ck_assert_int_eq(fg_flow_init_pending(m->flow->body), 0);
+    fg_flow_rearm_actnorm(m->flow->body);
+    ck_assert_int_eq(fg_flow_init_pending(m->flow->body), 6);
+
+    fg_graph_destroy(g);
+    fg_model_free(m);
+    fg_config_free(cfg);
+}
+END_TEST
+
+Suite *fg_test_suite(void)
+{
+    Suite *s = suite_create("layer_registry");
+    TCase *tc = fg_tcase("registry");
+    tcase_add_test(tc, every_schema_is_consistent);
+    tcase_add_test(tc, shape_rules_match_built_layers);
+    tcase_add_test(tc, shape_rule_errors_carry_the_position);
+    tcase_add_test(tc, bad_options_are_reported_exactly);
+    tcase_add_test(tc, roles_and_data_init_are_found_without_names);
+    suite_add_tcase(s, tc);
+    return s;
+}
