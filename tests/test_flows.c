@@ -899,6 +899,32 @@ static fg_flow *make_vector(int which, int c, int h, int w, fg_rng *rng)
     return fg_sequence_create(layers, 2);
 }
 
+/* Round trip, analytic against numerical log-determinant, and parameter
+ * gradients against finite differences, of one layer on x (shape in; in1
+ * is its first sample, for the numerical Jacobian). */
+typedef struct layer_checks {
+    double err, ld_sum, ld_mag, analytic, numeric;
+    collect_ctx *c; /* the layer's parameters, to free */
+    fg_gradcheck_result res;
+    int ok;
+} layer_checks;
+
+static layer_checks check_layer(fg_flow *f, fg_graph *g, float *x, const fg_flow_shape *in,
+                                const fg_flow_shape *in1)
+{
+    layer_checks k = {.ok = 1};
+    k.err = round_trip(f, g, x, in, &k.ld_sum, &k.ld_mag);
+    k.numeric = numerical_logdet(f, g, x, in1, &k.analytic);
+    k.c = calloc(1, sizeof *k.c);
+    fg_flow_visit(f, NULL, collect_visitor, k.c);
+    if (k.c->n_params) {
+        nll_ctx nc = {f, x, *in};
+        k.ok = fg_gradcheck(g, mean_nll, &nc, k.c->params, k.c->n_params, 1e-2, 2e-3, 1e-2,
+                            &k.res);
+    }
+    return k;
+}
+
 START_TEST(test_vector_layers)
 {
     fg_rng rng;
@@ -922,17 +948,12 @@ START_TEST(test_vector_layers)
         }
         fg_graph_reset(g);
         perturb(f, &rng, 0.2f);
-        double ld_sum, ld_mag;
-        double err = round_trip(f, g, x, &in2, &ld_sum, &ld_mag);
-        double analytic, numeric = numerical_logdet(f, g, x, &in1, &analytic);
-        collect_ctx *c = calloc(1, sizeof *c);
-        fg_flow_visit(f, NULL, collect_visitor, c);
-        fg_gradcheck_result res = {0};
-        int ok = 1;
-        if (c->n_params) {
-            nll_ctx nc = {f, x, in2};
-            ok = fg_gradcheck(g, mean_nll, &nc, c->params, c->n_params, 1e-2, 2e-3, 1e-2, &res);
-        }
+        layer_checks k = check_layer(f, g, x, &in2, &in1);
+        double err = k.err, ld_sum = k.ld_sum, ld_mag = k.ld_mag, analytic = k.analytic,
+               numeric = k.numeric;
+        collect_ctx *c = k.c;
+        fg_gradcheck_result res = k.res;
+        int ok = k.ok;
         printf("flows: %-18s round trip %.2e, log-det %+.6f vs numerical %+.6f, gradcheck "
                "%d elements max abs err %.2e\n", VECTOR_NAMES[l], err, analytic, numeric,
                res.n_checked, res.max_abs_err);
@@ -1666,17 +1687,12 @@ START_TEST(test_rank2_layers)
         int spline = rank2_spline(l);
         perturb(f, &rng, spline ? 0.02f : 0.1f);
         float *x = spline ? knot_safe_inputs(&rng, 2 * d) : random_buffer(&rng, 2 * d, 1.0f);
-        double ld_sum, ld_mag;
-        double err = round_trip(f, g, x, &in2, &ld_sum, &ld_mag);
-        double analytic, numeric = numerical_logdet(f, g, x, &in1, &analytic);
-        collect_ctx *c = calloc(1, sizeof *c);
-        fg_flow_visit(f, NULL, collect_visitor, c);
-        fg_gradcheck_result res = {0};
-        int ok = 1;
-        if (c->n_params) {
-            nll_ctx nc = {f, x, in2};
-            ok = fg_gradcheck(g, mean_nll, &nc, c->params, c->n_params, 1e-2, 2e-3, 1e-2, &res);
-        }
+        layer_checks k = check_layer(f, g, x, &in2, &in1);
+        double err = k.err, ld_sum = k.ld_sum, ld_mag = k.ld_mag, analytic = k.analytic,
+               numeric = k.numeric;
+        collect_ctx *c = k.c;
+        fg_gradcheck_result res = k.res;
+        int ok = k.ok;
         double same = rank2_against_4d(f, g, x, &in2);
         printf("flows: rank 2 %-18s round trip %.2e (log-dets cancel to %.1e of %.3g); "
                "log-det %+.6f vs numerical %+.6f; gradcheck %d elements max abs err %.2e; "
