@@ -12,8 +12,8 @@
  * (hidden 256 and 512) but 3-6% below for the CIFAR-10 shapes: every
  * layer's graph is rewound and rebuilt in the same arena, and tensors of
  * half a 64 MiB chunk that start a new chunk at different points touch,
- * between the layers, more pages than the peak counts; steps at batch 1
- * and 2 never cross a chunk, so the line cannot see it. The arenas' events
+ * between the layers, more pages than the peak counts; steps at the small
+ * batches measured never cross a chunk, so the line cannot see it. The arenas' events
  * are therefore recorded and replayed at the batch asked for
  * (tensor/arena_trace.h), which counts the pages each chunk has touched. */
 #include "models/train_memory.h"
