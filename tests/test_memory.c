@@ -74,8 +74,13 @@ static double json_number(const char *text, const char *key)
  * this tiny model would be gnuplot's (about 25 MB), not flowgrad's. */
 static const char *one_thread[] = {"FLOWGRAD_THREADS=1", "GNUPLOT=/nonexistent/gnuplot", NULL};
 
+/* Fields estimate_mode fills: step, parameter, dataset and runtime bytes,
+ * the step line's fixed and per-image bytes, sampling, the replayed step. */
+#define ESTIMATE_FIELDS 8
+
 /* Estimated total bytes (JSON) of config at batch, one compute thread, in
- * the config's memory mode or (invert) in train.memory: invert. */
+ * the config's memory mode or (invert) in train.memory: invert; fields, if
+ * not NULL, gets ESTIMATE_FIELDS values. */
 static double estimate_mode(const char *cfg, int batch, int invert, double *params,
                             double *fields)
 {
@@ -139,7 +144,7 @@ END_TEST
 START_TEST(info_prints_the_breakdown)
 {
     setup();
-    double params, f[8];
+    double params, f[ESTIMATE_FIELDS];
     double total = estimate(config, 100, &params, f);
     /* tiny config: Adam and an EMA, so 5 copies of every parameter, and the
      * step guard's copy of values, moments and EMA: 4 more */
@@ -227,7 +232,7 @@ START_TEST(train_refuses_a_huge_batch_without_allocating_it)
     }
     fclose(in);
     fclose(out);
-    double per_image[7];
+    double per_image[ESTIMATE_FIELDS];
     estimate(wide, 1, NULL, per_image);
     /* More than the 139 GiB of the largest machines this suite runs on. */
     ck_assert(per_image[5] * 65536 > 200.0 * 1024 * 1024 * 1024);
