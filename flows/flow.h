@@ -125,6 +125,11 @@ typedef struct fg_flow_ops {
      * forward in training does it again; returns how many of its parts
      * still wait for it. NULL: nothing is initialized from data. */
     int (*data_init)(fg_flow *f, int rearm);
+    /* Optional, for a layer whose loaded state must satisfy more than its
+     * shapes (an invconv's W invertible, its LU signs +-1) or that holds
+     * such layers: FG_OK, or FG_ERR naming the tensor under prefix (as
+     * visit names it). NULL: any values of the right shape will run. */
+    int (*check_state)(fg_flow *f, const char *prefix);
 } fg_flow_ops;
 
 /* forward splits off one latent (pushes it onto ctx, adds its density to
@@ -373,7 +378,7 @@ FG_API fg_flow *fg_sequence_layer(fg_flow *seq, int i);
 FG_API int fg_flow_check_permutation(const char *what, const float *v, int64_t n);
 /* FG_ERR unless every entry is +1 or -1 (invconv_lu's sign buffer). */
 FG_API int fg_flow_check_signs(const char *what, const float *v, int64_t n);
-/* fg_invconv_check on every invconv inside f (sequences are walked; state
+/* Every check_state inside f (an invconv's W, a sequence's layers; state
  * names as the visitors give them under prefix). */
 FG_API int fg_flow_check_invertible(fg_flow *f, const char *prefix);
 /* v as messages show it: "NaN", "+Inf", "-Inf" or %.9g, into buf. */

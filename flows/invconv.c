@@ -77,8 +77,16 @@ static void destroy(fg_flow *f)
     free(ic);
 }
 
+/* The loaded W (or its LU factors) under "<prefix>.invconv": both
+ * invconvs' check_state. */
+int fg_invconv_check_state(fg_flow *f, const char *prefix)
+{
+    char p[FG_NAME_LEN];
+    return fg_invconv_check(f, fg_flow_prefix(p, sizeof p, prefix, kind));
+}
+
 static const fg_flow_ops ops = {kind, fg_invconv_out_shape, forward, inverse, visit,
-                                destroy, NULL, 0, NULL};
+                                destroy, NULL, 0, NULL, fg_invconv_check_state};
 
 static fg_flow *plain_create(int c, const double *w)
 {

@@ -143,7 +143,7 @@ static void destroy(fg_flow *f)
 }
 
 static const fg_flow_ops ops = {kind, fg_invconv_out_shape, forward, inverse, visit,
-                                destroy, NULL, 0, NULL};
+                                destroy, NULL, 0, NULL, fg_invconv_check_state};
 
 fg_flow *fg_invconv_lu_create(int c, const double *w)
 {

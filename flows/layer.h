@@ -87,5 +87,6 @@ int fg_invconv_check_matrix(const char *what, int c, const float *w);
 int fg_invconv_lu_check(fg_flow *f, const char *prefix);
 void fg_invconv_lu_weight(const fg_flow *f, double *w);
 int fg_invconv_out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *out);
+int fg_invconv_check_state(fg_flow *f, const char *prefix);
 
 #endif

@@ -81,8 +81,22 @@ static int data_init(fg_flow *f, int rearm)
     return pending;
 }
 
+/* Each layer under "<prefix>.<index>", as visit names them. */
+static int check_state(fg_flow *f, const char *prefix)
+{
+    sequence *s = (sequence *)f;
+    char p[FG_NAME_LEN], index[16];
+    for (int i = 0; i < s->n; i++) {
+        snprintf(index, sizeof index, "%d", i);
+        if (fg_flow_check_invertible(s->layers[i], fg_name_join(p, sizeof p, prefix, index)) !=
+            FG_OK)
+            return FG_ERR;
+    }
+    return FG_OK;
+}
+
 static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL,
-                                FG_FLOW_ROLE_SEQUENCE, data_init};
+                                FG_FLOW_ROLE_SEQUENCE, data_init, check_state};
 
 fg_flow *fg_sequence_create(fg_flow **layers, int n)
 {

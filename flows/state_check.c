@@ -8,7 +8,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 const char *fg_value_text(double v, char *buf, size_t n)
 {
@@ -67,18 +66,5 @@ int fg_flow_check_signs(const char *what, const float *v, int64_t n)
 
 int fg_flow_check_invertible(fg_flow *f, const char *prefix)
 {
-    const char *k = fg_flow_kind(f);
-    char p[FG_NAME_LEN];
-    if (strcmp(k, "invconv") == 0)
-        return fg_invconv_check(f, fg_flow_prefix(p, sizeof p, prefix, k));
-    if (strcmp(k, "sequence") != 0)
-        return FG_OK;
-    for (int i = 0; i < fg_sequence_length(f); i++) {
-        char index[16];
-        snprintf(index, sizeof index, "%d", i);
-        if (fg_flow_check_invertible(fg_sequence_layer(f, i),
-                                     fg_name_join(p, sizeof p, prefix, index)) != FG_OK)
-            return FG_ERR;
-    }
-    return FG_OK;
+    return f->ops->check_state ? f->ops->check_state(f, prefix) : FG_OK;
 }

@@ -318,6 +318,56 @@ START_TEST(roles_and_data_init_are_found_without_names)
 }
 END_TEST
 
+/* Loaded state is checked through the layers' check_state, not by kind
+ * name: a kind that flows/ has never heard of is asked too, under the
+ * name its place in the sequence gives it, and a singular invconv inside
+ * a built model is named by its tensor. */
+static int refuse_state(fg_flow *f, const char *prefix)
+{
+    (void)f;
+    return fg_error("custom state under '%s' is bad", prefix);
+}
+
+static void keep_static(fg_flow *f)
+{
+    (void)f;
+}
+
+START_TEST(state_checks_are_found_without_names)
+{
+    static const fg_flow_ops custom_ops = {"custom", NULL, NULL, NULL, NULL, keep_static,
+                                           NULL, 0, NULL, refuse_state};
+    static fg_flow custom = {&custom_ops};
+    fg_actnorm_options an = {2, 1.0f};
+    fg_flow *inner[2] = {fg_actnorm_create(&an), &custom};
+    fg_flow *seq = fg_sequence_create(inner, 2);
+    ck_assert_int_eq(fg_flow_check_invertible(seq, "flow"), FG_ERR);
+    ck_assert_str_eq(fg_last_error(), "custom state under 'flow.1' is bad");
+    fg_flow_destroy(seq);
+
+    static const char text[] =
+        "model: {type: flow, height: 2, width: 2, channels: 2,\n"
+        "        flow: [actnorm, invconv: {lu: false}, actnorm]}\n";
+    fg_config *cfg;
+    ck_assert_int_eq(fg_config_load_string(text, strlen(text), "t.yaml", &cfg), FG_OK);
+    fg_model *m;
+    ck_assert_msg(fg_model_build(&cfg->model, 1, &m) == FG_OK, "%s", fg_last_error());
+    ck_assert_int_eq(fg_flow_check_invertible(m->flow->body, "flow"), FG_OK);
+    fg_state_list l;
+    fg_state_list_init(&l);
+    fg_model_visit(m, NULL, fg_state_list_add, &l);
+    fg_state_entry *w = fg_state_list_find(&l, "flow.1.invconv.weight");
+    ck_assert_ptr_nonnull(w);
+    memset(w->var->t.data, 0, 4 * sizeof(float));
+    ck_assert_int_eq(fg_flow_check_invertible(m->flow->body, "flow"), FG_ERR);
+    ck_assert_msg(strstr(fg_last_error(), "tensor 'flow.1.invconv.weight'"), "%s",
+                  fg_last_error());
+    fg_state_list_free(&l);
+    fg_model_free(m);
+    fg_config_free(cfg);
+}
+END_TEST
+
 Suite *fg_test_suite(void)
 {
     Suite *s = suite_create("layer_registry");
@@ -327,6 +377,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, shape_rule_errors_carry_the_position);
     tcase_add_test(tc, bad_options_are_reported_exactly);
     tcase_add_test(tc, roles_and_data_init_are_found_without_names);
+    tcase_add_test(tc, state_checks_are_found_without_names);
     suite_add_tcase(s, tc);
     return s;
 }
