@@ -181,7 +181,7 @@ static int data_init(fg_flow *f, int rearm)
 }
 
 static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL, 0,
-                                data_init};
+                                data_init, NULL};
 
 fg_flow *fg_actnorm_create(const fg_actnorm_options *o)
 {

@@ -182,9 +182,9 @@ static void destroy(fg_flow *f)
 /* No invert_record: memory by inversion takes the general path (the
  * inverse, then a recorded forward), D passes of the network for a MAF. */
 static const fg_flow_ops maf_ops = {kind_maf, out_shape, forward, inverse, visit, destroy, NULL,
-                                    0, NULL};
+                                    0, NULL, NULL};
 static const fg_flow_ops iaf_ops = {kind_iaf, out_shape, forward, inverse, visit, destroy, NULL,
-                                    0, NULL};
+                                    0, NULL, NULL};
 
 fg_flow *fg_autoregressive_create(const fg_autoregressive_options *o)
 {

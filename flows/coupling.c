@@ -199,7 +199,7 @@ static int data_init(fg_flow *f, int rearm)
 }
 
 static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy,
-                                invert_record, 0, data_init};
+                                invert_record, 0, data_init, NULL};
 
 fg_flow *fg_coupling_create(const fg_coupling_options *o)
 {

@@ -97,7 +97,7 @@ static void destroy(fg_flow *f)
 }
 
 static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL, 0,
-                                NULL};
+                                NULL, NULL};
 
 fg_flow *fg_dense_coupling_create(const fg_dense_coupling_options *o)
 {

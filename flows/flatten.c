@@ -65,7 +65,7 @@ static void destroy(fg_flow *f)
 }
 
 static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL, 0,
-                                NULL};
+                                NULL, NULL};
 
 fg_flow *fg_flatten_create(const fg_flatten_options *o)
 {

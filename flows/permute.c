@@ -79,7 +79,7 @@ static void destroy(fg_flow *f)
 }
 
 static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL, 0,
-                                NULL};
+                                NULL, NULL};
 
 fg_flow *fg_permute_create(const fg_permute_options *o)
 {

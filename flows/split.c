@@ -120,7 +120,7 @@ static void destroy(fg_flow *f)
 }
 
 static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy, NULL,
-                                FG_FLOW_ROLE_SPLIT, NULL};
+                                FG_FLOW_ROLE_SPLIT, NULL, NULL};
 
 fg_flow *fg_split_create(const fg_split_options *o)
 {

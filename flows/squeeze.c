@@ -77,9 +77,9 @@ static void destroy(fg_flow *f)
 }
 
 static const fg_flow_ops squeeze_ops = {"squeeze", out_shape, forward, inverse, visit,
-                                        destroy, NULL, 0, NULL};
+                                        destroy, NULL, 0, NULL, NULL};
 static const fg_flow_ops unsqueeze_ops = {"unsqueeze", out_shape, forward, inverse,
-                                          visit, destroy, NULL, 0, NULL};
+                                          visit, destroy, NULL, 0, NULL, NULL};
 
 static fg_flow *create(int unsqueeze)
 {
