@@ -136,6 +136,12 @@ FG_API fg_var *fg_conv2d(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias);
 FG_API fg_var *fg_to_channel_major(fg_graph *g, fg_var *x);
 FG_API fg_var *fg_from_channel_major(fg_graph *g, fg_var *x, int N);
 FG_API fg_var *fg_conv2d_cm(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias, int N);
+/* relu(actnorm(conv)) in one op: max(0, (conv2d_cm(x, w) + bias[c])
+ * e^logs[c]) with a convolution without bias, the values and gradients of
+ * those ops in sequence, without keeping the pre-activation (see
+ * autograd/ops_conv_affine_relu.c). */
+FG_API fg_var *fg_conv2d_cm_affine_relu(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias,
+                                        fg_var *logs, int N);
 
 /* Glow's affine coupling map on v (N, C, ...) given h (N, 2C, ...) whose
  * even channels are the shift and odd channels r the raw log-scale, with

@@ -88,14 +88,14 @@ static const char *prof_name(const char *op, int backward)
     return name;
 }
 
-fg_node *fg_record(fg_graph *g, const char *op, fg_backward_fn bw, fg_var *out,
-                   int nin, fg_var *a, fg_var *b, fg_var *c)
+fg_node *fg_record_n(fg_graph *g, const char *op, fg_backward_fn bw, fg_var *out,
+                     int nin, fg_var *const *ins)
 {
     if (g->op_start != 0.0) {
         fg_profile_add(prof_name(op, 0), fg_profile_now() - g->op_start);
         g->op_start = 0.0;
     }
-    fg_var *ins[3] = {a, b, c};
+    FG_CHECK(nin >= 0 && nin <= 4, "record", "%s: %d inputs, at most 4", op, nin);
     int need = 0;
     for (int i = 0; i < nin; i++) need |= ins[i] && ins[i]->requires_grad;
     if (!g->grad_enabled || !need) return NULL;
@@ -111,6 +111,13 @@ fg_node *fg_record(fg_graph *g, const char *op, fg_backward_fn bw, fg_var *out,
     out->node = n;
     out->requires_grad = 1;
     return n;
+}
+
+fg_node *fg_record(fg_graph *g, const char *op, fg_backward_fn bw, fg_var *out,
+                   int nin, fg_var *a, fg_var *b, fg_var *c)
+{
+    fg_var *ins[3] = {a, b, c};
+    return fg_record_n(g, op, bw, out, nin, ins);
 }
 
 float *fg_grad(fg_graph *g, fg_var *v)

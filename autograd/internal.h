@@ -10,7 +10,7 @@ struct fg_node {
     const char *op;
     fg_backward_fn backward;
     fg_var *out;
-    fg_var *in[3];
+    fg_var *in[4];
     int nin;
     void *saved;        /* op-specific, from the arena */
     float f;            /* op-specific scalar (e.g. the factor of fg_scale) */
@@ -38,6 +38,9 @@ fg_var *fg_var_like(fg_graph *g, const fg_var *v);
  * returns the node (to fill saved state) or NULL when nothing is recorded. */
 fg_node *fg_record(fg_graph *g, const char *op, fg_backward_fn bw, fg_var *out,
                    int nin, fg_var *a, fg_var *b, fg_var *c);
+/* The same for ops of up to four inputs, ins[0..nin). */
+fg_node *fg_record_n(fg_graph *g, const char *op, fg_backward_fn bw, fg_var *out,
+                     int nin, fg_var *const *ins);
 /* The gradient buffer of v, allocated zeroed on first use. */
 float *fg_grad(fg_graph *g, fg_var *v);
 /* The same for a backward rule that produces every element of v's
@@ -49,6 +52,20 @@ float *fg_grad_for_write(fg_graph *g, fg_var *v, int *fresh);
 /* Stops with the op name and both shapes when a and b differ. */
 void fg_require_same_shape(const char *op, const fg_var *a, const fg_var *b);
 void fg_require_ndim(const char *op, const fg_var *a, int ndim);
+/* The kernels of actnorm followed by ReLU (ops_channel.c), shared with the
+ * fused convolution (ops_conv_affine_relu.c): y = max(0, (x + bias[c]) *
+ * scale[c]) over N x C planes of HW values, y may be x; and its backward
+ * from y alone: gx (stored when store is set, else added; may be NULL)
+ * and the sums into gbias and glogs (each may be NULL). */
+void fg_affine_relu_planes(int N, int C, size_t HW, const float *x, const float *bias,
+                           const float *scale, float *y);
+void fg_affine_relu_planes_backward(int N, int C, size_t HW, const float *gy, const float *y,
+                                    const float *scale, float *gx, int store, float *gbias,
+                                    float *glogs);
+/* Stops naming op unless x is a channel-major batch of N images and w
+ * (and bias, when given) a convolution's weight (bias) for it. */
+void fg_conv2d_cm_check(const char *op, const fg_var *x, const fg_var *w, const fg_var *bias,
+                        int N);
 static inline size_t fg_var_numel(const fg_var *v) { return fg_numel(&v->t); }
 static inline int fg_needs_grad(const fg_var *v) { return v->requires_grad; }
 

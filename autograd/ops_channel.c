@@ -99,16 +99,10 @@ fg_var *fg_mul_channel(fg_graph *g, fg_var *x, fg_var *v)
  * Where y > 0 it equals the pre-activation, and 0 elsewhere, so y alone
  * gives the mask and the logs gradient; x is not kept. nd->saved holds
  * e^logs as the forward used it. */
-static void channel_affine_relu_backward(fg_graph *g, fg_node *nd)
+void fg_affine_relu_planes_backward(int N, int C, size_t HW, const float *gy, const float *Y,
+                                    const float *S, float *gx, int store, float *gb,
+                                    float *gl)
 {
-    fg_var *x = nd->in[0], *b = nd->in[1], *l = nd->in[2], *y = nd->out;
-    const int N = x->t.shape[0], C = x->t.shape[1];
-    const size_t HW = spatial(x);
-    const float *gy = y->grad, *Y = y->t.data, *S = nd->saved;
-    int fresh = 0;
-    float *gx = x->requires_grad ? fg_grad_for_write(g, x, &fresh) : NULL;
-    float *gb = b->requires_grad ? fg_grad(g, b) : NULL;
-    float *gl = l->requires_grad ? fg_grad(g, l) : NULL;
     /* Channels are independent, so they split across threads without
      * reductions and the sums do not depend on the thread count. One pass
      * over each plane produces gx and both sums. */
@@ -120,7 +114,7 @@ static void channel_affine_relu_backward(fg_graph *g, fg_node *nd)
             const size_t off = ((size_t)n * C + c) * HW;
             const float *restrict d = gy + off, *restrict yp = Y + off;
             float pb = 0.0f, pl = 0.0f;   /* one plane in float, planes summed in double */
-            if (gx && fresh) {   /* gx is not initialized: never read it */
+            if (gx && store) {   /* gx is not initialized: never read it */
                 float *restrict o = gx + off;
                 #pragma omp simd reduction(+:pb, pl)
                 for (size_t i = 0; i < HW; i++) {
@@ -153,24 +147,28 @@ static void channel_affine_relu_backward(fg_graph *g, fg_node *nd)
     }
 }
 
-fg_var *fg_channel_affine_relu(fg_graph *g, fg_var *x, fg_var *bias, fg_var *logs)
+static void channel_affine_relu_backward(fg_graph *g, fg_node *nd)
 {
-    FG_OP_BEGIN(g);
-    require_vector("channel_affine_relu", x, bias);
-    require_vector("channel_affine_relu", x, logs);
-    const int N = x->t.shape[0], C = x->t.shape[1];
-    const size_t HW = spatial(x);
-    float *S = fg_arena_alloc(fg_graph_arena(g), (size_t)C * sizeof(float));
-    for (int c = 0; c < C; c++) S[c] = expf(logs->t.data[c]);
-    fg_var *y = fg_var_like(g, x);
-    const float *X = x->t.data, *B = bias->t.data;
-    float *Y = y->t.data;
+    fg_var *x = nd->in[0], *b = nd->in[1], *l = nd->in[2], *y = nd->out;
+    int fresh = 0;
+    float *gx = x->requires_grad ? fg_grad_for_write(g, x, &fresh) : NULL;
+    fg_affine_relu_planes_backward(x->t.shape[0], x->t.shape[1], spatial(x), y->grad,
+                                   y->t.data, nd->saved, gx, fresh,
+                                   b->requires_grad ? fg_grad(g, b) : NULL,
+                                   l->requires_grad ? fg_grad(g, l) : NULL);
+}
+
+/* No restrict: the fused convolution applies it in place (y == x), which
+ * the same-index loop allows. */
+void fg_affine_relu_planes(int N, int C, size_t HW, const float *X, const float *B,
+                           const float *S, float *Y)
+{
     #pragma omp parallel for collapse(2) if ((size_t)N * C * HW > FG_PARALLEL_THRESHOLD)
     for (int n = 0; n < N; n++)
         for (int c = 0; c < C; c++) {
             const size_t off = ((size_t)n * C + c) * HW;
-            const float *restrict xp = X + off;
-            float *restrict yp = Y + off;
+            const float *xp = X + off;
+            float *yp = Y + off;
             const float bc = B[c], s = S[c];
             #pragma omp simd
             for (size_t i = 0; i < HW; i++) {
@@ -179,6 +177,18 @@ fg_var *fg_channel_affine_relu(fg_graph *g, fg_var *x, fg_var *bias, fg_var *log
                 yp[i] = p > 0.0f ? p : 0.0f;
             }
         }
+}
+
+fg_var *fg_channel_affine_relu(fg_graph *g, fg_var *x, fg_var *bias, fg_var *logs)
+{
+    FG_OP_BEGIN(g);
+    require_vector("channel_affine_relu", x, bias);
+    require_vector("channel_affine_relu", x, logs);
+    const int C = x->t.shape[1];
+    float *S = fg_arena_alloc(fg_graph_arena(g), (size_t)C * sizeof(float));
+    for (int c = 0; c < C; c++) S[c] = expf(logs->t.data[c]);
+    fg_var *y = fg_var_like(g, x);
+    fg_affine_relu_planes(x->t.shape[0], C, spatial(x), x->t.data, bias->t.data, S, y->t.data);
     fg_node *nd = fg_record(g, "channel_affine_relu", channel_affine_relu_backward, y, 3, x,
                             bias, logs);
     if (nd) nd->saved = S;

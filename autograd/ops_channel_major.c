@@ -111,18 +111,25 @@ static void conv2d_cm_backward(fg_graph *g, fg_node *nd)
     }
 }
 
+void fg_conv2d_cm_check(const char *op, const fg_var *x, const fg_var *w, const fg_var *bias,
+                        int N)
+{
+    require_channel_major(op, x, N);
+    fg_require_ndim(op, w, 4);
+    const int *xs = x->t.shape, *ws = w->t.shape;
+    char sx[FG_SHAPE_STR_LEN], sw[FG_SHAPE_STR_LEN];
+    FG_CHECK(ws[1] == xs[1] && ws[2] == ws[3] && ws[2] % 2 == 1, op,
+             "input %s and weight %s: need weight (Co, Ci, k, k) with odd k and Ci = %d",
+             fg_shape_str(&x->t, sx, sizeof sx), fg_shape_str(&w->t, sw, sizeof sw), xs[1]);
+    FG_CHECK(!bias || fg_var_numel(bias) == (size_t)ws[0], op,
+             "bias has %zu values for %d output channels", bias ? fg_var_numel(bias) : 0, ws[0]);
+}
+
 fg_var *fg_conv2d_cm(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias, int N)
 {
     FG_OP_BEGIN(g);
-    require_channel_major("conv2d_cm", x, N);
-    fg_require_ndim("conv2d_cm", w, 4);
+    fg_conv2d_cm_check("conv2d_cm", x, w, bias, N);
     const int *xs = x->t.shape, *ws = w->t.shape;
-    char sx[FG_SHAPE_STR_LEN], sw[FG_SHAPE_STR_LEN];
-    FG_CHECK(ws[1] == xs[1] && ws[2] == ws[3] && ws[2] % 2 == 1, "conv2d_cm",
-             "input %s and weight %s: need weight (Co, Ci, k, k) with odd k and Ci = %d",
-             fg_shape_str(&x->t, sx, sizeof sx), fg_shape_str(&w->t, sw, sizeof sw), xs[1]);
-    FG_CHECK(!bias || fg_var_numel(bias) == (size_t)ws[0], "conv2d_cm",
-             "bias has %zu values for %d output channels", bias ? fg_var_numel(bias) : 0, ws[0]);
     int shape[4] = {1, ws[0], xs[2], xs[3]};
     fg_var *y = fg_var_new(g, 4, shape);
     fg_conv2d_cm_forward(N, xs[1], xs[2] / N, xs[3], ws[0], ws[2], x->t.data, w->t.data,

@@ -134,6 +134,28 @@ fg_var *fg_actnorm_forward_relu(fg_flow *f, fg_graph *g, fg_var *x)
     return fg_channel_affine_relu(g, x, a->bias, a->logs);
 }
 
+fg_var *fg_actnorm_conv_relu(fg_flow *f, fg_graph *g, fg_conv *conv, fg_var *x, int n)
+{
+    actnorm *a = (actnorm *)f;
+    if (conv->bias || conv->co != a->channels)
+        return fg_actnorm_forward_relu(f, g, fg_conv_apply_cm(g, conv, x, n));
+    if (!fg_actnorm_is_initialized(f) && fg_grad_enabled(g)) {
+        /* The statistics need the pre-activation, which the fused op does
+         * not keep: one extra convolution off the tape, once, its output
+         * given back to the arena at once, so that the first step places
+         * its tensors as every later one does (no page first touched
+         * after it). */
+        fg_arena *arena = fg_graph_arena(g);
+        fg_arena_mark mark = fg_arena_mark_now(arena);
+        int was = fg_set_grad_enabled(g, 0);
+        fg_var *pre = fg_conv_apply_cm(g, conv, x, n);
+        fg_set_grad_enabled(g, was);
+        prepare(a, g, pre);
+        fg_arena_rewind(arena, &mark);
+    }
+    return fg_conv2d_cm_affine_relu(g, x, conv->weight, a->bias, a->logs, n);
+}
+
 static fg_var *inverse(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,
                        fg_flow_ctx *ctx)
 {

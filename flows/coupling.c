@@ -55,8 +55,8 @@ static fg_var *nn(coupling *c, fg_graph *g, fg_var *x1)
 {
     const int n = x1->t.shape[0];
     fg_var *h = fg_to_channel_major(g, x1);
-    h = fg_actnorm_forward_relu(c->norm_in, g, fg_conv_apply_cm(g, &c->in, h, n));
-    h = fg_actnorm_forward_relu(c->norm_mid, g, fg_conv_apply_cm(g, &c->mid, h, n));
+    h = fg_actnorm_conv_relu(c->norm_in, g, &c->in, h, n);
+    h = fg_actnorm_conv_relu(c->norm_mid, g, &c->mid, h, n);
     return fg_from_channel_major(g, fg_zero_conv_apply_cm(g, &c->out, h, n), n);
 }
 

@@ -44,6 +44,12 @@ void fg_actnorm_visit_state(fg_flow *actnorm, const char *prefix, fg_visit_fn fn
  * network's hidden layers): the same input check and data-dependent init as
  * the layer's forward. */
 fg_var *fg_actnorm_forward_relu(fg_flow *actnorm, fg_graph *g, fg_var *x);
+/* ReLU(actnorm(conv(x))) on a channel-major batch of n images as one op
+ * (fg_conv2d_cm_affine_relu) when the convolution has no bias; the
+ * actnorm's data-dependent init, when due, runs first on the
+ * convolution's output. The same values as fg_actnorm_forward_relu of
+ * fg_conv_apply_cm. */
+fg_var *fg_actnorm_conv_relu(fg_flow *actnorm, fg_graph *g, fg_conv *conv, fg_var *x, int n);
 
 /* z = W x per pixel: x (N, C, H, W), w (C, C) -> (N, C, H, W); per vector
  * for x (N, C). */

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_IN 3
+#define MAX_IN 4
 
 typedef struct op_case {
     const char *name;
@@ -46,6 +46,7 @@ enum {
     OP_MAX_POOL, OP_AVG_POOL, OP_GLOBAL_AVG_POOL, OP_AFFINE_RELU, OP_TO_CM, OP_FROM_CM,
     OP_CONV_CM1, OP_CONV_CM3_BIAS, OP_CONV_CM3_NARROW, OP_AFFINE_RELU_MID,
     OP_COUPLING_FWD, OP_COUPLING_INV, OP_COUPLING_LOGDET, OP_COUPLING_MID,
+    OP_CONV_CM_AFFINE_RELU,
     N_OPS
 };
 
@@ -110,6 +111,8 @@ static const op_case CASES[N_OPS] = {
     [OP_COUPLING_LOGDET] = {"affine_coupling_logdet", 1, 5e-4, 1e-3},
     /* both outputs, from intermediates: gradients stored, then added */
     [OP_COUPLING_MID] = {"affine_coupling_of_intermediates", 2, 5e-4, 1e-3},
+    /* exponential in logs, as channel_affine_relu */
+    [OP_CONV_CM_AFFINE_RELU] = {"conv2d_cm_affine_relu", 4, 2e-3, 1e-2},
 };
 
 static int rand_int(fg_rng *r, int lo, int hi) { return lo + (int)(fg_rng_u32(r) % (uint32_t)(hi - lo + 1)); }
@@ -226,6 +229,12 @@ static fg_var *apply(fg_graph *g, ctx *c)
         return fg_from_channel_major(g, fg_conv2d_cm(g, fg_to_channel_major(g, x[0]), x[1], NULL, n), n);
     }
     case OP_CONV_CM3_BIAS: return fg_conv2d_cm(g, x[0], x[1], x[2], c->extra[0]);
+    case OP_CONV_CM_AFFINE_RELU: {
+        /* From and back to (N, C, H, W), so the input is an intermediate. */
+        int n = c->extra[0];
+        fg_var *h = fg_to_channel_major(g, x[0]);
+        return fg_from_channel_major(g, fg_conv2d_cm_affine_relu(g, h, x[1], x[2], x[3], n), n);
+    }
     }
     return NULL;
 }
@@ -237,6 +246,39 @@ static fg_var *weighted_loss(fg_graph *g, void *p)
     ck_assert_uint_eq(fg_numel(&y->t), c->r_n);
     fg_var *r = fg_const_wrap(g, c->r, y->t.ndim, y->t.shape);
     return fg_sum(g, fg_mul(g, y, r));
+}
+
+/* A 3x3 convolution's input and weight with actnorm's bias and log-scale,
+ * drawn again until every pre-activation (conv + bias) is at least 0.05
+ * from ReLU's kink: a step of 1e-2 in one input, weight or bias moves a
+ * pre-activation by at most 1e-2 (|x|, |w| <= 1), and one in logs only
+ * scales it, so no difference quotient crosses the kink. Small shapes
+ * keep the redraws few. */
+static void conv_affine_relu_inputs(ctx *c, fg_rng *r)
+{
+    for (;;) {
+        int N = rand_int(r, 1, 2), Ci = rand_int(r, 1, 3), Co = rand_int(r, 1, 3);
+        int H = rand_int(r, 1, 3), W = rand_int(r, 1, 3);
+        int xs[4] = {N, Ci, H, W}, ws[4] = {Co, Ci, 3, 3};
+        c->in[0] = leaf(r, 4, xs, -1, 1);
+        c->in[1] = leaf(r, 4, ws, -0.5f, 0.5f);
+        c->in[2] = leaf(r, 1, &Co, -0.5f, 0.5f);
+        c->in[3] = leaf(r, 1, &Co, -0.5f, 0.5f);
+        c->extra[0] = N;
+        fg_graph *g = fg_graph_create();
+        fg_set_grad_enabled(g, 0);
+        fg_var *pre = fg_from_channel_major(
+            g, fg_conv2d_cm(g, fg_to_channel_major(g, c->in[0]), c->in[1], NULL, N), N);
+        int clear = 1;
+        size_t hw = (size_t)H * W;
+        for (size_t i = 0; i < fg_numel(&pre->t); i++)
+            clear &= fabsf(pre->t.data[i] + c->in[2]->t.data[(i / hw) % (size_t)Co]) >= 0.05f;
+        fg_graph_destroy(g);
+        if (clear)
+            return;
+        for (int i = 0; i < 4; i++)
+            fg_leaf_free(c->in[i]);
+    }
 }
 
 /* Random inputs of a random shape suited to the op. */
@@ -383,6 +425,9 @@ static void setup(ctx *c, fg_rng *r)
         c->extra[0] = N;
         break;
     }
+    case OP_CONV_CM_AFFINE_RELU:
+        conv_affine_relu_inputs(c, r);
+        break;
     default:
         c->in[0] = leaf(r, 4, x4, -1, 1);
     }
@@ -675,6 +720,71 @@ START_TEST(test_channel_affine_relu_matches_unfused)
 }
 END_TEST
 
+/* fg_conv2d_cm_affine_relu against fg_conv2d_cm followed by
+ * fg_channel_affine_relu: the same operations in the same order, so the
+ * same bits in the output and in all four gradients, on 1 and 2 threads,
+ * with and without a gradient for the input; and one tensor fewer on
+ * the tape. */
+static void conv_affine_relu_run(int fused, fg_var *const *in, int N, const float *r,
+                                 float **out)
+{
+    fg_graph *g = fg_graph_create();
+    for (int i = 0; i < 4; i++) fg_zero_grad(in[i]);
+    fg_var *h = fg_to_channel_major(g, in[0]);
+    fg_var *y = fused ? fg_conv2d_cm_affine_relu(g, h, in[1], in[2], in[3], N)
+                      : fg_channel_affine_relu(g, fg_conv2d_cm(g, h, in[1], NULL, N), in[2], in[3]);
+    /* the layout change is on the tape only when the input wants a gradient */
+    ck_assert_uint_eq(fg_graph_nodes(g), (size_t)((fused ? 1 : 2) + in[0]->requires_grad));
+    memcpy(out[0], y->t.data, fg_numel(&y->t) * sizeof(float));
+    fg_backward(g, fg_sum(g, fg_mul(g, y, fg_const_wrap(g, (float *)r, y->t.ndim, y->t.shape))));
+    for (int i = 0; i < 4; i++)
+        memcpy(out[i + 1], in[i]->grad, fg_numel(&in[i]->t) * sizeof(float));
+    fg_graph_destroy(g);
+}
+
+START_TEST(test_conv_affine_relu_matches_unfused)
+{
+    const int N = 4, Ci = 6, Co = 40, H = 12, W = 12;   /* above the parallel threshold */
+    const int threads = fg_get_threads();
+    fg_rng r;
+    fg_rng_seed(&r, 77);
+    int xs[4] = {N, Ci, H, W}, ws[4] = {Co, Ci, 3, 3};
+    fg_var *in[4] = {leaf(&r, 4, xs, -1, 1), leaf(&r, 4, ws, -0.3f, 0.3f),
+                     leaf(&r, 1, &Co, -0.5f, 0.5f), leaf(&r, 1, &Co, -0.5f, 0.5f)};
+    size_t ny = (size_t)N * Co * H * W, sizes[5] = {ny, fg_numel(&in[0]->t),
+                                                    fg_numel(&in[1]->t), Co, Co};
+    float *w = malloc(ny * sizeof(float));
+    fg_rng_uniform(&r, w, ny);
+    for (size_t i = 0; i < ny; i++) w[i] = 2.0f * w[i] - 1.0f;
+    for (int input_grad = 1; input_grad >= 0; input_grad--) {
+        in[0]->requires_grad = input_grad;
+        for (int t = 1; t <= 2; t++) {
+            fg_set_threads(t);
+            float *a[5], *b[5];
+            for (int i = 0; i < 5; i++) {
+                a[i] = calloc(sizes[i], sizeof(float));
+                b[i] = calloc(sizes[i], sizeof(float));
+            }
+            conv_affine_relu_run(1, in, N, w, a);
+            conv_affine_relu_run(0, in, N, w, b);
+            size_t zeros = 0;
+            for (size_t i = 0; i < ny; i++) zeros += a[0][i] == 0.0f;
+            ck_assert_uint_gt(zeros, ny / 10);   /* the mask is exercised */
+            ck_assert_uint_lt(zeros, ny - ny / 10);
+            for (int i = 0; i < 5; i++) {
+                if (i == 1 && !input_grad) continue;
+                ck_assert_msg(!memcmp(a[i], b[i], sizes[i] * sizeof(float)),
+                              "output %d differs (threads %d, input grad %d)", i, t, input_grad);
+            }
+            for (int i = 0; i < 5; i++) { free(a[i]); free(b[i]); }
+        }
+    }
+    fg_set_threads(threads);
+    free(w);
+    for (int i = 0; i < 4; i++) fg_leaf_free(in[i]);
+}
+END_TEST
+
 /* ------------------------------------------------------------- the tape */
 
 START_TEST(test_no_grad_records_nothing)
@@ -848,6 +958,7 @@ Suite *fg_test_suite(void)
     suite_add_tcase(s, tc);
     tc = fg_tcase("fused_ops");
     tcase_add_test(tc, test_channel_affine_relu_matches_unfused);
+    tcase_add_test(tc, test_conv_affine_relu_matches_unfused);
     suite_add_tcase(s, tc);
     tc = fg_tcase("tape");
     tcase_add_test(tc, test_forward_values);
