@@ -71,8 +71,13 @@ static fg_var *condition_for(const coupling *c, fg_graph *g, const fg_var *in,
         fg_fatal(c->kind, "the layer takes a condition of %d channels, but the batch came "
                  "without one (set fg_flow_ctx.condition)", c->cond_channels);
     fg_var *k = fg_condition_for(g, ctx->condition, in, c->kind);
-    if (!k)
-        fg_fatal(c->kind, "%s", fg_last_error());
+    if (!k) {
+        /* The message begins with the layer's name, which fg_fatal adds. */
+        const char *m = fg_last_error();
+        size_t len = strlen(c->kind);
+        fg_fatal(c->kind, "%s", strncmp(m, c->kind, len) == 0 && m[len] == ':' ? m + len + 2
+                                                                              : m);
+    }
     if (k->t.shape[1] != c->cond_channels) {
         char cs[FG_SHAPE_STR_LEN];
         fg_flow_shape s = fg_flow_shape_of(ctx->condition);

@@ -14,3 +14,9 @@ TESTS += tests/test_flows
 tests_test_flows_SOURCES = tests/test_flows.c
 tests_test_flows_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_flows_LDADD = $(FG_TEST_LIBS)
+
+check_PROGRAMS += tests/test_conditioner
+TESTS += tests/test_conditioner
+tests_test_conditioner_SOURCES = tests/test_conditioner.c
+tests_test_conditioner_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_conditioner_LDADD = $(FG_TEST_LIBS)
