@@ -35,7 +35,8 @@
  *   coupling.nn.3.weight [H, H, 1, 1]                        conv1x1, no bias
  *   coupling.nn.4.{bias,logs,initialized}                    actnorm
  *   coupling.nn.6.{weight,bias,logs}                         zero conv3x3 (x e^{3 logs})
- *     (indices follow a torch.nn.Sequential: 2 and 5 are the ReLUs)
+ *     (indices follow a torch.nn.Sequential: 2 and 5 are the ReLUs; a
+ *     coupling given its own network names its modules nn.<i> alike)
  *   split.conv.{weight,bias,logs}                            zero conv3x3, C/2 -> 2 (C - C/2)
  *   prior.learn_top.{weight,bias,logs}                       zero conv3x3, 2C -> 2C
  *   prior.project_y.{weight,bias}                            linear n_classes -> 2C, zeros
