@@ -118,7 +118,7 @@ int cmd_info(int argc, char **argv)
     const fg_model_spec *s = &L.cfg->model;
     size_t params = fg_state_list_param_count(&L.model->state);
     double flops = fg_model_spec_flops(s);
-    char desc[256];
+    char desc[1024];
     fg_train_memory mem[2];
     memset(mem, 0, sizeof mem);
     if (batch > 0 && info_memory(L.cfg, (int)batch, mem) != FG_OK) {

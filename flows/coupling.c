@@ -1,13 +1,20 @@
 /* coupling: one part of x passes through unchanged and conditions an
- * invertible map of the rest through NN(part), so the Jacobian is
+ * invertible map of the rest through h = NN(part), so the Jacobian is
  * triangular (after a permutation) and the inverse needs NN only forward.
- * NN = conv3x3 -> actnorm -> ReLU -> conv1x1 -> actnorm -> ReLU -> zero
- * conv3x3 (in channel-major layout, see nn()), whose zero start makes
- * additive, tanh and spline couplings begin as the identity. The parts are
- * channel halves or a spatial checkerboard (see flow.h); a checkerboard
- * coupling works on whole tensors, with the map made the identity where
- * values are kept. The map itself (additive, affine, spline) is
- * flows/coupling_map.c, shared with the dense coupling. */
+ * One layer for images and vectors, made of three parts chosen apart:
+ *
+ *   the mask   channel halves or a spatial checkerboard (see flow.h); a
+ *              checkerboard coupling works on whole tensors, with the map
+ *              made the identity where values are kept;
+ *   the network  a list of modules (flows/conditioner.c), by default
+ *              Glow's conv3x3 -> actnorm -> ReLU -> conv1x1 -> actnorm ->
+ *              ReLU -> zero conv3x3 on images and the dense coupling's
+ *              ReLU network on vectors; its input is the conditioning part
+ *              with the batch's condition after it, when the layer has one;
+ *   the map    additive, affine or spline (flows/coupling_map.c).
+ *
+ * The network's output starts at zero, so additive, tanh and spline
+ * couplings begin as the identity. */
 #include "flows/layer.h"
 
 #include <stdlib.h>
@@ -15,17 +22,12 @@
 
 typedef struct coupling {
     fg_flow base;
-    int channels, hidden;
+    const char *kind;
+    int channels, vectors, cond_channels;
     fg_coupling_map map;
     fg_coupling_mask mask;
-    fg_conv in;             /* nn.0: NN input channels -> hidden, 3x3, no bias */
-    fg_flow *norm_in;       /* nn.1 */
-    fg_conv mid;            /* nn.3: hidden -> hidden, 1x1, no bias */
-    fg_flow *norm_mid;      /* nn.4 */
-    fg_zero_conv out;       /* nn.6: hidden -> changed channels x the map's width */
+    fg_net *net;
 } coupling;
-
-static const char kind[] = "coupling";
 
 static int is_checkerboard(const coupling *c)
 {
@@ -36,28 +38,74 @@ static int is_checkerboard(const coupling *c)
 static int out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *out)
 {
     const coupling *c = (const coupling *)f;
-    if (fg_flow_expect_image(kind, in, c->channels) != FG_OK)
+    if (c->vectors) {
+        if (fg_flow_expect_vectors(c->kind, in, c->channels) != FG_OK)
+            return FG_ERR;
+    } else if (fg_flow_expect_image(c->kind, in, c->channels) != FG_OK) {
         return FG_ERR;
+    }
     if (is_checkerboard(c) && in->dim[2] * in->dim[3] < 2) {
         char buf[FG_SHAPE_STR_LEN];
-        return fg_error("coupling: a checkerboard mask needs at least 2 pixels, input "
-                        "is %s", fg_flow_shape_str(in, buf, sizeof buf));
+        return fg_error("%s: a checkerboard mask needs at least 2 pixels, input is %s",
+                        c->kind, fg_flow_shape_str(in, buf, sizeof buf));
     }
     *out = *in;
     return FG_OK;
 }
 
-/* The network runs on the batch in channel-major layout: each of its
- * convolutions is then one GEMM over the whole batch, and the wide hidden
- * activations never need reordering; only the narrow input and output are
- * transposed. Per-channel actnorm statistics are the same in either layout. */
-static fg_var *nn(coupling *c, fg_graph *g, fg_var *x1)
+static void require_input(const coupling *c, const fg_var *x)
 {
-    const int n = x1->t.shape[0];
-    fg_var *h = fg_to_channel_major(g, x1);
-    h = fg_actnorm_conv_relu(c->norm_in, g, &c->in, h, n);
-    h = fg_actnorm_conv_relu(c->norm_mid, g, &c->mid, h, n);
-    return fg_from_channel_major(g, fg_zero_conv_apply_cm(g, &c->out, h, n), n);
+    if (c->vectors)
+        fg_flow_require_vectors(c->kind, x, c->channels);
+    else
+        fg_flow_require_image(c->kind, x, c->channels);
+}
+
+/* The batch's condition shaped to concatenate to the network's input in.
+ * A coupling built for a condition that runs without one, or with one of
+ * other channels, is the caller's wiring bug: it stops naming the layer. */
+static fg_var *condition_for(const coupling *c, fg_graph *g, const fg_var *in,
+                             const fg_flow_ctx *ctx)
+{
+    if (!ctx || !ctx->condition)
+        fg_fatal(c->kind, "the layer takes a condition of %d channels, but the batch came "
+                 "without one (set fg_flow_ctx.condition)", c->cond_channels);
+    fg_var *k = fg_condition_for(g, ctx->condition, in, c->kind);
+    if (!k) {
+        /* The message begins with the layer's name, which fg_fatal adds. */
+        const char *m = fg_last_error();
+        size_t len = strlen(c->kind);
+        fg_fatal(c->kind, "%s", strncmp(m, c->kind, len) == 0 && m[len] == ':' ? m + len + 2
+                                                                              : m);
+    }
+    if (k->t.shape[1] != c->cond_channels) {
+        char cs[FG_SHAPE_STR_LEN];
+        fg_flow_shape s = fg_flow_shape_of(ctx->condition);
+        fg_fatal(c->kind, "the condition %s gives %d channels (entries), the layer was "
+                 "built for %d", fg_flow_shape_str(&s, cs, sizeof cs), k->t.shape[1],
+                 c->cond_channels);
+    }
+    return k;
+}
+
+/* h = NN(part [, condition]) in part's layout: a vector network runs on
+ * (N, D), so (N, D, 1, 1) is reshaped on the way in and out. */
+static fg_var *conditioner(coupling *c, fg_graph *g, fg_var *part, fg_flow_ctx *ctx)
+{
+    const int n = part->t.shape[0];
+    int flat = c->vectors && part->t.ndim == 4;
+    fg_var *in = part;
+    if (flat) {
+        int shape[2] = {n, part->t.shape[1]};
+        in = fg_reshape(g, part, 2, shape);
+    }
+    if (c->cond_channels > 0)
+        in = fg_channel_concat(g, in, condition_for(c, g, in, ctx));
+    fg_var *h = fg_net_apply(c->net, g, in);
+    if (!flat)
+        return h;
+    int shape[4] = {n, h->t.shape[1], 1, 1};
+    return fg_reshape(g, h, 4, shape);
 }
 
 /* The checkerboard mask m (1 where values condition) over x's shape, and
@@ -79,27 +127,28 @@ static void checkerboard(const coupling *c, fg_graph *g, const fg_var *x, fg_var
             }
 }
 
-static fg_var *run(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet, int dir)
+static fg_var *run(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet, int dir,
+                   fg_flow_ctx *ctx)
 {
     coupling *c = (coupling *)f;
-    fg_flow_require_image(kind, x, c->channels);
-    fg_coupling_map_check_input(&c->map, kind, x);
+    require_input(c, x);
+    fg_coupling_map_check_input(&c->map, c->kind, x);
     int n = x->t.shape[0];
     fg_var *y, *lsum;
     if (is_checkerboard(c)) {
         fg_var *keep, *change;
         checkerboard(c, g, x, &keep, &change);
         /* x * keep is the same before and after the map. */
-        y = fg_coupling_map_apply(g, &c->map, x, nn(c, g, fg_mul(g, x, keep)), change,
-                                  dir, &lsum);
+        y = fg_coupling_map_apply(g, &c->map, x, conditioner(c, g, fg_mul(g, x, keep), ctx),
+                                  change, dir, &lsum);
     } else {
         int half = c->channels / 2;
         int flip = c->mask == FG_COUPLING_MASK_CHANNEL_FLIP;
         fg_var *lo = fg_channel_slice(g, x, 0, half);
         fg_var *hi = fg_channel_slice(g, x, half, c->channels);
         fg_var *cond = flip ? hi : lo, *v = flip ? lo : hi;
-        fg_var *t = fg_coupling_map_apply(g, &c->map, v, nn(c, g, cond), NULL, dir,
-                                          &lsum);
+        fg_var *t = fg_coupling_map_apply(g, &c->map, v, conditioner(c, g, cond, ctx), NULL,
+                                          dir, &lsum);
         y = flip ? fg_channel_concat(g, t, cond) : fg_channel_concat(g, cond, t);
     }
     if (logdet)
@@ -110,15 +159,13 @@ static fg_var *run(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet, int dir)
 static fg_var *forward(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet,
                        fg_flow_ctx *ctx)
 {
-    (void)ctx;
-    return run(f, g, x, logdet, +1);
+    return run(f, g, x, logdet, +1, ctx);
 }
 
 static fg_var *inverse(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,
                        fg_flow_ctx *ctx)
 {
-    (void)ctx;
-    return run(f, g, z, logdet, -1);
+    return run(f, g, z, logdet, -1, ctx);
 }
 
 /* Memory by inversion (fg_flow_ops.invert_record): the conditioning half
@@ -130,11 +177,10 @@ static fg_var *inverse(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,
 static fg_var *invert_record(fg_flow *f, fg_graph *g, fg_var *z, fg_var **x, fg_var **logdet,
                              fg_flow_ctx *ctx)
 {
-    (void)ctx;
     coupling *c = (coupling *)f;
     if (is_checkerboard(c))
         return NULL;
-    fg_flow_require_image(kind, z, c->channels);
+    require_input(c, z);
     int n = z->t.shape[0], half = c->channels / 2;
     int flip = c->mask == FG_COUPLING_MASK_CHANNEL_FLIP;
     int k0 = flip ? half : 0, k1 = flip ? c->channels : half;   /* conditioning */
@@ -143,7 +189,7 @@ static fg_var *invert_record(fg_flow *f, fg_graph *g, fg_var *z, fg_var **x, fg_
     memcpy(xv->t.data, z->t.data, fg_numel(&z->t) * sizeof(float));
     xv->requires_grad = 1;
     fg_var *cond = fg_channel_slice(g, xv, k0, k1);
-    fg_var *h = nn(c, g, cond), *lsum;
+    fg_var *h = conditioner(c, g, cond, ctx), *lsum;
     int was = fg_set_grad_enabled(g, 0);
     fg_var *x2 = fg_coupling_map_apply(g, &c->map, fg_channel_slice(g, z, v0, v1), h, NULL, -1,
                                       &lsum);
@@ -164,45 +210,59 @@ static fg_var *invert_record(fg_flow *f, fg_graph *g, fg_var *z, fg_var **x, fg_
 static void visit(fg_flow *f, const char *prefix, fg_visit_fn fn, void *vctx)
 {
     coupling *c = (coupling *)f;
-    char p[FG_NAME_LEN], name[FG_NAME_LEN];
-    fg_flow_prefix(p, sizeof p, prefix, kind);
-    fg_conv_visit(&c->in, fg_name_join(name, sizeof name, p, "nn.0"), fn, vctx);
-    fg_actnorm_visit_state(c->norm_in, fg_name_join(name, sizeof name, p, "nn.1"), fn, vctx);
-    fg_conv_visit(&c->mid, fg_name_join(name, sizeof name, p, "nn.3"), fn, vctx);
-    fg_actnorm_visit_state(c->norm_mid, fg_name_join(name, sizeof name, p, "nn.4"), fn, vctx);
-    fg_zero_conv_visit(&c->out, fg_name_join(name, sizeof name, p, "nn.6"), fn, vctx);
+    char p[FG_NAME_LEN];
+    fg_net_visit(c->net, fg_flow_prefix(p, sizeof p, prefix, c->kind), fn, vctx);
 }
 
 static void destroy(fg_flow *f)
 {
     coupling *c = (coupling *)f;
-    fg_conv_free(&c->in);
-    fg_flow_destroy(c->norm_in);
-    fg_conv_free(&c->mid);
-    fg_flow_destroy(c->norm_mid);
-    fg_zero_conv_free(&c->out);
+    fg_net_destroy(c->net);
     free(c);
 }
 
-/* The network's two actnorms. */
 static int data_init(fg_flow *f, int rearm)
 {
-    coupling *c = (coupling *)f;
-    int pending = 0;
-    fg_flow *norms[2] = {c->norm_in, c->norm_mid};
-    for (int i = 0; i < 2; i++) {
-        if (rearm)
-            fg_flow_rearm_actnorm(norms[i]);
-        pending += fg_flow_init_pending(norms[i]);
-    }
-    return pending;
+    return fg_net_data_init(((coupling *)f)->net, rearm);
 }
 
-static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destroy,
-                                invert_record, 0, data_init, NULL};
+/* One table per name prefix: fg_flow_ops.kind is what a chain's walkers
+ * and messages show. */
+static const fg_flow_ops image_ops = {"coupling", out_shape, forward, inverse, visit, destroy,
+                                      invert_record, 0, data_init, NULL};
+static const fg_flow_ops vector_ops = {"dense_coupling", out_shape, forward, inverse, visit,
+                                       destroy, invert_record, 0, data_init, NULL};
+
+fg_flow *fg_coupling_build(const fg_coupling_setup *s)
+{
+    int checker = s->mask == FG_COUPLING_MASK_CHECKERBOARD ||
+                  s->mask == FG_COUPLING_MASK_CHECKERBOARD_FLIP;
+    if (s->cond_channels < 0) {
+        fg_error("%s: cond_channels must be 0 (no condition) or positive, got %d", s->kind,
+                 s->cond_channels);
+        return NULL;
+    }
+    int seen = checker ? s->channels : s->channels / 2;
+    int changed = checker ? s->channels : s->channels - s->channels / 2;
+    fg_net *net = fg_net_create(s->kind, s->net, s->net_layers, seen + s->cond_channels,
+                                changed * fg_coupling_map_width(&s->map), !s->vectors, s->rng);
+    if (!net)
+        return NULL;
+    coupling *c = fg_xcalloc(1, sizeof *c, s->kind);
+    c->base.ops = s->vectors ? &vector_ops : &image_ops;
+    c->kind = c->base.ops->kind;
+    c->channels = s->channels;
+    c->vectors = s->vectors;
+    c->cond_channels = s->cond_channels;
+    c->map = s->map;
+    c->mask = s->mask;
+    c->net = net;
+    return &c->base;
+}
 
 fg_flow *fg_coupling_create(const fg_coupling_options *o)
 {
+    static const char kind[] = "coupling";
     int checker = o->mask == FG_COUPLING_MASK_CHECKERBOARD ||
                   o->mask == FG_COUPLING_MASK_CHECKERBOARD_FLIP;
     if ((int)o->mask < 0 || o->mask > FG_COUPLING_MASK_CHECKERBOARD_FLIP) {
@@ -217,7 +277,7 @@ fg_flow *fg_coupling_create(const fg_coupling_options *o)
                  "to split in halves, got %d", o->channels);
         return NULL;
     }
-    if (o->hidden <= 0) {
+    if (!o->net && o->hidden <= 0) {
         fg_error("coupling: hidden width must be positive, got %d", o->hidden);
         return NULL;
     }
@@ -225,19 +285,22 @@ fg_flow *fg_coupling_create(const fg_coupling_options *o)
         fg_error("coupling: needs an RNG for its network's weights");
         return NULL;
     }
-    coupling *c = fg_xcalloc(1, sizeof *c, kind);
-    c->base.ops = &ops;
-    c->channels = o->channels;
-    c->hidden = o->hidden;
-    c->map = map;
-    c->mask = o->mask;
-    int seen = checker ? o->channels : o->channels / 2;
-    int changed = checker ? o->channels : o->channels - o->channels / 2;
-    fg_actnorm_options an = {o->hidden, 1.0f};
-    fg_conv_init(&c->in, seen, o->hidden, 3, 0, 0.05f, o->rng);
-    c->norm_in = fg_actnorm_create(&an);
-    fg_conv_init(&c->mid, o->hidden, o->hidden, 1, 0, 0.05f, o->rng);
-    c->norm_mid = fg_actnorm_create(&an);
-    fg_zero_conv_init(&c->out, o->hidden, changed * fg_coupling_map_width(&map), 3, 3.0f);
-    return &c->base;
+    /* Glow's network; names nn.0, nn.1, nn.3, nn.4, nn.6 as its
+     * torch.nn.Sequential gives them. */
+    const fg_net_layer glow[] = {
+        {.kind = FG_NET_CONV, .width = o->hidden, .kernel = 3},
+        {.kind = FG_NET_ACTNORM},
+        {.kind = FG_NET_RELU},
+        {.kind = FG_NET_CONV, .width = o->hidden, .kernel = 1},
+        {.kind = FG_NET_ACTNORM},
+        {.kind = FG_NET_RELU},
+        {.kind = FG_NET_ZERO_CONV, .kernel = 3},
+    };
+    fg_coupling_setup s = {
+        .kind = kind, .channels = o->channels, .vectors = 0, .mask = o->mask, .map = map,
+        .net = o->net ? o->net : glow,
+        .net_layers = o->net ? o->net_layers : (int)(sizeof glow / sizeof glow[0]),
+        .cond_channels = o->cond_channels, .rng = o->rng,
+    };
+    return fg_coupling_build(&s);
 }

@@ -35,7 +35,8 @@
  *   coupling.nn.3.weight [H, H, 1, 1]                        conv1x1, no bias
  *   coupling.nn.4.{bias,logs,initialized}                    actnorm
  *   coupling.nn.6.{weight,bias,logs}                         zero conv3x3 (x e^{3 logs})
- *     (indices follow a torch.nn.Sequential: 2 and 5 are the ReLUs)
+ *     (indices follow a torch.nn.Sequential: 2 and 5 are the ReLUs; a
+ *     coupling given its own network names its modules nn.<i> alike)
  *   split.conv.{weight,bias,logs}                            zero conv3x3, C/2 -> 2 (C - C/2)
  *   prior.learn_top.{weight,bias,logs}                       zero conv3x3, 2C -> 2C
  *   prior.project_y.{weight,bias}                            linear n_classes -> 2C, zeros
@@ -75,6 +76,7 @@ typedef struct fg_flow_ctx {
     fg_var *logp;        /* [N] log-density of split-off latents (forward) */
     float temperature;   /* inverse: scale of the std when drawing latents */
     fg_rng *rng;         /* inverse: source of draws; may be NULL at T = 0 */
+    fg_var *condition;   /* NULL, or the condition of the batch: (N, Cc) vectors or (N, Cc, Hc, Wc) images; read by couplings' conditioners and by priors */
 } fg_flow_ctx;
 
 FG_API void fg_flow_ctx_init(fg_flow_ctx *ctx);
@@ -213,6 +215,79 @@ typedef struct fg_permute_options {
 } fg_permute_options;
 FG_API fg_flow *fg_permute_create(const fg_permute_options *o);
 
+/* ---------------------------------------------------------------- conditioner networks
+ * The network of a coupling (h = NN(conditioning part)) as a list of
+ * modules, run on images (N, C, H, W) or on vectors (N, D)
+ * (flows/conditioner.c). On images it runs in channel-major layout, so
+ * every convolution is one GEMM over the batch; an actnorm followed by a
+ * ReLU is one fused op. The list ends in its output module, whose width is
+ * the coupling's (changed entries x the map's width) and which starts at
+ * zero, so the coupling starts as the identity (or a constant scale).
+ *
+ *   relu, tanh, elu (alpha 1), leaky_relu (slope 0.01)   no state
+ *   conv        images: kernel 1 or 3 (0: 3), width outputs, bias when
+ *               set; weights N(0, 0.05^2)             <name>.{weight,bias}
+ *   dense       vectors: width outputs, bias when set; He-initialized
+ *   actnorm     per-channel (x + bias) e^logs, data-initialized
+ *                                                     <name>.{bias,logs,initialized}
+ *   residual    x + B(act(A(x))): A, B convs of `kernel` (images) or
+ *               dense layers (vectors) with bias, A of `width` outputs
+ *               (0: x's), B back to x's width and zero at the start, so
+ *               the block begins as the identity; act = `activation`
+ *               (relu, tanh, elu or leaky_relu)       <name>.0.*, <name>.2.*
+ *   zero_conv   images, the output: Glow's zero conv (x e^{3 logs}) of
+ *               `kernel`                              <name>.{weight,bias,logs}
+ *   zero_dense  vectors, the output: a zero dense layer  <name>.{weight,bias}
+ *
+ * A module is named "nn.<i>", i its index in the list (activations count,
+ * as in a torch.nn.Sequential), unless its spec gives a name. */
+typedef enum {
+    FG_NET_RELU = 0,
+    FG_NET_TANH,
+    FG_NET_ELU,
+    FG_NET_LEAKY_RELU,
+    FG_NET_CONV,
+    FG_NET_DENSE,
+    FG_NET_ACTNORM,
+    FG_NET_RESIDUAL,
+    FG_NET_ZERO_CONV,
+    FG_NET_ZERO_DENSE
+} fg_net_kind;
+#define FG_NET_KINDS (FG_NET_ZERO_DENSE + 1)
+typedef struct fg_net_layer {
+    fg_net_kind kind;
+    int width;              /* conv, dense: outputs; residual: A's outputs (0: the input's) */
+    int kernel;             /* conv, residual on images, zero_conv: 1 or 3 (0: 3) */
+    int bias;               /* conv, dense: 1 for a bias */
+    fg_net_kind activation; /* residual: an activation kind (0: relu) */
+    const char *name;       /* NULL: "nn.<index>" */
+} fg_net_layer;
+typedef struct fg_net fg_net;
+/* A network from in channels (entries) to out, for images or vectors;
+ * NULL with fg_error naming owner and the module when the list does not
+ * fit (an image module on vectors, a width <= 0, no output module last). */
+FG_API fg_net *fg_net_create(const char *owner, const fg_net_layer *layers, int n, int in,
+                             int out, int images, fg_rng *rng);
+FG_API void fg_net_destroy(fg_net *net);   /* NULL is fine */
+/* (N, in, H, W) -> (N, out, H, W) for an image network, (N, in) -> (N, out)
+ * for a vector one. */
+FG_API fg_var *fg_net_apply(fg_net *net, fg_graph *g, fg_var *x);
+FG_API void fg_net_visit(fg_net *net, const char *prefix, fg_visit_fn fn, void *vctx);
+/* As fg_flow_ops.data_init, over the network's actnorms. */
+FG_API int fg_net_data_init(fg_net *net, int rearm);
+/* The name of a module kind as configs write it ("conv", "zero_dense"). */
+FG_API const char *fg_net_kind_name(fg_net_kind k);
+
+/* The condition of a batch shaped for a layer: like is the tensor it will
+ * be concatenated to along the channels. For an image like (N, C, H, W):
+ * a vector condition (N, Cc) is broadcast over H x W, an image condition
+ * (N, Cc, Hc, Wc) with Hc, Wc integer multiples of H, W is average-pooled
+ * to H x W. For a vector like (N, D): a vector condition as it is, an image
+ * one flattened to (N, Cc Hc Wc). NULL with fg_error naming layer and both
+ * shapes when the condition does not fit (flows/condition.c). */
+FG_API fg_var *fg_condition_for(fg_graph *g, const fg_var *condition, const fg_var *like,
+                                const char *layer);
+
 /* coupling: one part of x passes through unchanged and conditions an
  * invertible map of the rest through h = NN(conditioning part).
  *
@@ -266,6 +341,12 @@ typedef struct fg_coupling_options {
     fg_coupling_scale scale;/* default (0): sigmoid; affine only */
     int bins;               /* spline only: 2..FG_RQ_MAX_BINS */
     float bound;            /* spline only: > 0 */
+    /* The network, or NULL for Glow's: conv3x3 (hidden, no bias), actnorm,
+     * relu, conv1x1 (hidden, no bias), actnorm, relu, zero_conv. Its input
+     * is the conditioning part with the condition's channels after it. */
+    const fg_net_layer *net;
+    int net_layers;
+    int cond_channels;   /* 0: unconditional; else Cc, the condition's channels (vector entries) the conditioner takes as extra input */
 } fg_coupling_options;
 FG_API fg_flow *fg_coupling_create(const fg_coupling_options *o);
 
@@ -323,6 +404,11 @@ typedef struct fg_dense_coupling_options {
     fg_rng *rng;
     int bins;               /* spline only */
     float bound;            /* spline only */
+    /* The network, or NULL for the ReLU network above (hidden, layers).
+     * Its input is the conditioning half with the condition after it. */
+    const fg_net_layer *net;
+    int net_layers;
+    int cond_channels;   /* 0: unconditional; else Cc, the condition's channels (vector entries) the conditioner takes as extra input */
 } fg_dense_coupling_options;
 FG_API fg_flow *fg_dense_coupling_create(const fg_dense_coupling_options *o);
 

@@ -80,6 +80,23 @@ void fg_coupling_map_check_input(const fg_coupling_map *m, const char *layer,
 fg_var *fg_coupling_map_apply(fg_graph *g, const fg_coupling_map *m, fg_var *v, fg_var *h,
                               fg_var *change, int dir, fg_var **lad_sum);
 
+/* What the coupling of flows/coupling.c is built from: the conv coupling
+ * and the dense coupling are this one layer with their own names, shapes
+ * and default networks (fg_coupling_create, fg_dense_coupling_create
+ * validate their options and fill it). */
+typedef struct fg_coupling_setup {
+    const char *kind;         /* the state's name prefix: "coupling", "dense_coupling" */
+    int channels;             /* C of an image, D of a vector */
+    int vectors;              /* 1: (N, D) or (N, D, 1, 1), a vector network */
+    fg_coupling_mask mask;
+    fg_coupling_map map;
+    const fg_net_layer *net;  /* never NULL here: the caller gives its default */
+    int net_layers;
+    int cond_channels;
+    fg_rng *rng;
+} fg_coupling_setup;
+fg_flow *fg_coupling_build(const fg_coupling_setup *s);
+
 /* The invertible 1x1 convolutions share this head. */
 typedef struct fg_invconv_head {
     fg_flow base;

@@ -6,7 +6,7 @@ libflowgrad_core_la_SOURCES += flows/layer.h flows/flow.c flows/actnorm.c flows/
 	flows/split.c flows/prior.c flows/sequence.c flows/multiscale.c \
 	flows/units.h flows/multiscale_units.c flows/multiscale_invert.c \
 	flows/flatten.c flows/coupling_dense.c flows/coupling_map.c flows/autoregressive.c \
-	flows/scale_diag.c \
+	flows/scale_diag.c flows/conditioner.c flows/condition.c \
 	flows/state_check.c flows/observe.c
 
 check_PROGRAMS += tests/test_flows
@@ -14,3 +14,9 @@ TESTS += tests/test_flows
 tests_test_flows_SOURCES = tests/test_flows.c
 tests_test_flows_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_flows_LDADD = $(FG_TEST_LIBS)
+
+check_PROGRAMS += tests/test_conditioner
+TESTS += tests/test_conditioner
+tests_test_conditioner_SOURCES = tests/test_conditioner.c
+tests_test_conditioner_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_conditioner_LDADD = $(FG_TEST_LIBS)

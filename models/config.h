@@ -78,6 +78,31 @@
  *                                                vectors (after flatten)
  *               layers: 1..64                    default 4; dense only: hidden
  *                                                layers of width `hidden`
+ *               conditioner: list of modules     default: the network net
+ *                                                names (hidden and layers
+ *                                                size it); a list replaces
+ *                                                it, and hidden and layers
+ *                                                go unused. Entries as in
+ *                                                flow: (`- relu`, `- conv:
+ *                                                {width: 64}`); the last is
+ *                                                the output, which starts
+ *                                                at zero:
+ *                 conv: width 1..65536 (required), kernel 1 | 3 (default 3),
+ *                       bias (default true); conv nets only
+ *                 dense: width (required), bias (default true); dense nets
+ *                 actnorm, relu, tanh, elu, leaky_relu (slope 0.01)
+ *                 residual: x + B(act(A(x))), A, B convs (conv nets) or dense
+ *                       layers, B zero at the start; width 0..65536 (A's
+ *                       outputs, default 0: x's), kernel 1 | 3 (conv nets,
+ *                       default 3), activation relu | tanh | elu | leaky_relu
+ *                       (default relu)
+ *                 zero_conv: kernel 1 | 3 (default 3); conv nets' output:
+ *                       Glow's zero conv with its per-channel scale e^{3 logs}
+ *                 zero_dense: dense nets' output
+ *               Modules are named nn.<i> in checkpoints, i the index in the
+ *               list, so Glow's network as a list ([conv: {width: 512,
+ *               bias: false}, actnorm, relu, conv: {width: 512, kernel: 1,
+ *               bias: false}, actnorm, relu, zero_conv]) has Glow's names.
  *               channel masks need an even channel count; checkerboard masks
  *               need at least two pixels; dense nets need vectors (after a
  *               flatten) and a channel mask
@@ -217,12 +242,28 @@ typedef struct fg_chw {
 typedef struct fg_layer_kind fg_layer_kind;
 
 /* The most options a layer kind has. */
-#define FG_LAYER_MAX_OPTIONS 8
+#define FG_LAYER_MAX_OPTIONS 12
+/* The longest module list of a network option (a coupling's conditioner),
+ * and the most options a module has. */
+#define FG_LAYER_MAX_MODULES 32
+#define FG_MODULE_MAX_OPTIONS 4
+
+/* One module of a network option's list: its kind (the index in the
+ * option's module table, models/layer_kind.h) and options, as a layer
+ * spec holds its own. */
+typedef struct fg_module_spec {
+    int kind;
+    double opt[FG_MODULE_MAX_OPTIONS];
+    int line, column;   /* where it was declared, 1-based */
+} fg_module_spec;
 
 typedef struct fg_layer_spec {
     const fg_layer_kind *kind;
     /* The options in the kind's schema order (models/layer_kind.h). */
     double opt[FG_LAYER_MAX_OPTIONS];
+    /* The list of the kind's network option, whose opt[] value is its
+     * length (0: the kind's default network). */
+    fg_module_spec net[FG_LAYER_MAX_MODULES];
     fg_chw in;          /* shape entering the layer */
     fg_chw out;         /* shape leaving it (for split: the kept half) */
     int level;          /* number of splits before this layer */

@@ -1,6 +1,7 @@
 /* The generic layer list: `flow:` entries and `repeat` blocks, read into
  * layer specs by each kind's option schema (models/layer_kind.h) and
  * expanded in order. */
+#include <stdio.h>
 #include <string.h>
 
 #include "models/config_internal.h"
@@ -55,6 +56,8 @@ int cfg_option(const cfg_ctx *ctx, const cfg_node *map, const char *where, const
         *out = x;
         return FG_OK;
     }
+    case FG_OPTION_NETWORK:
+        break;   /* a list, read by read_network */
     }
     fg_fatal("cfg_option", "option '%s' has unknown type %d", key, (int)o->type);
 }
@@ -67,6 +70,130 @@ int cfg_option_misplaced(const cfg_ctx *ctx, const cfg_node *map, const fg_layer
     return cfg_fail(ctx, cfg_get_key(map, o->key), "'%s' only applies to %s (expected %s: %s "
                     "with it)", o->key, o->when_what, when_key,
                     w->choices ? w->choices[(int)o->when_value] : "true");
+}
+
+/* 1 when the layer l (its options read so far) has option key at value:
+ * where a module, or a module's option, applies. */
+static int layer_holds(const fg_layer_spec *l, const char *key, double value)
+{
+    return !key || l->opt[fg_layer_option_index(l->kind, key)] == value;
+}
+
+/* The error for something that applies only with the layer's option
+ * when_key at when_value. */
+static int misplaced(const cfg_ctx *ctx, const cfg_node *at, const fg_layer_spec *l,
+                     const char *what, const char *when_key, double when_value,
+                     const char *when_what)
+{
+    const fg_layer_option *w = &l->kind->options[fg_layer_option_index(l->kind, when_key)];
+    return cfg_fail(ctx, at, "%s only applies to %s (expected %s: %s with it)", what,
+                    when_what, when_key, w->choices ? w->choices[(int)when_value] : "true");
+}
+
+/* One entry of a network option's list: `- name` or `- name: {options}`. */
+static int read_module(const cfg_ctx *ctx, const fg_layer_spec *l, const fg_layer_option *o,
+                       const cfg_node *entry, fg_module_spec *out)
+{
+    const cfg_node *name_node = entry, *opts = NULL;
+    const char *names[FG_LAYER_MAX_MODULES + 1];
+    char list[512], where[128];
+    for (int i = 0; i < o->n_modules; i++)
+        names[i] = o->modules[i].name;
+    names[o->n_modules] = NULL;
+    if (entry->kind == CFG_MAP && entry->n == 2) {
+        name_node = entry->kids[0];
+        opts = cfg_is_null(entry->kids[1]) ? NULL : entry->kids[1];
+        if (opts && opts->kind != CFG_MAP)
+            return cfg_fail(ctx, opts, "options of '%s' must be a mapping (expected e.g. "
+                            "'- %s: {key: value}', or '- %s' alone for defaults)",
+                            name_node->text, name_node->text, name_node->text);
+    } else if (entry->kind != CFG_SCALAR || cfg_is_null(entry)) {
+        return cfg_fail(ctx, entry->kind == CFG_MAP && entry->n > 2 ? entry->kids[2] : entry,
+                        "an entry of '%s' is one module (expected '- name' or '- name: "
+                        "{options}' with name one of: %s)", o->key,
+                        cfg_join(names, list, sizeof list));
+    }
+    int kind = -1;
+    for (int i = 0; i < o->n_modules && kind < 0; i++)
+        if (strcmp(name_node->text, names[i]) == 0)
+            kind = i;
+    if (kind < 0)
+        return cfg_fail(ctx, name_node, "unknown module '%.60s' in '%s' (expected one of: %s)",
+                        name_node->text, o->key, cfg_join(names, list, sizeof list));
+    const fg_layer_module *m = &o->modules[kind];
+    snprintf(where, sizeof where, "'%s'", m->name);
+    if (!layer_holds(l, m->when_key, m->when_value))
+        return misplaced(ctx, name_node, l, where, m->when_key, m->when_value, m->when_what);
+    const char *keys[FG_MODULE_MAX_OPTIONS + 1];
+    for (int i = 0; i < m->n_options; i++)
+        keys[i] = m->options[i].key;
+    keys[m->n_options] = NULL;
+    if (opts && m->n_options == 0 && opts->n > 0)
+        return cfg_fail(ctx, opts->kids[0], "%s takes no options (expected '- %s' alone)",
+                        m->name, m->name);
+    if (opts && cfg_check_keys(ctx, opts, m->name, keys))
+        return FG_ERR;
+    memset(out, 0, sizeof *out);
+    out->kind = kind;
+    out->line = name_node->line;
+    out->column = name_node->column;
+    for (int i = 0; i < m->n_options; i++) {
+        const fg_layer_option *mo = &m->options[i];
+        if (!layer_holds(l, mo->when_key, mo->when_value)) {
+            if (cfg_get(opts, mo->key)) {
+                snprintf(where, sizeof where, "'%s' in '%s'", mo->key, m->name);
+                return misplaced(ctx, cfg_get_key(opts, mo->key), l, where, mo->when_key,
+                                 mo->when_value, mo->when_what);
+            }
+            continue;
+        }
+        if (mo->required && !cfg_get(opts, mo->key))
+            return cfg_fail(ctx, opts ? opts : name_node, "missing required key '%s' in '%s' "
+                            "(expected %s: a value)", mo->key, m->name, mo->key);
+        out->opt[i] = mo->def;
+        if (cfg_option(ctx, opts, m->name, mo->key, mo, &out->opt[i]))
+            return FG_ERR;
+    }
+    return FG_OK;
+}
+
+/* A network option: its list into l->net, its length into l->opt[i]. */
+static int read_network(const cfg_ctx *ctx, const cfg_node *opts, fg_layer_spec *l, int i)
+{
+    const fg_layer_option *o = &l->kind->options[i];
+    const cfg_node *seq = cfg_get(opts, o->key);
+    l->opt[i] = 0;
+    if (!seq)
+        return FG_OK;
+    if (seq->kind != CFG_SEQ || seq->n == 0)
+        return cfg_fail(ctx, seq, "'%s' in '%s' must be a list of modules, one '- module' "
+                        "per line, ending in its output", o->key, l->kind->name);
+    if (seq->n > FG_LAYER_MAX_MODULES)
+        return cfg_fail(ctx, seq->kids[FG_LAYER_MAX_MODULES], "'%s' in '%s' has %d modules "
+                        "(expected at most %d)", o->key, l->kind->name, seq->n,
+                        FG_LAYER_MAX_MODULES);
+    for (int j = 0; j < seq->n; j++) {
+        if (read_module(ctx, l, o, seq->kids[j], &l->net[j]))
+            return FG_ERR;
+        const fg_layer_module *m = &o->modules[l->net[j].kind];
+        if (m->output && j + 1 < seq->n)
+            return cfg_fail(ctx, seq->kids[j], "'%s' is the output of '%s' and must come "
+                            "last", m->name, o->key);
+    }
+    if (!o->modules[l->net[seq->n - 1].kind].output) {
+        const char *outputs[FG_LAYER_MAX_MODULES + 1];
+        int n = 0;
+        char list[256];
+        for (int j = 0; j < o->n_modules; j++)
+            if (o->modules[j].output &&
+                layer_holds(l, o->modules[j].when_key, o->modules[j].when_value))
+                outputs[n++] = o->modules[j].name;
+        outputs[n] = NULL;
+        return cfg_fail(ctx, seq->kids[seq->n - 1], "'%s' must end in its output module "
+                        "(expected %s last)", o->key, either(outputs, list, sizeof list));
+    }
+    l->opt[i] = seq->n;
+    return FG_OK;
 }
 
 /* Options of one layer by its kind's schema; opts is a mapping or NULL for
@@ -103,6 +230,11 @@ static int read_layer(walk *w, const fg_layer_kind *k, const cfg_node *opts,
             return cfg_fail(ctx, opts ? opts : at, "missing required key '%s' in '%s' "
                             "(expected %s: %s)", o->key, k->name, o->key,
                             o->choices ? either(o->choices, list, sizeof list) : "a value");
+        if (o->type == FG_OPTION_NETWORK) {
+            if (read_network(ctx, opts, &l, i))
+                return FG_ERR;
+            continue;
+        }
         l.opt[i] = o->def;
         if (cfg_option(ctx, opts, k->name, o->key, o, &l.opt[i]))
             return FG_ERR;

@@ -9,7 +9,7 @@ static const char *const permutation_names[] = { "invconv", "shuffle", "reverse"
 
 void fg_model_spec_print(const fg_model_spec *m, FILE *f)
 {
-    char in[48], out[48], what[160], opts[64] = "";
+    char in[48], out[48], what[640], opts[64] = "";
     layer_shape_str(m->input, in, sizeof in);
     if (m->coupling == FG_TRANSFORM_SPLINE)
         snprintf(opts, sizeof opts, " bins=%d bound=%g", m->bins, (double)m->bound);

@@ -50,6 +50,11 @@ static inline double layer_linear_params(double in, double out)
 extern const char *const layer_transform_names[];   /* fg_transform_kind */
 extern const char *const layer_scale_names[];       /* fg_coupling_scale */
 
+/* "[conv width=64 kernel=3 bias=true, relu, zero_conv kernel=3]": the
+ * list of l's network option (index option), each module with its options
+ * that apply; "" for the default network. */
+const char *layer_network_str(const fg_layer_spec *l, int option, char *buf, size_t n);
+
 /* " scale=sigmoid", " bins=8 bound=3" or "": the options of l's transform
  * that apply, given the indices of its type, scale, bins and bound. */
 const char *layer_transform_str(const fg_layer_spec *l, int type, int scale, int bins,

@@ -10,8 +10,9 @@
  *
  * A layer spec keeps its options as numbers in schema order: an int, a real
  * (kept at float precision, as the layers use it), a bool as 0 or 1, a
- * choice as the index of its name. An option that does not apply (see
- * when_key) reads 0. */
+ * choice as the index of its name, a network (a list of modules, each with
+ * options of its own) as its length, the modules in the spec's net[]. An
+ * option that does not apply (see when_key) reads 0. */
 #ifndef FLOWGRAD_MODELS_LAYER_KIND_H
 #define FLOWGRAD_MODELS_LAYER_KIND_H
 
@@ -26,10 +27,30 @@ typedef enum {
     FG_OPTION_INT,
     FG_OPTION_REAL,
     FG_OPTION_BOOL,
-    FG_OPTION_CHOICE
+    FG_OPTION_CHOICE,
+    FG_OPTION_NETWORK
 } fg_option_type;
 
-typedef struct fg_layer_option {
+typedef struct fg_layer_option fg_layer_option;
+
+/* A kind of module a network option's list may hold (a coupling's
+ * conditioner): its YAML name, its options (a schema as a layer kind's;
+ * their when_key names an option of the layer, not of the module), and
+ * where it fits. */
+typedef struct fg_layer_module {
+    const char *name;
+    const char *doc;                  /* one line */
+    const fg_layer_option *options;
+    int n_options;
+    /* NULL, or the module fits only while the layer's option when_key
+     * holds when_value; when_what names the case in messages. */
+    const char *when_key;
+    double when_value;
+    const char *when_what;
+    int output;                       /* 1: the list's output, last and only there */
+} fg_layer_module;
+
+struct fg_layer_option {
     const char *key;
     fg_option_type type;
     const char *doc;              /* one line, for people */
@@ -45,7 +66,12 @@ typedef struct fg_layer_option {
     const char *when_key;
     double when_value;
     const char *when_what;
-} fg_layer_option;
+    /* network: a list of modules of these kinds (indexed as fg_module_spec
+     * holds them), kept in the spec's net[]; the option's value is the
+     * list's length, 0 (the default) for the kind's own network. */
+    const fg_layer_module *modules;
+    int n_modules;
+};
 
 /* What building a layer gets besides its spec and its actual input. */
 typedef struct fg_layer_build {

@@ -177,7 +177,35 @@ static void value_str(const fg_layer_option *o, double v, char *buf, size_t n)
     case FG_OPTION_CHOICE:
         snprintf(buf, n, "%s", o->choices[(int)v]);
         break;
+    case FG_OPTION_NETWORK:
+        snprintf(buf, n, "%d modules", (int)v);
+        break;
     }
+}
+
+const char *layer_network_str(const fg_layer_spec *l, int option, char *buf, size_t n)
+{
+    const fg_layer_option *o = &l->kind->options[option];
+    int count = (int)l->opt[option];
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < count && used < n; i++) {
+        const fg_module_spec *s = &l->net[i];
+        const fg_layer_module *m = &o->modules[s->kind];
+        used += (size_t)snprintf(buf + used, n - used, "%s%s", i ? ", " : "[", m->name);
+        for (int j = 0; j < m->n_options && used < n; j++) {
+            const fg_layer_option *mo = &m->options[j];
+            char v[64];
+            if (mo->when_key &&
+                l->opt[fg_layer_option_index(l->kind, mo->when_key)] != mo->when_value)
+                continue;
+            value_str(mo, s->opt[j], v, sizeof v);
+            used += (size_t)snprintf(buf + used, n - used, " %s=%s", mo->key, v);
+        }
+    }
+    if (count && used < n)
+        snprintf(buf + used, n - used, "]");
+    return buf;
 }
 
 const char *fg_layer_spec_describe(const fg_layer_spec *l, char *buf, size_t n)
@@ -188,9 +216,15 @@ const char *fg_layer_spec_describe(const fg_layer_spec *l, char *buf, size_t n)
     size_t used = (size_t)snprintf(buf, n, "%s", k->name);
     for (int i = 0; i < k->n_options && used < n; i++) {
         const fg_layer_option *o = &k->options[i];
-        char v[64];
+        char v[64], net[512];
         if (!fg_layer_option_applies(l, i))
             continue;
+        if (o->type == FG_OPTION_NETWORK) {
+            if (l->opt[i] != 0)
+                used += (size_t)snprintf(buf + used, n - used, " %s=%s", o->key,
+                                         layer_network_str(l, i, net, sizeof net));
+            continue;
+        }
         value_str(o, l->opt[i], v, sizeof v);
         if (o->bare)
             used += (size_t)snprintf(buf + used, n - used, " %s", v);

@@ -637,7 +637,7 @@ START_TEST(bad_structures_are_refused)
         "missing required key 'type' in 'permute'");
     BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [coupling: {hiden: 3}]}\n",
         1, 73, "unknown key 'hiden' in 'coupling' (expected one of: type, hidden, mask, scale, net, layers, "
-        "bins, bound)");
+        "bins, bound, conditioner)");
     BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [{repeat: 0, flow: [actnorm]}]}\n",
         1, 71, "'repeat' in 'repeat' is out of range (expected 1..100000, got 0)");
     BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [{repeat: 2}]}\n",

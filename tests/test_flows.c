@@ -148,7 +148,7 @@ static const char *LAYER_NAMES[N_LAYERS] = {
 static fg_flow *make_coupling(int c, int affine, fg_coupling_mask mask,
                               fg_coupling_scale scale, fg_rng *rng)
 {
-    fg_coupling_options o = {c, HIDDEN, affine, rng, mask, scale, 0, 0.0f};
+    fg_coupling_options o = {c, HIDDEN, affine, rng, mask, scale, 0, 0.0f, NULL, 0, 0};
     return fg_coupling_create(&o);
 }
 
@@ -163,9 +163,9 @@ static fg_flow *make_layer(int which, int c, fg_rng *rng)
     case L_SHUFFLE:
         return fg_permute_create(&(fg_permute_options){c, 1, rng});
     case L_ADDITIVE:
-        return fg_coupling_create(&(fg_coupling_options){c, HIDDEN, 0, rng, 0, 0, 0, 0.0f});
+        return fg_coupling_create(&(fg_coupling_options){c, HIDDEN, 0, rng, 0, 0, 0, 0.0f, NULL, 0, 0});
     case L_AFFINE:
-        return fg_coupling_create(&(fg_coupling_options){c, HIDDEN, 1, rng, 0, 0, 0, 0.0f});
+        return fg_coupling_create(&(fg_coupling_options){c, HIDDEN, 1, rng, 0, 0, 0, 0.0f, NULL, 0, 0});
     case L_SQUEEZE: return fg_squeeze_create();
     case L_UNSQUEEZE: return fg_unsqueeze_create();
     case L_SPLIT: return fg_split_create(&(fg_split_options){c, 0});
@@ -882,7 +882,7 @@ static fg_flow *make_vector(int which, int c, int h, int w, fg_rng *rng)
     fg_flow *layers[2];
     layers[0] = fg_flatten_create(&(fg_flatten_options){c, h, w});
     fg_dense_coupling_options o = {d, HIDDEN, 2, 0, FG_COUPLING_MASK_CHANNEL,
-                                   FG_COUPLING_SCALE_SIGMOID, rng, 0, 0.0f};
+                                   FG_COUPLING_SCALE_SIGMOID, rng, 0, 0.0f, NULL, 0, 0};
     switch (which) {
     case V_FLATTEN: return layers[0];
     case V_DENSE_ADDITIVE: break;
@@ -978,7 +978,7 @@ START_TEST(test_vector_layers)
     }
     /* Vector layers refuse images that were not flattened. */
     fg_flow *dc = fg_dense_coupling_create(&(fg_dense_coupling_options){
-        4, HIDDEN, 1, 0, FG_COUPLING_MASK_CHANNEL, 0, &rng, 0, 0.0f});
+        4, HIDDEN, 1, 0, FG_COUPLING_MASK_CHANNEL, 0, &rng, 0, 0.0f, NULL, 0, 0});
     fg_flow_shape img = fg_flow_shape4(2, 4, 2, 2), out;
     ck_assert_int_eq(fg_flow_out_shape(dc, &img, &out), FG_ERR);
     ck_assert_ptr_nonnull(strstr(fg_last_error(), "flatten it first"));
@@ -1012,14 +1012,14 @@ static fg_flow *make_spline_case(int which, int bins, int n, fg_rng *rng, fg_flo
         fg_coupling_options o = {4, HIDDEN, FG_TRANSFORM_SPLINE, rng,
                                  which == S_CHANNEL ? FG_COUPLING_MASK_CHANNEL
                                                     : FG_COUPLING_MASK_CHECKERBOARD_FLIP,
-                                 0, bins, 3.0f};
+                                 0, bins, 3.0f, NULL, 0, 0};
         return fg_coupling_create(&o);
     }
     *in = fg_flow_shape4(n, 4, 2, 2);
     fg_flow *layers[2] = {fg_flatten_create(&(fg_flatten_options){4, 2, 2}), NULL};
     if (which == S_DENSE_FLIP) {
         fg_dense_coupling_options o = {16, HIDDEN, 2, FG_TRANSFORM_SPLINE,
-                                       FG_COUPLING_MASK_CHANNEL_FLIP, 0, rng, bins, 3.0f};
+                                       FG_COUPLING_MASK_CHANNEL_FLIP, 0, rng, bins, 3.0f, NULL, 0, 0};
         layers[1] = fg_dense_coupling_create(&o);
     } else {
         int spline = which == S_MAF_SPLINE || which == S_IAF_SPLINE;
@@ -1606,7 +1606,7 @@ static fg_flow *make_rank2(int which, fg_rng *rng)
                                      [R_SHUFFLE] = L_SHUFFLE};
     fg_dense_coupling_options dc = {d, HIDDEN, 2, FG_TRANSFORM_ADDITIVE,
                                     FG_COUPLING_MASK_CHANNEL, FG_COUPLING_SCALE_SIGMOID, rng,
-                                    2, 3.0f};
+                                    2, 3.0f, NULL, 0, 0};
     fg_autoregressive_options ar = {d, HIDDEN, 2, 0, FG_TRANSFORM_AFFINE,
                                     FG_COUPLING_SCALE_SIGMOID, 2, 3.0f, rng};
     switch (which) {

@@ -52,8 +52,49 @@ static int holds(const fg_layer_option *o, double v)
         return v == 0 || v == 1;
     case FG_OPTION_CHOICE:
         return v == floor(v) && v >= 0 && v < n_choices(o);
+    case FG_OPTION_NETWORK:
+        return v == floor(v) && v >= 0 && v <= FG_LAYER_MAX_MODULES;
     }
     return 0;
+}
+
+/* A network option's module kinds: named, documented, with options a
+ * module can hold, applying by options the layer has, and an output that
+ * fits every case. */
+static void check_modules(const fg_layer_kind *k, const fg_layer_option *o)
+{
+    ck_assert_msg(o->modules && o->n_modules > 0, "%s.%s: no modules", k->name, o->key);
+    ck_assert_msg(o->def == 0, "%s.%s: the default is the kind's own network", k->name,
+                  o->key);
+    int outputs = 0;
+    for (int i = 0; i < o->n_modules; i++) {
+        const fg_layer_module *m = &o->modules[i];
+        ck_assert_msg(m->name && *m->name && m->doc && *m->doc, "%s.%s: module %d unnamed or "
+                      "undocumented", k->name, o->key, i);
+        ck_assert_msg(m->n_options <= FG_MODULE_MAX_OPTIONS, "%s: %d options", m->name,
+                      m->n_options);
+        outputs += m->output;
+        const char *when[FG_MODULE_MAX_OPTIONS + 1] = {m->when_key};
+        double value[FG_MODULE_MAX_OPTIONS + 1] = {m->when_value};
+        for (int j = 0; j < m->n_options; j++) {
+            const fg_layer_option *mo = &m->options[j];
+            ck_assert_msg(mo->key && mo->doc && *mo->doc, "%s: option %d", m->name, j);
+            ck_assert_msg(mo->type != FG_OPTION_NETWORK, "%s.%s: networks do not nest",
+                          m->name, mo->key);
+            ck_assert_msg(mo->required || holds(mo, mo->def), "%s.%s: default %g outside "
+                          "what it takes", m->name, mo->key, mo->def);
+            when[j + 1] = mo->when_key;
+            value[j + 1] = mo->when_value;
+        }
+        for (int j = 0; j <= m->n_options; j++)
+            if (when[j]) {
+                int w = fg_layer_option_index(k, when[j]);
+                ck_assert_msg(w >= 0 && holds(&k->options[w], value[j]), "%s: applies by "
+                              "%s = %g, which the layer cannot hold", m->name, when[j],
+                              value[j]);
+            }
+    }
+    ck_assert_msg(outputs > 0, "%s.%s: no output module", k->name, o->key);
 }
 
 static void check_schema(const fg_layer_kind *k)
@@ -84,6 +125,10 @@ static void check_schema(const fg_layer_kind *k)
                           "%s.%s: an int range of fractions", k->name, o->key);
         ck_assert_msg(holds(o, o->def), "%s.%s: default %g outside what it takes",
                       k->name, o->key, o->def);
+        ck_assert_msg((o->type == FG_OPTION_NETWORK) == (o->modules != NULL),
+                      "%s.%s: modules belong to network options", k->name, o->key);
+        if (o->type == FG_OPTION_NETWORK)
+            check_modules(k, o);
         ck_assert_msg(!o->bare || o->type == FG_OPTION_CHOICE,
                       "%s.%s: only a choice reads alone", k->name, o->key);
         if (o->when_key) {
@@ -285,6 +330,159 @@ START_TEST(bad_options_are_reported_exactly)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ conditioners */
+
+typedef struct named_state {
+    char text[8192];
+    const char *prefix;
+} named_state;
+
+/* "name[d0,d1,...]" of each value under prefix, space-separated. */
+static void list_state(void *ctx, const char *name, fg_var *v, fg_state_kind kind)
+{
+    named_state *s = ctx;
+    (void)kind;
+    if (strncmp(name, s->prefix, strlen(s->prefix)) != 0)
+        return;
+    size_t k = strlen(s->text);
+    k += (size_t)snprintf(s->text + k, sizeof s->text - k, "%s%s[", k ? " " : "",
+                          name + strlen(s->prefix));
+    for (int d = 0; d < v->t.ndim; d++)
+        k += (size_t)snprintf(s->text + k, sizeof s->text - k, "%s%d", d ? "," : "",
+                              v->t.shape[d]);
+    snprintf(s->text + k, sizeof s->text - k, "]");
+}
+
+static const char *state_of(fg_model *m, const char *prefix, named_state *s)
+{
+    s->text[0] = '\0';
+    s->prefix = prefix;
+    fg_multiscale_visit(m->flow, NULL, list_state, s);
+    return s->text;
+}
+
+/* Conditioner lists from YAML: described, counted as built (the registry's
+ * rule check), named by index, Glow's own list named and shaped as the
+ * default network, and a dense list on vectors. */
+START_TEST(conditioner_lists_build_and_name_by_index)
+{
+    static const char text[] =
+        "model:\n"
+        "  type: flow\n"
+        "  height: 4\n"
+        "  width: 4\n"
+        "  channels: 2\n"
+        "  flow:\n"
+        "    - coupling:\n"
+        "        type: additive\n"
+        "        conditioner:\n"
+        "          - conv: {width: 6}\n"
+        "          - actnorm\n"
+        "          - relu\n"
+        "          - residual: {width: 4, activation: tanh}\n"
+        "          - zero_conv: {kernel: 1}\n"
+        "    - coupling: {hidden: 5, conditioner: [conv: {width: 5, bias: false}, actnorm, relu,\n"
+        "                 conv: {width: 5, kernel: 1, bias: false}, actnorm, relu, zero_conv]}\n"
+        "    - coupling: {hidden: 5}\n"
+        "    - flatten\n"
+        "    - coupling: {net: dense, conditioner: [dense: {width: 8}, elu,\n"
+        "                 residual: {activation: leaky_relu}, zero_dense]}\n";
+    fg_config *cfg;
+    ck_assert_msg(fg_config_load_string(text, strlen(text), "t.yaml", &cfg) == FG_OK, "%s",
+                  fg_last_error());
+    char what[512];
+    ck_assert_str_eq(fg_layer_spec_describe(&cfg->model.layers[0], what, sizeof what),
+                     "coupling additive mask=channel conditioner=[conv width=6 kernel=3 "
+                     "bias=true, actnorm, relu, residual width=4 kernel=3 activation=tanh, "
+                     "zero_conv kernel=1]");
+    ck_assert_str_eq(fg_layer_spec_describe(&cfg->model.layers[4], what, sizeof what),
+                     "coupling affine net=dense mask=channel scale=sigmoid conditioner=[dense "
+                     "width=8 bias=true, elu, residual width=0 activation=leaky_relu, "
+                     "zero_dense]");
+    fg_rng rng;
+    fg_rng_seed(&rng, 9);
+    for (int i = 0; i < cfg->model.n_layers; i++) {
+        fg_layer_spec l = cfg->model.layers[i];
+        check_rule(&l, &rng);
+    }
+    fg_model *m;
+    ck_assert_msg(fg_model_build(&cfg->model, 1, &m) == FG_OK, "%s", fg_last_error());
+    named_state a, b;
+    ck_assert_str_eq(state_of(m, "flow.0.coupling.", &a),
+                     "nn.0.weight[6,1,3,3] nn.0.bias[6] nn.1.bias[6] nn.1.logs[6] "
+                     "nn.1.initialized[1] nn.3.0.weight[4,6,3,3] nn.3.0.bias[4] "
+                     "nn.3.2.weight[6,4,3,3] nn.3.2.bias[6] nn.4.weight[1,6,1,1] nn.4.bias[1] "
+                     "nn.4.logs[1]");
+    ck_assert_str_eq(state_of(m, "flow.1.coupling.", &a), state_of(m, "flow.2.coupling.", &b));
+    ck_assert_str_eq(a.text, "nn.0.weight[5,1,3,3] nn.1.bias[5] nn.1.logs[5] "
+                     "nn.1.initialized[1] nn.3.weight[5,5,1,1] nn.4.bias[5] nn.4.logs[5] "
+                     "nn.4.initialized[1] nn.6.weight[2,5,3,3] nn.6.bias[2] nn.6.logs[2]");
+    ck_assert_str_eq(state_of(m, "flow.4.dense_coupling.", &a),
+                     "nn.0.weight[8,16] nn.0.bias[8] nn.2.0.weight[8,8] nn.2.0.bias[8] "
+                     "nn.2.2.weight[8,8] nn.2.2.bias[8] nn.3.weight[32,8] nn.3.bias[32]");
+
+    /* It runs, and its actnorm initializes from data as the default's do. */
+    fg_graph *g = fg_graph_create();
+    int shape[4] = {3, 2, 4, 4};
+    fg_var *x = fg_const(g, 4, shape);
+    for (int i = 0; i < 96; i++)
+        x->t.data[i] = (float)sin(i * 0.3);
+    ck_assert_int_eq(fg_flow_init_pending(m->flow->body), 5);
+    fg_var *lp = fg_multiscale_log_prob(m->flow, g, x, NULL);
+    ck_assert(isfinite(lp->t.data[0]));
+    ck_assert_int_eq(fg_flow_init_pending(m->flow->body), 0);
+    fg_graph_destroy(g);
+    fg_model_free(m);
+    fg_config_free(cfg);
+}
+END_TEST
+
+#define IMAGE "model: {type: flow, height: 2, width: 2, channels: 2, flow: [coupling: " \
+              "{conditioner: "
+#define VECTOR "model: {type: flow, height: 2, width: 2, channels: 2, flow: [flatten, " \
+               "coupling: {net: dense, conditioner: "
+
+START_TEST(bad_conditioners_are_reported_exactly)
+{
+    expect_message(IMAGE "[conv: {width: 4}, sigmoid, zero_conv]}]}\n",
+                   "t.yaml:1:105: unknown module 'sigmoid' in 'conditioner' (expected one of: "
+                   "relu, tanh, elu, leaky_relu, conv, dense, actnorm, residual, zero_conv, "
+                   "zero_dense)");
+    expect_message(IMAGE "[conv: {width: 0}, zero_conv]}]}\n",
+                   "t.yaml:1:101: 'width' in 'conv' is out of range (expected 1..65536, got 0)");
+    expect_message(IMAGE "[conv, zero_conv]}]}\n",
+                   "t.yaml:1:87: missing required key 'width' in 'conv' (expected width: a "
+                   "value)");
+    expect_message(IMAGE "[conv: {width: 4, kernel: 5}, zero_conv]}]}\n",
+                   "t.yaml:1:112: 'kernel' in 'conv' must be one of: 1, 3 (got '5')");
+    expect_message(IMAGE "[dense: {width: 4}, zero_conv]}]}\n",
+                   "t.yaml:1:87: 'dense' only applies to dense coupling networks (expected "
+                   "net: dense with it)");
+    expect_message(VECTOR "[conv: {width: 4}, zero_dense]}]}\n",
+                   "t.yaml:1:108: 'conv' only applies to conv coupling networks (expected "
+                   "net: conv with it)");
+    expect_message(VECTOR "[residual: {kernel: 1}, zero_dense]}]}\n",
+                   "t.yaml:1:119: 'kernel' in 'residual' only applies to conv coupling "
+                   "networks (expected net: conv with it)");
+    expect_message(IMAGE "[zero_conv, relu]}]}\n",
+                   "t.yaml:1:87: 'zero_conv' is the output of 'conditioner' and must come last");
+    expect_message(IMAGE "[conv: {width: 4}, relu]}]}\n",
+                   "t.yaml:1:105: 'conditioner' must end in its output module (expected "
+                   "zero_conv last)");
+    expect_message(VECTOR "[relu]}]}\n",
+                   "t.yaml:1:108: 'conditioner' must end in its output module (expected "
+                   "zero_dense last)");
+    expect_message(IMAGE "[relu: {slope: 2}, zero_conv]}]}\n",
+                   "t.yaml:1:94: relu takes no options (expected '- relu' alone)");
+    expect_message(IMAGE "zero_conv}]}\n",
+                   "t.yaml:1:86: 'conditioner' in 'coupling' must be a list of modules, one "
+                   "'- module' per line, ending in its output");
+    expect_message(IMAGE "[residual: {activation: sigmoid}, zero_conv]}]}\n",
+                   "t.yaml:1:110: 'activation' in 'residual' must be one of: relu, tanh, elu, "
+                   "leaky_relu (got 'sigmoid')");
+}
+END_TEST
+
 /* ------------------------------------------------------------------ roles */
 
 /* The chain finds splits by role and actnorms through data_init: two
@@ -378,6 +576,8 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, bad_options_are_reported_exactly);
     tcase_add_test(tc, roles_and_data_init_are_found_without_names);
     tcase_add_test(tc, state_checks_are_found_without_names);
+    tcase_add_test(tc, conditioner_lists_build_and_name_by_index);
+    tcase_add_test(tc, bad_conditioners_are_reported_exactly);
     suite_add_tcase(s, tc);
     return s;
 }
