@@ -6,7 +6,7 @@ libflowgrad_core_la_SOURCES += flows/layer.h flows/flow.c flows/actnorm.c flows/
 	flows/split.c flows/prior.c flows/sequence.c flows/multiscale.c \
 	flows/units.h flows/multiscale_units.c flows/multiscale_invert.c \
 	flows/flatten.c flows/coupling_dense.c flows/coupling_map.c flows/autoregressive.c \
-	flows/scale_diag.c \
+	flows/scale_diag.c flows/condition.c \
 	flows/state_check.c flows/observe.c
 
 check_PROGRAMS += tests/test_flows
