@@ -77,11 +77,12 @@ static fg_flow *create(const fg_layer_spec *l, const fg_flow_shape *in, const fg
     fg_coupling_scale scale = (fg_coupling_scale)layer_int(l, SCALE);
     if (layer_int(l, NET) == DENSE) {
         fg_dense_coupling_options o = { c, hidden, layer_int(l, LAYERS), type, mask, scale,
-                                        b->rng, layer_int(l, BINS), (float)l->opt[BOUND] };
+                                        b->rng, layer_int(l, BINS), (float)l->opt[BOUND],
+                                        l->cond_channels };
         return fg_dense_coupling_create(&o);
     }
     fg_coupling_options o = { c, hidden, type, b->rng, mask, scale, layer_int(l, BINS),
-                              (float)l->opt[BOUND] };
+                              (float)l->opt[BOUND], l->cond_channels };
     return fg_coupling_create(&o);
 }
 
@@ -90,7 +91,7 @@ static fg_flow *create(const fg_layer_spec *l, const fg_flow_shape *in, const fg
 static void halves(const fg_layer_spec *l, double *seen, double *changed)
 {
     double c = l->in.c, half = (double)(l->in.c / 2);
-    *seen = is_channel_mask(l) ? half : c;
+    *seen = (is_channel_mask(l) ? half : c) + l->cond_channels;
     *changed = is_channel_mask(l) ? c - half : c;
 }
 
