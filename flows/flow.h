@@ -37,7 +37,9 @@
  *   coupling.nn.6.{weight,bias,logs}                         zero conv3x3 (x e^{3 logs})
  *     (indices follow a torch.nn.Sequential: 2 and 5 are the ReLUs)
  *   split.conv.{weight,bias,logs}                            zero conv3x3, C/2 -> 2 (C - C/2)
+ *                                                            (C/2 + Cc in with a condition)
  *   prior.learn_top.{weight,bias,logs}                       zero conv3x3, 2C -> 2C
+ *                                                            (2C + Cc in with a condition)
  *   prior.project_y.{weight,bias}                            linear n_classes -> 2C, zeros
  *
  * Latents that leave the chain (split's z2) travel in an fg_flow_ctx: forward
