@@ -17,6 +17,7 @@ const char *fg_condition_kind_name(fg_condition_kind c)
 {
     return c >= FG_CONDITION_NONE && c <= FG_CONDITION_TENSOR ? condition_names[c] : "?";
 }
+
 static const char *const glow_keys[] = {
     COMMON_KEYS, "levels", "steps", "hidden", "coupling", "permutation", "lu",
     "actnorm_scale", "bins", "bound", NULL
