@@ -191,6 +191,10 @@ int cmd_eval(int argc, char **argv)
     cli_loaded L;
     if (cli_load_checkpoint(o.ckpt, &L) != FG_OK)
         return cli_fail(cmd, "%s", fg_last_error());
+    if (fg_model_spec_check_data_condition(&L.cfg->model, o.ckpt, "flowgrad eval") != FG_OK) {
+        cli_loaded_free(&L);
+        return cli_fail(cmd, "%s", fg_last_error());
+    }
     evaluated e[MAX_SETS];
     int n_sets = o.n_sets, status = 0;
     memset(e, 0, sizeof e);

@@ -136,6 +136,8 @@ int cmd_info(int argc, char **argv)
                params, flops, s->input.c, s->input.h, s->input.w, s->top.c, s->top.h,
                s->top.w, s->n_bits, s->learn_top ? "true" : "false",
                s->y_condition ? s->classes : 0);
+        printf(", \"condition\": \"%s\", \"condition_channels\": %d",
+               fg_condition_kind_name(s->condition), s->cond_channels);
         if (step >= 0)
             printf(", \"step\": %lld", step);
         if (batch > 0) {
@@ -181,6 +183,9 @@ int cmd_info(int argc, char **argv)
         printf("top prior:       (%d, %d, %d)%s%s\n", s->top.c, s->top.h, s->top.w,
                s->learn_top ? ", learned" : ", N(0, 1)",
                s->y_condition ? ", class-conditional" : "");
+        if (s->condition != FG_CONDITION_NONE)
+            printf("condition:       %s, %d channels, to every coupling, split prior and the "
+                   "top prior\n", fg_condition_kind_name(s->condition), s->cond_channels);
         for (int i = 0; batch > 0 && i < 2; i++)
             fg_train_memory_print(&mem[i], stdout);
     }

@@ -56,6 +56,10 @@ int cmd_interpolate(int argc, char **argv)
     cli_loaded L;
     if (cli_load_checkpoint(ckpt, &L) != FG_OK)
         return cli_fail(cmd, "%s", fg_last_error());
+    if (fg_model_spec_check_data_condition(&L.cfg->model, ckpt, "flowgrad interpolate") != FG_OK) {
+        cli_loaded_free(&L);
+        return cli_fail(cmd, "%s", fg_last_error());
+    }
     fg_dataset d;
     if (fg_config_load_split(L.cfg, 0, fg_memory_available(), &d) != FG_OK) {
         cli_loaded_free(&L);
@@ -77,7 +81,8 @@ int cmd_interpolate(int argc, char **argv)
     fg_rng_seed(&rng, 0);
     fg_var *x = fg_model_input(g, &d, idx, 2, m->n_bits, &rng);
     fg_var *lat[FG_FLOW_MAX_LATENTS], *mix[FG_FLOW_MAX_LATENTS];
-    int k = fg_multiscale_encode(m->flow, g, x, y, lat, NULL);
+    fg_var *c = fg_model_condition(m, g, y, 2);
+    int k = fg_multiscale_encode_cond(m->flow, g, x, y, c, lat, NULL);
     for (int l = 0; l < k; l++) {
         int shape[4];
         memcpy(shape, lat[l]->t.shape, sizeof shape);
@@ -91,7 +96,20 @@ int cmd_interpolate(int argc, char **argv)
                 dst[i] = (1 - t) * lat[l]->t.data[i] + t * lat[l]->t.data[per + i];
         }
     }
-    fg_var *xs = fg_multiscale_decode(m->flow, g, mix, k);
+    /* A conditional flow decodes each step under the same mix of the two
+     * images' conditions as of their latents. */
+    fg_var *cmix = NULL;
+    if (c) {
+        size_t per = fg_numel(&c->t) / 2;
+        int shape[2] = {(int)steps, (int)per};
+        cmix = fg_const(g, 2, shape);
+        for (int s = 0; s < steps; s++) {
+            float t = (float)s / (float)(steps - 1);
+            for (size_t i = 0; i < per; i++)
+                cmix->t.data[s * per + i] = (1 - t) * c->t.data[i] + t * c->t.data[per + i];
+        }
+    }
+    fg_var *xs = fg_multiscale_decode_cond(m->flow, g, mix, k, cmix);
     int bad = fg_images_grey_nonfinite(&xs->t);
     int rc = cli_write_grid(out, &xs->t, 1);
     if (rc == FG_OK) {

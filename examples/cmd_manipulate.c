@@ -71,6 +71,10 @@ int cmd_manipulate(int argc, char **argv)
     cli_loaded L;
     if (cli_load_checkpoint(ckpt, &L) != FG_OK)
         return cli_fail(cmd, "%s", fg_last_error());
+    if (fg_model_spec_check_data_condition(&L.cfg->model, ckpt, "flowgrad manipulate") != FG_OK) {
+        cli_loaded_free(&L);
+        return cli_fail(cmd, "%s", fg_last_error());
+    }
     fg_dataset d;
     if (fg_config_load_split(L.cfg, 0, fg_memory_available(), &d) != FG_OK) {
         cli_loaded_free(&L);
@@ -106,7 +110,8 @@ int cmd_manipulate(int argc, char **argv)
         fg_dataset_labels(&d, idx, n, y);
         fg_graph_reset(g);
         fg_var *x = fg_model_input(g, &d, idx, n, m->n_bits, &rng);
-        k = fg_multiscale_encode(m->flow, g, x, y, lat, NULL);
+        k = fg_multiscale_encode_cond(m->flow, g, x, y, fg_model_condition(m, g, y, n), lat,
+                                      NULL);
         for (int s = 0; s < n; s++) {
             if (y[s] != ca && y[s] != cb)
                 continue;
@@ -139,7 +144,8 @@ int cmd_manipulate(int argc, char **argv)
     fg_graph_reset(g);
     fg_dataset_labels(&d, pick, rows, yc);
     fg_var *x = fg_model_input(g, &d, pick, rows, m->n_bits, &rng);
-    k = fg_multiscale_encode(m->flow, g, x, yc, lat, NULL);
+    k = fg_multiscale_encode_cond(m->flow, g, x, yc, fg_model_condition(m, g, yc, rows), lat,
+                                  NULL);
     fg_var *moved[FG_FLOW_MAX_LATENTS];
     size_t off = 0;
     for (int l = 0; l < k; l++) {
@@ -159,7 +165,14 @@ int cmd_manipulate(int argc, char **argv)
             }
         off += per;
     }
-    fg_var *xs = fg_multiscale_decode(m->flow, g, moved, k);
+    /* A conditional flow decodes every moved latent under its image's own
+     * condition. */
+    int *ym = fg_xmalloc((size_t)rows * cols * sizeof *ym, "labels");
+    for (int i = 0; i < rows * cols; i++)
+        ym[i] = yc[i / cols];
+    fg_var *xs = fg_multiscale_decode_cond(m->flow, g, moved, k,
+                                           fg_model_condition(m, g, ym, rows * cols));
+    free(ym);
     int bad = fg_images_grey_nonfinite(&xs->t);
     if (cli_write_grid(out, &xs->t, rows) != FG_OK) {
         status = cli_fail(cmd, "%s", fg_last_error());

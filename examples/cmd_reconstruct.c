@@ -51,6 +51,10 @@ int cmd_reconstruct(int argc, char **argv)
     cli_loaded L;
     if (cli_load_checkpoint(ckpt, &L) != FG_OK)
         return cli_fail(cmd, "%s", fg_last_error());
+    if (fg_model_spec_check_data_condition(&L.cfg->model, ckpt, "flowgrad reconstruct") != FG_OK) {
+        cli_loaded_free(&L);
+        return cli_fail(cmd, "%s", fg_last_error());
+    }
     fg_dataset d;
     if (fg_config_load_split(L.cfg, 0, fg_memory_available(), &d) != FG_OK) {
         cli_loaded_free(&L);
@@ -69,8 +73,9 @@ int cmd_reconstruct(int argc, char **argv)
     fg_rng_seed(&rng, 0);
     fg_var *x = fg_model_input(g, &d, idx, (int)n, m->n_bits, &rng);
     fg_var *lat[FG_FLOW_MAX_LATENTS];
-    int k = fg_multiscale_encode(m->flow, g, x, y, lat, NULL);
-    fg_var *back = fg_multiscale_decode(m->flow, g, lat, k);
+    fg_var *c = fg_model_condition(m, g, y, (int)n);
+    int k = fg_multiscale_encode_cond(m->flow, g, x, y, c, lat, NULL);
+    fg_var *back = fg_multiscale_decode_cond(m->flow, g, lat, k, c);
     size_t D = (size_t)fg_model_dims(m);
     double err = fg_k_max_abs_diff(n * D, x->t.data, back->t.data);
     int shape[4] = {(int)(2 * n), m->c, m->h, m->w};

@@ -1,4 +1,6 @@
-/* flowgrad sample: draws from a trained model, one row per temperature. */
+/* flowgrad sample: draws from a trained model, one row per temperature, or
+ * per class and temperature (--per-class, the default of a model
+ * conditioned on the class). */
 #include "examples/cli.h"
 
 #include <stdlib.h>
@@ -14,7 +16,9 @@ static void help(void)
          "  --temperature LIST one or more temperatures, comma separated (default: the\n"
          "                     config's); a list gives one row per temperature\n"
          "  --seed S           random seed (default 0)\n"
-         "  --class K          class label for a class-conditional model (default: cycle)\n"
+         "  --class K          class label for a class-conditional model (default: cycle,\n"
+         "                     or one row per class for condition: class)\n"
+         "  --per-class        one row of N samples per class (and temperature)\n"
          "  --out FILE.png     the sample grid (required; a new or regular file: an existing\n"
          "                     device, fifo or directory is refused, never replaced)\n"
          "  --json             print a summary as JSON\n"
@@ -26,7 +30,7 @@ int cmd_sample(int argc, char **argv)
     const char *ckpt = NULL, *out = NULL, *v;
     long long n = 64, seed = 0, cls = -1;
     double temps[32];
-    int n_temps = 0, json = 0;
+    int n_temps = 0, json = 0, per_class = 0, n_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -34,9 +38,12 @@ int cmd_sample(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "--per-class")) {
+            per_class = 1;
         } else if (!strcmp(a, "--n") || !strcmp(a, "--seed") || !strcmp(a, "--class")) {
             long long *t = a[2] == 'n' ? &n : a[2] == 's' ? &seed : &cls;
             long long lo = a[2] == 'n' ? 1 : 0, hi = a[2] == 'n' ? 4096 : INT64_MAX;
+            n_given |= a[2] == 'n';
             if (!(v = cli_value(argc, argv, &i)) || cli_int(a, v, lo, hi, t) != FG_OK)
                 return cli_usage_error(cmd, "%s", fg_last_error());
         } else if (!strcmp(a, "--temperature")) {
@@ -56,37 +63,56 @@ int cmd_sample(int argc, char **argv)
         return cli_usage_error(cmd, "missing CKPT: expected a checkpoint.safetensors");
     if (!out)
         return cli_usage_error(cmd, "missing --out FILE.png: where to write the grid");
+    if (per_class && cls >= 0)
+        return cli_usage_error(cmd, "--per-class and --class: give one (a row per class, "
+                               "or every sample of one class)");
     cli_loaded L;
     if (cli_load_checkpoint(ckpt, &L) != FG_OK)
         return cli_fail(cmd, "%s", fg_last_error());
-    fg_model *m = L.model;
-    if (cls >= 0 && (!m->n_classes || cls >= m->n_classes)) {
+    if (fg_model_spec_check_data_condition(&L.cfg->model, ckpt, "flowgrad sample") != FG_OK) {
         cli_loaded_free(&L);
-        return cli_usage_error(cmd, "--class %lld: expected a label in [0, %d) of a "
-                               "class-conditional model", cls, m->n_classes);
+        return cli_fail(cmd, "%s", fg_last_error());
     }
+    fg_model *m = L.model;
+    int classes = fg_model_spec_needs_labels(&L.cfg->model) ? L.cfg->model.classes : 0;
+    if ((cls >= 0 || per_class) && (!classes || cls >= classes)) {
+        cli_loaded_free(&L);
+        if (per_class)
+            return cli_usage_error(cmd, "--per-class: the model is not class-conditional "
+                                   "(expected condition: class or y_condition: true)");
+        return cli_usage_error(cmd, "--class %lld: expected a label in [0, %d) of a "
+                               "class-conditional model", cls, classes);
+    }
+    /* A flow conditioned on the class shows what the condition does best
+     * one class to a row. */
+    if (m->condition == FG_CONDITION_CLASS && cls < 0)
+        per_class = 1;
+    if (per_class && !n_given)
+        n = 10;
     if (n_temps == 0)
         temps[n_temps++] = L.cfg->has_train ? L.cfg->train.temperature : 0.7;
     size_t D = (size_t)fg_model_dims(m);
-    int total = (int)n * n_temps;
+    int per_temp = (int)n * (per_class ? classes : 1);
+    int total = per_temp * n_temps;
     int shape[4] = {total, m->c, m->h, m->w};
     fg_tensor *all = fg_tensor_new(4, shape);
     int *y = NULL;
-    if (m->n_classes) {
-        y = fg_xmalloc((size_t)n * sizeof *y, "labels");
-        for (int i = 0; i < n; i++)
-            y[i] = cls >= 0 ? (int)cls : i % m->n_classes;
+    if (classes) {
+        y = fg_xmalloc((size_t)per_temp * sizeof *y, "labels");
+        for (int i = 0; i < per_temp; i++)
+            y[i] = cls >= 0 ? (int)cls : per_class ? i / (int)n : i % classes;
     }
     fg_graph *g = fg_graph_create();
     for (int r = 0; r < n_temps; r++) {
         fg_rng rng;
         fg_rng_seed_stream(&rng, (uint64_t)seed, (uint64_t)r);
         fg_graph_reset(g);
-        fg_var *x = fg_multiscale_sample(m->flow, g, (int)n, y, (float)temps[r], &rng);
-        memcpy(all->data + (size_t)r * n * D, x->t.data, (size_t)n * D * sizeof(float));
+        fg_var *x = fg_model_sample(m, g, per_temp, y, NULL, (float)temps[r], &rng);
+        memcpy(all->data + (size_t)r * per_temp * D, x->t.data,
+               (size_t)per_temp * D * sizeof(float));
     }
-    int rows = n_temps > 1 ? n_temps : 1;
-    if (n_temps == 1) {
+    int rows = per_class ? classes * n_temps : n_temps > 1 ? n_temps : 1;
+    if (n_temps == 1 && !per_class) {
         while ((long long)(rows + 1) * (rows + 1) <= n)
             rows++;
     }
@@ -96,7 +122,7 @@ int cmd_sample(int argc, char **argv)
         if (json) {
             printf("{\"out\": ");
             cli_json_string(stdout, out);
-            printf(", \"n\": %lld, \"temperatures\": [", n);
+            printf(", \"n\": %lld, \"rows\": %d, \"temperatures\": [", n, rows);
             for (int r = 0; r < n_temps; r++)
                 printf("%s%g", r ? ", " : "", temps[r]);
             printf("], \"non_finite\": %d}\n", bad);

@@ -112,6 +112,10 @@ int cmd_train(int argc, char **argv)
         cli_fail(cmd, "%s: no train: section; expected one with at least a dataset", config);
         goto out_cfg;
     }
+    if (fg_model_spec_check_data_condition(&r.cfg->model, config, "flowgrad train") != FG_OK) {
+        cli_fail(cmd, "%s", fg_last_error());
+        goto out_cfg;
+    }
     if (batch > 0)
         t->batch = (int)batch;
     if (seed >= 0)

@@ -62,15 +62,16 @@ static int write_samples(train_run *r)
     fg_rng rng;
     fg_rng_seed_stream(&rng, r->cfg->train.seed, FG_STREAM_SAMPLE);
     int n = 64, labels[64], *y = NULL;
-    if (r->model->n_classes) {
+    /* A row of 8 per class, for class-conditional priors and flows alike. */
+    if (fg_model_spec_needs_labels(&r->cfg->model)) {
         for (int i = 0; i < n; i++)
-            labels[i] = (i / 8) % r->model->n_classes;
+            labels[i] = (i / 8) % r->cfg->model.classes;
         y = labels;
     }
     fg_graph *g = r->tr.g;
     fg_graph_reset(g);
-    fg_var *x = fg_multiscale_sample(r->model->flow, g, n, y,
-                                     (float)r->cfg->train.temperature, &rng);
+    fg_var *x = fg_model_sample(r->model, g, n, y, NULL, (float)r->cfg->train.temperature,
+                                &rng);
     char name[64];
     snprintf(name, sizeof name, "samples_%ld.png", r->tr.step);
     int rc = cli_write_grid(out_file(r, name), &x->t, 8);

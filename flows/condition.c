@@ -5,6 +5,7 @@
 #include "flows/layer.h"
 
 #include <stdio.h>
+#include <string.h>
 
 /* (n, k) whose row i averages the rows i f .. i f + f - 1 of a (n f)-row
  * input: the pooling along one axis, applied as x^T or x times it. */
@@ -89,4 +90,28 @@ fg_var *fg_condition_for(fg_graph *g, const fg_var *condition, const fg_var *lik
                         "and width must be whole multiples of the layer's)", layer, cs, ls),
                NULL;
     return pool(g, c, h, w);
+}
+
+fg_var *fg_condition_join(fg_graph *g, fg_var *own, const fg_var *condition,
+                          int cond_channels, const char *layer)
+{
+    if (cond_channels <= 0)
+        return own;
+    if (!condition)
+        fg_fatal(layer, "the layer takes a condition of %d channels, but the batch came "
+                 "without one (set fg_flow_ctx.condition)", cond_channels);
+    fg_var *k = fg_condition_for(g, condition, own, layer);
+    if (!k) {
+        /* The message begins with the layer's name, which fg_fatal adds. */
+        const char *m = fg_last_error();
+        size_t len = strlen(layer);
+        fg_fatal(layer, "%s", strncmp(m, layer, len) == 0 && m[len] == ':' ? m + len + 2 : m);
+    }
+    if (k->t.shape[1] != cond_channels) {
+        char cs[FG_SHAPE_STR_LEN];
+        fg_flow_shape sh = fg_flow_shape_of(condition);
+        fg_fatal(layer, "the condition %s gives %d channels (entries), the layer was built "
+                 "for %d", fg_flow_shape_str(&sh, cs, sizeof cs), k->t.shape[1], cond_channels);
+    }
+    return fg_channel_concat(g, own, k);
 }

@@ -61,33 +61,6 @@ static void require_input(const coupling *c, const fg_var *x)
         fg_flow_require_image(c->kind, x, c->channels);
 }
 
-/* The batch's condition shaped to concatenate to the network's input in.
- * A coupling built for a condition that runs without one, or with one of
- * other channels, is the caller's wiring bug: it stops naming the layer. */
-static fg_var *condition_for(const coupling *c, fg_graph *g, const fg_var *in,
-                             const fg_flow_ctx *ctx)
-{
-    if (!ctx || !ctx->condition)
-        fg_fatal(c->kind, "the layer takes a condition of %d channels, but the batch came "
-                 "without one (set fg_flow_ctx.condition)", c->cond_channels);
-    fg_var *k = fg_condition_for(g, ctx->condition, in, c->kind);
-    if (!k) {
-        /* The message begins with the layer's name, which fg_fatal adds. */
-        const char *m = fg_last_error();
-        size_t len = strlen(c->kind);
-        fg_fatal(c->kind, "%s", strncmp(m, c->kind, len) == 0 && m[len] == ':' ? m + len + 2
-                                                                              : m);
-    }
-    if (k->t.shape[1] != c->cond_channels) {
-        char cs[FG_SHAPE_STR_LEN];
-        fg_flow_shape s = fg_flow_shape_of(ctx->condition);
-        fg_fatal(c->kind, "the condition %s gives %d channels (entries), the layer was "
-                 "built for %d", fg_flow_shape_str(&s, cs, sizeof cs), k->t.shape[1],
-                 c->cond_channels);
-    }
-    return k;
-}
-
 /* h = NN(part [, condition]) in part's layout: a vector network runs on
  * (N, D), so (N, D, 1, 1) is reshaped on the way in and out. */
 static fg_var *conditioner(coupling *c, fg_graph *g, fg_var *part, fg_flow_ctx *ctx)
@@ -99,8 +72,7 @@ static fg_var *conditioner(coupling *c, fg_graph *g, fg_var *part, fg_flow_ctx *
         int shape[2] = {n, part->t.shape[1]};
         in = fg_reshape(g, part, 2, shape);
     }
-    if (c->cond_channels > 0)
-        in = fg_channel_concat(g, in, condition_for(c, g, in, ctx));
+    in = fg_condition_join(g, in, ctx ? ctx->condition : NULL, c->cond_channels, c->kind);
     fg_var *h = fg_net_apply(c->net, g, in);
     if (!flat)
         return h;

@@ -38,7 +38,9 @@
  *     (indices follow a torch.nn.Sequential: 2 and 5 are the ReLUs; a
  *     coupling given its own network names its modules nn.<i> alike)
  *   split.conv.{weight,bias,logs}                            zero conv3x3, C/2 -> 2 (C - C/2)
+ *                                                            (C/2 + Cc in with a condition)
  *   prior.learn_top.{weight,bias,logs}                       zero conv3x3, 2C -> 2C
+ *                                                            (2C + Cc in with a condition)
  *   prior.project_y.{weight,bias}                            linear n_classes -> 2C, zeros
  *
  * Latents that leave the chain (split's z2) travel in an fg_flow_ctx: forward
@@ -80,6 +82,22 @@ typedef struct fg_flow_ctx {
 } fg_flow_ctx;
 
 FG_API void fg_flow_ctx_init(fg_flow_ctx *ctx);
+
+/* ---------------------------------------------------------------- conditions
+ * A conditional flow (a cINN) reads a condition of the batch, ctx->condition:
+ * vectors (N, Cc) or images (N, Cc, Hc, Wc). Each conditional layer
+ * concatenates it, shaped by fg_condition_for, to a tensor of its own
+ * along the channel axis (flows/condition.c). like is that tensor:
+ *   like (N, C, H, W): a vector condition is repeated over H x W; an image
+ *     condition whose Hc, Wc are whole multiples of H, W is averaged over
+ *     each (Hc/H) x (Wc/W) cell (as is when equal);
+ *   like (N, D): a vector condition as is, an image one flattened to
+ *     (N, Cc Hc Wc).
+ * Any other pair: NULL, with fg_error naming `layer` and both shapes (a
+ * conditional layer then stops with that message). Differentiable:
+ * gradients reach the condition. */
+FG_API fg_var *fg_condition_for(fg_graph *g, const fg_var *condition, const fg_var *like,
+                                const char *layer);
 
 /* ---------------------------------------------------------------- observer
  * Debugging: fn sees, as forward computes them, each layer's log-determinant
@@ -278,16 +296,6 @@ FG_API int fg_net_data_init(fg_net *net, int rearm);
 /* The name of a module kind as configs write it ("conv", "zero_dense"). */
 FG_API const char *fg_net_kind_name(fg_net_kind k);
 
-/* The condition of a batch shaped for a layer: like is the tensor it will
- * be concatenated to along the channels. For an image like (N, C, H, W):
- * a vector condition (N, Cc) is broadcast over H x W, an image condition
- * (N, Cc, Hc, Wc) with Hc, Wc integer multiples of H, W is average-pooled
- * to H x W. For a vector like (N, D): a vector condition as it is, an image
- * one flattened to (N, Cc Hc Wc). NULL with fg_error naming layer and both
- * shapes when the condition does not fit (flows/condition.c). */
-FG_API fg_var *fg_condition_for(fg_graph *g, const fg_var *condition, const fg_var *like,
-                                const char *layer);
-
 /* coupling: one part of x passes through unchanged and conditions an
  * invertible map of the rest through h = NN(conditioning part).
  *
@@ -364,11 +372,17 @@ FG_API fg_flow *fg_unsqueeze_create(void);
 typedef struct fg_split_options {
     int channels;
     int standard;           /* 0: learned conditional Gaussian, 1: N(0, I) */
+    int cond_channels;      /* learned only: 0, or Cc: the conv also sees the batch's
+                               condition (ctx->condition, fg_condition_for), C/2 + Cc
+                               channels in; a standard prior ignores it */
 } fg_split_options;
 FG_API fg_flow *fg_split_create(const fg_split_options *o);
-/* The conditional Gaussian of z2 given z1 (each (N, C/2, H, W)). */
+/* The conditional Gaussian of z2 given z1 (each (N, C/2, H, W)), and given
+ * the condition for a conditional split (NULL otherwise). */
 FG_API void fg_split_prior_params(fg_flow *split, fg_graph *g, fg_var *z1, fg_var **mean,
                            fg_var **logs);
+FG_API void fg_split_prior_params_cond(fg_flow *split, fg_graph *g, fg_var *z1,
+                                       fg_var *condition, fg_var **mean, fg_var **logs);
 
 /* ---------------------------------------------------------------- vectors
  * A batch of D-vectors is an (N, D) tensor. The channel-wise layers
@@ -479,18 +493,24 @@ FG_API const char *fg_value_text(double v, char *buf, size_t n);
  * (N, 2C, 1, 1), so its bias and logs are a learned mean and scale per
  * entry). n_classes > 0: a zero-initialized linear map of one-hot y gives
  * 2C values per sample added to h (broadcast over H, W) before the halves
- * are taken. The state is the same for vectors as for (N, C, 1, 1). */
+ * are taken. cond_channels = Cc > 0 (needs learn_top): the conv's input is
+ * concat(zeros, fg_condition_for(condition)), 2C + Cc channels, so mean and
+ * log-std depend on the condition of the batch (the _cond forms take it;
+ * the others are those with condition NULL, for unconditional priors). The
+ * state is the same for vectors as for (N, C, 1, 1). */
 typedef struct fg_prior_options {
     int channels, height, width;
     int learn_top;
     int n_classes;           /* 0: unconditional */
     int vectors;             /* 1: latents (N, C); height and width are ignored */
+    int cond_channels;       /* 0, or Cc: the condition's channels (learn_top only) */
 } fg_prior_options;
 typedef struct fg_prior {
     int channels, height, width, learn_top, n_classes;
     fg_zero_conv top;        /* when learn_top */
     fg_linear project_y;     /* when n_classes > 0 */
     int vectors;
+    int cond_channels;
 } fg_prior;
 FG_API fg_prior *fg_prior_create(const fg_prior_options *o);
 FG_API void fg_prior_destroy(fg_prior *p);
@@ -502,23 +522,41 @@ FG_API fg_var *fg_prior_logp(fg_prior *p, fg_graph *g, fg_var *z, const int *y);
 /* mean + T e^logs eps; rng may be NULL at T = 0. */
 FG_API fg_var *fg_prior_sample(fg_prior *p, fg_graph *g, int n, const int *y,
                         float temperature, fg_rng *rng);
+/* The same given the batch's condition (N rows; NULL for an unconditional
+ * prior; a conditional one stops without it). */
+FG_API void fg_prior_params_cond(fg_prior *p, fg_graph *g, int n, const int *y,
+                                 fg_var *condition, fg_var **mean, fg_var **logs);
+FG_API fg_var *fg_prior_logp_cond(fg_prior *p, fg_graph *g, fg_var *z, const int *y,
+                                  fg_var *condition);
+FG_API fg_var *fg_prior_sample_cond(fg_prior *p, fg_graph *g, int n, const int *y,
+                                    fg_var *condition, float temperature, fg_rng *rng);
 FG_API void fg_prior_visit(fg_prior *p, const char *prefix, fg_visit_fn fn, void *vctx);
 
 /* ---------------------------------------------------------------- multi-scale
  * A chain of layers (splits included) and a prior on the last output.
- * log p(x) = sum of the latents' log-densities + logdet of the chain. */
+ * log p(x) = sum of the latents' log-densities + logdet of the chain.
+ *
+ * A conditional chain (cond_channels > 0; its couplings and learned split
+ * priors made with the same cond_channels) models p(x | c): the _cond forms
+ * take the batch's condition c ((N, Cc) or (N, Cc, Hc, Wc), N the batch's)
+ * and hand it to every layer in fg_flow_ctx.condition and to the top prior,
+ * in every pass (recorded, unit by unit, by inversion, inverse and
+ * sampling). The forms without _cond are those with c = NULL, for
+ * unconditional chains; a conditional chain stops without its condition. */
 typedef struct fg_multiscale_options {
     fg_flow **layers;        /* ownership passes to the container */
     int n_layers;
     fg_flow_shape input;     /* (N, C, H, W), or (N, D) for vectors; N is not checked */
     int learn_top;
     int n_classes;
+    int cond_channels;       /* 0, or Cc: the top prior takes the condition */
 } fg_multiscale_options;
 typedef struct fg_multiscale {
     fg_flow *body;           /* a sequence, visited as "flow.<i>..." */
     fg_prior *prior;         /* visited as "prior..." */
     fg_flow_shape input, top;
     int n_latents;           /* split-off latents + the top one */
+    int cond_channels;
 } fg_multiscale;
 /* Validates every shape first; on FG_ERR the layers are destroyed. */
 FG_API int fg_multiscale_create(const fg_multiscale_options *o, fg_multiscale **out);
@@ -538,6 +576,15 @@ FG_API fg_var *fg_multiscale_decode(fg_multiscale *m, fg_graph *g, fg_var **late
 /* n samples at temperature T (no-grad); T = 0 maps the prior means back. */
 FG_API fg_var *fg_multiscale_sample(fg_multiscale *m, fg_graph *g, int n, const int *y,
                              float temperature, fg_rng *rng);
+/* The same given the condition of the batch (see above). */
+FG_API fg_var *fg_multiscale_log_prob_cond(fg_multiscale *m, fg_graph *g, fg_var *x,
+                                           const int *y, fg_var *condition);
+FG_API int fg_multiscale_encode_cond(fg_multiscale *m, fg_graph *g, fg_var *x, const int *y,
+                                     fg_var *condition, fg_var **latents, fg_var **logp);
+FG_API fg_var *fg_multiscale_decode_cond(fg_multiscale *m, fg_graph *g, fg_var **latents,
+                                         int n_latents, fg_var *condition);
+FG_API fg_var *fg_multiscale_sample_cond(fg_multiscale *m, fg_graph *g, int n, const int *y,
+                                         fg_var *condition, float temperature, fg_rng *rng);
 
 /* ---------------------------------------------------------------- memory by inversion
  * Passes without a tape (encode with gradients disabled, decode, sample)
@@ -565,6 +612,13 @@ typedef struct fg_invert_stats {
 FG_API int fg_multiscale_encode_invert(fg_multiscale *m, fg_graph *g, fg_var *x, const int *y,
                                        fg_var **latents, fg_var **logp,
                                        fg_invert_stats *stats);
+/* The same given the condition: every unit sees it in the forward and
+ * again when its backward records it; a condition that requires a
+ * gradient receives it. */
+FG_API int fg_multiscale_encode_invert_cond(fg_multiscale *m, fg_graph *g, fg_var *x,
+                                            const int *y, fg_var *condition,
+                                            fg_var **latents, fg_var **logp,
+                                            fg_invert_stats *stats);
 
 #ifdef __cplusplus
 }

@@ -26,6 +26,14 @@ void fg_flow_require_channels(const char *kind, const fg_var *x, int channels);
 int fg_flow_expect_vectors(const char *kind, const fg_flow_shape *in, int dim);
 void fg_flow_require_vectors(const char *kind, const fg_var *x, int dim);
 
+/* own with the batch's condition concatenated after its channels, shaped
+ * by fg_condition_for, for a layer built for cond_channels of it; own
+ * itself when cond_channels is 0. A missing condition, or one that does
+ * not fit or has other channels, is the caller's wiring: it stops naming
+ * the layer and the shapes. */
+fg_var *fg_condition_join(fg_graph *g, fg_var *own, const fg_var *condition,
+                          int cond_channels, const char *layer);
+
 /* Product of the dimensions after N and C (H W for images). */
 int fg_flow_spatial(const fg_var *x);
 

@@ -98,6 +98,10 @@ static void backward(fg_graph *g, void *vctx, fg_var **outs, int n_outs)
     /* The input's gradient buffer, before the mark: it outlives this rule. */
     if (op->x->requires_grad && !op->x->grad)
         op->x->grad = fg_arena_calloc(fg_graph_arena(g), fg_numel(&op->x->t) * sizeof(float));
+    /* Likewise the condition's: every unit's backward adds to it. */
+    fg_var *cond = p->condition;
+    if (cond && cond->requires_grad && !cond->grad)
+        cond->grad = fg_arena_calloc(fg_graph_arena(g), fg_numel(&cond->t) * sizeof(float));
     fg_graph_mark start = fg_graph_mark_now(g);
     fg_arena *a = fg_graph_arena(g);
     size_t width = p->max_numel;
@@ -125,6 +129,7 @@ static void backward(fg_graph *g, void *vctx, fg_var **outs, int n_outs)
         /* the split-off latent goes back to the inverse */
         fg_flow_ctx ictx;
         fg_flow_ctx_init(&ictx);
+        ictx.condition = p->condition;
         fg_var *latent = u->latent >= 0 ? outs[OUT_LATENTS + u->latent] : NULL;
         if (latent)
             fg_flow_ctx_push(&ictx, fg_const_wrap(g, latent->t.data, latent->t.ndim,
@@ -132,6 +137,7 @@ static void backward(fg_graph *g, void *vctx, fg_var **outs, int n_outs)
         /* 1-2. the input again, and the unit's graph recorded from it */
         fg_flow_ctx fctx;
         fg_flow_ctx_init(&fctx);
+        fctx.condition = p->condition;
         fg_var *ld = NULL, *xv = NULL, *y = NULL;
         if (u->f->ops->invert_record)
             y = u->f->ops->invert_record(u->f, g, z, &xv, &ld, &fctx);
@@ -187,11 +193,22 @@ static void backward(fg_graph *g, void *vctx, fg_var **outs, int n_outs)
 int fg_multiscale_encode_invert(fg_multiscale *m, fg_graph *g, fg_var *x, const int *y,
                                 fg_var **latents, fg_var **logp, fg_invert_stats *stats)
 {
+    return fg_multiscale_encode_invert_cond(m, g, x, y, NULL, latents, logp, stats);
+}
+
+int fg_multiscale_encode_invert_cond(fg_multiscale *m, fg_graph *g, fg_var *x, const int *y,
+                                     fg_var *condition, fg_var **latents, fg_var **logp,
+                                     fg_invert_stats *stats)
+{
     if (!fg_grad_enabled(g))
-        return fg_multiscale_encode(m, g, x, y, latents, logp);
+        return fg_multiscale_encode_cond(m, g, x, y, condition, latents, logp);
+    fg_multiscale_require_condition(m, condition);
     invert_op *op = fg_arena_calloc(fg_graph_arena(g), sizeof *op);
     fg_flow_shape in = fg_flow_shape_of(x);
     fg_unit_plan_make(g, m->body, &in, &op->plan);
+    /* Each unit sees the condition in the forward and again when its
+     * backward records it, so the recorded unit is the one that ran. */
+    op->plan.condition = condition;
     FG_CHECK(op->plan.n_latents + 1 == m->n_latents, "multiscale",
              "the chain splits off %d latents, expected %d", op->plan.n_latents,
              m->n_latents - 1);
@@ -211,7 +228,7 @@ int fg_multiscale_encode_invert(fg_multiscale *m, fg_graph *g, fg_var *x, const 
     fg_custom_op(g, "invertible chain", op->outs, op->n_outs, backward, op);
     fg_multiscale_collect(m, &v, latents);
     if (logp)
-        *logp = fg_multiscale_log_density(m, g, v.top, y, op->plan.n_latents ? v.logp : NULL,
-                                          v.logdet);
+        *logp = fg_multiscale_log_density(m, g, v.top, y, condition,
+                                          op->plan.n_latents ? v.logp : NULL, v.logdet);
     return m->n_latents;
 }

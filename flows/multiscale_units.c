@@ -126,6 +126,7 @@ void fg_units_forward_probed(fg_graph *g, const fg_unit_plan *p, fg_var *x, int 
         int was = fg_set_grad_enabled(g, init_actnorm && fg_grad_enabled(g) && needs_init(u->f));
         fg_flow_ctx ctx;
         fg_flow_ctx_init(&ctx);
+        ctx.condition = p->condition;
         fg_var *ld = NULL;
         fg_var *y = fg_flow_forward(u->f, g, cur, &ld, &ctx);
         fg_set_grad_enabled(g, was);

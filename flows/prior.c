@@ -1,7 +1,9 @@
 /* The prior on the top latent: a diagonal Gaussian, standard by default,
  * optionally learned (Glow's learn_top: a zero conv applied to zeros, so
- * only its bias and logs matter) and optionally shifted per class by a
- * zero-initialized linear map of one-hot y. */
+ * only its bias and logs matter), optionally shifted per class by a
+ * zero-initialized linear map of one-hot y, and optionally conditional:
+ * the condition of the batch joins the zeros as the conv's input, so the
+ * mean and log-std become functions of it (a cINN's conditional base). */
 #include "flows/layer.h"
 
 #include <stdlib.h>
@@ -24,6 +26,12 @@ fg_prior *fg_prior_create(const fg_prior_options *o)
                  o->channels, o->height, o->width);
         return NULL;
     }
+    if (o->cond_channels < 0 || (o->cond_channels > 0 && !o->learn_top)) {
+        fg_error("prior: a condition of %d channels needs learn_top (the condition reaches "
+                 "the prior through the learned conv), and the channels must not be negative",
+                 o->cond_channels);
+        return NULL;
+    }
     if (o->n_classes < 0) {
         fg_error("prior: n_classes must be 0 (unconditional) or positive, got %d",
                  o->n_classes);
@@ -35,8 +43,10 @@ fg_prior *fg_prior_create(const fg_prior_options *o)
     p->width = o->width;
     p->learn_top = o->learn_top != 0;
     p->n_classes = o->n_classes;
+    p->cond_channels = o->cond_channels;
     if (p->learn_top)
-        fg_zero_conv_init(&p->top, 2 * p->channels, 2 * p->channels, 3, 3.0f);
+        fg_zero_conv_init(&p->top, 2 * p->channels + p->cond_channels, 2 * p->channels, 3,
+                          3.0f);
     if (p->n_classes)
         fg_linear_init(&p->project_y, p->n_classes, 2 * p->channels, 1, 0.0f, NULL);
     return p;
@@ -67,11 +77,18 @@ static fg_var *broadcast_spatial(fg_prior *p, fg_graph *g, fg_var *v, int n)
 void fg_prior_params(fg_prior *p, fg_graph *g, int n, const int *y, fg_var **mean,
                      fg_var **logs)
 {
+    fg_prior_params_cond(p, g, n, y, NULL, mean, logs);
+}
+
+void fg_prior_params_cond(fg_prior *p, fg_graph *g, int n, const int *y, fg_var *condition,
+                          fg_var **mean, fg_var **logs)
+{
     int c = p->channels;
     int h_shape[4] = {n, 2 * c, p->height, p->width};
     fg_var *h = fg_const(g, 4, h_shape);
     if (p->learn_top)
-        h = fg_zero_conv_apply(g, &p->top, h);
+        h = fg_zero_conv_apply(g, &p->top,
+                               fg_condition_join(g, h, condition, p->cond_channels, kind));
     /* Vectors take the values of (N, 2C, 1, 1) as (N, 2C): the same memory. */
     if (p->vectors)
         h = fg_reshape(g, h, 2, h_shape);
@@ -93,6 +110,12 @@ void fg_prior_params(fg_prior *p, fg_graph *g, int n, const int *y, fg_var **mea
 
 fg_var *fg_prior_logp(fg_prior *p, fg_graph *g, fg_var *z, const int *y)
 {
+    return fg_prior_logp_cond(p, g, z, y, NULL);
+}
+
+fg_var *fg_prior_logp_cond(fg_prior *p, fg_graph *g, fg_var *z, const int *y,
+                           fg_var *condition)
+{
     char buf[FG_SHAPE_STR_LEN];
     if (p->vectors)
         FG_CHECK(z->t.ndim == 2 && z->t.shape[1] == p->channels, kind,
@@ -104,7 +127,7 @@ fg_var *fg_prior_logp(fg_prior *p, fg_graph *g, fg_var *z, const int *y)
                  kind, "latent %s does not match the prior's (N, %d, %d, %d)",
                  fg_shape_str(&z->t, buf, sizeof buf), p->channels, p->height, p->width);
     fg_var *mean, *logs;
-    fg_prior_params(p, g, z->t.shape[0], y, &mean, &logs);
+    fg_prior_params_cond(p, g, z->t.shape[0], y, condition, &mean, &logs);
     fg_flow_observe("prior.logs", logs);
     return fg_gaussian_logp(g, z, mean, logs);
 }
@@ -112,8 +135,14 @@ fg_var *fg_prior_logp(fg_prior *p, fg_graph *g, fg_var *z, const int *y)
 fg_var *fg_prior_sample(fg_prior *p, fg_graph *g, int n, const int *y,
                         float temperature, fg_rng *rng)
 {
+    return fg_prior_sample_cond(p, g, n, y, NULL, temperature, rng);
+}
+
+fg_var *fg_prior_sample_cond(fg_prior *p, fg_graph *g, int n, const int *y, fg_var *condition,
+                             float temperature, fg_rng *rng)
+{
     fg_var *mean, *logs;
-    fg_prior_params(p, g, n, y, &mean, &logs);
+    fg_prior_params_cond(p, g, n, y, condition, &mean, &logs);
     if (temperature == 0.0f)
         return mean;
     FG_CHECK(rng != NULL, kind, "sampling at temperature %g needs an RNG", temperature);

@@ -2,7 +2,9 @@
  * Gaussian conditioned on the half that stays (Glow's learned split prior).
  * x -> (z1, z2) only relabels values, so logdet is unchanged; the density
  * of z2 goes to ctx->logp instead. The standard variant (RealNVP's) models
- * z2 as N(0, I) whatever z1 is. */
+ * z2 as N(0, I) whatever z1 is. A conditional learned prior reads the
+ * batch's condition (ctx->condition) beside z1: the conv sees
+ * concat(z1, condition shaped to z1's grid). */
 #include "flows/layer.h"
 
 #include <stdlib.h>
@@ -11,7 +13,8 @@ typedef struct split {
     fg_flow base;
     int channels;
     int standard;
-    fg_zero_conv conv;      /* learned: C/2 -> 2 (C - C/2), 3x3, interleaved mean/logs */
+    int cond_channels;      /* learned only: the condition's channels, 0 for none */
+    fg_zero_conv conv;      /* learned: C/2 + Cc -> 2 (C - C/2), 3x3, interleaved mean/logs */
 } split;
 
 static const char kind[] = "split";
@@ -27,6 +30,13 @@ static int out_shape(const fg_flow *f, const fg_flow_shape *in, fg_flow_shape *o
 
 void fg_split_prior_params(fg_flow *f, fg_graph *g, fg_var *z1, fg_var **mean, fg_var **logs)
 {
+    fg_split_prior_params_cond(f, g, z1, NULL, mean, logs);
+}
+
+
+void fg_split_prior_params_cond(fg_flow *f, fg_graph *g, fg_var *z1, fg_var *condition,
+                                fg_var **mean, fg_var **logs)
+{
     split *s = (split *)f;
     fg_flow_require_image(kind, z1, s->channels / 2);
     if (s->standard) {
@@ -36,7 +46,8 @@ void fg_split_prior_params(fg_flow *f, fg_graph *g, fg_var *z1, fg_var **mean, f
         *logs = fg_const(g, 4, shape);
         return;
     }
-    fg_var *h = fg_zero_conv_apply(g, &s->conv, z1);
+    fg_var *h = fg_zero_conv_apply(
+        g, &s->conv, fg_condition_join(g, z1, condition, s->cond_channels, kind));
     *mean = fg_channel_even(g, h);
     *logs = fg_channel_odd(g, h);
 }
@@ -56,7 +67,7 @@ static fg_var *forward(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet,
     fg_var *z1 = fg_channel_slice(g, x, 0, half);
     fg_var *z2 = fg_channel_slice(g, x, half, s->channels);
     fg_var *mean, *logs;
-    fg_split_prior_params(f, g, z1, &mean, &logs);
+    fg_split_prior_params_cond(f, g, z1, ctx->condition, &mean, &logs);
     fg_var *lp = fg_gaussian_logp(g, z2, mean, logs);
     fg_flow_observe("prior.logs", logs);
     fg_flow_observe("prior.logp", lp);
@@ -85,7 +96,7 @@ static fg_var *inverse(fg_flow *f, fg_graph *g, fg_var *z1, fg_var **logdet,
     require_ctx(ctx, "inverse");
     int half = s->channels / 2;
     fg_var *mean, *logs;
-    fg_split_prior_params(f, g, z1, &mean, &logs);
+    fg_split_prior_params_cond(f, g, z1, ctx->condition, &mean, &logs);
     fg_var *z2 = fg_flow_ctx_pop(ctx);
     if (z2) {
         char a[FG_SHAPE_STR_LEN], b[FG_SHAPE_STR_LEN];
@@ -124,6 +135,10 @@ static const fg_flow_ops ops = {kind, out_shape, forward, inverse, visit, destro
 
 fg_flow *fg_split_create(const fg_split_options *o)
 {
+    if (o->cond_channels < 0) {
+        fg_error("split: cond_channels must be 0 or positive, got %d", o->cond_channels);
+        return NULL;
+    }
     if (o->channels < 2 || o->channels % 2) {
         fg_error("split: needs an even channel count of at least 2, got %d", o->channels);
         return NULL;
@@ -135,6 +150,7 @@ fg_flow *fg_split_create(const fg_split_options *o)
     if (s->standard)
         return &s->base;
     int half = o->channels / 2;
-    fg_zero_conv_init(&s->conv, half, 2 * (o->channels - half), 3, 3.0f);
+    s->cond_channels = o->cond_channels;
+    fg_zero_conv_init(&s->conv, half + s->cond_channels, 2 * (o->channels - half), 3, 3.0f);
     return &s->base;
 }

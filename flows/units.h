@@ -21,6 +21,7 @@ typedef struct fg_unit_plan {
     size_t max_numel;        /* the largest tensor passed between units */
     int n_latents;
     fg_flow_shape latent[FG_FLOW_MAX_LATENTS];
+    fg_var *condition;       /* every unit's ctx->condition; NULL after make */
 } fg_unit_plan;
 
 /* The plan of body for an input of shape in (N included). */
@@ -62,7 +63,9 @@ fg_var *fg_units_inverse(fg_graph *g, const fg_unit_plan *p, fg_var *top, fg_flo
 /* log p(x) = log p(top) + split_logp + logdet (the last two may be NULL),
  * in the one order every path of the container uses. */
 fg_var *fg_multiscale_log_density(fg_multiscale *m, fg_graph *g, fg_var *top, const int *y,
-                                  fg_var *split_logp, fg_var *logdet);
+                                  fg_var *condition, fg_var *split_logp, fg_var *logdet);
+/* Stops when m is conditional and condition is NULL. */
+void fg_multiscale_require_condition(const fg_multiscale *m, const fg_var *condition);
 /* The latents of a unit pass in fg_multiscale_encode's order (NULL: none). */
 void fg_multiscale_collect(const fg_multiscale *m, const fg_unit_values *v, fg_var **latents);
 

@@ -43,7 +43,7 @@ int fg_model_build_ex(const fg_model_spec *spec, uint64_t seed,
     int n_classes = spec->y_condition ? spec->classes : 0;
     fg_multiscale_options mo = {layers, spec->n_layers,
                                 fg_flow_shape4(1, spec->input.c, h, w),
-                                spec->learn_top, n_classes};
+                                spec->learn_top, n_classes, spec->cond_channels};
     fg_multiscale *ms;
     int rc = fg_multiscale_create(&mo, &ms);
     free(layers);
@@ -57,6 +57,9 @@ int fg_model_build_ex(const fg_model_spec *spec, uint64_t seed,
     m->n_bits = spec->n_bits;
     m->n_classes = n_classes;
     m->weight_y = spec->weight_y;
+    m->condition = spec->condition;
+    m->cond_channels = spec->cond_channels;
+    m->cond_classes = spec->condition == FG_CONDITION_CLASS ? spec->classes : 0;
     if (n_classes > 0) {
         m->has_class_head = 1;
         fg_linear_init(&m->project_class, ms->top.dim[1], n_classes, 1, 0.0f, NULL);
@@ -102,9 +105,36 @@ static fg_var *to_bits_per_dim(fg_model *m, fg_graph *g, fg_var *logp)
     return fg_scale(g, nll, (float)(1.0 / (D * log(2.0))));
 }
 
+fg_var *fg_model_condition(fg_model *m, fg_graph *g, const int *y, int n)
+{
+    if (m->condition == FG_CONDITION_NONE)
+        return NULL;
+    FG_CHECK(m->condition == FG_CONDITION_CLASS, "model", "the model is conditioned on a "
+             "tensor of %d channels (condition: tensor): give it to the _cond forms",
+             m->cond_channels);
+    FG_CHECK(y != NULL, "model", "the model is conditioned on the class (condition: class) "
+             "and needs a label per image");
+    int shape[2] = {n, m->cond_classes};
+    fg_var *onehot = fg_const(g, 2, shape);
+    for (int i = 0; i < n; i++) {
+        FG_CHECK(y[i] >= 0 && y[i] < m->cond_classes, "model",
+                 "label y[%d] = %d outside [0, %d)", i, y[i], m->cond_classes);
+        onehot->t.data[(size_t)i * m->cond_classes + y[i]] = 1.0f;
+    }
+    return onehot;
+}
+
 fg_var *fg_model_bits_per_dim(fg_model *m, fg_graph *g, fg_var *x, const int *y)
 {
-    fg_var *logp = fg_multiscale_log_prob(m->flow, g, x, m->n_classes ? y : NULL);
+    return fg_model_bits_per_dim_cond(m, g, x, y,
+                                      fg_model_condition(m, g, y, x->t.shape[0]));
+}
+
+fg_var *fg_model_bits_per_dim_cond(fg_model *m, fg_graph *g, fg_var *x, const int *y,
+                                   fg_var *condition)
+{
+    fg_var *logp = fg_multiscale_log_prob_cond(m->flow, g, x, m->n_classes ? y : NULL,
+                                               condition);
     return to_bits_per_dim(m, g, logp);
 }
 
@@ -116,11 +146,29 @@ fg_var *fg_model_loss(fg_model *m, fg_graph *g, fg_var *x, const int *y, double 
 fg_var *fg_model_loss_ex(fg_model *m, fg_graph *g, fg_var *x, const int *y, double *bpd,
                          fg_memory_mode memory, fg_invert_stats *stats)
 {
+    return fg_model_loss_cond(m, g, x, y, fg_model_condition(m, g, y, x->t.shape[0]), bpd,
+                              memory, stats);
+}
+
+fg_var *fg_model_sample(fg_model *m, fg_graph *g, int n, const int *y, fg_var *condition,
+                        float temperature, fg_rng *rng)
+{
+    if (!condition && m->condition == FG_CONDITION_CLASS)
+        condition = fg_model_condition(m, g, y, n);
+    return fg_multiscale_sample_cond(m->flow, g, n, m->n_classes ? y : NULL, condition,
+                                     temperature, rng);
+}
+
+fg_var *fg_model_loss_cond(fg_model *m, fg_graph *g, fg_var *x, const int *y,
+                           fg_var *condition, double *bpd, fg_memory_mode memory,
+                           fg_invert_stats *stats)
+{
     fg_var *latents[FG_FLOW_MAX_LATENTS], *logp;
     const int *cy = m->n_classes ? y : NULL;
     int n_lat = memory == FG_MEMORY_INVERT
-                    ? fg_multiscale_encode_invert(m->flow, g, x, cy, latents, &logp, stats)
-                    : fg_multiscale_encode(m->flow, g, x, cy, latents, &logp);
+                    ? fg_multiscale_encode_invert_cond(m->flow, g, x, cy, condition, latents,
+                                                       &logp, stats)
+                    : fg_multiscale_encode_cond(m->flow, g, x, cy, condition, latents, &logp);
     fg_var *loss = fg_mean(g, to_bits_per_dim(m, g, logp));
     if (bpd)
         *bpd = loss->t.data[0];
@@ -143,7 +191,8 @@ double fg_model_spec_flops(const fg_model_spec *spec)
     for (int i = 0; i < spec->n_layers; i++)
         f += fg_layer_spec_flops(&spec->layers[i]);
     if (spec->learn_top)
-        f += layer_conv_flops(2 * spec->top.c, 2 * spec->top.c, 3, spec->top.h, spec->top.w);
+        f += layer_conv_flops(2 * spec->top.c + spec->cond_channels, 2 * spec->top.c, 3,
+                              spec->top.h, spec->top.w);
     if (spec->y_condition)
         f += 2.0 * spec->top.c * spec->classes;
     return f;

@@ -28,6 +28,30 @@
  *   classes:     2..100000       required when y_condition is true
  *   weight_y:    >= 0            default 0.01: weight of the classification
  *                                loss when y_condition is true
+ *   condition:   none | class | tensor   default none: a conditional flow
+ *                                p(x | c) (a cINN). The condition c reaches
+ *                                every coupling's network (concatenated to
+ *                                its conditioning part), every learned split
+ *                                prior (beside the kept half) and the top
+ *                                prior (its learned conv's input), in
+ *                                training, evaluation and sampling.
+ *                                class: c is the one-hot label, Cc = classes
+ *                                (needs classes; the data's labels are the
+ *                                condition, `flowgrad sample --class K`
+ *                                chooses it); tensor: c is any tensor of
+ *                                condition_channels channels a program
+ *                                gives through the library (vectors (N, Cc)
+ *                                or images (N, Cc, Hc, Wc) whose Hc, Wc are
+ *                                multiples of each layer's grid,
+ *                                fg_condition_for in flows/flow.h); the
+ *                                command line cannot give one. Needs
+ *                                learn_top: true. With y_condition as well,
+ *                                both hold: y_condition keeps its per-class
+ *                                shift of the top prior and its
+ *                                classification loss, and the condition
+ *                                feeds every layer besides.
+ *   condition_channels: 1..4096  required with condition: tensor (Cc), and
+ *                                only then
  *
  * model, type: glow (the preset of Kingma & Dhariwal 2018):
  *   levels:      1..16           required: L; each level squeezes by 2, so
@@ -267,10 +291,15 @@ typedef struct fg_layer_spec {
     fg_chw in;          /* shape entering the layer */
     fg_chw out;         /* shape leaving it (for split: the kept half) */
     int level;          /* number of splits before this layer */
+    int cond_channels;  /* the model's condition channels (0: none): what a
+                           conditional layer takes beside its own input */
     int line, column;   /* where it was declared, 1-based (for messages) */
 } fg_layer_spec;
 
 typedef enum { FG_MODEL_GLOW, FG_MODEL_FLOW } fg_model_type;
+/* What a conditional flow is conditioned on (model.condition). */
+typedef enum { FG_CONDITION_NONE = 0, FG_CONDITION_CLASS,
+               FG_CONDITION_TENSOR } fg_condition_kind;
 typedef enum { FG_PERMUTATION_INVCONV, FG_PERMUTATION_SHUFFLE,
                FG_PERMUTATION_REVERSE } fg_permutation;
 
@@ -283,6 +312,10 @@ typedef struct fg_model_spec {
     int y_condition;
     int classes;              /* 0 when not given */
     float weight_y;
+    /* the condition of every coupling and prior (model.condition) */
+    fg_condition_kind condition;
+    int cond_channels;        /* Cc: classes for class, condition_channels
+                                 for tensor, 0 for none */
     /* the glow preset as written (meaningful when type == FG_MODEL_GLOW) */
     int levels, steps, hidden;
     fg_transform_kind coupling;
@@ -363,6 +396,15 @@ FG_API const char *fg_layer_spec_describe(const fg_layer_spec *l, char *buf, siz
 FG_API const char *fg_layer_kind_name(const fg_layer_kind *k);
 FG_API const char *fg_dataset_kind_name(fg_dataset_kind d);
 FG_API const char *fg_memory_mode_name(fg_memory_mode m);
+FG_API const char *fg_condition_kind_name(fg_condition_kind c);
+/* 1 when the model reads the data's labels: y_condition, or condition:
+ * class (then every image of a data set needs a label below classes). */
+FG_API int fg_model_spec_needs_labels(const fg_model_spec *m);
+/* FG_OK unless the model is conditioned on a tensor (condition: tensor),
+ * which the data sets of a config cannot give: then FG_ERR saying that
+ * `what` (a command) needs condition none or class, the config named. */
+FG_API int fg_model_spec_check_data_condition(const fg_model_spec *m, const char *name,
+                                              const char *what);
 /* FG_OK and *out for "store" or "invert", else FG_ERR naming the choices. */
 FG_API int fg_memory_mode_parse(const char *s, fg_memory_mode *out);
 

@@ -21,15 +21,18 @@ static int load_folder(const fg_config *cfg, int train, double max_bytes, fg_dat
     if (fg_dataset_load_folder(d, t->data_path, &o, train ? FG_FOLDER_TRAIN : FG_FOLDER_TEST)
         != FG_OK)
         return FG_ERR;
-    if (!m->y_condition)
+    if (!fg_model_spec_needs_labels(m))
         return FG_OK;
     if (d->n_classes == 0 || d->n_classes != m->classes) {
         int have = d->n_classes;
         fg_dataset_free(d);
         if (have == 0)
-            return fg_error("%s: y_condition needs labels but %s has no class subfolders; "
+            return fg_error("%s: %s needs labels but %s has no class subfolders; "
                             "put the images into one subfolder per class, or set "
-                            "y_condition: false", cfg->name, t->data_path);
+                            "%s", cfg->name,
+                            m->y_condition ? "y_condition" : "condition: class",
+                            t->data_path,
+                            m->y_condition ? "y_condition: false" : "condition: none");
         return fg_error("%s: %s has %d class subfolders but the model says classes: %d "
                         "(expected classes: %d)", cfg->name, t->data_path, have, m->classes,
                         have);

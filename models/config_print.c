@@ -36,6 +36,9 @@ void fg_model_spec_print(const fg_model_spec *m, FILE *f)
         fprintf(f, ", class-conditional (classes=%d weight_y=%g)", m->classes,
                 (double)m->weight_y);
     fputc('\n', f);
+    if (m->condition != FG_CONDITION_NONE)
+        fprintf(f, "condition: %s, %d channels, to every coupling, split prior and the top "
+                "prior\n", fg_condition_kind_name(m->condition), m->cond_channels);
 }
 
 static void print_every(FILE *f, const char *what, int64_t every)

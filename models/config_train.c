@@ -152,7 +152,7 @@ static int check_synthetic(const cfg_ctx *ctx, const cfg_node *d, const fg_model
                         "pixels but the model's images are %dx%d (expected height and "
                         "width >= %d)", FG_SYNTHETIC_MIN_SIZE, FG_SYNTHETIC_MIN_SIZE,
                         m->input.h, m->input.w, FG_SYNTHETIC_MIN_SIZE);
-    if (m->y_condition && m->classes < FG_SYNTHETIC_CLASSES)
+    if (fg_model_spec_needs_labels(m) && m->classes < FG_SYNTHETIC_CLASSES)
         return cfg_fail(ctx, name, "dataset 'synthetic' has %d classes but the model says "
                         "classes: %d (expected classes >= %d)", FG_SYNTHETIC_CLASSES,
                         m->classes, FG_SYNTHETIC_CLASSES);

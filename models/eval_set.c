@@ -16,7 +16,7 @@ static int check_fits(const fg_config *cfg, const char *name, const fg_dataset *
         return fg_error("data set '%s' has %dx%dx%d images but the model of %s takes "
                         "%dx%dx%d: choose a data set of the model's image size", name, d->h,
                         d->w, d->c, cfg->name, in->h, in->w, in->c);
-    int classes = cfg->model.y_condition ? cfg->model.classes : 0;
+    int classes = fg_model_spec_needs_labels(&cfg->model) ? cfg->model.classes : 0;
     for (int i = 0; classes && i < d->n; i++)
         if (d->labels[i] >= classes)
             return fg_error("data set '%s': image %d has label %d but the class-conditional "
@@ -91,7 +91,7 @@ int fg_eval_set_load_folder(const fg_config *cfg, const char *dir, double max_by
         return FG_ERR;
     int rc = check_fits(cfg, dir, d);
     /* Label 0 for every image would evaluate each under class 0's prior. */
-    if (rc == FG_OK && cfg->model.y_condition && d->n_classes == 0)
+    if (rc == FG_OK && fg_model_spec_needs_labels(&cfg->model) && d->n_classes == 0)
         rc = fg_error("%s: the model of %s is class-conditional (%d classes) but the folder "
                       "has no class subfolders; put each class's images in a subfolder named "
                       "for it", dir, cfg->name, cfg->model.classes);

@@ -189,13 +189,14 @@ static fg_flow *create(const fg_layer_spec *l, const fg_flow_shape *in, const fg
         fg_dense_coupling_options o = {
             .dim = c, .hidden = hidden, .layers = layer_int(l, LAYERS), .transform = type,
             .mask = mask, .scale = scale, .rng = b->rng, .bins = layer_int(l, BINS),
-            .bound = (float)l->opt[BOUND], .net = n ? net : NULL, .net_layers = n };
+            .bound = (float)l->opt[BOUND], .net = n ? net : NULL, .net_layers = n,
+            .cond_channels = l->cond_channels };
         return fg_dense_coupling_create(&o);
     }
     fg_coupling_options o = {
         .channels = c, .hidden = hidden, .transform = type, .rng = b->rng, .mask = mask,
         .scale = scale, .bins = layer_int(l, BINS), .bound = (float)l->opt[BOUND],
-        .net = n ? net : NULL, .net_layers = n };
+        .net = n ? net : NULL, .net_layers = n, .cond_channels = l->cond_channels };
     return fg_coupling_create(&o);
 }
 
@@ -204,7 +205,7 @@ static fg_flow *create(const fg_layer_spec *l, const fg_flow_shape *in, const fg
 static void halves(const fg_layer_spec *l, double *seen, double *changed)
 {
     double c = l->in.c, half = (double)(l->in.c / 2);
-    *seen = is_channel_mask(l) ? half : c;
+    *seen = (is_channel_mask(l) ? half : c) + l->cond_channels;
     *changed = is_channel_mask(l) ? c - half : c;
 }
 

@@ -27,7 +27,7 @@ static int shape(const fg_layer_spec *l, fg_chw in, fg_chw *out)
 static fg_flow *create(const fg_layer_spec *l, const fg_flow_shape *in, const fg_layer_build *b)
 {
     (void)b;
-    fg_split_options o = { in->dim[1], layer_int(l, PRIOR) == STANDARD };
+    fg_split_options o = { in->dim[1], layer_int(l, PRIOR) == STANDARD, l->cond_channels };
     return fg_split_create(&o);
 }
 
@@ -37,14 +37,14 @@ static double flops(const fg_layer_spec *l)
     int c = l->in.c, half = c / 2;
     if (layer_int(l, PRIOR) != LEARNED)
         return 0;
-    return layer_conv_flops(half, 2 * (c - half), 3, l->in.h, l->in.w);
+    return layer_conv_flops(half + l->cond_channels, 2 * (c - half), 3, l->in.h, l->in.w);
 }
 
 static void size(const fg_layer_spec *l, fg_model_size *s)
 {
     double c = l->in.c, half = (double)(l->in.c / 2);
     if (layer_int(l, PRIOR) == LEARNED)
-        s->params += layer_conv_params(half, 2 * (c - half), 3, 1, 1);
+        s->params += layer_conv_params(half + l->cond_channels, 2 * (c - half), 3, 1, 1);
 }
 
 const fg_layer_kind fg_layer_split = {

@@ -55,7 +55,8 @@ dist_pkgdata_DATA += \
 	models/realnvp-fmnist.yaml \
 	models/nice-fmnist.yaml \
 	models/ablation-fmnist.yaml \
-	models/icons.yaml
+	models/icons.yaml \
+	models/fmnist-cond.yaml
 
 check_PROGRAMS += tests/test_config
 TESTS += tests/test_config
@@ -147,3 +148,10 @@ TESTS += tests/test_alloc_failure
 tests_test_alloc_failure_SOURCES = tests/test_alloc_failure.c
 tests_test_alloc_failure_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_alloc_failure_LDADD = $(FG_TEST_INTERNAL_LIBS)
+
+check_PROGRAMS += tests/test_conditional_flow
+TESTS += tests/test_conditional_flow
+tests_test_conditional_flow_SOURCES = tests/test_conditional_flow.c
+tests_test_conditional_flow_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_conditional_flow_LDADD = $(FG_TEST_LIBS)
+EXTRA_DIST += tests/configs/cond-tiny.yaml tests/configs/cond-tensor.yaml

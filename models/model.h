@@ -10,7 +10,15 @@
  * The training objective is the mean over the batch of bits per dimension
  * of the dequantized data,
  *     bpd = (-log p(x) + D log 2^n_bits) / (D log 2),
- * plus weight_y times the mean class cross-entropy when y_condition. */
+ * plus weight_y times the mean class cross-entropy when y_condition.
+ *
+ * A conditional model (model.condition, models/config.h) is p(x | c): the
+ * condition c reaches every coupling, every learned split prior and the
+ * top prior (flows/flow.h, "multi-scale"). The forms that take labels y
+ * build c from them for condition: class (the one-hot of y,
+ * fg_model_condition); the _cond forms take any c a program has, vectors
+ * (N, Cc) or images (N, Cc, Hc, Wc), which condition: tensor needs. y still
+ * goes to the y_condition prior shift and class head where those exist. */
 #ifndef FLOWGRAD_MODELS_MODEL_H
 #define FLOWGRAD_MODELS_MODEL_H
 
@@ -29,6 +37,9 @@ typedef struct fg_model {
     float weight_y;
     int has_class_head;
     fg_linear project_class;  /* top channels -> n_classes, zeros */
+    fg_condition_kind condition;  /* what the flow is conditioned on */
+    int cond_channels;        /* Cc, 0 without condition */
+    int cond_classes;         /* classes of a class condition, else 0 */
     fg_state_list state;      /* every parameter and buffer, by name */
 } fg_model;
 
@@ -64,6 +75,23 @@ FG_API fg_var *fg_model_loss(fg_model *m, fg_graph *g, fg_var *x, const int *y,
 FG_API fg_var *fg_model_loss_ex(fg_model *m, fg_graph *g, fg_var *x, const int *y,
                                 double *bpd, fg_memory_mode memory,
                                 fg_invert_stats *stats);
+
+/* The condition of a batch of n labels: their one-hot (n, classes), a
+ * constant on g, for condition: class; NULL for a model without condition.
+ * Stops for condition: tensor (give the tensor to the _cond forms), for
+ * NULL labels of a class-conditional model and for a label out of range
+ * (callers check labels from outside first). */
+FG_API fg_var *fg_model_condition(fg_model *m, fg_graph *g, const int *y, int n);
+/* The forms above given the condition c (NULL for a model without one). */
+FG_API fg_var *fg_model_bits_per_dim_cond(fg_model *m, fg_graph *g, fg_var *x, const int *y,
+                                          fg_var *condition);
+FG_API fg_var *fg_model_loss_cond(fg_model *m, fg_graph *g, fg_var *x, const int *y,
+                                  fg_var *condition, double *bpd, fg_memory_mode memory,
+                                  fg_invert_stats *stats);
+/* n samples at the temperature (no-grad) given labels y (class conditions
+ * and y_condition priors) or a condition c (which wins when given). */
+FG_API fg_var *fg_model_sample(fg_model *m, fg_graph *g, int n, const int *y,
+                               fg_var *condition, float temperature, fg_rng *rng);
 
 /* Condition number above which a plain invertible 1x1 convolution is
  * reported: float32 products lose about log10(cond) of their ~7 digits. */

@@ -7,6 +7,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The condition of n images for the checks (NULL without one): the same
+ * for every image, so that the perturbed copies of one input in the
+ * Jacobian see the same flow. A class condition is class 1's one-hot, a
+ * tensor one a fixed random vector of its channels. */
+static fg_var *check_condition(fg_model *m, fg_graph *g, int n)
+{
+    if (m->condition == FG_CONDITION_NONE)
+        return NULL;
+    int shape[2] = {n, m->cond_channels};
+    fg_var *c = fg_const(g, 2, shape);
+    float *row = c->t.data;   /* the first row, copied to the others */
+    if (m->condition == FG_CONDITION_CLASS) {
+        row[1 % m->cond_channels] = 1.0f;
+    } else {
+        fg_rng rng;
+        fg_rng_seed(&rng, 0x636f6e64ULL);
+        fg_rng_normal(&rng, row, (size_t)m->cond_channels);
+    }
+    for (int i = 1; i < n; i++)
+        memcpy(row + (size_t)i * m->cond_channels, row, (size_t)m->cond_channels * sizeof *row);
+    return c;
+}
+
 /* Random inputs in the data range and every parameter perturbed, so zero
  * convs and identity maps stop being so; then the actnorms are initialized
  * again on the perturbed model. Without that second init, perturbations
@@ -39,7 +62,8 @@ static void randomize(fg_model *m, fg_graph *g, int batch, fg_rng *rng)
         }
         /* a forward with gradients on runs actnorm's data-dependent init */
         fg_graph_reset(g);
-        fg_model_loss(m, g, fg_const_wrap(g, x0, 4, shape), y, NULL);
+        fg_model_loss_cond(m, g, fg_const_wrap(g, x0, 4, shape), y,
+                           check_condition(m, g, batch), NULL, FG_MEMORY_STORE, NULL);
         fg_graph_reset(g);
     }
     free(y);
@@ -60,7 +84,7 @@ static void encode_flat(fg_model *m, fg_graph *g, fg_var *x, float *out)
 {
     fg_var *lat[FG_FLOW_MAX_LATENTS];
     int n = x->t.shape[0], D = fg_model_dims(m);
-    int k = fg_multiscale_encode(m->flow, g, x, NULL, lat, NULL);
+    int k = fg_multiscale_encode_cond(m->flow, g, x, NULL, check_condition(m, g, n), lat, NULL);
     int off = 0;
     for (int l = 0; l < k; l++) {
         int per = (int)(fg_numel(&lat[l]->t) / n);
@@ -78,8 +102,9 @@ static double round_trip_error(fg_model *m, fg_graph *g, fg_rng *rng)
     int was = fg_set_grad_enabled(g, 0);
     fg_var *x = random_input(m, g, 2, rng);
     fg_var *lat[FG_FLOW_MAX_LATENTS];
-    int k = fg_multiscale_encode(m->flow, g, x, NULL, lat, NULL);
-    fg_var *back = fg_multiscale_decode(m->flow, g, lat, k);
+    fg_var *c = check_condition(m, g, 2);
+    int k = fg_multiscale_encode_cond(m->flow, g, x, NULL, c, lat, NULL);
+    fg_var *back = fg_multiscale_decode_cond(m->flow, g, lat, k, c);
     double err = fg_k_max_abs_diff(fg_numel(&x->t), x->t.data, back->t.data);
     fg_set_grad_enabled(g, was);
     fg_graph_reset(g);
@@ -97,6 +122,7 @@ static void logdet_pair(fg_model *m, fg_graph *g, fg_rng *rng, double *analytic,
     fg_var *x = random_input(m, g, 1, rng);
     fg_flow_ctx ctx;
     fg_flow_ctx_init(&ctx);
+    ctx.condition = check_condition(m, g, 1);
     fg_var *ld = NULL;
     fg_flow_forward(m->flow->body, g, x, &ld, &ctx);
     *analytic = ld ? ld->t.data[0] : 0.0;
@@ -133,7 +159,8 @@ static fg_var *loss_fn(fg_graph *g, void *vctx)
 {
     loss_ctx *c = vctx;
     fg_var *x = fg_const_wrap(g, c->x.data, 4, c->x.shape);
-    return fg_model_loss(c->m, g, x, c->y, NULL);
+    return fg_model_loss_cond(c->m, g, x, c->y, check_condition(c->m, g, 2), NULL,
+                              FG_MEMORY_STORE, NULL);
 }
 
 static double gradient_error(fg_model *m, fg_graph *g, fg_rng *rng, double *an, double *nu)

@@ -14,7 +14,7 @@ void fg_model_spec_size(const fg_model_spec *spec, fg_model_size *s)
         fg_layer_spec_size(&spec->layers[i], s);
     double top = spec->top.c;
     if (spec->learn_top)
-        s->params += layer_conv_params(2 * top, 2 * top, 3, 1, 1);
+        s->params += layer_conv_params(2 * top + spec->cond_channels, 2 * top, 3, 1, 1);
     if (spec->y_condition) {
         s->params += layer_linear_params(spec->classes, 2 * top);   /* the prior's project_y */
         s->params += layer_linear_params(top, spec->classes);       /* the class head */

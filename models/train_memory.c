@@ -70,6 +70,16 @@ static double graph_peak(fg_graph *g)
     return (double)fg_arena_peak(fg_graph_arena(g)) + (double)fg_arena_peak(fg_graph_scratch(g));
 }
 
+/* The condition of n images as a run would give it: the labels' for a
+ * class condition, zeros of the same size for a tensor one. */
+static fg_var *stand_in_condition(fg_model *m, fg_graph *g, const int *y, int n)
+{
+    if (m->condition != FG_CONDITION_TENSOR)
+        return fg_model_condition(m, g, y, n);
+    int shape[2] = {n, m->cond_channels};
+    return fg_const(g, 2, shape);
+}
+
 /* Peaks of n-image steps on a fresh throwaway model: *train of two training
  * steps (the first also initializes the actnorms from its batch, which the
  * real run's first step does too), *sample of drawing n images after them. */
@@ -80,9 +90,10 @@ static int measure_at(const fg_config *cfg, fg_memory_mode mode, int n, double *
     if (fg_model_build(&cfg->model, cfg->train.seed, &m) != FG_OK)
         return FG_ERR;
     int labels[BATCH_B];
+    int classes = fg_model_spec_needs_labels(&cfg->model) ? cfg->model.classes : 1;
     for (int i = 0; i < BATCH_B; i++)
-        labels[i] = i % (m->n_classes ? m->n_classes : 1);
-    const int *y = m->n_classes ? labels : NULL;
+        labels[i] = i % classes;
+    const int *y = classes > 1 ? labels : NULL;
     fg_rng rng;
     fg_rng_seed(&rng, 1);
     fg_graph *g = fg_graph_create();
@@ -99,7 +110,8 @@ static int measure_at(const fg_config *cfg, fg_memory_mode mode, int n, double *
         fg_rng_uniform(&rng, x->t.data, count);
         for (size_t i = 0; i < count; i++)
             x->t.data[i] -= 0.5f;
-        fg_var *loss = fg_model_loss_ex(m, g, x, y, NULL, mode, NULL);
+        fg_var *loss = fg_model_loss_cond(m, g, x, y, stand_in_condition(m, g, y, n), NULL,
+                                          mode, NULL);
         fg_state_list_zero_grad(&m->state);
         fg_backward(g, loss);
     }
@@ -110,7 +122,7 @@ static int measure_at(const fg_config *cfg, fg_memory_mode mode, int n, double *
 
     g = fg_graph_create();
     fg_set_grad_enabled(g, 0);
-    fg_multiscale_sample(m->flow, g, n, y, 0.7f, &rng);
+    fg_model_sample(m, g, n, y, stand_in_condition(m, g, y, n), 0.7f, &rng);
     *sample = graph_peak(g);
     fg_graph_destroy(g);
     fg_model_free(m);

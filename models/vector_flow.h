@@ -4,6 +4,11 @@
  * Gaussian prior (standard, learned, or shifted per class), its state list
  * and the library trainer (nn/trainer.h). Points are n x D floats,
  * row-major; labels, for a class-conditional prior, n ints in [0, classes).
+ * A conditional flow p(x | c) (cond_channels = Cc > 0) takes a condition
+ * per point, n x Cc floats (a continuous variable, a one-hot class, any
+ * vector): it reaches every layer made with the same cond_channels (dense
+ * couplings' conditioners) and the learned prior, through the _cond forms;
+ * the forms without _cond are those with no condition.
  * State names are the multi-scale container's: "flow.<i>.<kind>..." for
  * the layers, "prior..." for the prior. */
 #ifndef FLOWGRAD_MODELS_VECTOR_FLOW_H
@@ -23,11 +28,13 @@ typedef struct fg_vector_flow_options {
     int learn_prior;           /* 1: the prior's mean and scale are learned */
     int n_classes;             /* > 0: the prior's mean and scale depend on the class */
     fg_trainer_options train;  /* optimizer, rate and schedule of the trainer */
+    int cond_channels;         /* > 0: Cc, a conditional flow (needs learn_prior) */
 } fg_vector_flow_options;
 
 typedef struct fg_vector_flow {
     fg_multiscale *flow;       /* the layers and the prior over (N, D) */
     int dim, n_classes;
+    int cond_channels;
     fg_state_list state;
     fg_trainer tr;
     fg_graph *g;               /* the trainer's */
@@ -56,6 +63,14 @@ FG_API int fg_vector_flow_log_prob(fg_vector_flow *m, const float *x, const int 
 /* n samples at the temperature into x (n x D); FG_ERR for bad labels. */
 FG_API int fg_vector_flow_sample(fg_vector_flow *m, int n, const int *y, float temperature,
                                  fg_rng *rng, float *x);
+/* The same given the condition c (n x Cc floats, row-major): FG_ERR
+ * unless c is given exactly when the flow is conditional. */
+FG_API int fg_vector_flow_train_step_cond(fg_vector_flow *m, const float *x, const int *y,
+                                          const float *c, int n, fg_step_report *r);
+FG_API int fg_vector_flow_log_prob_cond(fg_vector_flow *m, const float *x, const int *y,
+                                        const float *c, int n, double *out);
+FG_API int fg_vector_flow_sample_cond(fg_vector_flow *m, int n, const int *y, const float *c,
+                                      float temperature, fg_rng *rng, float *x);
 
 #ifdef __cplusplus
 }

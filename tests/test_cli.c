@@ -8,6 +8,7 @@
 #include "models/model.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -524,12 +525,93 @@ START_TEST(every_subcommand_runs)
 }
 END_TEST
 
+/* What the last run_capture printed (stdout and stderr). */
+static char captured[8192];
+
+static int run_capture(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run_capture(const char *fmt, ...)
+{
+    char cmd[4096], full[8192], path[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    snprintf(path, sizeof path, "%s/captured", tmpdir);
+    snprintf(full, sizeof full, "%s >%s 2>&1", cmd, path);
+    int st = system(full);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(captured, 1, sizeof captured - 1, f) : 0;
+    captured[n] = 0;
+    if (f)
+        fclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+#define EXPECT_OUTPUT(phrase) \
+    ck_assert_msg(strstr(captured, phrase) != NULL, "expected '%s' in: %s", phrase, captured)
+
+/* A flow conditioned on the class (condition: class) through every command:
+ * the data's labels are its condition in training, evaluation and the
+ * commands that encode; sample draws one row per class by default or one
+ * class; a label out of range, a folder without labels and a tensor
+ * condition the command line cannot give are refused. */
+START_TEST(conditional_model_commands)
+{
+    setup();
+    const char *F = "./examples/flowgrad";
+    char cfg[1024], ck[1024], d[512];
+    fg_test_path("tests/configs/cond-tiny.yaml", cfg, sizeof cfg);
+    snprintf(d, sizeof d, "%s/cond", tmpdir);
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", d);
+    ck_assert_int_eq(run("%s train %s --out %s --threads 1", F, cfg, d), 0);
+    ck_assert_int_eq(run_capture("%s sample %s --out %s/grid.png --json", F, ck, d), 0);
+    EXPECT_OUTPUT("\"n\": 10, \"rows\": 10,");
+    ck_assert(exists(d, "grid.png"));
+    ck_assert_int_eq(run_capture("%s sample %s --class 3 --n 4 --out %s/three.png --json", F,
+                                 ck, d), 0);
+    EXPECT_OUTPUT("\"n\": 4, \"rows\": 2,");
+    ck_assert_int_eq(run_capture("%s sample %s --class 10 --out %s/x.png", F, ck, d), 2);
+    EXPECT_OUTPUT("--class 10: expected a label in [0, 10) of a class-conditional model");
+    ck_assert_int_eq(run_capture("%s sample %s --class 1 --per-class --out %s/x.png", F, ck,
+                                 d), 2);
+    EXPECT_OUTPUT("--per-class and --class: give one");
+    ck_assert_int_eq(run("%s eval %s --json", F, ck), 0);
+    ck_assert_int_eq(run("%s reconstruct %s --out %s/r.png", F, ck, d), 0);
+    ck_assert_int_eq(run("%s interpolate %s --from 0 --to 3 --steps 4 --out %s/i.png", F, ck,
+                         d), 0);
+    ck_assert_int_eq(run("%s manipulate %s --from-class 0 --to-class 2 --alpha 0,1 --out "
+                         "%s/m.png", F, ck, d), 0);
+    ck_assert_int_eq(run_capture("%s check %s", F, cfg), 0);
+    EXPECT_OUTPUT("all checks passed");
+    /* Images without class subfolders carry no labels to condition on. */
+    ck_assert_int_eq(run("mkdir -p %s/flat && cp %s/grid.png %s/flat/a.png", d, d, d), 0);
+    ck_assert_int_eq(run_capture("%s eval %s --data %s/flat", F, ck, d), 1);
+    EXPECT_OUTPUT("is class-conditional (10 classes) but the folder has no class subfolders");
+    /* A tensor condition comes only from a program. */
+    char tensor[1024], text[2048];
+    fg_test_path("tests/configs/cond-tensor.yaml", tensor, sizeof tensor);
+    ck_assert_int_eq(run_capture("%s check %s", F, tensor), 0);
+    EXPECT_OUTPUT("all checks passed");
+    snprintf(text, sizeof text, "%s/tensor.yaml", d);
+    FILE *f = fopen(text, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "model:\n  type: glow\n  height: 8\n  width: 8\n  channels: 1\n  levels: 1\n"
+               "  steps: 1\n  hidden: 4\n  condition: tensor\n  condition_channels: 2\n"
+               "train:\n  dataset: {name: synthetic}\n  steps: 1\n");
+    fclose(f);
+    ck_assert_int_eq(run_capture("%s train %s --out %s/t", F, text, d), 1);
+    EXPECT_OUTPUT("the model is conditioned on a tensor of 2 channels (condition: tensor), "
+                  "which only a program using the library can give; flowgrad train "
+                  "conditions on the data's labels");
+}
+END_TEST
+
 /* Every config of the model zoo passes `flowgrad check`: round trip, the
  * analytic against the numerical log-determinant, and a gradient check, on
  * parameters moved off their identity start. */
 static const char *const ZOO[] = {
     "fmnist-quick", "mnist", "cifar10", "generic-example", "ablation-fmnist",
-    "realnvp-fmnist", "nice-fmnist", "icons",
+    "realnvp-fmnist", "nice-fmnist", "icons", "fmnist-cond",
 };
 
 START_TEST(zoo_configs_pass_check)
@@ -573,6 +655,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, checkpoint_round_trip);
     tcase_add_test(tc, damaged_checkpoints_are_refused);
     tcase_add_test(tc, every_subcommand_runs);
+    tcase_add_test(tc, conditional_model_commands);
     tcase_add_test(tc, overflowed_images_are_greyed);
     tcase_add_test(tc, train_creates_nested_out);
     tcase_add_test(tc, train_in_invert_mode_writes_drift);

@@ -168,7 +168,7 @@ static fg_flow *make_layer(int which, int c, fg_rng *rng)
         return fg_coupling_create(&(fg_coupling_options){c, HIDDEN, 1, rng, 0, 0, 0, 0.0f, NULL, 0, 0});
     case L_SQUEEZE: return fg_squeeze_create();
     case L_UNSQUEEZE: return fg_unsqueeze_create();
-    case L_SPLIT: return fg_split_create(&(fg_split_options){c, 0});
+    case L_SPLIT: return fg_split_create(&(fg_split_options){c, 0, 0});
     case L_SEQUENCE: {
         fg_flow *layers[4] = {
             make_layer(L_ACTNORM, c, rng), make_layer(L_INVCONV_LU, c, rng),
@@ -187,7 +187,7 @@ static fg_flow *make_layer(int which, int c, fg_rng *rng)
         return make_coupling(c, 1, FG_COUPLING_MASK_CHANNEL_FLIP, FG_COUPLING_SCALE_TANH, rng);
     case L_CHANNEL_FLIP_ADDITIVE:
         return make_coupling(c, 0, FG_COUPLING_MASK_CHANNEL_FLIP, 0, rng);
-    case L_SPLIT_STANDARD: return fg_split_create(&(fg_split_options){c, 1});
+    case L_SPLIT_STANDARD: return fg_split_create(&(fg_split_options){c, 1, 0});
     }
     return NULL;
 }
@@ -1240,14 +1240,14 @@ START_TEST(test_prior)
     fg_flow_shape s = fg_flow_shape4(3, 2, 3, 3);
     float *z = random_buffer(&rng, shape_numel(&s), 1.0f);
     /* Standard normal by default. */
-    fg_prior *std = fg_prior_create(&(fg_prior_options){2, 3, 3, 0, 0, 0});
+    fg_prior *std = fg_prior_create(&(fg_prior_options){2, 3, 3, 0, 0, 0, 0});
     fg_var *lp = fg_prior_logp(std, g, input_const(g, z, &s), NULL);
     float zeros[18] = {0};
     ck_assert_double_eq_tol(lp->t.data[2], naive_gauss(z + 36, zeros, zeros, 18), 1e-4);
 
     /* Learned top + class term, moved off zero: h = bias e^{3 logs} (the
      * conv sees only zeros) + W onehot(y) + b, mean = h[:C], logs = h[C:]. */
-    fg_prior *p = fg_prior_create(&(fg_prior_options){2, 3, 3, 1, 3, 0});
+    fg_prior *p = fg_prior_create(&(fg_prior_options){2, 3, 3, 1, 3, 0, 0});
     perturb_ctx pc = {&rng, 0.3f};
     fg_prior_visit(p, NULL, perturb_visitor, &pc);
     collect_ctx *c = calloc(1, sizeof *c);
@@ -1309,7 +1309,7 @@ static fg_multiscale *small_stack(int c, int h, int w, fg_rng *rng, int learn_to
         layers[n++] = make_layer(L_ADDITIVE, ch, rng);
     }
     fg_multiscale *m;
-    fg_multiscale_options o = {layers, n, fg_flow_shape4(1, c, h, w), learn_top, n_classes};
+    fg_multiscale_options o = {layers, n, fg_flow_shape4(1, c, h, w), learn_top, n_classes, 0};
     ck_assert_int_eq(fg_multiscale_create(&o, &m), FG_OK);
     return m;
 }
@@ -1555,7 +1555,7 @@ START_TEST(test_bad_shapes)
     fg_flow *unsq = fg_unsqueeze_create();
     expect_error(fg_flow_out_shape(unsq, &three, &out), "unsqueeze", "(2, 3, 8, 8)");
 
-    ck_assert_ptr_null(fg_split_create(&(fg_split_options){3, 0}));
+    ck_assert_ptr_null(fg_split_create(&(fg_split_options){3, 0, 0}));
     expect_error(FG_ERR, "split", "3");
     ck_assert_ptr_null(make_layer(L_ADDITIVE, 5, &rng));
     expect_error(FG_ERR, "coupling", "5");
@@ -1569,7 +1569,7 @@ START_TEST(test_bad_shapes)
     fg_flow *layers[4] = {fg_squeeze_create(), make_layer(L_ACTNORM, 4, &rng),
                           fg_squeeze_create(), make_layer(L_ACTNORM, 16, &rng)};
     fg_multiscale *m = (fg_multiscale *)1;
-    fg_multiscale_options o = {layers, 4, fg_flow_shape4(1, 1, 6, 6), 0, 0};
+    fg_multiscale_options o = {layers, 4, fg_flow_shape4(1, 1, 6, 6), 0, 0, 0};
     expect_error(fg_multiscale_create(&o, &m), "layer 2: squeeze", "(1, 4, 3, 3)");
     ck_assert_ptr_null(m);
     fg_flow_destroy(sq);
@@ -1764,7 +1764,7 @@ static fg_multiscale *vector_stack(fg_flow_shape input, uint64_t seed)
                           make_rank2(R_DENSE_SIGMOID_FLIP, &rng), make_rank2(R_SHUFFLE, &rng),
                           make_rank2(R_MAF_SPLINE, &rng)};
     fg_multiscale *m;
-    fg_multiscale_options o = {layers, 5, input, 1, 3};
+    fg_multiscale_options o = {layers, 5, input, 1, 3, 0};
     ck_assert_msg(fg_multiscale_create(&o, &m) == FG_OK, "%s", fg_last_error());
     ck_assert_int_eq(m->n_latents, 1);
     ck_assert_int_eq(m->top.ndim, input.ndim);
@@ -1957,7 +1957,7 @@ START_TEST(test_rank2_bad_shapes)
     /* The container names the layer that refuses vectors. */
     fg_flow *layers[2] = {make_rank2(R_ACTNORM, &rng), make_layer(L_AFFINE, 4, &rng)};
     fg_multiscale *m = (fg_multiscale *)1;
-    fg_multiscale_options o = {layers, 2, {2, {1, 4}}, 0, 0};
+    fg_multiscale_options o = {layers, 2, {2, {1, 4}}, 0, 0, 0};
     expect_error(fg_multiscale_create(&o, &m), "layer 1: coupling",
                  "input (1, 4) is a batch of vectors");
     ck_assert_ptr_null(m);

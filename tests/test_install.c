@@ -2,8 +2,9 @@
  * DESTDIR, then examples/library_flow.c compiled with nothing but what
  * `pkg-config --cflags --libs flowgrad` says (relocated to that DESTDIR
  * with --define-prefix) and run against the installed shared library. It
- * builds a class-conditional flow, trains it with the library trainer,
- * saves, reloads and samples it, and exits 0 only when all of that held. */
+ * builds a flow conditioned on a continuous variable, trains it with the
+ * library trainer, saves, reloads and samples it, and exits 0 only when all
+ * of that held. */
 #include "check_main.h"
 
 #include <stdarg.h>

@@ -8,13 +8,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Every config shipped in models/, the class-conditional test config, and
- * the spline coupling with MAF and IAF layers on vectors. */
+/* Every config shipped in models/, the class-conditional test configs (a
+ * y_condition prior; a flow conditioned on the class, whose condition is
+ * built from the labels), and the spline coupling with MAF and IAF layers
+ * on vectors. A tensor condition's own gradient is compared in
+ * tests/test_conditional_flow.c. */
 static const char *const configs[] = {
     "models/ablation-fmnist.yaml", "models/cifar10.yaml",       "models/fmnist-quick.yaml",
     "models/generic-example.yaml", "models/glow-spline-fmnist.yaml", "models/mnist.yaml",
     "models/nice-fmnist.yaml",     "models/realnvp-fmnist.yaml", "tests/configs/cli-tiny.yaml",
-    "tests/configs/good-spline-maf.yaml", NULL};
+    "tests/configs/good-spline-maf.yaml", "models/fmnist-cond.yaml",
+    "tests/configs/cond-tiny.yaml", NULL};
 
 static fg_config *load(const char *rel)
 {

@@ -1,7 +1,8 @@
 /* The vector flow model (models/vector_flow.h): built in C from layers
  * that take (N, D), trained by the library trainer on a class-conditional
  * density, its log-density, samples per class, state names, save and
- * reload; bad layers and labels are errors that name them. */
+ * reload; bad layers and labels are errors that name them; a flow
+ * conditioned on a continuous variable. */
 #include "check_main.h"
 #include "flowgrad.h"
 
@@ -192,12 +193,102 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* A 2-D flow conditioned on a continuous t in [-1, 1] (dense couplings and
+ * the learned prior take t): x0 = 2t + 0.3 e, x1 = -t + 0.3 e'. Training
+ * raises log p(x | t); samples at t = -1 and t = 1 lie at the data's
+ * means for those t; and the condition must be given exactly when the
+ * flow has one. */
+static void draw_conditioned(fg_rng *rng, float *x, float *t, int n)
+{
+    for (int i = 0; i < n; i++) {
+        float e[2], u;
+        fg_rng_normal(rng, e, 2);
+        fg_rng_uniform(rng, &u, 1);
+        t[i] = 2.0f * u - 1.0f;
+        x[2 * i] = 2.0f * t[i] + 0.3f * e[0];
+        x[2 * i + 1] = -t[i] + 0.3f * e[1];
+    }
+}
+
+START_TEST(test_continuous_condition)
+{
+    fg_rng rng;
+    fg_rng_seed(&rng, 41);
+    fg_flow *layers[6];
+    int n = 0;
+    for (int i = 0; i < 3; i++) {
+        layers[n++] = fg_dense_coupling_create(&(fg_dense_coupling_options){
+            .dim = 2, .hidden = 16, .layers = 1, .transform = FG_TRANSFORM_AFFINE,
+            .scale = FG_COUPLING_SCALE_TANH, .rng = &rng, .cond_channels = 1});
+        layers[n++] = fg_permute_create(&(fg_permute_options){.channels = 2});
+    }
+    fg_vector_flow m;
+    fg_vector_flow_options o = {.dim = 2, .layers = layers, .n_layers = n, .learn_prior = 1,
+                                .cond_channels = 1,
+                                .train = {.optimizer = FG_ADAM, .lr = 1e-2, .warmup = 10}};
+    ck_assert_int_eq(fg_vector_flow_init(&m, &o), FG_OK);
+    enum { P = 256 };
+    float x[2 * P], t[P];
+    double before[P], after[P];
+    draw_conditioned(&rng, x, t, P);
+    ck_assert_int_eq(fg_vector_flow_log_prob_cond(&m, x, NULL, t, P, before), FG_OK);
+    for (int s = 0; s < 600; s++) {
+        draw_conditioned(&rng, x, t, P);
+        ck_assert_int_eq(fg_vector_flow_train_step_cond(&m, x, NULL, t, P, NULL), FG_OK);
+    }
+    draw_conditioned(&rng, x, t, P);
+    ck_assert_int_eq(fg_vector_flow_log_prob_cond(&m, x, NULL, t, P, after), FG_OK);
+    draw_conditioned(&rng, x, t, P);
+    ck_assert_int_eq(fg_vector_flow_log_prob_cond(&m, x, NULL, t, P, before), FG_OK);
+    /* Given t, the data's entropy is 2 log(0.3 sqrt(2 pi e)) = 0.43 nats,
+     * so log p(x | t) is -0.43 at best; a flow blind to t sees x spread
+     * along a segment of length 2 sqrt(5) and reaches about -1.7 at best. */
+    printf("vector_flow: conditioned on t, mean log p(x | t) = %.3f\n", mean_of(after, P));
+    ck_assert_msg(mean_of(after, P) > -1.2, "mean log p(x | t) = %g", mean_of(after, P));
+    for (int end = -1; end <= 1; end += 2) {
+        float c[P], sx[2 * P];
+        for (int i = 0; i < P; i++)
+            c[i] = (float)end;
+        ck_assert_int_eq(fg_vector_flow_sample_cond(&m, P, NULL, c, 1.0f, &rng, sx), FG_OK);
+        double mx = 0, my = 0;
+        for (int i = 0; i < P; i++)
+            mx += sx[2 * i] / P, my += sx[2 * i + 1] / P;
+        printf("vector_flow: samples at t = %d: mean (%.3f, %.3f)\n", end, mx, my);
+        /* The two ends lie 4.5 apart; their samples must each be near
+         * their own. */
+        ck_assert_msg(fabs(mx - 2 * end) < 0.4 && fabs(my + end) < 0.4,
+                      "samples at t = %d: mean (%g, %g)", end, mx, my);
+    }
+    ck_assert_int_eq(fg_vector_flow_log_prob(&m, x, NULL, P, before), FG_ERR);
+    ck_assert_str_eq(fg_last_error(), "vector_flow: the flow is conditional (1 condition "
+                                      "channels); give a condition per point");
+    fg_vector_flow_free(&m);
+    /* The condition reaches the prior through its learned conv. */
+    fg_flow *one[1] = {fg_scale_diag_create(2)};
+    fg_vector_flow_options plain = {.dim = 2, .layers = one, .n_layers = 1, .learn_prior = 0,
+                                    .cond_channels = 1};
+    ck_assert_int_eq(fg_vector_flow_init(&m, &plain), FG_ERR);
+    ck_assert_str_eq(fg_last_error(), "vector_flow: prior: a condition of 1 channels needs "
+                                      "learn_top (the condition reaches the prior through the "
+                                      "learned conv), and the channels must not be negative");
+    float c1[1] = {0}, x1[2] = {0};
+    double l1[1];
+    fg_flow *two[1] = {fg_scale_diag_create(2)};
+    fg_vector_flow_options none = {.dim = 2, .layers = two, .n_layers = 1};
+    ck_assert_int_eq(fg_vector_flow_init(&m, &none), FG_OK);
+    ck_assert_int_eq(fg_vector_flow_log_prob_cond(&m, x1, NULL, c1, 1, l1), FG_ERR);
+    ck_assert_str_eq(fg_last_error(), "vector_flow: a condition given to a flow without one");
+    fg_vector_flow_free(&m);
+}
+END_TEST
+
 Suite *fg_test_suite(void)
 {
     Suite *s = suite_create("vector_flow");
     TCase *tc = fg_tcase("vector_flow");
     tcase_add_test(tc, test_train_sample_reload);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_continuous_condition);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -321,7 +321,11 @@ static void run(fg_checkpoint *c)
     fg_model *m = c->model;
     if ((long)m->c * m->h * m->w > MAX_RUN_VALUES)
         return;
-    int y[2] = {0, m->n_classes > 1 ? 1 : 0};
+    /* The commands refuse a model conditioned on a tensor they cannot give. */
+    if (fg_model_spec_check_data_condition(&c->cfg->model, "fuzz", "a command") != FG_OK)
+        return;
+    /* Labels 0 and 1 suit every class-conditional model (classes >= 2). */
+    int y[2] = {0, m->n_classes > 1 || m->cond_classes > 1 ? 1 : 0};
     fg_graph *g = fg_graph_create();
     fg_set_grad_enabled(g, 0);
     fg_var *x;
@@ -330,7 +334,7 @@ static void run(fg_checkpoint *c)
     fg_graph_reset(g);
     fg_rng rng;
     fg_rng_seed(&rng, 9);
-    fg_multiscale_sample(m->flow, g, 2, m->n_classes ? y : NULL, 0.7f, &rng);
+    fg_model_sample(m, g, 2, m->n_classes || m->cond_classes ? y : NULL, NULL, 0.7f, &rng);
     fg_graph_reset(g);
     fg_set_grad_enabled(g, 1);
 
