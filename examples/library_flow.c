@@ -4,7 +4,7 @@
  *     ./library_flow OUT.safetensors
  * 2-D points whose distribution moves with a continuous variable t in
  * [-1, 1], under a conditional flow p(x | t): t is the condition of every
- * spline coupling's multilayer-perceptron conditioner and of the prior's
+ * spline coupling's residual conditioner (a module list) and of the prior's
  * mean and scale. Exit status 0 when training raised the log-density of
  * both halves of the range of t, the reloaded flow gives the same
  * densities, and samples drawn at t = -1 and t = 1 lie where the data do
@@ -30,6 +30,15 @@ static void draw(fg_rng *rng, float *x, float *t, int n)
     }
 }
 
+/* The conditioner of every coupling, not Glow's: a dense layer, a residual
+ * block with tanh inside, and a zero-initialised output layer. */
+static const fg_net_layer conditioner[] = {
+    {.kind = FG_NET_DENSE, .width = 32, .bias = 1},
+    {.kind = FG_NET_RELU},
+    {.kind = FG_NET_RESIDUAL, .activation = FG_NET_TANH},
+    {.kind = FG_NET_ZERO_DENSE},
+};
+
 /* The flow of vectors (N, 2) given t (N, 1): spline couplings, reversed in
  * between, under a learned prior, all conditioned on t; Adam warming up to
  * 3e-3. */
@@ -40,10 +49,10 @@ static int build(uint64_t seed, fg_vector_flow *m)
     fg_flow *layers[2 * LAYERS];
     int n = 0;
     for (int i = 0; i < LAYERS; i++) {
-        fg_dense_coupling_options c = {.dim = 2, .hidden = 32, .layers = 2,
-                                       .transform = FG_TRANSFORM_SPLINE, .bins = 8,
+        fg_dense_coupling_options c = {.dim = 2, .transform = FG_TRANSFORM_SPLINE, .bins = 8,
                                        .bound = 4.0f, .mask = FG_COUPLING_MASK_CHANNEL,
-                                       .rng = &rng, .cond_channels = 1};
+                                       .rng = &rng, .net = conditioner, .net_layers = 4,
+                                       .cond_channels = 1};
         layers[n++] = fg_dense_coupling_create(&c);
         layers[n++] = fg_permute_create(&(fg_permute_options){.channels = 2});
     }
