@@ -22,10 +22,13 @@ static void backward(fg_graph *g, fg_node *nd)
     fg_affine_relu_planes_backward(1, Co, rows, y->grad, y->t.data, nd->saved, dpre, 1,
                                    b->requires_grad ? fg_grad(g, b) : NULL,
                                    l->requires_grad ? fg_grad(g, l) : NULL);
+    /* The two products' columns take turns after dpre in the scratch. */
+    fg_arena_mark after_dpre = fg_arena_mark_now(g->scratch);
     if (x->requires_grad) {
         int fresh;
         float *dx = fg_grad_for_write(g, x, &fresh);
         fg_conv2d_cm_backward_input(N, Ci, H, W, Co, k, dpre, w->t.data, dx, !fresh, g->scratch);
+        fg_arena_rewind(g->scratch, &after_dpre);
     }
     if (w->requires_grad)
         fg_conv2d_cm_backward_weight(N, Ci, H, W, Co, k, dpre, x->t.data, fg_grad(g, w), NULL,
