@@ -7,6 +7,7 @@
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 Suite *fg_test_suite(void);
@@ -26,6 +27,13 @@ static inline const char *fg_test_path(const char *rel, char *buf, size_t n)
     const char *src = getenv("srcdir");
     snprintf(buf, n, "%s/%s", src ? src : ".", rel);
     return buf;
+}
+
+/* Whether s ends with suffix (state names by their last parts). */
+static inline int fg_test_ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
 /* Scratch folders made by fg_test_scratch_dir in this process. */

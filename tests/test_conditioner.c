@@ -120,12 +120,6 @@ static conditioned make_case(int which, fg_rng *rng)
     return c;
 }
 
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 /* Moves every parameter off its start (zero outputs, the residual blocks'
  * zero second layers, actnorms) and marks actnorms initialized. In the
  * default networks (relu_guard), whose ReLUs follow an actnorm or a dense
@@ -144,7 +138,7 @@ static void perturb_visitor(void *vctx, const char *name, fg_var *v, fg_state_ki
     perturb_ctx *p = vctx;
     size_t n = fg_numel(&v->t);
     if (kind == FG_BUFFER) {
-        if (ends_with(name, "initialized"))
+        if (fg_test_ends_with(name, "initialized"))
             v->t.data[0] = 1.0f;
         return;
     }
@@ -153,11 +147,11 @@ static void perturb_visitor(void *vctx, const char *name, fg_var *v, fg_state_ki
     fg_rng_normal(p->rng, noise, n);
     for (size_t i = 0; i < n; i++) {
         float e = 0.1f * noise[i];
-        if (hidden && ends_with(name, "bias"))
+        if (hidden && fg_test_ends_with(name, "bias"))
             v->t.data[i] = (i % 2 ? -1.0f : 1.0f) + e;
         else if (hidden && strstr(name, ".hidden."))
             v->t.data[i] *= 0.1f;
-        else if (!hidden || ends_with(name, "logs"))
+        else if (!hidden || fg_test_ends_with(name, "logs"))
             v->t.data[i] += e;
     }
     free(noise);
@@ -539,7 +533,7 @@ END_TEST
 static void set_identity(void *vctx, const char *name, fg_var *v, fg_state_kind kind)
 {
     (void)vctx, (void)kind;
-    if (ends_with(name, "weight"))
+    if (fg_test_ends_with(name, "weight"))
         for (int i = 0; i < v->t.shape[0]; i++)
             v->t.data[i * v->t.shape[1] + i] = 1.0f;
 }

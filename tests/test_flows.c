@@ -55,12 +55,6 @@ static double max_abs_diff(const fg_var *a, const fg_var *b)
     return fg_k_max_abs_diff(fg_numel(&a->t), a->t.data, b->t.data);
 }
 
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
-}
-
 /* Moves every parameter that starts at an identity (zero convs, actnorms,
  * LU factors, invconv weights, priors) off its start by N(0, scale^2)
  * noise and marks actnorms initialized, so no data-dependent init
@@ -79,22 +73,22 @@ static void perturb_visitor(void *vctx, const char *name, fg_var *v, fg_state_ki
     perturb_ctx *p = vctx;
     size_t n = fg_numel(&v->t);
     if (kind == FG_BUFFER) {
-        if (ends_with(name, "initialized"))
+        if (fg_test_ends_with(name, "initialized"))
             v->t.data[0] = 1.0f;
         return;
     }
-    if (ends_with(name, "nn.0.weight") || ends_with(name, "nn.3.weight"))
+    if (fg_test_ends_with(name, "nn.0.weight") || fg_test_ends_with(name, "nn.3.weight"))
         return;
     /* Dense networks: small hidden weights under +-1 biases keep every ReLU
      * input far from its kink, as for the conv networks above. */
     if (strstr(name, ".hidden.")) {
         for (size_t i = 0; i < n; i++)
-            v->t.data[i] = ends_with(name, "bias") ? (i % 2 ? -1.0f : 1.0f)
+            v->t.data[i] = fg_test_ends_with(name, "bias") ? (i % 2 ? -1.0f : 1.0f)
                                                    : 0.1f * v->t.data[i];
         return;
     }
     float *noise = random_buffer(p->rng, n, p->scale);
-    if (ends_with(name, "nn.1.bias") || ends_with(name, "nn.4.bias"))
+    if (fg_test_ends_with(name, "nn.1.bias") || fg_test_ends_with(name, "nn.4.bias"))
         for (size_t i = 0; i < n; i++)
             v->t.data[i] = i % 2 ? -1.0f : 1.0f;
     fg_k_add(n, v->t.data, noise, v->t.data);
