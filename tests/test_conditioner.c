@@ -12,6 +12,7 @@
  * Networks with ReLUs get actnorm biases of +-1 and small weights so no
  * pre-activation sits near the kink; the others use tanh and elu. */
 #include "check_main.h"
+#include "check_jacobian.h"
 #include "flowgrad.h"
 
 #include <math.h>
@@ -20,8 +21,6 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#define JAC_STEP 0x1p-3f
 
 /* ---------------------------------------------------------------- cases */
 
@@ -201,35 +200,27 @@ static void eval(const conditioned *c, fg_graph *g, const float *x, fg_var *cond
     fg_set_grad_enabled(g, was);
 }
 
-/* log|det dz/dx| of sample 0 by the five-point stencil, the other samples
- * held; the Jacobian of one sample is square. */
+/* The layer with its condition, as fg_test_numerical_logdet maps it. */
+typedef struct conditioned_map {
+    const conditioned *c;
+    fg_graph *g;
+    fg_var *cond;
+} conditioned_map;
+
+static void conditioned_map_eval(void *ctx, const float *x, float *out, double *logdet)
+{
+    conditioned_map *m = ctx;
+    eval(m->c, m->g, x, m->cond, out, logdet);
+}
+
+/* log|det dz/dx| of sample 0 (check_jacobian.h); the other samples are
+ * held, so the Jacobian of one sample is square. */
 static double numerical_logdet(const conditioned *c, fg_graph *g, float *x, fg_var *cond,
                                double *analytic)
 {
-    static const double offsets[4] = {-2.0, -1.0, 1.0, 2.0};
-    static const double weights[4] = {1.0, -8.0, 8.0, -1.0};
     size_t total = numel(&c->in), d = total / (size_t)c->in.dim[0];
-    float *y = fg_xmalloc(total * sizeof(float), "test");
-    double *jac = fg_xcalloc(d * d, sizeof(double), "test");
-    for (size_t i = 0; i < total; i++)
-        x[i] = ldexpf(nearbyintf(ldexpf(x[i], 10)), -10);
-    eval(c, g, x, cond, y, analytic);
-    for (size_t j = 0; j < d; j++) {
-        float saved = x[j];
-        for (int k = 0; k < 4; k++) {
-            x[j] = (float)(saved + offsets[k] * JAC_STEP);
-            eval(c, g, x, cond, y, NULL);
-            for (size_t i = 0; i < d; i++)
-                jac[i * d + j] += weights[k] * y[i] / (12.0 * JAC_STEP);
-        }
-        x[j] = saved;
-    }
-    double lad;
-    int sign;
-    fg_mat_slogdet((int)d, jac, &lad, &sign);
-    ck_assert_int_ne(sign, 0);
-    free(y), free(jac);
-    return lad;
+    conditioned_map map = {c, g, cond};
+    return fg_test_numerical_logdet(x, total, d, total, conditioned_map_eval, &map, analytic);
 }
 
 typedef struct nll_ctx {
