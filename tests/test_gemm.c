@@ -184,6 +184,25 @@ static void large(uint64_t seed)
     check_case(&h, seed + 1);
 }
 
+/* Few columns against many rows and a long K: shapes whose transpose
+ * tiles better (a narrow layer's weight gradient), which run as B^T A^T
+ * into a buffer added back into C. */
+static void few_columns(uint64_t seed)
+{
+    uint64_t s = seed;
+    const int ms[] = {40, 130}, ns[] = {2, 5, 18, 36}, ks[] = {64, 300};
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++) {
+                    int l = (int)(next_u32(&s) % NLAYOUTS), ab = (int)(next_u32(&s) % 3);
+                    gemm_case g = {ta, tb, ms[i], ns[j], ks[(i + j) % 2], l,
+                                   (l + 1) % NLAYOUTS, (l + ab) % NLAYOUTS, alphas[ab],
+                                   betas[(ab + ta + tb) % 3]};
+                    check_case(&g, next_u32(&s));
+                }
+}
+
 static int use_path(int p)
 {
     if (!fg_gemm_path_supported(p)) {
@@ -203,6 +222,7 @@ static void all_paths(int threads)
         if (use_path(p)) {
             sweep(1000 + p);
             large(2000 + p);
+            few_columns(3000 + p);
         }
     fg_gemm_set_path(FG_GEMM_AUTO);
     fg_set_threads(saved);
