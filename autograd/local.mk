@@ -9,6 +9,7 @@ libflowgrad_core_la_SOURCES += \
 	autograd/ops_channel.c \
 	autograd/ops_channel_major.c \
 	autograd/ops_conv_affine_relu.c \
+	autograd/ops_conv_chain.c \
 	autograd/ops_coupling.c \
 	autograd/ops_spline.c \
 	autograd/ops_pool.c \

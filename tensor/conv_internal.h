@@ -56,4 +56,21 @@ FG_HIDDEN void fg_conv_narrow_backward_weight(int N, int Ci, int H, int W, int C
                                               const float *dy, const float *x, float *dw,
                                               fg_arena *scratch);
 
+/* The channel-major convolution (conv_cm.c) on a caller's work buffer
+ * instead of an arena, for callers that run several at once (one per
+ * thread) and must not share an arena: the same contracts as
+ * fg_conv2d_cm_forward, _backward_input and _backward_weight (without the
+ * bias gradient), the column matrices built for runs of `run` images in
+ * `work` of fg_conv_cm_work_floats(run, ...) floats (0 for k = 1). */
+FG_HIDDEN size_t fg_conv_cm_work_floats(int run, int Ci, int H, int W, int Co, int k);
+FG_HIDDEN void fg_conv_cm_forward_work(int N, int Ci, int H, int W, int Co, int k,
+                                       const float *x, const float *w, const float *bias,
+                                       float *y, int run, float *work);
+FG_HIDDEN void fg_conv_cm_backward_input_work(int N, int Ci, int H, int W, int Co, int k,
+                                              const float *dy, const float *w, float *dx,
+                                              int accumulate, int run, float *work);
+FG_HIDDEN void fg_conv_cm_backward_weight_work(int N, int Ci, int H, int W, int Co, int k,
+                                               const float *dy, const float *x, float *dw,
+                                               int run, float *work);
+
 #endif
