@@ -11,7 +11,12 @@
  * output-side matrix of Co k k rows when Co < Ci. Column matrices are built
  * for a run of samples at a time, so that they stay within the column
  * budget however large the batch; each run is one GEMM whose output is a
- * column range of the (Co, N P) result. */
+ * column range of the (Co, N P) result.
+ *
+ * The same three passes also run on work buffers the caller provides
+ * (fg_conv_cm_*_work, conv_internal.h), for the convolution chain
+ * (autograd/ops_conv_chain.c), whose threads each run them on their own
+ * chunk of images and must not share an arena. */
 #include "tensor/conv_internal.h"
 
 #include <omp.h>
@@ -148,7 +153,15 @@ static void check(const char *op, int N, int Ci, int H, int W, int Co, int k)
              "a batch of %d images of %dx%d is too large for one matrix row", N, H, W);
 }
 
-#define TIMED_COLUMNS(name, stmt) FG_TIMED("kernel:" name, stmt)
+/* Wall time: inside a parallel region (a convolution chain's chunks) each
+ * thread's seconds count divided by the team's size, as fg_gemm_ex counts
+ * its own. */
+#define TIMED_COLUMNS(name, stmt) do { \
+        double t0_ = fg_profile_enabled() ? fg_profile_now() : 0.0; \
+        stmt; \
+        if (t0_ != 0.0) \
+            fg_profile_add("kernel:" name, (fg_profile_now() - t0_) / omp_get_num_threads()); \
+    } while (0)
 
 size_t fg_conv_cm_work_floats(int run, int Ci, int H, int W, int Co, int k)
 {

@@ -1,5 +1,7 @@
-/* Pieces shared by the two conv2d formulations (tensor/conv.c and
- * tensor/conv_narrow.c); not installed, not exported. */
+/* Pieces shared by the conv2d formulations (tensor/conv.c,
+ * tensor/conv_narrow.c, tensor/conv_cm.c) and, for the channel-major
+ * passes on a caller's buffers, the convolution chain
+ * (autograd/ops_conv_chain.c); not installed, not exported. */
 #ifndef FLOWGRAD_CONV_INTERNAL_H
 #define FLOWGRAD_CONV_INTERNAL_H
 
