@@ -217,12 +217,10 @@ static fg_var *residual(module *m, fg_graph *g, fg_var *h, int images, int n)
 
 /* The network as stages of one convolution chain, in st (room for two per
  * module); returns their count, or 0 when a module has no stage (residual
- * blocks, the smooth activations) or an actnorm still waits for its
- * data-dependent init, which needs a pre-activation the chain never
- * forms. */
+ * blocks, the smooth activations, vector modules). */
 static int chain_stages(fg_net *net, fg_chain_stage *st)
 {
-    if (!net->images || fg_net_data_init(net, 0) > 0)
+    if (!net->images)
         return 0;
     int ns = 0;
     for (int i = 0; i < net->n; i++) {
@@ -255,17 +253,11 @@ static int chain_stages(fg_net *net, fg_chain_stage *st)
     return ns;
 }
 
-fg_var *fg_net_apply(fg_net *net, fg_graph *g, fg_var *x)
+/* Module by module: images in channel-major layout, each convolution one
+ * GEMM over the batch. */
+static fg_var *apply_modules(fg_net *net, fg_graph *g, fg_var *x)
 {
     const int n = x->t.shape[0];
-    FG_CHECK(x->t.ndim == (net->images ? 4 : 2) && x->t.shape[1] == net->in, "conditioner",
-             "input has %d dims and %d channels; the network takes %s with %d",
-             x->t.ndim, x->t.ndim > 1 ? x->t.shape[1] : 0,
-             net->images ? "(N, C, H, W)" : "(N, D)", net->in);
-    fg_chain_stage st[2 * net->n];
-    const int ns = chain_stages(net, st);
-    if (ns > 0)
-        return fg_conv_chain(g, x, st, ns);
     fg_var *h = net->images ? fg_to_channel_major(g, x) : x;
     for (int i = 0; i < net->n; i++) {
         module *m = &net->m[i];
@@ -303,6 +295,33 @@ fg_var *fg_net_apply(fg_net *net, fg_graph *g, fg_var *x)
         }
     }
     return net->images ? fg_from_channel_major(g, h, n) : h;
+}
+
+
+fg_var *fg_net_apply(fg_net *net, fg_graph *g, fg_var *x)
+{
+    FG_CHECK(x->t.ndim == (net->images ? 4 : 2) && x->t.shape[1] == net->in, "conditioner",
+             "input has %d dims and %d channels; the network takes %s with %d",
+             x->t.ndim, x->t.ndim > 1 ? x->t.shape[1] : 0,
+             net->images ? "(N, C, H, W)" : "(N, D)", net->in);
+    fg_chain_stage st[2 * net->n];
+    const int ns = chain_stages(net, st);
+    if (ns == 0)
+        return apply_modules(net, g, x);
+    if (fg_net_data_init(net, 0) > 0) {
+        /* The actnorms' data-dependent init needs the pre-activations, which
+         * the chain never forms, and happens only with gradients on. Then
+         * the network runs once module by module, initializing each actnorm
+         * from what reaches it as that path always did, and its tape and
+         * memory are given back at once, so that the first step lays out
+         * its tensors as every later one does (and is no larger). */
+        if (!fg_grad_enabled(g))
+            return apply_modules(net, g, x);
+        fg_graph_mark mark = fg_graph_mark_now(g);
+        apply_modules(net, g, x);
+        fg_graph_rewind(g, &mark);
+    }
+    return fg_conv_chain(g, x, st, ns);
 }
 
 void fg_net_visit(fg_net *net, const char *prefix, fg_visit_fn fn, void *vctx)
