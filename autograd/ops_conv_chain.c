@@ -40,7 +40,7 @@
 /* 784 columns: 4 images of 14x14, 16 of 7x7. Chunks of 392 to 1568 columns
  * train Glow at about the same rate; at 196 a chunk's products are too small
  * to run well, and at 3136 a 64-image batch of 7x7 is one chunk, which one
- * thread runs alone (BENCHMARKS.md, "The coupling networks chunk by
+ * thread runs alone (BENCHMARKS.md, "the coupling networks chunk by
  * chunk"). */
 #define DEFAULT_CHUNK_COLUMNS 784
 
