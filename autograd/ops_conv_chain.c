@@ -69,6 +69,7 @@ typedef struct chain {
     int n;                  /* stages */
     fg_chain_stage *st;
     int *ch;                /* channels at boundary b = 0..n (b: before stage b) */
+    int most;               /* the largest of them */
     float **keep;           /* boundary b's values for the backward, or NULL */
     float **scale;          /* stage s: e^logs or e^(factor logs), or NULL */
     float *zeros, *ones;    /* a plain ReLU is the affine ReLU with these */
@@ -179,10 +180,7 @@ static void forward_chunk(const chain *c, int j, float *a, float *b, float *work
  * largest column matrix of its convolutions. */
 static size_t boundary_floats(const chain *c)
 {
-    int most = 0;
-    for (int b = 0; b <= c->n; b++)
-        most = c->ch[b] > most ? c->ch[b] : most;
-    return (size_t)most * c->per_chunk * c->P;
+    return (size_t)c->most * c->per_chunk * c->P;
 }
 
 static size_t work_floats(const chain *c)
@@ -357,18 +355,15 @@ static void backward(fg_graph *g, void *ctx, fg_var **outs, int n_outs)
     int dx_fresh = 0;
     float *dx = c->x->requires_grad ? fg_grad_for_write(g, c->x, &dx_fresh) : NULL;
     const int T = team_size(c);
-    const size_t nb = boundary_floats(c), nw = work_floats(c);
-    int most = 0;
-    for (int b = 0; b <= c->n; b++)
-        most = c->ch[b] > most ? c->ch[b] : most;
-    const size_t per_thread = 3 * nb + nw;
+    const size_t nb = boundary_floats(c), nw = work_floats(c), per_thread = 3 * nb + nw;
     float *bufs = fg_arena_alloc(scratch, (size_t)T * per_thread * sizeof(float));
-    double *sums = fg_arena_alloc(scratch, (size_t)T * most * sizeof(double));
+    double *sums = fg_arena_alloc(scratch, (size_t)T * c->most * sizeof(double));
     #pragma omp parallel num_threads(T)
     {
         const int t = omp_get_thread_num();
         float *base = bufs + (size_t)t * per_thread;
-        thread_bufs tb = {base, base + nb, base + 2 * nb, base + 3 * nb, sums + (size_t)t * most};
+        thread_bufs tb = {base, base + nb, base + 2 * nb, base + 3 * nb,
+                          sums + (size_t)t * c->most};
         #pragma omp for schedule(static)
         for (int j = 0; j < c->n_chunks; j++)
             backward_chunk(c, j, &tb, parts + (size_t)j * stride, sp, dx, dx_fresh);
@@ -434,11 +429,10 @@ fg_var *fg_conv_chain(fg_graph *g, fg_var *x, const fg_chain_stage *stages, int 
     c->H = x->t.shape[2];
     c->W = x->t.shape[3];
     c->P = c->H * c->W;
-    c->ch[0] = x->t.shape[1];
-    int most = c->ch[0];
+    c->ch[0] = c->most = x->t.shape[1];
     for (int s = 0; s < n; s++) {
         c->ch[s + 1] = stage_out_channels(&stages[s], c->ch[s], s);
-        most = c->ch[s + 1] > most ? c->ch[s + 1] : most;
+        c->most = c->ch[s + 1] > c->most ? c->ch[s + 1] : c->most;
     }
     FG_CHECK(c->N > 0 && c->P > 0 && (size_t)c->N * c->P <= (size_t)1 << 30, "conv_chain",
              "a batch of %d images of %dx%d", c->N, c->H, c->W);
@@ -447,9 +441,9 @@ fg_var *fg_conv_chain(fg_graph *g, fg_var *x, const fg_chain_stage *stages, int 
         c->per_chunk = c->N;
     c->n_chunks = (c->N + c->per_chunk - 1) / c->per_chunk;
 
-    c->zeros = fg_arena_calloc(arena, (size_t)most * sizeof(float));
-    c->ones = fg_arena_alloc(arena, (size_t)most * sizeof(float));
-    for (int i = 0; i < most; i++)
+    c->zeros = fg_arena_calloc(arena, (size_t)c->most * sizeof(float));
+    c->ones = fg_arena_alloc(arena, (size_t)c->most * sizeof(float));
+    for (int i = 0; i < c->most; i++)
         c->ones[i] = 1.0f;
     c->scale = fg_arena_calloc(arena, (size_t)n * sizeof *c->scale);
     for (int s = 0; s < n; s++) {
