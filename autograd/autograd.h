@@ -143,6 +143,36 @@ FG_API fg_var *fg_conv2d_cm(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias, int
 FG_API fg_var *fg_conv2d_cm_affine_relu(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias,
                                         fg_var *logs, int N);
 
+/* A chain of convolutions and per-channel stages on images, run chunk by
+ * chunk of whole images, each chunk through every stage on one thread
+ * (autograd/ops_conv_chain.c): a coupling's conditioner network as one op.
+ * Each stage computes what the op of the same arithmetic does:
+ *   CONV               weight (Co, Ci, k, k), k odd, bias (Co) or NULL: fg_conv2d;
+ *   AFFINE_RELU        max(0, (x + bias[c]) e^logs[c]): fg_channel_affine_relu;
+ *   AFFINE             (x + bias[c]) e^logs[c], actnorm without the ReLU;
+ *   RELU               max(0, x);
+ *   CHANNEL_SCALE_EXP  x e^(factor logs[c]), a zero conv's learned scale.
+ * x (N, C, H, W) -> (N, Co, H, W). Values and gradients do not depend on
+ * the number of threads. */
+typedef enum fg_chain_kind {
+    FG_CHAIN_CONV,
+    FG_CHAIN_AFFINE_RELU,
+    FG_CHAIN_AFFINE,
+    FG_CHAIN_RELU,
+    FG_CHAIN_CHANNEL_SCALE_EXP,
+} fg_chain_kind;
+typedef struct fg_chain_stage {
+    fg_chain_kind kind;
+    fg_var *weight;   /* CONV */
+    fg_var *bias;     /* CONV (or NULL), AFFINE_RELU, AFFINE */
+    fg_var *logs;     /* AFFINE_RELU, AFFINE, CHANNEL_SCALE_EXP */
+    float factor;     /* CHANNEL_SCALE_EXP */
+} fg_chain_stage;
+FG_API fg_var *fg_conv_chain(fg_graph *g, fg_var *x, const fg_chain_stage *stages, int n);
+/* Images per chunk for images of P pixels: FLOWGRAD_CHAIN_COLUMNS (read
+ * once; default 784) columns' worth, at least one. */
+FG_API int fg_conv_chain_chunk_images(int P);
+
 /* Glow's affine coupling map on v (N, C, ...) given h (N, 2C, ...) whose
  * even channels are the shift and odd channels r the raw log-scale, with
  * s = sigmoid(r + 2): y = (v + shift) s for dir > 0, y = v / s - shift for

@@ -53,15 +53,17 @@ float *fg_grad_for_write(fg_graph *g, fg_var *v, int *fresh);
 void fg_require_same_shape(const char *op, const fg_var *a, const fg_var *b);
 void fg_require_ndim(const char *op, const fg_var *a, int ndim);
 /* The kernels of actnorm followed by ReLU (ops_channel.c), shared with the
- * fused convolution (ops_conv_affine_relu.c): y = max(0, (x + bias[c]) *
- * scale[c]) over N x C planes of HW values, y may be x; and its backward
- * from y alone: gx (stored when store is set, else added; may be NULL)
- * and the sums into gbias and glogs (each may be NULL). */
+ * fused convolution (ops_conv_affine_relu.c) and the convolution chain
+ * (ops_conv_chain.c): y = max(0, (x + bias[c]) * scale[c]) over N x C
+ * planes of HW values, or without the max when relu is 0 (actnorm alone),
+ * y may be x; and its backward from y alone: gx (stored when store is
+ * set, else added; may be NULL) and the sums into gbias and glogs (each
+ * may be NULL). */
 void fg_affine_relu_planes(int N, int C, size_t HW, const float *x, const float *bias,
-                           const float *scale, float *y);
+                           const float *scale, float *y, int relu);
 void fg_affine_relu_planes_backward(int N, int C, size_t HW, const float *gy, const float *y,
                                     const float *scale, float *gx, int store, float *gbias,
-                                    float *glogs);
+                                    float *glogs, int relu);
 /* Stops naming op unless x is a channel-major batch of N images and w
  * (and bias, when given) a convolution's weight (bias) for it. */
 void fg_conv2d_cm_check(const char *op, const fg_var *x, const fg_var *w, const fg_var *bias,

@@ -9,6 +9,7 @@ libflowgrad_core_la_SOURCES += \
 	autograd/ops_channel.c \
 	autograd/ops_channel_major.c \
 	autograd/ops_conv_affine_relu.c \
+	autograd/ops_conv_chain.c \
 	autograd/ops_coupling.c \
 	autograd/ops_spline.c \
 	autograd/ops_pool.c \
@@ -32,3 +33,11 @@ tests_test_spline_SOURCES = tests/test_spline.c
 tests_test_spline_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_spline_LDADD = $(FG_TEST_LIBS)
 EXTRA_DIST += tests/fixtures/rq-spline.safetensors tests/reference/rq_spline.py
+
+# The convolution chain against finite differences, the ops it replaces,
+# and itself on 1 and 2 threads.
+check_PROGRAMS += tests/test_conv_chain
+TESTS += tests/test_conv_chain
+tests_test_conv_chain_SOURCES = tests/test_conv_chain.c
+tests_test_conv_chain_CFLAGS = $(FG_TEST_CFLAGS)
+tests_test_conv_chain_LDADD = $(FG_TEST_LIBS)

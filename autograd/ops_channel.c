@@ -101,7 +101,7 @@ fg_var *fg_mul_channel(fg_graph *g, fg_var *x, fg_var *v)
  * e^logs as the forward used it. */
 void fg_affine_relu_planes_backward(int N, int C, size_t HW, const float *gy, const float *Y,
                                     const float *S, float *gx, int store, float *gb,
-                                    float *gl)
+                                    float *gl, int relu)
 {
     /* Channels are independent, so they split across threads without
      * reductions and the sums do not depend on the thread count. One pass
@@ -118,7 +118,7 @@ void fg_affine_relu_planes_backward(int N, int C, size_t HW, const float *gy, co
                 float *restrict o = gx + off;
                 #pragma omp simd reduction(+:pb, pl)
                 for (size_t i = 0; i < HW; i++) {
-                    const float m = (yp[i] > 0.0f) * d[i];
+                    const float m = relu ? (yp[i] > 0.0f) * d[i] : d[i];
                     o[i] = m * s;
                     pb += m;
                     pl += d[i] * yp[i];
@@ -127,7 +127,7 @@ void fg_affine_relu_planes_backward(int N, int C, size_t HW, const float *gy, co
                 float *restrict o = gx + off;
                 #pragma omp simd reduction(+:pb, pl)
                 for (size_t i = 0; i < HW; i++) {
-                    const float m = (yp[i] > 0.0f) * d[i];
+                    const float m = relu ? (yp[i] > 0.0f) * d[i] : d[i];
                     o[i] += m * s;
                     pb += m;
                     pl += d[i] * yp[i];
@@ -135,7 +135,7 @@ void fg_affine_relu_planes_backward(int N, int C, size_t HW, const float *gy, co
             } else {
                 #pragma omp simd reduction(+:pb, pl)
                 for (size_t i = 0; i < HW; i++) {
-                    pb += (yp[i] > 0.0f) * d[i];
+                    pb += relu ? (yp[i] > 0.0f) * d[i] : d[i];
                     pl += d[i] * yp[i];
                 }
             }
@@ -155,13 +155,13 @@ static void channel_affine_relu_backward(fg_graph *g, fg_node *nd)
     fg_affine_relu_planes_backward(x->t.shape[0], x->t.shape[1], spatial(x), y->grad,
                                    y->t.data, nd->saved, gx, fresh,
                                    b->requires_grad ? fg_grad(g, b) : NULL,
-                                   l->requires_grad ? fg_grad(g, l) : NULL);
+                                   l->requires_grad ? fg_grad(g, l) : NULL, 1);
 }
 
 /* No restrict: the fused convolution applies it in place (y == x), which
  * the same-index loop allows. */
 void fg_affine_relu_planes(int N, int C, size_t HW, const float *X, const float *B,
-                           const float *S, float *Y)
+                           const float *S, float *Y, int relu)
 {
     #pragma omp parallel for collapse(2) if ((size_t)N * C * HW > FG_PARALLEL_THRESHOLD)
     for (int n = 0; n < N; n++)
@@ -174,7 +174,7 @@ void fg_affine_relu_planes(int N, int C, size_t HW, const float *X, const float 
             for (size_t i = 0; i < HW; i++) {
                 /* (x + b) rounded before the product, as the unfused ops do */
                 const float p = (xp[i] + bc) * s;
-                yp[i] = p > 0.0f ? p : 0.0f;
+                yp[i] = relu && !(p > 0.0f) ? 0.0f : p;
             }
         }
 }
@@ -188,7 +188,8 @@ fg_var *fg_channel_affine_relu(fg_graph *g, fg_var *x, fg_var *bias, fg_var *log
     float *S = fg_arena_alloc(fg_graph_arena(g), (size_t)C * sizeof(float));
     for (int c = 0; c < C; c++) S[c] = expf(logs->t.data[c]);
     fg_var *y = fg_var_like(g, x);
-    fg_affine_relu_planes(x->t.shape[0], C, spatial(x), x->t.data, bias->t.data, S, y->t.data);
+    fg_affine_relu_planes(x->t.shape[0], C, spatial(x), x->t.data, bias->t.data, S, y->t.data,
+                          1);
     fg_node *nd = fg_record(g, "channel_affine_relu", channel_affine_relu_backward, y, 3, x,
                             bias, logs);
     if (nd) nd->saved = S;

@@ -21,7 +21,7 @@ static void backward(fg_graph *g, fg_node *nd)
     float *dpre = fg_arena_alloc(g->scratch, (size_t)Co * rows * sizeof(float));
     fg_affine_relu_planes_backward(1, Co, rows, y->grad, y->t.data, nd->saved, dpre, 1,
                                    b->requires_grad ? fg_grad(g, b) : NULL,
-                                   l->requires_grad ? fg_grad(g, l) : NULL);
+                                   l->requires_grad ? fg_grad(g, l) : NULL, 1);
     /* The two products' columns take turns after dpre in the scratch. */
     fg_arena_mark after_dpre = fg_arena_mark_now(g->scratch);
     if (x->requires_grad) {
@@ -54,7 +54,7 @@ fg_var *fg_conv2d_cm_affine_relu(fg_graph *g, fg_var *x, fg_var *w, fg_var *bias
     float *S = fg_arena_alloc(fg_graph_arena(g), (size_t)Co * sizeof(float));
     for (int c = 0; c < Co; c++) S[c] = expf(logs->t.data[c]);
     fg_affine_relu_planes(1, Co, (size_t)y->t.shape[2] * y->t.shape[3], y->t.data, bias->t.data,
-                          S, y->t.data);
+                          S, y->t.data, 1);
     fg_var *ins[4] = {x, w, bias, logs};
     fg_node *nd = fg_record_n(g, "conv2d_cm_affine_relu", backward, y, 4, ins);
     if (nd) {

@@ -156,6 +156,13 @@ fg_var *fg_actnorm_conv_relu(fg_flow *f, fg_graph *g, fg_conv *conv, fg_var *x, 
     return fg_conv2d_cm_affine_relu(g, x, conv->weight, a->bias, a->logs, n);
 }
 
+fg_chain_stage fg_actnorm_chain_stage(fg_flow *f, int relu)
+{
+    actnorm *a = (actnorm *)f;
+    return (fg_chain_stage){.kind = relu ? FG_CHAIN_AFFINE_RELU : FG_CHAIN_AFFINE,
+                            .bias = a->bias, .logs = a->logs};
+}
+
 static fg_var *inverse(fg_flow *f, fg_graph *g, fg_var *z, fg_var **logdet,
                        fg_flow_ctx *ctx)
 {

@@ -1,7 +1,10 @@
 /* A coupling's conditioner network as a list of modules (flow.h, "conditioner
  * networks"). It lives in flows/ rather than nn/ because one of its modules
- * is actnorm, a flow layer. Images run in channel-major layout: (N, C, H, W)
- * is reordered once on the way in and once on the way out, and every
+ * is actnorm, a flow layer. A network of convolutions, actnorms, ReLUs and
+ * its zero conv runs as one convolution chain (fg_conv_chain), chunk of
+ * images by chunk of images, once its actnorms are initialized. The rest,
+ * and the first step, run module by module in channel-major layout: (N, C,
+ * H, W) is reordered once on the way in and once on the way out, and every
  * convolution in between is one GEMM over the whole batch. */
 #include "flows/layer.h"
 
@@ -212,13 +215,49 @@ static fg_var *residual(module *m, fg_graph *g, fg_var *h, int images, int n)
     return fg_add(g, h, b);
 }
 
-fg_var *fg_net_apply(fg_net *net, fg_graph *g, fg_var *x)
+/* The network as stages of one convolution chain, in st (room for two per
+ * module); returns their count, or 0 when a module has no stage (residual
+ * blocks, the smooth activations, vector modules). */
+static int chain_stages(fg_net *net, fg_chain_stage *st)
+{
+    if (!net->images)
+        return 0;
+    int ns = 0;
+    for (int i = 0; i < net->n; i++) {
+        module *m = &net->m[i];
+        switch (m->kind) {
+        case FG_NET_CONV:
+            st[ns++] = (fg_chain_stage){.kind = FG_CHAIN_CONV, .weight = m->conv.weight,
+                                        .bias = m->conv.bias};
+            break;
+        case FG_NET_ACTNORM: {
+            const int relu = i + 1 < net->n && net->m[i + 1].kind == FG_NET_RELU;
+            st[ns++] = fg_actnorm_chain_stage(m->norm, relu);
+            i += relu;
+            break;
+        }
+        case FG_NET_RELU:
+            st[ns++] = (fg_chain_stage){.kind = FG_CHAIN_RELU};
+            break;
+        case FG_NET_ZERO_CONV:
+            st[ns++] = (fg_chain_stage){.kind = FG_CHAIN_CONV, .weight = m->zero.conv.weight,
+                                        .bias = m->zero.conv.bias};
+            st[ns++] = (fg_chain_stage){.kind = FG_CHAIN_CHANNEL_SCALE_EXP,
+                                        .logs = m->zero.logs,
+                                        .factor = m->zero.logscale_factor};
+            break;
+        default:
+            return 0;
+        }
+    }
+    return ns;
+}
+
+/* Module by module: images in channel-major layout, each convolution one
+ * GEMM over the batch. */
+static fg_var *apply_modules(fg_net *net, fg_graph *g, fg_var *x)
 {
     const int n = x->t.shape[0];
-    FG_CHECK(x->t.ndim == (net->images ? 4 : 2) && x->t.shape[1] == net->in, "conditioner",
-             "input has %d dims and %d channels; the network takes %s with %d",
-             x->t.ndim, x->t.ndim > 1 ? x->t.shape[1] : 0,
-             net->images ? "(N, C, H, W)" : "(N, D)", net->in);
     fg_var *h = net->images ? fg_to_channel_major(g, x) : x;
     for (int i = 0; i < net->n; i++) {
         module *m = &net->m[i];
@@ -256,6 +295,33 @@ fg_var *fg_net_apply(fg_net *net, fg_graph *g, fg_var *x)
         }
     }
     return net->images ? fg_from_channel_major(g, h, n) : h;
+}
+
+
+fg_var *fg_net_apply(fg_net *net, fg_graph *g, fg_var *x)
+{
+    FG_CHECK(x->t.ndim == (net->images ? 4 : 2) && x->t.shape[1] == net->in, "conditioner",
+             "input has %d dims and %d channels; the network takes %s with %d",
+             x->t.ndim, x->t.ndim > 1 ? x->t.shape[1] : 0,
+             net->images ? "(N, C, H, W)" : "(N, D)", net->in);
+    fg_chain_stage st[2 * net->n];
+    const int ns = chain_stages(net, st);
+    if (ns == 0)
+        return apply_modules(net, g, x);
+    if (fg_net_data_init(net, 0) > 0) {
+        /* The actnorms' data-dependent init needs the pre-activations, which
+         * the chain never forms, and happens only with gradients on. Then
+         * the network runs once module by module, initializing each actnorm
+         * from what reaches it as that path always did, and its tape and
+         * memory are given back at once, so that the first step lays out
+         * its tensors as every later one does (and is no larger). */
+        if (!fg_grad_enabled(g))
+            return apply_modules(net, g, x);
+        fg_graph_mark mark = fg_graph_mark_now(g);
+        apply_modules(net, g, x);
+        fg_graph_rewind(g, &mark);
+    }
+    return fg_conv_chain(g, x, st, ns);
 }
 
 void fg_net_visit(fg_net *net, const char *prefix, fg_visit_fn fn, void *vctx)

@@ -236,9 +236,11 @@ FG_API fg_flow *fg_permute_create(const fg_permute_options *o);
 /* ---------------------------------------------------------------- conditioner networks
  * The network of a coupling (h = NN(conditioning part)) as a list of
  * modules, run on images (N, C, H, W) or on vectors (N, D)
- * (flows/conditioner.c). On images it runs in channel-major layout, so
- * every convolution is one GEMM over the batch; an actnorm followed by a
- * ReLU is one fused op. The list ends in its output module, whose width is
+ * (flows/conditioner.c). On images, a network of conv, actnorm, relu and
+ * zero_conv modules runs as one op, chunk of images by chunk, one chunk
+ * per thread (fg_conv_chain); any other runs in channel-major layout, so
+ * every convolution is one GEMM over the batch, and an actnorm followed by
+ * a ReLU is one fused op. The list ends in its output module, whose width is
  * the coupling's (changed entries x the map's width) and which starts at
  * zero, so the coupling starts as the identity (or a constant scale).
  *

@@ -59,6 +59,10 @@ fg_var *fg_actnorm_forward_relu(fg_flow *actnorm, fg_graph *g, fg_var *x);
  * fg_conv_apply_cm. */
 fg_var *fg_actnorm_conv_relu(fg_flow *actnorm, fg_graph *g, fg_conv *conv, fg_var *x, int n);
 
+/* actnorm as a stage of a convolution chain (fg_conv_chain): AFFINE, or
+ * AFFINE_RELU with relu set, on the layer's own parameters. */
+fg_chain_stage fg_actnorm_chain_stage(fg_flow *actnorm, int relu);
+
 /* z = W x per pixel: x (N, C, H, W), w (C, C) -> (N, C, H, W); per vector
  * for x (N, C). */
 fg_var *fg_flow_conv1x1(fg_graph *g, fg_var *x, fg_var *w);

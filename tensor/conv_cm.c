@@ -11,7 +11,12 @@
  * output-side matrix of Co k k rows when Co < Ci. Column matrices are built
  * for a run of samples at a time, so that they stay within the column
  * budget however large the batch; each run is one GEMM whose output is a
- * column range of the (Co, N P) result. */
+ * column range of the (Co, N P) result.
+ *
+ * The same three passes also run on work buffers the caller provides
+ * (fg_conv_cm_*_work, conv_internal.h), for the convolution chain
+ * (autograd/ops_conv_chain.c), whose threads each run them on their own
+ * chunk of images and must not share an arena. */
 #include "tensor/conv_internal.h"
 
 #include <omp.h>
@@ -148,31 +153,50 @@ static void check(const char *op, int N, int Ci, int H, int W, int Co, int k)
              "a batch of %d images of %dx%d is too large for one matrix row", N, H, W);
 }
 
-#define TIMED_COLUMNS(name, stmt) FG_TIMED("kernel:" name, stmt)
+/* Wall time: inside a parallel region (a convolution chain's chunks) each
+ * thread's seconds count divided by the team's size, as fg_gemm_ex counts
+ * its own. */
+#define TIMED_COLUMNS(name, stmt) do { \
+        double t0_ = fg_profile_enabled() ? fg_profile_now() : 0.0; \
+        stmt; \
+        if (t0_ != 0.0) \
+            fg_profile_add("kernel:" name, (fg_profile_now() - t0_) / omp_get_num_threads()); \
+    } while (0)
 
-void fg_conv2d_cm_forward(int N, int Ci, int H, int W, int Co, int k,
-                          const float *x, const float *w, const float *bias,
-                          float *y, fg_arena *scratch)
+size_t fg_conv_cm_work_floats(int run, int Ci, int H, int W, int Co, int k)
 {
-    check("conv2d_cm_forward", N, Ci, H, W, Co, k);
+    const size_t P = (size_t)H * W, kk = (size_t)k * k;
+    if (k == 1)
+        return 0;
+    if (!narrow(Ci, Co, k))
+        return (size_t)Ci * kk * run * P;
+    /* Wr or the weight-side gradient A, then the (Co k k, run P) matrix */
+    return (size_t)Co * kk * Ci + (size_t)Co * kk * run * P;
+}
+
+/* The cores below take their column matrices in `work`, sized by
+ * fg_conv_cm_work_floats for runs of `run` images, so that a caller that
+ * runs many of them side by side (one per thread) can hand each its own. */
+void fg_conv_cm_forward_work(int N, int Ci, int H, int W, int Co, int k, const float *x,
+                             const float *w, const float *bias, float *y, int run,
+                             float *work)
+{
     const int P = H * W, NP = N * P, kk = k * k;
     if (k == 1) {
         fg_gemm(0, 0, Co, NP, Ci, 1.0f, w, Ci, x, NP, 0.0f, y, NP);
     } else if (!narrow(Ci, Co, k)) {
-        const int K = Ci * kk, run = run_length(N, K, P);
-        float *col = fg_conv_scratch_get(scratch, (size_t)K * run * P);
+        const int K = Ci * kk;
+        float *col = work;
         for (int n0 = 0; n0 < N; n0 += run) {
             const int nc = N - n0 < run ? N - n0 : run;
             TIMED_COLUMNS("im2col", im2col_run(Ci, N, H, W, k, n0, nc, x, col));
             fg_gemm(0, 0, Co, nc * P, K, 1.0f, w, K, col, nc * P, 0.0f,
                     y + (size_t)n0 * P, NP);
         }
-        fg_conv_scratch_release(scratch, col);
     } else {
         /* Z (Co k k, run P) = Wr . x, then its rows shifted into y. */
-        const int R = Co * kk, run = run_length(N, R, P);
-        float *wr = fg_conv_scratch_get(scratch, (size_t)R * Ci);
-        float *z = fg_conv_scratch_get(scratch, (size_t)R * run * P);
+        const int R = Co * kk;
+        float *wr = work, *z = work + (size_t)R * Ci;
         fg_conv_flip_weights(Co, Ci, kk, w, wr);
         memset(y, 0, (size_t)Co * NP * sizeof(float));
         for (int n0 = 0; n0 < N; n0 += run) {
@@ -181,26 +205,23 @@ void fg_conv2d_cm_forward(int N, int Ci, int H, int W, int Co, int k,
                        z, (long)nc * P, 1);
             TIMED_COLUMNS("col2im", col2im_run(Co, N, H, W, k, n0, nc, z, y));
         }
-        fg_conv_scratch_release(scratch, z);
-        fg_conv_scratch_release(scratch, wr);
     }
     if (bias)
         fg_k_add_channel(1, Co, NP, y, bias, y);
 }
 
-void fg_conv2d_cm_backward_input(int N, int Ci, int H, int W, int Co, int k,
-                                 const float *dy, const float *w, float *dx, int accumulate,
-                                 fg_arena *scratch)
+void fg_conv_cm_backward_input_work(int N, int Ci, int H, int W, int Co, int k,
+                                    const float *dy, const float *w, float *dx, int accumulate,
+                                    int run, float *work)
 {
-    check("conv2d_cm_backward_input", N, Ci, H, W, Co, k);
     const int P = H * W, NP = N * P, kk = k * k;
     const float beta = accumulate ? 1.0f : 0.0f;   /* beta 0 never reads dx */
     if (k == 1) {
         fg_gemm(1, 0, Ci, NP, Co, 1.0f, w, Ci, dy, NP, beta, dx, NP);
     } else if (!narrow(Ci, Co, k)) {
         /* dcol (Ci k k, run P) = w^T . dy, added back into dx by col2im. */
-        const int K = Ci * kk, run = run_length(N, K, P);
-        float *dcol = fg_conv_scratch_get(scratch, (size_t)K * run * P);
+        const int K = Ci * kk;
+        float *dcol = work;
         if (!accumulate)
             memset(dx, 0, (size_t)Ci * NP * sizeof(float));
         for (int n0 = 0; n0 < N; n0 += run) {
@@ -209,12 +230,10 @@ void fg_conv2d_cm_backward_input(int N, int Ci, int H, int W, int Co, int k,
                        dcol, (long)nc * P, 1);
             TIMED_COLUMNS("col2im", col2im_run(Ci, N, H, W, k, n0, nc, dcol, dx));
         }
-        fg_conv_scratch_release(scratch, dcol);
     } else {
         /* dx += Wr^T . im2col(dy) */
-        const int R = Co * kk, run = run_length(N, R, P);
-        float *wr = fg_conv_scratch_get(scratch, (size_t)R * Ci);
-        float *dcol = fg_conv_scratch_get(scratch, (size_t)R * run * P);
+        const int R = Co * kk;
+        float *wr = work, *dcol = work + (size_t)R * Ci;
         fg_conv_flip_weights(Co, Ci, kk, w, wr);
         for (int n0 = 0; n0 < N; n0 += run) {
             const int nc = N - n0 < run ? N - n0 : run;
@@ -222,35 +241,30 @@ void fg_conv2d_cm_backward_input(int N, int Ci, int H, int W, int Co, int k,
             fg_gemm(1, 0, Ci, nc * P, R, 1.0f, wr, Ci, dcol, nc * P, beta,
                     dx + (size_t)n0 * P, NP);
         }
-        fg_conv_scratch_release(scratch, dcol);
-        fg_conv_scratch_release(scratch, wr);
     }
 }
 
-void fg_conv2d_cm_backward_weight(int N, int Ci, int H, int W, int Co, int k,
-                                  const float *dy, const float *x, float *dw,
-                                  float *db, fg_arena *scratch)
+void fg_conv_cm_backward_weight_work(int N, int Ci, int H, int W, int Co, int k,
+                                     const float *dy, const float *x, float *dw, int run,
+                                     float *work)
 {
-    check("conv2d_cm_backward_weight", N, Ci, H, W, Co, k);
     const int P = H * W, NP = N * P, kk = k * k;
     if (k == 1) {
         fg_gemm(0, 1, Co, Ci, NP, 1.0f, dy, NP, x, NP, 1.0f, dw, Ci);
     } else if (!narrow(Ci, Co, k)) {
         /* dw += dy . im2col(x)^T */
-        const int K = Ci * kk, run = run_length(N, K, P);
-        float *col = fg_conv_scratch_get(scratch, (size_t)K * run * P);
+        const int K = Ci * kk;
+        float *col = work;
         for (int n0 = 0; n0 < N; n0 += run) {
             const int nc = N - n0 < run ? N - n0 : run;
             TIMED_COLUMNS("im2col", im2col_run(Ci, N, H, W, k, n0, nc, x, col));
             fg_gemm_ex(0, 1, Co, K, nc * P, 1.0f, dy + (size_t)n0 * P, NP, 1, col, (long)nc * P,
                        1, 1.0f, dw, K, 1);
         }
-        fg_conv_scratch_release(scratch, col);
     } else {
         /* A (Ci, Co k k) = x . im2col(dy)^T, rearranged into dw. */
-        const int R = Co * kk, run = run_length(N, R, P);
-        float *dcol = fg_conv_scratch_get(scratch, (size_t)R * run * P);
-        float *a = fg_conv_scratch_get(scratch, (size_t)Ci * R);
+        const int R = Co * kk;
+        float *a = work, *dcol = work + (size_t)R * Ci;
         for (int n0 = 0; n0 < N; n0 += run) {
             const int nc = N - n0 < run ? N - n0 : run;
             TIMED_COLUMNS("im2col", im2col_run(Co, N, H, W, k, n0, nc, dy, dcol));
@@ -258,9 +272,56 @@ void fg_conv2d_cm_backward_weight(int N, int Ci, int H, int W, int Co, int k,
                        1, n0 == 0 ? 0.0f : 1.0f, a, R, 1);
         }
         fg_conv_unflip_add(Co, Ci, kk, a, dw);
-        fg_conv_scratch_release(scratch, a);
-        fg_conv_scratch_release(scratch, dcol);
     }
+}
+
+/* The rows of the largest column matrix the run needs. */
+static int column_rows(int Ci, int Co, int k)
+{
+    return narrow(Ci, Co, k) ? Co * k * k : Ci * k * k;
+}
+
+void fg_conv2d_cm_forward(int N, int Ci, int H, int W, int Co, int k,
+                          const float *x, const float *w, const float *bias,
+                          float *y, fg_arena *scratch)
+{
+    check("conv2d_cm_forward", N, Ci, H, W, Co, k);
+    const int run = run_length(N, column_rows(Ci, Co, k), H * W);
+    float *work = k > 1 ? fg_conv_scratch_get(scratch, fg_conv_cm_work_floats(run, Ci, H, W,
+                                                                               Co, k))
+                        : NULL;
+    fg_conv_cm_forward_work(N, Ci, H, W, Co, k, x, w, bias, y, run, work);
+    if (work)
+        fg_conv_scratch_release(scratch, work);
+}
+
+void fg_conv2d_cm_backward_input(int N, int Ci, int H, int W, int Co, int k,
+                                 const float *dy, const float *w, float *dx, int accumulate,
+                                 fg_arena *scratch)
+{
+    check("conv2d_cm_backward_input", N, Ci, H, W, Co, k);
+    const int run = run_length(N, column_rows(Ci, Co, k), H * W);
+    float *work = k > 1 ? fg_conv_scratch_get(scratch, fg_conv_cm_work_floats(run, Ci, H, W,
+                                                                               Co, k))
+                        : NULL;
+    fg_conv_cm_backward_input_work(N, Ci, H, W, Co, k, dy, w, dx, accumulate, run, work);
+    if (work)
+        fg_conv_scratch_release(scratch, work);
+}
+
+void fg_conv2d_cm_backward_weight(int N, int Ci, int H, int W, int Co, int k,
+                                  const float *dy, const float *x, float *dw,
+                                  float *db, fg_arena *scratch)
+{
+    check("conv2d_cm_backward_weight", N, Ci, H, W, Co, k);
+    const int P = H * W, NP = N * P;
+    const int run = run_length(N, column_rows(Ci, Co, k), P);
+    float *work = k > 1 ? fg_conv_scratch_get(scratch, fg_conv_cm_work_floats(run, Ci, H, W,
+                                                                               Co, k))
+                        : NULL;
+    fg_conv_cm_backward_weight_work(N, Ci, H, W, Co, k, dy, x, dw, run, work);
+    if (work)
+        fg_conv_scratch_release(scratch, work);
     if (db) {
         double *sums = fg_xmalloc((size_t)Co * sizeof(double), "conv2d bias gradient");
         fg_k_sum_per_channel(1, Co, NP, dy, sums, NULL);

@@ -1,5 +1,7 @@
-/* Pieces shared by the two conv2d formulations (tensor/conv.c and
- * tensor/conv_narrow.c); not installed, not exported. */
+/* Pieces shared by the conv2d formulations (tensor/conv.c,
+ * tensor/conv_narrow.c, tensor/conv_cm.c) and, for the channel-major
+ * passes on a caller's buffers, the convolution chain
+ * (autograd/ops_conv_chain.c); not installed, not exported. */
 #ifndef FLOWGRAD_CONV_INTERNAL_H
 #define FLOWGRAD_CONV_INTERNAL_H
 
@@ -55,5 +57,22 @@ FG_HIDDEN void fg_conv_narrow_backward_input(int N, int Ci, int H, int W, int Co
 FG_HIDDEN void fg_conv_narrow_backward_weight(int N, int Ci, int H, int W, int Co, int k,
                                               const float *dy, const float *x, float *dw,
                                               fg_arena *scratch);
+
+/* The channel-major convolution (conv_cm.c) on a caller's work buffer
+ * instead of an arena, for callers that run several at once (one per
+ * thread) and must not share an arena: the same contracts as
+ * fg_conv2d_cm_forward, _backward_input and _backward_weight (without the
+ * bias gradient), the column matrices built for runs of `run` images in
+ * `work` of fg_conv_cm_work_floats(run, ...) floats (0 for k = 1). */
+FG_HIDDEN size_t fg_conv_cm_work_floats(int run, int Ci, int H, int W, int Co, int k);
+FG_HIDDEN void fg_conv_cm_forward_work(int N, int Ci, int H, int W, int Co, int k,
+                                       const float *x, const float *w, const float *bias,
+                                       float *y, int run, float *work);
+FG_HIDDEN void fg_conv_cm_backward_input_work(int N, int Ci, int H, int W, int Co, int k,
+                                              const float *dy, const float *w, float *dx,
+                                              int accumulate, int run, float *work);
+FG_HIDDEN void fg_conv_cm_backward_weight_work(int N, int Ci, int H, int W, int Co, int k,
+                                               const float *dy, const float *x, float *dw,
+                                               int run, float *work);
 
 #endif

@@ -210,7 +210,7 @@ START_TEST(train_refuses_what_cannot_fit)
 }
 END_TEST
 
-/* A wider model at the largest batch needs terabytes: refused with the real
+/* A larger model at the largest batch needs hundreds of GiB: refused with the real
  * MemAvailable, before anything of that size is allocated. */
 START_TEST(train_refuses_a_huge_batch_without_allocating_it)
 {
@@ -223,9 +223,9 @@ START_TEST(train_refuses_a_huge_batch_without_allocating_it)
     ck_assert_ptr_nonnull(out);
     while (fgets(line, sizeof line, in)) {
         if (!strcmp(line, "  height: 8\n"))
-            strcpy(line, "  height: 64\n");
+            strcpy(line, "  height: 128\n");
         else if (!strcmp(line, "  width: 8\n"))
-            strcpy(line, "  width: 64\n");
+            strcpy(line, "  width: 128\n");
         else if (!strcmp(line, "  hidden: 16\n"))
             strcpy(line, "  hidden: 64\n");
         fputs(line, out);

@@ -1,0 +1,483 @@
+/* conv_chain: a chain of convolutions and per-channel stages (a coupling's
+ * conditioner network) run on a chunk of whole images at a time.
+ *
+ * Layer by layer over the whole batch, every GEMM is split between the
+ * threads (which meet at barriers inside it) and each activation leaves
+ * the cache before the next layer reads it. Here the batch is cut into
+ * chunks of whole images and each chunk goes through every stage before
+ * the next one starts: its activations stay in cache from one stage to
+ * the next, and the threads take whole chunks, each GEMM running on its
+ * thread without synchronization. The chunks depend on the image size
+ * only, never on the thread count, and every sum over chunks (the
+ * parameter gradients) is taken in chunk order after the parallel part,
+ * so results do not depend on the number of threads.
+ *
+ * Inside a chunk the stages work in channel-major layout (channel c of the
+ * chunk is one row of its columns), so the input's reorder from (N, C, H,
+ * W) and the output's back happen per chunk, in cache. Each convolution is
+ * the channel-major one of tensor/conv_cm.c on the chunk's columns, and the
+ * per-channel stages are the kernels of the existing ops, so every column
+ * is computed as fg_conv2d_cm, fg_channel_affine_relu and the others
+ * compute it.
+ *
+ * With gradients, what the backward reads is kept in the graph arena: a
+ * stage boundary is kept when the stage after it needs its input
+ * (convolutions for their weight gradient, the channel scale for its
+ * logs) or the stage before it needs its output (the affine and ReLU
+ * stages, whose mask and logs gradient come from the output). The op's
+ * input and output are never copied: the backward reads them back from x
+ * and y. Without gradients nothing is kept: a chunk's intermediates live
+ * in its thread's scratch only. */
+#include "autograd/internal.h"
+#include "tensor/conv_internal.h"
+
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* 784 columns: 4 images of 14x14, 16 of 7x7. Chunks of 392 to 1568 columns
+ * train Glow at about the same rate; at 196 a chunk's products are too small
+ * to run well, and at 3136 a 64-image batch of 7x7 is one chunk, which one
+ * thread runs alone (BENCHMARKS.md, "the coupling networks chunk by
+ * chunk"). */
+#define DEFAULT_CHUNK_COLUMNS 784
+
+static int chunk_columns = DEFAULT_CHUNK_COLUMNS;
+static pthread_once_t chunk_columns_once = PTHREAD_ONCE_INIT;
+
+/* FLOWGRAD_CHAIN_COLUMNS is a tuning knob, read once; a malformed value
+ * keeps the default. */
+static void read_chunk_columns(void)
+{
+    const char *s = getenv("FLOWGRAD_CHAIN_COLUMNS");
+    char *end;
+    long v = s ? strtol(s, &end, 10) : 0;
+    if (s && *s && *end == '\0' && v > 0 && v <= (1L << 24))
+        chunk_columns = (int)v;
+}
+
+int fg_conv_chain_chunk_images(int P)
+{
+    pthread_once(&chunk_columns_once, read_chunk_columns);
+    int n = P > 0 ? chunk_columns / P : 1;
+    return n > 0 ? n : 1;
+}
+
+typedef struct chain {
+    int n;                  /* stages */
+    fg_chain_stage *st;
+    int *ch;                /* channels at boundary b = 0..n (b: before stage b) */
+    int most;               /* the largest of them */
+    float **keep;           /* boundary b's values for the backward, or NULL */
+    float **scale;          /* stage s: e^logs or e^(factor logs), or NULL */
+    float *zeros, *ones;    /* a plain ReLU is the affine ReLU with these */
+    int N, H, W, P, per_chunk, n_chunks;
+    fg_var *x, *y;
+} chain;
+
+static int needs_input(fg_chain_kind k)
+{
+    return k == FG_CHAIN_CONV || k == FG_CHAIN_CHANNEL_SCALE_EXP;
+}
+
+static int needs_output(fg_chain_kind k)
+{
+    return k == FG_CHAIN_AFFINE_RELU || k == FG_CHAIN_AFFINE || k == FG_CHAIN_RELU;
+}
+
+static void chunk_range(const chain *c, int j, int *n0, int *nc)
+{
+    *n0 = j * c->per_chunk;
+    *nc = c->N - *n0 < c->per_chunk ? c->N - *n0 : c->per_chunk;
+}
+
+static int grad_of(const fg_var *v)
+{
+    return v && v->requires_grad;
+}
+
+/* ------------------------------------------------------------- checks */
+static int stage_out_channels(const fg_chain_stage *s, int in, int i)
+{
+    char sv[FG_SHAPE_STR_LEN];
+    switch (s->kind) {
+    case FG_CHAIN_CONV: {
+        const fg_var *w = s->weight;
+        FG_CHECK(w && w->t.ndim == 4 && w->t.shape[1] == in && w->t.shape[2] == w->t.shape[3] &&
+                 w->t.shape[2] % 2 == 1, "conv_chain",
+                 "stage %d: weight %s, expected (Co, %d, k, k) with odd k", i,
+                 w ? fg_shape_str(&w->t, sv, sizeof sv) : "missing", in);
+        FG_CHECK(!s->bias || fg_var_numel(s->bias) == (size_t)w->t.shape[0], "conv_chain",
+                 "stage %d: bias has %zu values for %d output channels", i,
+                 s->bias ? fg_var_numel(s->bias) : 0, w->t.shape[0]);
+        return w->t.shape[0];
+    }
+    case FG_CHAIN_AFFINE_RELU:
+    case FG_CHAIN_AFFINE:
+        FG_CHECK(s->bias && fg_var_numel(s->bias) == (size_t)in, "conv_chain",
+                 "stage %d: the affine stage needs a bias of %d values", i, in);
+        /* fall through */
+    case FG_CHAIN_CHANNEL_SCALE_EXP:
+        FG_CHECK(s->logs && fg_var_numel(s->logs) == (size_t)in, "conv_chain",
+                 "stage %d: needs logs of %d values", i, in);
+        return in;
+    case FG_CHAIN_RELU:
+        return in;
+    }
+    fg_fatal("conv_chain", "stage %d has unknown kind %d", i, (int)s->kind);
+}
+
+/* ------------------------------------------------------------- forward */
+static void stage_forward(const chain *c, int s, int nc, const float *in, float *out,
+                          float *work)
+{
+    const fg_chain_stage *st = &c->st[s];
+    const int Ci = c->ch[s], Co = c->ch[s + 1];
+    const size_t L = (size_t)nc * c->P;
+    switch (st->kind) {
+    case FG_CHAIN_CONV:
+        fg_conv_cm_forward_work(nc, Ci, c->H, c->W, Co, st->weight->t.shape[2], in,
+                                st->weight->t.data, st->bias ? st->bias->t.data : NULL, out,
+                                nc, work);
+        break;
+    case FG_CHAIN_AFFINE_RELU:
+    case FG_CHAIN_AFFINE:
+        fg_affine_relu_planes(1, Ci, L, in, st->bias->t.data, c->scale[s], out,
+                              st->kind == FG_CHAIN_AFFINE_RELU);
+        break;
+    case FG_CHAIN_RELU:
+        fg_affine_relu_planes(1, Ci, L, in, c->zeros, c->ones, out, 1);
+        break;
+    case FG_CHAIN_CHANNEL_SCALE_EXP:
+        fg_k_mul_channel(1, Ci, (int)L, in, c->scale[s], out);
+        break;
+    }
+}
+
+/* Chunk j from x through every stage into y. The stages write into the
+ * kept boundary where there is one, else into whichever of a and b does
+ * not hold the stage's input. */
+static void forward_chunk(const chain *c, int j, float *a, float *b, float *work)
+{
+    int n0, nc;
+    chunk_range(c, j, &n0, &nc);
+    const size_t P = (size_t)c->P;
+    float *in = a;
+    fg_conv_gather_columns(nc, c->ch[0], c->P, c->x->t.data + (size_t)n0 * c->ch[0] * P, in);
+    for (int s = 0; s < c->n; s++) {
+        float *kept = c->keep[s + 1];
+        float *out = kept ? kept + (size_t)n0 * c->ch[s + 1] * P : in == a ? b : a;
+        stage_forward(c, s, nc, in, out, work);
+        in = out;
+    }
+    fg_conv_scatter_columns(nc, c->ch[c->n], c->P, in,
+                            c->y->t.data + (size_t)n0 * c->ch[c->n] * P, 0);
+}
+
+/* Floats of per-thread buffers: the largest boundary of a chunk, and the
+ * largest column matrix of its convolutions. */
+static size_t boundary_floats(const chain *c)
+{
+    return (size_t)c->most * c->per_chunk * c->P;
+}
+
+static size_t work_floats(const chain *c)
+{
+    size_t most = 0;
+    for (int s = 0; s < c->n; s++)
+        if (c->st[s].kind == FG_CHAIN_CONV) {
+            size_t w = fg_conv_cm_work_floats(c->per_chunk, c->ch[s], c->H, c->W,
+                                              c->ch[s + 1], c->st[s].weight->t.shape[2]);
+            most = w > most ? w : most;
+        }
+    return most;
+}
+
+static int team_size(const chain *c)
+{
+    int t = omp_in_parallel() ? 1 : omp_get_max_threads();
+    return t < c->n_chunks ? t : c->n_chunks;
+}
+
+static void run_forward(chain *c, fg_arena *scratch)
+{
+    const int T = team_size(c);
+    const size_t nb = boundary_floats(c), nw = work_floats(c);
+    /* Every thread's buffers come from the arena before the threads start:
+     * the arena is not thread-safe, and taking them here lets every step
+     * reuse the same pages. */
+    float *bufs = fg_arena_alloc(scratch, (size_t)T * (2 * nb + nw) * sizeof(float));
+    #pragma omp parallel num_threads(T)
+    {
+        float *a = bufs + (size_t)omp_get_thread_num() * (2 * nb + nw);
+        #pragma omp for schedule(static)
+        for (int j = 0; j < c->n_chunks; j++)
+            forward_chunk(c, j, a, a + nb, a + 2 * nb);
+    }
+}
+
+/* ------------------------------------------------------------- backward */
+/* Where stage s's parameter gradients of one chunk go, in its partials. */
+typedef struct stage_part {
+    size_t dw, db, dl;     /* offsets; conv: weight, bias; affine: bias, logs;
+                              scale: the logs' inner sum */
+} stage_part;
+
+/* Boundary b of chunk j: kept, or read back from the op's input or output
+ * into edge. */
+static const float *boundary(const chain *c, int b, int n0, int nc, float *edge)
+{
+    const size_t off = (size_t)n0 * c->ch[b] * c->P;
+    if (c->keep[b])
+        return c->keep[b] + off;
+    const float *src = b == 0 ? c->x->t.data : c->y->t.data;
+    fg_conv_gather_columns(nc, c->ch[b], c->P, src + off, edge);
+    return edge;
+}
+
+/* Stage s of chunk j backward: gy (its output's gradient) into gx (its
+ * input's, stored; NULL when not needed) and its parameters' gradients
+ * into part. */
+static void stage_backward(const chain *c, int s, int n0, int nc, const float *gy, float *gx,
+                           float *edge, float *work, double *sums, float *part,
+                           const stage_part *sp)
+{
+    const fg_chain_stage *st = &c->st[s];
+    const int Ci = c->ch[s], Co = c->ch[s + 1];
+    const size_t L = (size_t)nc * c->P;
+    switch (st->kind) {
+    case FG_CHAIN_CONV: {
+        const int k = st->weight->t.shape[2];
+        if (grad_of(st->weight))
+            fg_conv_cm_backward_weight_work(nc, Ci, c->H, c->W, Co, k, gy,
+                                            boundary(c, s, n0, nc, edge), part + sp->dw, nc,
+                                            work);
+        if (grad_of(st->bias)) {
+            fg_k_sum_per_channel(1, Co, (int)L, gy, sums, NULL);
+            for (int o = 0; o < Co; o++)
+                part[sp->db + o] = (float)sums[o];
+        }
+        if (gx)
+            fg_conv_cm_backward_input_work(nc, Ci, c->H, c->W, Co, k, gy, st->weight->t.data,
+                                           gx, 0, nc, work);
+        break;
+    }
+    case FG_CHAIN_AFFINE_RELU:
+    case FG_CHAIN_AFFINE:
+        fg_affine_relu_planes_backward(1, Ci, L, gy, boundary(c, s + 1, n0, nc, edge),
+                                       c->scale[s], gx, 1,
+                                       grad_of(st->bias) ? part + sp->db : NULL,
+                                       grad_of(st->logs) ? part + sp->dl : NULL,
+                                       st->kind == FG_CHAIN_AFFINE_RELU);
+        break;
+    case FG_CHAIN_RELU:
+        if (gx)
+            fg_affine_relu_planes_backward(1, Ci, L, gy, boundary(c, s + 1, n0, nc, edge),
+                                           c->ones, gx, 1, NULL, NULL, 1);
+        break;
+    case FG_CHAIN_CHANNEL_SCALE_EXP:
+        if (grad_of(st->logs)) {
+            /* d/dv of sum gy x v, the sum of the unfused op (mul_channel) */
+            const float *xin = boundary(c, s, n0, nc, edge);
+            for (int ch = 0; ch < Ci; ch++) {
+                const float *restrict d = gy + (size_t)ch * L, *restrict xp = xin + (size_t)ch * L;
+                float acc = 0.0f;
+                #pragma omp simd reduction(+:acc)
+                for (size_t i = 0; i < L; i++)
+                    acc += d[i] * xp[i];
+                part[sp->dl + ch] = acc;
+            }
+        }
+        if (gx)
+            fg_k_mul_channel(1, Ci, (int)L, gy, c->scale[s], gx);
+        break;
+    }
+}
+
+typedef struct thread_bufs {
+    float *g1, *g2, *edge, *work;
+    double *sums;
+} thread_bufs;
+
+static void backward_chunk(const chain *c, int j, const thread_bufs *tb, float *part,
+                           const stage_part *sp, float *dx, int dx_fresh)
+{
+    int n0, nc;
+    chunk_range(c, j, &n0, &nc);
+    const size_t P = (size_t)c->P;
+    float *gin = tb->g1;
+    fg_conv_gather_columns(nc, c->ch[c->n], c->P,
+                           c->y->grad + (size_t)n0 * c->ch[c->n] * P, gin);
+    for (int s = c->n - 1; s >= 0; s--) {
+        float *gout = s > 0 || dx ? (gin == tb->g1 ? tb->g2 : tb->g1) : NULL;
+        stage_backward(c, s, n0, nc, gin, gout, tb->edge, tb->work, tb->sums, part, &sp[s]);
+        gin = gout;
+    }
+    if (dx)
+        fg_conv_scatter_columns(nc, c->ch[0], c->P, gin, dx + (size_t)n0 * c->ch[0] * P,
+                                !dx_fresh);
+}
+
+/* The chunks' partial sums, in chunk order, into a parameter's gradient. */
+static void add_partials(const chain *c, const float *parts, size_t stride, size_t off,
+                         size_t count, float *grad)
+{
+    for (int j = 0; j < c->n_chunks; j++) {
+        const float *p = parts + (size_t)j * stride + off;
+        for (size_t i = 0; i < count; i++)
+            grad[i] += p[i];
+    }
+}
+
+static void backward(fg_graph *g, void *ctx, fg_var **outs, int n_outs)
+{
+    (void)outs;
+    (void)n_outs;
+    const double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
+    chain *c = ctx;
+    fg_arena *scratch = fg_graph_scratch(g);
+
+    stage_part *sp = fg_arena_alloc(scratch, (size_t)c->n * sizeof *sp);
+    size_t stride = 0;
+    for (int s = 0; s < c->n; s++) {
+        const fg_chain_stage *st = &c->st[s];
+        sp[s].dw = stride;
+        stride += st->weight ? fg_var_numel(st->weight) : 0;
+        sp[s].db = stride;
+        stride += (size_t)c->ch[s + 1];
+        sp[s].dl = stride;
+        stride += (size_t)c->ch[s + 1];
+    }
+    float *parts = fg_arena_calloc(scratch, (size_t)c->n_chunks * stride * sizeof(float));
+
+    int dx_fresh = 0;
+    float *dx = c->x->requires_grad ? fg_grad_for_write(g, c->x, &dx_fresh) : NULL;
+    const int T = team_size(c);
+    const size_t nb = boundary_floats(c), nw = work_floats(c), per_thread = 3 * nb + nw;
+    float *bufs = fg_arena_alloc(scratch, (size_t)T * per_thread * sizeof(float));
+    double *sums = fg_arena_alloc(scratch, (size_t)T * c->most * sizeof(double));
+    #pragma omp parallel num_threads(T)
+    {
+        const int t = omp_get_thread_num();
+        float *base = bufs + (size_t)t * per_thread;
+        thread_bufs tb = {base, base + nb, base + 2 * nb, base + 3 * nb,
+                          sums + (size_t)t * c->most};
+        #pragma omp for schedule(static)
+        for (int j = 0; j < c->n_chunks; j++)
+            backward_chunk(c, j, &tb, parts + (size_t)j * stride, sp, dx, dx_fresh);
+    }
+
+    for (int s = 0; s < c->n; s++) {
+        const fg_chain_stage *st = &c->st[s];
+        const int C = c->ch[s + 1];
+        switch (st->kind) {
+        case FG_CHAIN_CONV:
+            if (grad_of(st->weight))
+                add_partials(c, parts, stride, sp[s].dw, fg_var_numel(st->weight),
+                             fg_grad(g, st->weight));
+            if (grad_of(st->bias))
+                add_partials(c, parts, stride, sp[s].db, (size_t)C, fg_grad(g, st->bias));
+            break;
+        case FG_CHAIN_AFFINE_RELU:
+        case FG_CHAIN_AFFINE:
+            if (grad_of(st->bias))
+                add_partials(c, parts, stride, sp[s].db, (size_t)C, fg_grad(g, st->bias));
+            if (grad_of(st->logs))
+                add_partials(c, parts, stride, sp[s].dl, (size_t)C, fg_grad(g, st->logs));
+            break;
+        case FG_CHAIN_CHANNEL_SCALE_EXP:
+            if (grad_of(st->logs)) {
+                /* through e = exp(factor logs) as fg_exp and fg_scale take it */
+                float *v = fg_arena_calloc(scratch, (size_t)C * sizeof(float));
+                add_partials(c, parts, stride, sp[s].dl, (size_t)C, v);
+                float *gl = fg_grad(g, st->logs);
+                for (int ch = 0; ch < C; ch++)
+                    gl[ch] += st->factor * (v[ch] * c->scale[s][ch]);
+            }
+            break;
+        case FG_CHAIN_RELU:
+            break;
+        }
+    }
+    fg_arena_reset(scratch);
+    if (t0 != 0.0)
+        fg_profile_add("op:conv_chain (backward)", fg_profile_now() - t0);
+}
+
+/* ------------------------------------------------------------- the op */
+fg_var *fg_conv_chain(fg_graph *g, fg_var *x, const fg_chain_stage *stages, int n)
+{
+    const double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
+    fg_require_ndim("conv_chain", x, 4);
+    FG_CHECK(n >= 1 && stages, "conv_chain", "needs at least one stage, got %d", n);
+    fg_arena *arena = fg_graph_arena(g);
+
+    int need = x->requires_grad;
+    for (int s = 0; s < n; s++)
+        need |= grad_of(stages[s].weight) || grad_of(stages[s].bias) ||
+                grad_of(stages[s].logs);
+    const int record = fg_grad_enabled(g) && need;
+
+    chain *c = fg_arena_calloc(arena, sizeof *c);
+    c->n = n;
+    c->st = fg_arena_alloc(arena, (size_t)n * sizeof *c->st);
+    memcpy(c->st, stages, (size_t)n * sizeof *c->st);
+    c->ch = fg_arena_alloc(arena, (size_t)(n + 1) * sizeof *c->ch);
+    c->N = x->t.shape[0];
+    c->H = x->t.shape[2];
+    c->W = x->t.shape[3];
+    c->P = c->H * c->W;
+    c->ch[0] = c->most = x->t.shape[1];
+    for (int s = 0; s < n; s++) {
+        c->ch[s + 1] = stage_out_channels(&stages[s], c->ch[s], s);
+        c->most = c->ch[s + 1] > c->most ? c->ch[s + 1] : c->most;
+    }
+    FG_CHECK(c->N > 0 && c->P > 0 && (size_t)c->N * c->P <= (size_t)1 << 30, "conv_chain",
+             "a batch of %d images of %dx%d", c->N, c->H, c->W);
+    c->per_chunk = fg_conv_chain_chunk_images(c->P);
+    if (c->per_chunk > c->N)
+        c->per_chunk = c->N;
+    c->n_chunks = (c->N + c->per_chunk - 1) / c->per_chunk;
+
+    c->zeros = fg_arena_calloc(arena, (size_t)c->most * sizeof(float));
+    c->ones = fg_arena_alloc(arena, (size_t)c->most * sizeof(float));
+    for (int i = 0; i < c->most; i++)
+        c->ones[i] = 1.0f;
+    c->scale = fg_arena_calloc(arena, (size_t)n * sizeof *c->scale);
+    for (int s = 0; s < n; s++) {
+        const fg_chain_stage *st = &stages[s];
+        const int C = c->ch[s];
+        if (st->kind == FG_CHAIN_AFFINE_RELU || st->kind == FG_CHAIN_AFFINE) {
+            c->scale[s] = fg_arena_alloc(arena, (size_t)C * sizeof(float));
+            for (int i = 0; i < C; i++)
+                c->scale[s][i] = expf(st->logs->t.data[i]);
+        } else if (st->kind == FG_CHAIN_CHANNEL_SCALE_EXP) {
+            /* fg_scale then fg_exp: the product rounded to float first */
+            c->scale[s] = fg_arena_alloc(arena, (size_t)C * sizeof(float));
+            for (int i = 0; i < C; i++) {
+                const float t = st->factor * st->logs->t.data[i];
+                c->scale[s][i] = expf(t);
+            }
+        }
+    }
+    c->keep = fg_arena_calloc(arena, (size_t)(n + 1) * sizeof *c->keep);
+    if (record)
+        for (int b = 1; b < n; b++)
+            if (needs_input(stages[b].kind) || needs_output(stages[b - 1].kind))
+                c->keep[b] = fg_arena_alloc(arena,
+                                            (size_t)c->ch[b] * c->N * c->P * sizeof(float));
+
+    int shape[4] = {c->N, c->ch[n], c->H, c->W};
+    c->x = x;
+    c->y = fg_var_new(g, 4, shape);
+    fg_arena *scratch = fg_graph_scratch(g);
+    run_forward(c, scratch);
+    fg_arena_reset(scratch);
+    if (record)
+        fg_custom_op(g, "conv_chain", &c->y, 1, backward, c);
+    if (t0 != 0.0)
+        fg_profile_add("op:conv_chain", fg_profile_now() - t0);
+    return c->y;
+}
