@@ -320,14 +320,25 @@ static void backward_chunk(const chain *c, int j, const thread_bufs *tb, float *
                                 !dx_fresh);
 }
 
-/* The chunks' partial sums, in chunk order, into a parameter's gradient. */
+/* The chunks' partial sums, in chunk order, into a parameter's gradient.
+ * Threads split the elements, each of which still adds its chunks in
+ * order, so the sums do not depend on the thread count; serially this was
+ * a few per cent of a step during which the other threads waited. */
 static void add_partials(const chain *c, const float *parts, size_t stride, size_t off,
                          size_t count, float *grad)
 {
-    for (int j = 0; j < c->n_chunks; j++) {
-        const float *p = parts + (size_t)j * stride + off;
-        for (size_t i = 0; i < count; i++)
-            grad[i] += p[i];
+    enum { BLOCK = 1024 };
+    const long blocks = (long)((count + BLOCK - 1) / BLOCK);
+    #pragma omp parallel for if (count * (size_t)c->n_chunks > FG_PARALLEL_THRESHOLD) schedule(static)
+    for (long b = 0; b < blocks; b++) {
+        const size_t i0 = (size_t)b * BLOCK, i1 = i0 + BLOCK < count ? i0 + BLOCK : count;
+        for (int j = 0; j < c->n_chunks; j++) {
+            const float *restrict p = parts + (size_t)j * stride + off;
+            float *restrict gr = grad;
+            #pragma omp simd
+            for (size_t i = i0; i < i1; i++)
+                gr[i] += p[i];
+        }
     }
 }
 
@@ -350,7 +361,8 @@ static void backward(fg_graph *g, void *ctx, fg_var **outs, int n_outs)
         sp[s].dl = stride;
         stride += (size_t)c->ch[s + 1];
     }
-    float *parts = fg_arena_calloc(scratch, (size_t)c->n_chunks * stride * sizeof(float));
+    /* Each chunk zeroes its own partials, in the parallel region. */
+    float *parts = fg_arena_alloc(scratch, (size_t)c->n_chunks * stride * sizeof(float));
 
     int dx_fresh = 0;
     float *dx = c->x->requires_grad ? fg_grad_for_write(g, c->x, &dx_fresh) : NULL;
@@ -365,8 +377,10 @@ static void backward(fg_graph *g, void *ctx, fg_var **outs, int n_outs)
         thread_bufs tb = {base, base + nb, base + 2 * nb, base + 3 * nb,
                           sums + (size_t)t * c->most};
         #pragma omp for schedule(static)
-        for (int j = 0; j < c->n_chunks; j++)
+        for (int j = 0; j < c->n_chunks; j++) {
+            memset(parts + (size_t)j * stride, 0, stride * sizeof(float));
             backward_chunk(c, j, &tb, parts + (size_t)j * stride, sp, dx, dx_fresh);
+        }
     }
 
     for (int s = 0; s < c->n; s++) {
