@@ -305,20 +305,43 @@ static int swap_pays(int path, int M, int N, int K)
 }
 
 /* The buffer of the transposed product, one per thread and kept, so that
- * steady-state steps touch no new pages. */
-static _Thread_local float *swap_buf;
-static _Thread_local size_t swap_cap;
+ * steady-state steps touch no new pages; a thread's buffer is freed when
+ * the thread ends. */
+typedef struct {
+    float *data;
+    size_t cap;
+} swap_buf;
+
+static pthread_key_t swap_key;
+static pthread_once_t swap_key_once = PTHREAD_ONCE_INIT;
+
+static void swap_buf_free(void *p)
+{
+    swap_buf *b = p;
+    free(b->data);
+    free(b);
+}
+
+static void swap_key_create(void)
+{
+    if (pthread_key_create(&swap_key, swap_buf_free) != 0)
+        fg_fatal("gemm", "cannot create the thread key of the transposed products");
+}
 
 static float *swap_buffer(size_t count)
 {
-    if (count > swap_cap) {
-        float *p = realloc(swap_buf, count * sizeof(float));
-        if (!p)
-            fg_fatal("gemm", "out of memory for a %zu-float transposed product", count);
-        swap_buf = p;
-        swap_cap = count;
+    pthread_once(&swap_key_once, swap_key_create);
+    swap_buf *b = pthread_getspecific(swap_key);
+    if (!b) {
+        b = fg_xcalloc(1, sizeof *b, "a transposed product's buffer");
+        if (pthread_setspecific(swap_key, b) != 0)
+            fg_fatal("gemm", "cannot keep a transposed product's buffer");
     }
-    return swap_buf;
+    if (count > b->cap) {
+        b->data = fg_xrealloc(b->data, count * sizeof(float), "a transposed product");
+        b->cap = count;
+    }
+    return b->data;
 }
 
 #define GEMM_SERIAL_WORK (1 << 20)
