@@ -281,18 +281,31 @@ static int column_rows(int Ci, int Co, int k)
     return narrow(Ci, Co, k) ? Co * k * k : Ci * k * k;
 }
 
+/* The run of samples per column matrix and the work buffer of a whole-batch
+ * pass (none for 1x1, whose products need no columns). */
+static float *work_get(fg_arena *scratch, int N, int Ci, int H, int W, int Co, int k,
+                       int *run)
+{
+    *run = run_length(N, column_rows(Ci, Co, k), H * W);
+    return k > 1 ? fg_conv_scratch_get(scratch, fg_conv_cm_work_floats(*run, Ci, H, W, Co, k))
+                 : NULL;
+}
+
+static void work_release(fg_arena *scratch, float *work)
+{
+    if (work)
+        fg_conv_scratch_release(scratch, work);
+}
+
 void fg_conv2d_cm_forward(int N, int Ci, int H, int W, int Co, int k,
                           const float *x, const float *w, const float *bias,
                           float *y, fg_arena *scratch)
 {
     check("conv2d_cm_forward", N, Ci, H, W, Co, k);
-    const int run = run_length(N, column_rows(Ci, Co, k), H * W);
-    float *work = k > 1 ? fg_conv_scratch_get(scratch, fg_conv_cm_work_floats(run, Ci, H, W,
-                                                                               Co, k))
-                        : NULL;
+    int run;
+    float *work = work_get(scratch, N, Ci, H, W, Co, k, &run);
     fg_conv_cm_forward_work(N, Ci, H, W, Co, k, x, w, bias, y, run, work);
-    if (work)
-        fg_conv_scratch_release(scratch, work);
+    work_release(scratch, work);
 }
 
 void fg_conv2d_cm_backward_input(int N, int Ci, int H, int W, int Co, int k,
@@ -300,13 +313,10 @@ void fg_conv2d_cm_backward_input(int N, int Ci, int H, int W, int Co, int k,
                                  fg_arena *scratch)
 {
     check("conv2d_cm_backward_input", N, Ci, H, W, Co, k);
-    const int run = run_length(N, column_rows(Ci, Co, k), H * W);
-    float *work = k > 1 ? fg_conv_scratch_get(scratch, fg_conv_cm_work_floats(run, Ci, H, W,
-                                                                               Co, k))
-                        : NULL;
+    int run;
+    float *work = work_get(scratch, N, Ci, H, W, Co, k, &run);
     fg_conv_cm_backward_input_work(N, Ci, H, W, Co, k, dy, w, dx, accumulate, run, work);
-    if (work)
-        fg_conv_scratch_release(scratch, work);
+    work_release(scratch, work);
 }
 
 void fg_conv2d_cm_backward_weight(int N, int Ci, int H, int W, int Co, int k,
@@ -314,14 +324,11 @@ void fg_conv2d_cm_backward_weight(int N, int Ci, int H, int W, int Co, int k,
                                   float *db, fg_arena *scratch)
 {
     check("conv2d_cm_backward_weight", N, Ci, H, W, Co, k);
-    const int P = H * W, NP = N * P;
-    const int run = run_length(N, column_rows(Ci, Co, k), P);
-    float *work = k > 1 ? fg_conv_scratch_get(scratch, fg_conv_cm_work_floats(run, Ci, H, W,
-                                                                               Co, k))
-                        : NULL;
+    const int NP = N * H * W;
+    int run;
+    float *work = work_get(scratch, N, Ci, H, W, Co, k, &run);
     fg_conv_cm_backward_weight_work(N, Ci, H, W, Co, k, dy, x, dw, run, work);
-    if (work)
-        fg_conv_scratch_release(scratch, work);
+    work_release(scratch, work);
     if (db) {
         double *sums = fg_xmalloc((size_t)Co * sizeof(double), "conv2d bias gradient");
         fg_k_sum_per_channel(1, Co, NP, dy, sums, NULL);
