@@ -297,7 +297,6 @@ static fg_var *apply_modules(fg_net *net, fg_graph *g, fg_var *x)
     return net->images ? fg_from_channel_major(g, h, n) : h;
 }
 
-
 fg_var *fg_net_apply(fg_net *net, fg_graph *g, fg_var *x)
 {
     FG_CHECK(x->t.ndim == (net->images ? 4 : 2) && x->t.shape[1] == net->in, "conditioner",
