@@ -163,8 +163,10 @@ static fg_var *invert_record(fg_flow *f, fg_graph *g, fg_var *z, fg_var **x, fg_
     fg_var *cond = fg_channel_slice(g, xv, k0, k1);
     fg_var *h = conditioner(c, g, cond, ctx), *lsum;
     int was = fg_set_grad_enabled(g, 0);
+    /* Only the forward's log-determinant is recorded: the inverse's would be
+     * the same sum, computed for nothing. */
     fg_var *x2 = fg_coupling_map_apply(g, &c->map, fg_channel_slice(g, z, v0, v1), h, NULL, -1,
-                                      &lsum);
+                                      NULL);
     fg_set_grad_enabled(g, was);
     size_t hw = (size_t)fg_flow_spatial(z), part = (size_t)(v1 - v0) * hw;
     for (int s = 0; s < n; s++)
