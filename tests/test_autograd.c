@@ -12,6 +12,7 @@
  * truncation error of the quotient reach 1e-3 at h = 1e-2 (the third
  * derivative of log at 0.3 is 74). */
 #include "check_main.h"
+#include "check_leaf.h"
 #include "flowgrad.h"
 #include <math.h>
 #include <stdio.h>
@@ -116,15 +117,6 @@ static const op_case CASES[N_OPS] = {
 };
 
 static int rand_int(fg_rng *r, int lo, int hi) { return lo + (int)(fg_rng_u32(r) % (uint32_t)(hi - lo + 1)); }
-
-static fg_var *leaf(fg_rng *r, int ndim, const int *shape, float lo, float hi)
-{
-    fg_var *v = fg_leaf_new(ndim, shape, 1);
-    size_t n = fg_numel(&v->t);
-    fg_rng_uniform(r, v->t.data, n);
-    for (size_t i = 0; i < n; i++) v->t.data[i] = lo + (hi - lo) * v->t.data[i];
-    return v;
-}
 
 /* Moves values out of (-margin, margin) so kinks and poles stay further
  * from every sample than the difference step. */
@@ -260,10 +252,10 @@ static void conv_affine_relu_inputs(ctx *c, fg_rng *r)
         int N = rand_int(r, 1, 2), Ci = rand_int(r, 1, 3), Co = rand_int(r, 1, 3);
         int H = rand_int(r, 1, 3), W = rand_int(r, 1, 3);
         int xs[4] = {N, Ci, H, W}, ws[4] = {Co, Ci, 3, 3};
-        c->in[0] = leaf(r, 4, xs, -1, 1);
-        c->in[1] = leaf(r, 4, ws, -0.5f, 0.5f);
-        c->in[2] = leaf(r, 1, &Co, -0.5f, 0.5f);
-        c->in[3] = leaf(r, 1, &Co, -0.5f, 0.5f);
+        c->in[0] = fg_test_uniform_leaf(r, 4, xs, -1, 1);
+        c->in[1] = fg_test_uniform_leaf(r, 4, ws, -0.5f, 0.5f);
+        c->in[2] = fg_test_uniform_leaf(r, 1, &Co, -0.5f, 0.5f);
+        c->in[3] = fg_test_uniform_leaf(r, 1, &Co, -0.5f, 0.5f);
         c->extra[0] = N;
         fg_graph *g = fg_graph_create();
         fg_set_grad_enabled(g, 0);
@@ -290,106 +282,106 @@ static void setup(ctx *c, fg_rng *r)
     int one = 1;
     switch (op) {
     case OP_ADD: case OP_SUB: case OP_MUL:
-        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 4, x4, -1, 1); break;
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, -1, 1); c->in[1] = fg_test_uniform_leaf(r, 4, x4, -1, 1); break;
     case OP_DIV:
-        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 4, x4, 0.5f, 2); break;
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, -1, 1); c->in[1] = fg_test_uniform_leaf(r, 4, x4, 0.5f, 2); break;
     case OP_ADD_BC: case OP_MUL_BC:
-        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 1, &one, -1, 1); break;
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, -1, 1); c->in[1] = fg_test_uniform_leaf(r, 1, &one, -1, 1); break;
     case OP_DIV_BC:
-        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 1, &one, 0.5f, 2); break;
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, -1, 1); c->in[1] = fg_test_uniform_leaf(r, 1, &one, 0.5f, 2); break;
     case OP_LOG:
-        c->in[0] = leaf(r, 4, x4, 0.3f, 3); break;
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, 0.3f, 3); break;
     case OP_EXP:
-        c->in[0] = leaf(r, 4, x4, -2, 1.5f); break;
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, -2, 1.5f); break;
     case OP_SIGMOID: case OP_LOG_SIGMOID:
-        c->in[0] = leaf(r, 4, x4, -6, 6); break;
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, -6, 6); break;
     case OP_RELU:
-        c->in[0] = leaf(r, 4, x4, -1, 1); away_from_zero(c->in[0], 0.05f); break;
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, -1, 1); away_from_zero(c->in[0], 0.05f); break;
     case OP_ADD_CHANNEL: case OP_MUL_CHANNEL:
-        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 1, &C, -1, 1); break;
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, -1, 1); c->in[1] = fg_test_uniform_leaf(r, 1, &C, -1, 1); break;
     case OP_MATMUL_NN: case OP_MATMUL_NT: case OP_MATMUL_TN: case OP_MATMUL_TT: {
         int M = rand_int(r, 1, 7), K = rand_int(r, 1, 7), Nn = rand_int(r, 1, 7);
         int ta = op == OP_MATMUL_TN || op == OP_MATMUL_TT, tb = op == OP_MATMUL_NT || op == OP_MATMUL_TT;
         int sa[2] = {ta ? K : M, ta ? M : K}, sb[2] = {tb ? Nn : K, tb ? K : Nn};
         c->extra[0] = ta; c->extra[1] = tb;
-        c->in[0] = leaf(r, 2, sa, -1, 1); c->in[1] = leaf(r, 2, sb, -1, 1);
+        c->in[0] = fg_test_uniform_leaf(r, 2, sa, -1, 1); c->in[1] = fg_test_uniform_leaf(r, 2, sb, -1, 1);
         break;
     }
     case OP_CONV1: case OP_CONV3: case OP_CONV3_BIAS: {
         int k = op == OP_CONV1 ? 1 : 3, Co = rand_int(r, 1, 4);
         int ws[4] = {Co, C, k, k};
-        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 4, ws, -0.5f, 0.5f);
-        if (op == OP_CONV3_BIAS) c->in[2] = leaf(r, 1, &Co, -1, 1);
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, -1, 1); c->in[1] = fg_test_uniform_leaf(r, 4, ws, -0.5f, 0.5f);
+        if (op == OP_CONV3_BIAS) c->in[2] = fg_test_uniform_leaf(r, 1, &Co, -1, 1);
         break;
     }
     case OP_SLICE: {
         int s[4] = {N, C + 2, H, W};
-        c->in[0] = leaf(r, 4, s, -1, 1);
+        c->in[0] = fg_test_uniform_leaf(r, 4, s, -1, 1);
         c->extra[0] = rand_int(r, 0, C); c->extra[1] = rand_int(r, c->extra[0] + 1, C + 2);
         break;
     }
     case OP_CONCAT: {
         int s[4] = {N, rand_int(r, 1, 3), H, W};
-        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 4, s, -1, 1);
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, -1, 1); c->in[1] = fg_test_uniform_leaf(r, 4, s, -1, 1);
         break;
     }
     case OP_EVEN: case OP_ODD: {
         int s[4] = {N, 2 * C, H, W};
-        c->in[0] = leaf(r, 4, s, -1, 1);
+        c->in[0] = fg_test_uniform_leaf(r, 4, s, -1, 1);
         break;
     }
     case OP_PERMUTE:
-        c->in[0] = leaf(r, 4, x4, -1, 1);
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, -1, 1);
         fg_rng_permutation(r, c->perm, C);
         break;
     case OP_RESHAPE:
-        c->in[0] = leaf(r, 4, x4, -1, 1);
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, -1, 1);
         c->extra[0] = N * C; c->extra[1] = H * W;
         break;
     case OP_SQUEEZE: {
         int s[4] = {N, C, 2 * H, 2 * W};
-        c->in[0] = leaf(r, 4, s, -1, 1);
+        c->in[0] = fg_test_uniform_leaf(r, 4, s, -1, 1);
         break;
     }
     case OP_UNSQUEEZE: {
         int s[4] = {N, 4 * C, H, W};
-        c->in[0] = leaf(r, 4, s, -1, 1);
+        c->in[0] = fg_test_uniform_leaf(r, 4, s, -1, 1);
         break;
     }
     case OP_SLOGDET: case OP_INVERSE: {
         /* Well conditioned: identity plus a small random matrix. */
         int n = rand_int(r, 1, 6), s[2] = {n, n};
-        c->in[0] = leaf(r, 2, s, -0.3f, 0.3f);
+        c->in[0] = fg_test_uniform_leaf(r, 2, s, -0.3f, 0.3f);
         for (int i = 0; i < n; i++) c->in[0]->t.data[i * n + i] += (i % 2 ? -1.5f : 1.5f);
         break;
     }
     case OP_XENT: {
         int K = rand_int(r, 2, 6), s[2] = {N, K};
-        c->in[0] = leaf(r, 2, s, -2, 2);
+        c->in[0] = fg_test_uniform_leaf(r, 2, s, -2, 2);
         for (int n = 0; n < N; n++) c->labels[n] = rand_int(r, 0, K - 1);
         break;
     }
     case OP_GAUSS:
-        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 4, x4, -1, 1);
-        c->in[2] = leaf(r, 4, x4, -0.5f, 0.5f);
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, -1, 1); c->in[1] = fg_test_uniform_leaf(r, 4, x4, -1, 1);
+        c->in[2] = fg_test_uniform_leaf(r, 4, x4, -0.5f, 0.5f);
         break;
     case OP_MAX_POOL: {
         int s[4] = {N, C, 2 * H, 2 * W};
-        c->in[0] = leaf(r, 4, s, -1, 1);
+        c->in[0] = fg_test_uniform_leaf(r, 4, s, -1, 1);
         separate_window_values(c->in[0], r, 0.05f);
         break;
     }
     case OP_AVG_POOL: {
         int s[4] = {N, C, 2 * H, 2 * W};
-        c->in[0] = leaf(r, 4, s, -1, 1);
+        c->in[0] = fg_test_uniform_leaf(r, 4, s, -1, 1);
         break;
     }
     case OP_AFFINE_RELU: case OP_AFFINE_RELU_MID: {
         /* Pre-activations of both signs; x + bias at least 0.05 from zero,
          * so no step of 1e-2 in x or bias crosses the kink, and one in logs
          * only scales them. */
-        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 1, &C, -0.5f, 0.5f);
-        c->in[2] = leaf(r, 1, &C, -0.5f, 0.5f);
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, -1, 1); c->in[1] = fg_test_uniform_leaf(r, 1, &C, -0.5f, 0.5f);
+        c->in[2] = fg_test_uniform_leaf(r, 1, &C, -0.5f, 0.5f);
         size_t HW = (size_t)H * W;
         for (size_t i = 0; i < fg_numel(&c->in[0]->t); i++) {
             float b = c->in[1]->t.data[(i / HW) % (size_t)C], *x = &c->in[0]->t.data[i];
@@ -399,17 +391,17 @@ static void setup(ctx *c, fg_rng *r)
     }
     case OP_COUPLING_FWD: case OP_COUPLING_INV: case OP_COUPLING_MID: {
         int hs[4] = {N, 2 * C, H, W};
-        c->in[0] = leaf(r, 4, x4, -1, 1); c->in[1] = leaf(r, 4, hs, -2, 2);
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, -1, 1); c->in[1] = fg_test_uniform_leaf(r, 4, hs, -2, 2);
         break;
     }
     case OP_COUPLING_LOGDET: {
         int hs[4] = {N, 2 * C, H, W};
-        c->in[0] = leaf(r, 4, hs, -3, 3);
+        c->in[0] = fg_test_uniform_leaf(r, 4, hs, -3, 3);
         break;
     }
     case OP_FROM_CM: {
         int s[4] = {1, C, N * H, W};
-        c->in[0] = leaf(r, 4, s, -1, 1);
+        c->in[0] = fg_test_uniform_leaf(r, 4, s, -1, 1);
         c->extra[0] = N;
         break;
     }
@@ -420,8 +412,8 @@ static void setup(ctx *c, fg_rng *r)
         int k = op == OP_CONV_CM1 ? 1 : 3, Co = narrow ? rand_int(r, 1, 2) : rand_int(r, 1, 4);
         int s[4] = {1, Ci, N * H, W}, ws[4] = {Co, Ci, k, k};
         if (op != OP_CONV_CM3_BIAS) { s[0] = N; s[2] = H; }
-        c->in[0] = leaf(r, 4, s, -1, 1); c->in[1] = leaf(r, 4, ws, -0.5f, 0.5f);
-        if (op == OP_CONV_CM3_BIAS) c->in[2] = leaf(r, 1, &Co, -1, 1);
+        c->in[0] = fg_test_uniform_leaf(r, 4, s, -1, 1); c->in[1] = fg_test_uniform_leaf(r, 4, ws, -0.5f, 0.5f);
+        if (op == OP_CONV_CM3_BIAS) c->in[2] = fg_test_uniform_leaf(r, 1, &Co, -1, 1);
         c->extra[0] = N;
         break;
     }
@@ -429,7 +421,7 @@ static void setup(ctx *c, fg_rng *r)
         conv_affine_relu_inputs(c, r);
         break;
     default:
-        c->in[0] = leaf(r, 4, x4, -1, 1);
+        c->in[0] = fg_test_uniform_leaf(r, 4, x4, -1, 1);
     }
 }
 
@@ -679,9 +671,9 @@ START_TEST(test_channel_affine_relu_matches_unfused)
         const int *s = shapes[k], C = s[1];
         fg_rng r;
         fg_rng_seed(&r, 41 + (uint64_t)k);
-        fg_var *x = leaf(&r, 4, s, -1, 1);
-        fg_var *b = leaf(&r, 1, &C, -0.5f, 0.5f);
-        fg_var *l = leaf(&r, 1, &C, -0.5f, 0.5f);
+        fg_var *x = fg_test_uniform_leaf(&r, 4, s, -1, 1);
+        fg_var *b = fg_test_uniform_leaf(&r, 1, &C, -0.5f, 0.5f);
+        fg_var *l = fg_test_uniform_leaf(&r, 1, &C, -0.5f, 0.5f);
         size_t n = fg_numel(&x->t);
         float *w = malloc(n * sizeof(float));
         fg_rng_uniform(&r, w, n);
@@ -749,8 +741,8 @@ START_TEST(test_conv_affine_relu_matches_unfused)
     fg_rng r;
     fg_rng_seed(&r, 77);
     int xs[4] = {N, Ci, H, W}, ws[4] = {Co, Ci, 3, 3};
-    fg_var *in[4] = {leaf(&r, 4, xs, -1, 1), leaf(&r, 4, ws, -0.3f, 0.3f),
-                     leaf(&r, 1, &Co, -0.5f, 0.5f), leaf(&r, 1, &Co, -0.5f, 0.5f)};
+    fg_var *in[4] = {fg_test_uniform_leaf(&r, 4, xs, -1, 1), fg_test_uniform_leaf(&r, 4, ws, -0.3f, 0.3f),
+                     fg_test_uniform_leaf(&r, 1, &Co, -0.5f, 0.5f), fg_test_uniform_leaf(&r, 1, &Co, -0.5f, 0.5f)};
     size_t ny = (size_t)N * Co * H * W, sizes[5] = {ny, fg_numel(&in[0]->t),
                                                     fg_numel(&in[1]->t), Co, Co};
     float *w = malloc(ny * sizeof(float));
@@ -877,9 +869,9 @@ START_TEST(test_gradcheck_direction_model)
     fg_rng_seed(&r, 99);
     tiny_model m;
     int s1[4] = {4, 2, 3, 3}, sb[1] = {4}, s2[4] = {2, 4, 1, 1};
-    m.w1 = leaf(&r, 4, s1, -0.5f, 0.5f);
-    m.b1 = leaf(&r, 1, sb, -0.2f, 0.2f);
-    m.w2 = leaf(&r, 4, s2, -0.5f, 0.5f);
+    m.w1 = fg_test_uniform_leaf(&r, 4, s1, -0.5f, 0.5f);
+    m.b1 = fg_test_uniform_leaf(&r, 1, sb, -0.2f, 0.2f);
+    m.w2 = fg_test_uniform_leaf(&r, 4, s2, -0.5f, 0.5f);
     fg_rng_uniform(&r, m.x, sizeof m.x / sizeof m.x[0]);
     fg_var *leaves[3] = {m.w1, m.b1, m.w2};
     fg_graph *g = fg_graph_create();
@@ -916,9 +908,9 @@ START_TEST(test_flat_memory)
     fg_rng_seed(&r, 5);
     tiny_model m;
     int s1[4] = {4, 2, 3, 3}, sb[1] = {4}, s2[4] = {2, 4, 1, 1};
-    m.w1 = leaf(&r, 4, s1, -0.5f, 0.5f);
-    m.b1 = leaf(&r, 1, sb, -0.2f, 0.2f);
-    m.w2 = leaf(&r, 4, s2, -0.5f, 0.5f);
+    m.w1 = fg_test_uniform_leaf(&r, 4, s1, -0.5f, 0.5f);
+    m.b1 = fg_test_uniform_leaf(&r, 1, sb, -0.2f, 0.2f);
+    m.w2 = fg_test_uniform_leaf(&r, 4, s2, -0.5f, 0.5f);
     fg_rng_uniform(&r, m.x, sizeof m.x / sizeof m.x[0]);
     fg_graph *g = fg_graph_create();
     size_t reserved_after_warmup = 0;

@@ -25,6 +25,7 @@
  * Batches of 1, 5, 7 and 17 images of 14x14, 7x7, 4x4 and 3x5 cover one
  * chunk, several, and a last chunk shorter than the others. */
 #include "check_main.h"
+#include "check_leaf.h"
 #include "flowgrad.h"
 #include <math.h>
 #include <stdio.h>
@@ -78,15 +79,6 @@ typedef struct chain_inputs {
     size_t r_n;
 } chain_inputs;
 
-static fg_var *uniform_leaf(fg_rng *r, int ndim, const int *shape, float lo, float hi)
-{
-    fg_var *v = fg_leaf_new(ndim, shape, 1);
-    size_t n = fg_numel(&v->t);
-    fg_rng_uniform(r, v->t.data, n);
-    for (size_t i = 0; i < n; i++) v->t.data[i] = lo + (hi - lo) * v->t.data[i];
-    return v;
-}
-
 static fg_var *add_leaf(chain_inputs *in, fg_var *v)
 {
     ck_assert_int_lt(in->n_leaves, MAX_LEAVES);
@@ -103,7 +95,7 @@ static void inputs_make_n(chain_inputs *in, const chain_case *cc, int N, uint64_
     fg_rng r;
     fg_rng_seed(&r, seed);
     int xs[4] = {N, cc->C, cc->H, cc->W};
-    add_leaf(in, uniform_leaf(&r, 4, xs, -1, 1));
+    add_leaf(in, fg_test_uniform_leaf(&r, 4, xs, -1, 1));
     int c = cc->C;
     for (int s = 0; s < cc->n; s++) {
         const stage_spec *sp = &cc->s[s];
@@ -113,19 +105,19 @@ static void inputs_make_n(chain_inputs *in, const chain_case *cc, int N, uint64_
         case FG_CHAIN_CONV: {
             int ws[4] = {sp->out, c, sp->k, sp->k};
             float a = 1.0f / sqrtf((float)(c * sp->k * sp->k));
-            st->weight = add_leaf(in, uniform_leaf(&r, 4, ws, -a, a));
+            st->weight = add_leaf(in, fg_test_uniform_leaf(&r, 4, ws, -a, a));
             if (sp->bias)
-                st->bias = add_leaf(in, uniform_leaf(&r, 1, &sp->out, -0.3f, 0.3f));
+                st->bias = add_leaf(in, fg_test_uniform_leaf(&r, 1, &sp->out, -0.3f, 0.3f));
             c = sp->out;
             break;
         }
         case FG_CHAIN_AFFINE_RELU:
         case FG_CHAIN_AFFINE:
-            st->bias = add_leaf(in, uniform_leaf(&r, 1, &c, -0.3f, 0.3f));
-            st->logs = add_leaf(in, uniform_leaf(&r, 1, &c, -0.3f, 0.3f));
+            st->bias = add_leaf(in, fg_test_uniform_leaf(&r, 1, &c, -0.3f, 0.3f));
+            st->logs = add_leaf(in, fg_test_uniform_leaf(&r, 1, &c, -0.3f, 0.3f));
             break;
         case FG_CHAIN_CHANNEL_SCALE_EXP:
-            st->logs = add_leaf(in, uniform_leaf(&r, 1, &c, -0.1f, 0.1f));
+            st->logs = add_leaf(in, fg_test_uniform_leaf(&r, 1, &c, -0.1f, 0.1f));
             st->factor = 3.0f;
             break;
         case FG_CHAIN_RELU:
