@@ -27,15 +27,17 @@
 
 typedef struct knots {
     int K;
+    const float *raw;   /* the element's parameters, stride apart */
+    size_t stride;
     double pw[FG_RQ_MAX_BINS], ph[FG_RQ_MAX_BINS]; /* the softmaxes */
     double x[FG_RQ_MAX_BINS + 1], y[FG_RQ_MAX_BINS + 1];
-    double d[FG_RQ_MAX_BINS + 1];
-    double dd[FG_RQ_MAX_BINS + 1];  /* d d_k / d r_k = sigmoid(r_k), inner knots */
 } knots;
 
+/* One bin's numbers; dd0 and dd1 are d d_k / d r_k = sigmoid(r_k) at its
+ * two knots (unused at the outer knots, whose derivative is fixed). */
 typedef struct bin {
     int k;
-    double x0, w, y0, h, d0, d1;
+    double x0, w, y0, h, d0, d1, dd0, dd1;
 } bin;
 
 int fg_rq_spline_params(const fg_rq_spline *s)
@@ -78,22 +80,33 @@ static void cumulate(const double *p, int K, double B, double *knot)
     knot[K] = B;
 }
 
-/* raw: the element's first parameter; successive ones are stride apart. */
+/* raw: the element's first parameter; successive ones are stride apart.
+ * Only the knot positions: a value needs the derivatives of its own bin's
+ * two knots alone, and they are most of the transcendental calls, so
+ * find_bin computes just those two. */
 static void build(const fg_rq_spline *s, const float *raw, size_t stride, knots *kn)
 {
     const int K = s->bins;
     const double B = s->bound;
     kn->K = K;
+    kn->raw = raw;
+    kn->stride = stride;
     softmax(raw, stride, K, kn->pw);
     softmax(raw + (size_t)K * stride, stride, K, kn->ph);
     cumulate(kn->pw, K, B, kn->x);
     cumulate(kn->ph, K, B, kn->y);
-    kn->d[0] = kn->d[K] = 1.0;
-    for (int k = 1; k < K; k++) {
-        double r = raw[(size_t)(2 * K + k - 1) * stride] + DERIVATIVE_SHIFT;
-        kn->d[k] = FG_RQ_MIN_DERIVATIVE + softplus(r);
-        kn->dd[k] = 1.0 / (1.0 + exp(-r));
+}
+
+/* d_k at knot k, and *dd = d d_k / d r_k there. */
+static double derivative(const knots *kn, int k, double *dd)
+{
+    if (k == 0 || k == kn->K) {
+        *dd = 0.0;
+        return 1.0;
     }
+    double r = kn->raw[(size_t)(2 * kn->K + k - 1) * kn->stride] + DERIVATIVE_SHIFT;
+    *dd = 1.0 / (1.0 + exp(-r));
+    return FG_RQ_MIN_DERIVATIVE + softplus(r);
 }
 
 /* The bin whose knots in `at` (x or y) hold v: the last k with at[k] <= v,
@@ -110,7 +123,9 @@ static bin find_bin(const knots *kn, const double *at, double v)
             hi = mid - 1;
     }
     bin b = {lo, kn->x[lo], kn->x[lo + 1] - kn->x[lo], kn->y[lo], kn->y[lo + 1] - kn->y[lo],
-             kn->d[lo], kn->d[lo + 1]};
+             0.0, 0.0, 0.0, 0.0};
+    b.d0 = derivative(kn, lo, &b.dd0);
+    b.d1 = derivative(kn, lo + 1, &b.dd1);
     return b;
 }
 
@@ -209,9 +224,9 @@ static void params_back(const knots *kn, const bin *b, double B, const double g[
     softmax_back(kn->pw, K, k, B, g[1], g[2], graw, stride);
     softmax_back(kn->ph, K, k, B, g[3], g[4], graw + (size_t)K * stride, stride);
     if (k >= 1)
-        graw[(size_t)(2 * K + k - 1) * stride] += (float)(g[5] * kn->dd[k]);
+        graw[(size_t)(2 * K + k - 1) * stride] += (float)(g[5] * b->dd0);
     if (k + 1 <= K - 1)
-        graw[(size_t)(2 * K + k) * stride] += (float)(g[6] * kn->dd[k + 1]);
+        graw[(size_t)(2 * K + k) * stride] += (float)(g[6] * b->dd1);
 }
 
 static void require_spline(const fg_rq_spline *s)
