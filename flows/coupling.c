@@ -106,13 +106,15 @@ static fg_var *run(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet, int dir,
     require_input(c, x);
     fg_coupling_map_check_input(&c->map, c->kind, x);
     int n = x->t.shape[0];
-    fg_var *y, *lsum;
+    /* Without a logdet to add to (sampling, decoding), the map's
+     * log-determinant is not computed at all. */
+    fg_var *y, *lsum = NULL, **want = logdet ? &lsum : NULL;
     if (is_checkerboard(c)) {
         fg_var *keep, *change;
         checkerboard(c, g, x, &keep, &change);
         /* x * keep is the same before and after the map. */
         y = fg_coupling_map_apply(g, &c->map, x, conditioner(c, g, fg_mul(g, x, keep), ctx),
-                                  change, dir, &lsum);
+                                  change, dir, want);
     } else {
         int half = c->channels / 2;
         int flip = c->mask == FG_COUPLING_MASK_CHANNEL_FLIP;
@@ -120,7 +122,7 @@ static fg_var *run(fg_flow *f, fg_graph *g, fg_var *x, fg_var **logdet, int dir,
         fg_var *hi = fg_channel_slice(g, x, half, c->channels);
         fg_var *cond = flip ? hi : lo, *v = flip ? lo : hi;
         fg_var *t = fg_coupling_map_apply(g, &c->map, v, conditioner(c, g, cond, ctx), NULL,
-                                          dir, &lsum);
+                                          dir, want);
         y = flip ? fg_channel_concat(g, t, cond) : fg_channel_concat(g, cond, t);
     }
     if (logdet)
