@@ -2,7 +2,7 @@ nobase_flowgradinclude_HEADERS += tensor/tensor.h tensor/export.h
 libflowgrad_core_la_SOURCES += tensor/error.c tensor/threads.c tensor/arena.c \
 	tensor/arena_trace.c tensor/arena_trace.h \
 	tensor/tensor.c tensor/rng.c tensor/elementwise.c tensor/reduce.c \
-	tensor/conv.c tensor/conv_columns.c tensor/conv_narrow.c tensor/conv_cm.c tensor/conv_pointwise.c tensor/conv_internal.h tensor/alloc_internal.h \
+	tensor/conv.c tensor/conv_columns.c tensor/conv_narrow.c tensor/conv_cm.c tensor/conv_pointwise.c tensor/conv_internal.h tensor/alloc_internal.h tensor/simd_math.h \
 	tensor/layout.c tensor/rq_spline.c tensor/linalg.c tensor/condition.c tensor/fence.c tensor/profile.c
 libflowgrad_core_la_SOURCES += tensor/gemm.c
 
@@ -11,6 +11,14 @@ TESTS += tests/test_tensor
 tests_test_tensor_SOURCES = tests/test_tensor.c
 tests_test_tensor_CFLAGS = $(FG_TEST_CFLAGS)
 tests_test_tensor_LDADD = $(FG_TEST_LIBS)
+
+# The vectorizable math of tensor/simd_math.h against libm; built with the
+# library's -fno-trapping-math, so its loop case runs vectorized.
+check_PROGRAMS += tests/test_simd_math
+TESTS += tests/test_simd_math
+tests_test_simd_math_SOURCES = tests/test_simd_math.c
+tests_test_simd_math_CFLAGS = $(FG_TEST_CFLAGS) -fno-trapping-math
+tests_test_simd_math_LDADD = $(FG_TEST_LIBS)
 
 # The arena's event traces, replayed at another batch (internal).
 check_PROGRAMS += tests/test_arena_trace
