@@ -14,6 +14,8 @@ void fg_adam_update(size_t n, float *p, const float *g, float *m, float *v,
     const float step_size = (float)(lr / bc1);
     const float inv_bc2_sqrt = (float)(1.0 / sqrt(bc2));
     const float e = (float)eps;
+    /* Element by element, so threads and vectors give the same bits. */
+    #pragma omp parallel for simd if (n > FG_PARALLEL_THRESHOLD)
     for (size_t i = 0; i < n; i++) {
         m[i] += w1 * (g[i] - m[i]);
         v[i] = v[i] * b2 + w2 * g[i] * g[i];

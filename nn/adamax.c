@@ -11,6 +11,7 @@ void fg_adamax_update(size_t n, float *p, const float *g, float *m, float *u,
     FG_CHECK(t >= 1, "fg_adamax_update", "step %ld (first update is 1)", t);
     const float w1 = (float)(1.0 - beta1), b2 = (float)beta2, e = (float)eps;
     const float clr = (float)(lr / (1.0 - pow(beta1, (double)t)));
+    #pragma omp parallel for if (n > FG_PARALLEL_THRESHOLD)
     for (size_t i = 0; i < n; i++) {
         m[i] += w1 * (g[i] - m[i]);
         u[i] = fmaxf(u[i] * b2, fabsf(g[i]) + e);
