@@ -22,9 +22,15 @@ int fg_model_build_ex(const fg_model_spec *spec, uint64_t seed,
     int h = o && o->height > 0 ? o->height : spec->input.h;
     int w = o && o->width > 0 ? o->width : spec->input.w;
     int max_hidden = o ? o->max_hidden : 0;
-    fg_rng rng;
+    fg_rng rng, order;
     fg_rng_seed_stream(&rng, seed, 0x6d6f64656cULL);
-    fg_layer_build build = {&rng, max_hidden};
+    fg_layer_build build = {&rng, max_hidden, NULL};
+    if (spec->permutation_seed >= 0) {
+        /* The channel orders from their own seed: the same for every
+         * training seed (model.permutation_seed in models/config.h). */
+        fg_rng_seed_stream(&order, (uint64_t)spec->permutation_seed, 0x6f72646572ULL);
+        build.order_rng = &order;
+    }
     fg_flow **layers = fg_xcalloc((size_t)spec->n_layers, sizeof *layers, "model layers");
     fg_flow_shape cur = fg_flow_shape4(1, spec->input.c, h, w);
     for (int i = 0; i < spec->n_layers; i++) {

@@ -52,6 +52,14 @@
  *                                feeds every layer besides.
  *   condition_channels: 1..4096  required with condition: tensor (Cc), and
  *                                only then
+ *   permutation_seed: 0..2^31-1  default: none. Draws the channel orders
+ *                                (shuffle permutations, the invconvs'
+ *                                starting rotations) from this seed instead
+ *                                of the training seed, so runs of different
+ *                                seeds train the same architecture and
+ *                                differ only in their weights' start, data
+ *                                order and noise, as reverse's runs always
+ *                                do (the ablation config sets it)
  *
  * model, type: glow (the preset of Kingma & Dhariwal 2018):
  *   levels:      1..16           required: L; each level squeezes by 2, so
@@ -324,6 +332,7 @@ typedef struct fg_model_spec {
     fg_permutation permutation;
     int lu;
     float actnorm_scale;
+    int permutation_seed;     /* -1: channel orders from the training seed */
     /* the expanded layer list, the one thing builders read */
     int n_layers;
     fg_layer_spec *layers;

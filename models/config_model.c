@@ -5,7 +5,8 @@
 #include "models/config_internal.h"
 
 #define COMMON_KEYS "type", "height", "width", "channels", "n_bits", "learn_top", \
-                    "y_condition", "classes", "weight_y", "condition", "condition_channels"
+                    "y_condition", "classes", "weight_y", "condition", "condition_channels", \
+                    "permutation_seed"
 
 static const char *const type_names[] = { "glow", "flow", NULL };
 static const char *const condition_names[] = {
@@ -83,6 +84,7 @@ static int read_common(const cfg_ctx *ctx, const cfg_node *model, fg_model_spec 
     m->learn_top = 1;
     m->y_condition = 0;
     m->classes = 0;
+    m->permutation_seed = -1;
     if (cfg_require(ctx, model, where, "height", "the image height in pixels, e.g. 28")
         || cfg_require(ctx, model, where, "width", "the image width in pixels, e.g. 28")
         || cfg_require(ctx, model, where, "channels", "the image channels, e.g. 1 or 3")
@@ -93,7 +95,8 @@ static int read_common(const cfg_ctx *ctx, const cfg_node *model, fg_model_spec 
         || cfg_bool(ctx, model, where, "learn_top", &m->learn_top)
         || cfg_bool(ctx, model, where, "y_condition", &m->y_condition)
         || cfg_int32(ctx, model, where, "classes", 2, 100000, &m->classes)
-        || cfg_real(ctx, model, where, "weight_y", 0, 0, 1e6, 0, &weight_y))
+        || cfg_real(ctx, model, where, "weight_y", 0, 0, 1e6, 0, &weight_y)
+        || cfg_int32(ctx, model, where, "permutation_seed", 0, 2147483647, &m->permutation_seed))
         return FG_ERR;
     m->weight_y = (float)weight_y;
     if ((long)m->input.c * m->input.h * m->input.w > MAX_VALUES)

@@ -22,6 +22,9 @@ void fg_model_spec_print(const fg_model_spec *m, FILE *f)
                 (double)m->actnorm_scale, m->n_bits);
     else
         fprintf(f, "model: layer list, input %s (CxHxW), n_bits=%d\n", in, m->n_bits);
+    if (m->permutation_seed >= 0)
+        fprintf(f, "channel orders from permutation_seed=%d, the same for every training "
+                "seed\n", m->permutation_seed);
     fprintf(f, "%5s %5s  %-48s %10s -> %s\n", "#", "level", "layer", "in", "out");
     for (int i = 0; i < m->n_layers; i++) {
         const fg_layer_spec *l = &m->layers[i];

@@ -10,7 +10,8 @@ static const fg_layer_option options[] = {
 
 static fg_flow *create(const fg_layer_spec *l, const fg_flow_shape *in, const fg_layer_build *b)
 {
-    fg_invconv_options o = { in->dim[1], layer_int(l, LU), NULL, b->rng };
+    fg_invconv_options o = { in->dim[1], layer_int(l, LU), NULL,
+                             b->order_rng ? b->order_rng : b->rng };
     return fg_invconv_create(&o);
 }
 

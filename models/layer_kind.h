@@ -77,6 +77,9 @@ struct fg_layer_option {
 typedef struct fg_layer_build {
     fg_rng *rng;        /* random initial weights */
     int max_hidden;     /* > 0: cap on network widths (a reduced build) */
+    fg_rng *order_rng;  /* channel orders (shuffles, invconv's starting
+                           rotations) when model.permutation_seed is set,
+                           else NULL: they come from rng */
 } fg_layer_build;
 
 struct fg_layer_kind {

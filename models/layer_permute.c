@@ -14,7 +14,8 @@ static const fg_layer_option options[] = {
 
 static fg_flow *create(const fg_layer_spec *l, const fg_flow_shape *in, const fg_layer_build *b)
 {
-    fg_permute_options o = { in->dim[1], layer_int(l, TYPE) == SHUFFLE, b->rng };
+    fg_permute_options o = { in->dim[1], layer_int(l, TYPE) == SHUFFLE,
+                             b->order_rng ? b->order_rng : b->rng };
     return fg_permute_create(&o);
 }
 

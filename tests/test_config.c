@@ -115,6 +115,80 @@ START_TEST(spec_size_matches_built_models)
 }
 END_TEST
 
+/* Which state entries of two builds of one spec hold the same values:
+ * *orders_same for every permute and invconv entry, *nets_differ when any
+ * coupling entry differs. */
+static void compare_builds(const fg_model_spec *spec, uint64_t seed_a, uint64_t seed_b,
+                           int *orders_same, int *nets_differ)
+{
+    fg_model *a, *b;
+    ck_assert_msg(fg_model_build(spec, seed_a, &a) == FG_OK, "%s", fg_last_error());
+    ck_assert_msg(fg_model_build(spec, seed_b, &b) == FG_OK, "%s", fg_last_error());
+    int orders = 0;
+    *orders_same = 1;
+    *nets_differ = 0;
+    for (int k = 0; k < a->state.n; k++) {
+        const fg_state_entry *ea = &a->state.items[k];
+        const fg_state_entry *eb = fg_state_list_find(&b->state, ea->name);
+        ck_assert_ptr_nonnull(eb);
+        size_t bytes = fg_numel(&ea->var->t) * sizeof(float);
+        int same = memcmp(ea->var->t.data, eb->var->t.data, bytes) == 0;
+        if (strstr(ea->name, "invconv") || strstr(ea->name, "permute")) {
+            orders++;
+            *orders_same &= same;
+        } else if (strstr(ea->name, "coupling")) {
+            *nets_differ |= !same;
+        }
+    }
+    ck_assert_int_gt(orders, 0);
+    fg_model_free(a);
+    fg_model_free(b);
+}
+
+START_TEST(permutation_seed_fixes_channel_orders)
+{
+    static const char *const kinds[] = {"invconv", "shuffle"};
+    for (int i = 0; i < 2; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "model: {type: glow, height: 4, width: 4, channels: 1, "
+                 "levels: 2, steps: 2, hidden: 8, permutation: %s}\n", kinds[i]);
+        fg_config *cfg = load_str_ok(text);
+        ck_assert_int_eq(cfg->model.permutation_seed, -1);
+        int orders_same, nets_differ;
+        compare_builds(&cfg->model, 1, 2, &orders_same, &nets_differ);
+        ck_assert_msg(!orders_same && nets_differ, "%s: without permutation_seed the orders "
+                      "follow the training seed", kinds[i]);
+        fg_config_free(cfg);
+
+        snprintf(text, sizeof text, "model: {type: glow, height: 4, width: 4, channels: 1, "
+                 "levels: 2, steps: 2, hidden: 8, permutation: %s, permutation_seed: 7}\n",
+                 kinds[i]);
+        cfg = load_str_ok(text);
+        ck_assert_int_eq(cfg->model.permutation_seed, 7);
+        compare_builds(&cfg->model, 1, 2, &orders_same, &nets_differ);
+        ck_assert_msg(orders_same && nets_differ, "%s: with permutation_seed the orders are "
+                      "the same for both training seeds, the networks are not", kinds[i]);
+        /* Another permutation_seed, another order. */
+        fg_model_spec other = cfg->model;
+        other.permutation_seed = 8;
+        fg_model *a, *b;
+        ck_assert(fg_model_build(&cfg->model, 1, &a) == FG_OK);
+        ck_assert(fg_model_build(&other, 1, &b) == FG_OK);
+        int differ = 0;
+        for (int k = 0; k < a->state.n; k++) {
+            const fg_state_entry *ea = &a->state.items[k];
+            if (strstr(ea->name, "invconv") || strstr(ea->name, "permute"))
+                differ |= memcmp(ea->var->t.data, fg_state_list_find(&b->state, ea->name)
+                                 ->var->t.data, fg_numel(&ea->var->t) * sizeof(float)) != 0;
+        }
+        ck_assert_msg(differ, "%s: permutation_seed 7 and 8 drew the same orders", kinds[i]);
+        fg_model_free(a);
+        fg_model_free(b);
+        fg_config_free(cfg);
+    }
+}
+END_TEST
+
 START_TEST(zoo_configs_load)
 {
     static const char *const zoo[] = {
@@ -642,6 +716,9 @@ START_TEST(bad_structures_are_refused)
         1, 71, "'repeat' in 'repeat' is out of range (expected 1..100000, got 0)");
     BAD("model: {type: flow, height: 2, width: 2, channels: 2, flow: [{repeat: 2}]}\n",
         1, 62, "missing required key 'flow' in 'repeat'");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 2, permutation_seed: -1,\n"
+        "        flow: [actnorm]}\n", 1, 73,
+        "'permutation_seed' in 'model' is out of range (expected 0..2147483647, got -1)");
     BAD("model: {type: flow, height: 1, width: 1, channels: 2,\n"
         "        flow: [coupling: {mask: checkerboard}]}\n", 2, 16,
         "checkerboard mask needs at least 2 pixels");
@@ -765,6 +842,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, glow_preset_expands_fmnist);
     tcase_add_test(tc, glow_preset_expands_cifar10);
     tcase_add_test(tc, glow_preset_options);
+    tcase_add_test(tc, permutation_seed_fixes_channel_orders);
     tcase_add_test(tc, defaults_fill_optional_keys);
     tcase_add_test(tc, generic_list_expands);
     tcase_add_test(tc, generic_list_equals_preset);
