@@ -74,6 +74,7 @@ typedef struct chain {
     float **scale;          /* stage s: e^logs or e^(factor logs), or NULL */
     float *zeros, *ones;    /* a plain ReLU is the affine ReLU with these */
     int N, H, W, P, per_chunk, n_chunks;
+    int full_chunk;   /* images of a full chunk, even when the batch has fewer */
     fg_var *x, *y;
 } chain;
 
@@ -177,10 +178,14 @@ static void forward_chunk(const chain *c, int j, float *a, float *b, float *work
 }
 
 /* Floats of per-thread buffers: the largest boundary of a chunk, and the
- * largest column matrix of its convolutions. */
+ * largest column matrix of its convolutions. Sized for a full chunk on
+ * every thread whatever the batch, so that they do not grow with it: the
+ * memory estimate (models/train_memory.c) measures steps at batch 2 and 3
+ * and extrapolates what grows, and buffers that stop growing at a chunk
+ * would be counted 64 times at batch 64. */
 static size_t boundary_floats(const chain *c)
 {
-    return (size_t)c->most * c->per_chunk * c->P;
+    return (size_t)c->most * c->full_chunk * c->P;
 }
 
 static size_t work_floats(const chain *c)
@@ -188,16 +193,21 @@ static size_t work_floats(const chain *c)
     size_t most = 0;
     for (int s = 0; s < c->n; s++)
         if (c->st[s].kind == FG_CHAIN_CONV) {
-            size_t w = fg_conv_cm_work_floats(c->per_chunk, c->ch[s], c->H, c->W,
+            size_t w = fg_conv_cm_work_floats(c->full_chunk, c->ch[s], c->H, c->W,
                                               c->ch[s + 1], c->st[s].weight->t.shape[2]);
             most = w > most ? w : most;
         }
     return most;
 }
 
+static int threads(void)
+{
+    return omp_in_parallel() ? 1 : omp_get_max_threads();
+}
+
 static int team_size(const chain *c)
 {
-    int t = omp_in_parallel() ? 1 : omp_get_max_threads();
+    int t = threads();
     return t < c->n_chunks ? t : c->n_chunks;
 }
 
@@ -208,7 +218,7 @@ static void run_forward(chain *c, fg_arena *scratch)
     /* Every thread's buffers come from the arena before the threads start:
      * the arena is not thread-safe, and taking them here lets every step
      * reuse the same pages. */
-    float *bufs = fg_arena_alloc(scratch, (size_t)T * (2 * nb + nw) * sizeof(float));
+    float *bufs = fg_arena_alloc(scratch, (size_t)threads() * (2 * nb + nw) * sizeof(float));
     #pragma omp parallel num_threads(T)
     {
         float *a = bufs + (size_t)omp_get_thread_num() * (2 * nb + nw);
@@ -368,8 +378,8 @@ static void backward(fg_graph *g, void *ctx, fg_var **outs, int n_outs)
     float *dx = c->x->requires_grad ? fg_grad_for_write(g, c->x, &dx_fresh) : NULL;
     const int T = team_size(c);
     const size_t nb = boundary_floats(c), nw = work_floats(c), per_thread = 3 * nb + nw;
-    float *bufs = fg_arena_alloc(scratch, (size_t)T * per_thread * sizeof(float));
-    double *sums = fg_arena_alloc(scratch, (size_t)T * c->most * sizeof(double));
+    float *bufs = fg_arena_alloc(scratch, (size_t)threads() * per_thread * sizeof(float));
+    double *sums = fg_arena_alloc(scratch, (size_t)threads() * c->most * sizeof(double));
     #pragma omp parallel num_threads(T)
     {
         const int t = omp_get_thread_num();
@@ -450,7 +460,7 @@ fg_var *fg_conv_chain(fg_graph *g, fg_var *x, const fg_chain_stage *stages, int 
     }
     FG_CHECK(c->N > 0 && c->P > 0 && (size_t)c->N * c->P <= (size_t)1 << 30, "conv_chain",
              "a batch of %d images of %dx%d", c->N, c->H, c->W);
-    c->per_chunk = fg_conv_chain_chunk_images(c->P);
+    c->per_chunk = c->full_chunk = fg_conv_chain_chunk_images(c->P);
     if (c->per_chunk > c->N)
         c->per_chunk = c->N;
     c->n_chunks = (c->N + c->per_chunk - 1) / c->per_chunk;
