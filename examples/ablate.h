@@ -33,6 +33,7 @@ typedef struct grid {
     char length_opt[16], length_val[32];
     long total_steps, steps_per_epoch;
     int threads_per_job;
+    int report_only;        /* --report: read the cells, write nothing into them */
     cell *cells;
     int n;
 } grid;
@@ -41,7 +42,9 @@ typedef struct grid {
  * the config's length); steps_per_epoch must be set. */
 void ablate_set_length(grid *gr, const fg_train_spec *t, long long epochs, long long steps);
 /* Writes the cell's config.yaml (base with its coupling, permutation and
- * seed) and reads what an earlier run left: finished, evaluations. */
+ * seed) and reads what an earlier run left: finished, evaluations. With
+ * report_only it creates and writes nothing; a cell trained from another
+ * config is an error either way. */
 int ablate_prepare_cell(const grid *gr, const fg_config *base, cell *c);
 /* Trains the unfinished cells, at most jobs at once, each as a child
  * 'flowgrad train'. SIGINT or SIGTERM stops launching and waits for the

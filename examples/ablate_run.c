@@ -255,13 +255,57 @@ static void run_cells(grid *gr, int jobs)
     }
 }
 
+/* The next line of YAML text at *p with its comment and trailing blanks
+ * cut, skipping lines left empty; *n its length, NULL at the end. A '#'
+ * starts a comment at a line's start or after a blank, outside quotes. */
+static const char *next_setting(const char **p, size_t *n)
+{
+    while (**p) {
+        const char *line = *p, *end = line + strcspn(line, "\n");
+        *p = *end ? end + 1 : end;
+        const char *cut = end;
+        char quote = 0;
+        for (const char *q = line; q < end; q++) {
+            if (quote) {
+                quote = *q == quote ? 0 : quote;
+            } else if (*q == '"' || *q == '\'') {
+                quote = *q;
+            } else if (*q == '#' && (q == line || q[-1] == ' ' || q[-1] == '\t')) {
+                cut = q;
+                break;
+            }
+        }
+        while (cut > line && (cut[-1] == ' ' || cut[-1] == '\t' || cut[-1] == '\r'))
+            cut--;
+        if (cut > line) {
+            *n = (size_t)(cut - line);
+            return line;
+        }
+    }
+    return NULL;
+}
+
+/* Whether two configs say the same, comments aside: editing a comment of
+ * the base config must not orphan the cells already trained from it. */
+static int same_settings(const char *a, const char *b)
+{
+    for (;;) {
+        size_t na = 0, nb = 0;
+        const char *la = next_setting(&a, &na), *lb = next_setting(&b, &nb);
+        if (!la || !lb)
+            return !la && !lb;
+        if (na != nb || memcmp(la, lb, na) != 0)
+            return 0;
+    }
+}
+
 /* Derived config, parameter count and state of one cell. */
 int ablate_prepare_cell(const grid *gr, const fg_config *base, cell *c)
 {
     snprintf(c->name, sizeof c->name, "%s-%s-seed%llu", c->coupling, c->permutation,
              (unsigned long long)c->seed);
     snprintf(c->dir, sizeof c->dir, "%s/%s", gr->out, c->name);
-    if (mkdir(c->dir, 0777) != 0 && errno != EEXIST)
+    if (!gr->report_only && mkdir(c->dir, 0777) != 0 && errno != EEXIST)
         return fg_error("%s: cannot create the folder: %s", c->dir, strerror(errno));
     char coupling[64], permutation[64], seed[64];
     snprintf(coupling, sizeof coupling, "model.coupling=%s", c->coupling);
@@ -283,13 +327,15 @@ int ablate_prepare_cell(const grid *gr, const fg_config *base, cell *c)
     cell_file(c, "config.yaml", path, sizeof path);
     char *old = read_text(path);
     int rc = FG_OK;
-    /* A config that changed under a checkpoint would not resume it. */
-    if (!old || strcmp(old, text) != 0) {
+    /* A config that changed under a checkpoint would not resume it, and
+     * its results would not be this cell's. One that differs in comments
+     * only is kept as it is: the checkpoint was trained from that text. */
+    if (!old || !same_settings(old, text)) {
         char ckpt[4200];
         if (old && access(cell_file(c, "checkpoint.safetensors", ckpt, sizeof ckpt), F_OK) == 0)
             rc = fg_error("%s: differs from what %s was trained with (the base config "
                           "changed?); use another --out or remove the folder", path, c->dir);
-        else
+        else if (!gr->report_only)
             rc = write_file_atomic(path, text);
     }
     free(old);

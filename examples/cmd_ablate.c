@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char cmd[] = "ablate";
 
@@ -36,6 +37,9 @@ static void help(void)
          "  --jobs J             cells trained at once (default 1), threads split among them\n"
          "  --threads T          compute threads in all (default FLOWGRAD_THREADS or all\n"
          "                       cores)\n"
+         "  --report             train nothing: write the tables and the plot from the\n"
+         "                       cells already finished in DIR (while a grid still runs,\n"
+         "                       or to gather cells trained by several runs into one DIR)\n"
          "  --help               this text\n"
          "\n"
          "Writes DIR/results.csv (test bits/dim at every evaluation of every cell),\n"
@@ -84,12 +88,16 @@ int cmd_ablate(int argc, char **argv)
     const char *permutations[MAX_LIST] = {"reverse", "shuffle", "invconv"};
     int n_couplings = 2, n_permutations = 3;
     long long seeds = 3, epochs = -1, steps = -1, jobs = 1, threads = -1;
+    int report_only = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         long long *target = NULL, lo = 1, hi = 0;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             help();
             return 0;
+        } else if (!strcmp(a, "--report")) {
+            report_only = 1;
+            continue;
         } else if (!strcmp(a, "--out")) {
             if (!(out = cli_value(argc, argv, &i)))
                 return cli_usage_error(cmd, "%s", fg_last_error());
@@ -154,9 +162,16 @@ int cmd_ablate(int argc, char **argv)
     gr.threads_per_job = total_threads / (int)jobs > 0 ? total_threads / (int)jobs : 1;
 
     char default_out[4096];
+    struct stat st;
+    if (report_only && out && (stat(out, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        cli_fail(cmd, "--out %s: no such folder; --report reads the cells a grid trained "
+                 "there", out);
+        goto out;
+    }
     if (!(out = cli_out_dir(cmd, out, config, "ablate-", default_out, sizeof default_out)))
         goto out;
     gr.out = out;
+    gr.report_only = report_only;
     gr.n = n_couplings * n_permutations * (int)seeds;
     gr.cells = fg_xcalloc((size_t)gr.n, sizeof *gr.cells, "ablation cells");
     int k = 0;
@@ -172,12 +187,17 @@ int cmd_ablate(int argc, char **argv)
                     goto out;
                 }
             }
-    printf("%s: %d cells (%d couplings x %d permutations x %lld seeds), %s = %ld steps of "
-           "batch %d each, %d at once on %d thread%s each -> %s\n", config, gr.n, n_couplings,
-           n_permutations, seeds, gr.target, gr.total_steps, t->batch, (int)jobs,
-           gr.threads_per_job, gr.threads_per_job == 1 ? "" : "s", out);
+    if (report_only)
+        printf("%s: %d cells (%d couplings x %d permutations x %lld seeds), %s = %ld steps "
+               "of batch %d each: report of %s, nothing trains\n", config, gr.n, n_couplings,
+               n_permutations, seeds, gr.target, gr.total_steps, t->batch, out);
+    else
+        printf("%s: %d cells (%d couplings x %d permutations x %lld seeds), %s = %ld steps "
+               "of batch %d each, %d at once on %d thread%s each -> %s\n", config, gr.n,
+               n_couplings, n_permutations, seeds, gr.target, gr.total_steps, t->batch,
+               (int)jobs, gr.threads_per_job, gr.threads_per_job == 1 ? "" : "s", out);
 
-    int stopped = ablate_run(&gr, (int)jobs);
+    int stopped = report_only ? 0 : ablate_run(&gr, (int)jobs);
 
     int finished = 0;
     for (int i = 0; i < gr.n; i++)
@@ -197,7 +217,12 @@ int cmd_ablate(int argc, char **argv)
         printf("stopped by signal %d; rerun the same command to resume\n", stopped);
         status = 128 + stopped;
     } else {
-        status = finished == gr.n && plotted ? 0 : 1;
+        /* A report is complete when it is written; a run, when every
+         * cell has trained. */
+        status = (report_only || finished == gr.n) && plotted ? 0 : 1;
+        for (int i = 0; report_only && i < gr.n; i++)
+            if (!gr.cells[i].finished)
+                printf("%s: not finished\n", gr.cells[i].name);
     }
 out:
     for (int i = 0; i < gr.n && gr.cells; i++)

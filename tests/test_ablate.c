@@ -1,5 +1,6 @@
 /* flowgrad ablate end to end on the tiny synthetic config: a 2-cell grid
- * writes its table, summary and plot; a rerun trains nothing; a cell killed
+ * writes its table, summary and plot; a rerun trains nothing, nor does
+ * --report, which a comment edit of the config does not disturb; a cell killed
  * after its first checkpoint resumes and ends where an uninterrupted run
  * ends. And the plot's axis is cut above diverged runs, and only then. */
 #include "check_main.h"
@@ -168,6 +169,57 @@ START_TEST(grid_outputs_and_rerun)
     ck_assert(mtime(ckpt) == before);
     ck_assert(access(png, F_OK) != 0);
     ck_assert_str_eq(slurp("%s/grid/results.csv", tmpdir), res);
+
+    /* --report over a config whose comments changed: the cells still
+     * count, nothing trains or is written into them, and a cell the grid
+     * never trained is listed, not created. */
+    char *text = slurp("%s", config);
+    char edited[1024];
+    snprintf(edited, sizeof edited, "%s/commented.yaml", tmpdir);
+    FILE *f = fopen(edited, "w");
+    ck_assert(f != NULL);
+    fprintf(f, "# a new first line\n%s", text);
+    fclose(f);
+    char *sum_before = slurp("%s/grid/summary.md", tmpdir);
+    rc = run("out3", "GNUPLOT=/nonexistent/gnuplot ./examples/flowgrad ablate %s --out "
+             "%s/grid --couplings additive,affine --permutations reverse,shuffle --seeds 1 "
+             "--epochs 1 --report", edited, tmpdir);
+    out = slurp("%s/out3", tmpdir);
+    ck_assert_msg(rc == 1, "exit %d (1: no plot without gnuplot):\n%s", rc, out);
+    ck_assert_msg(strstr(out, "nothing trains") && strstr(out, "2 of 4 cells finished") &&
+                  strstr(out, "additive-shuffle-seed7: not finished"), "%s", out);
+    ck_assert_int_eq(count(out, "training"), 0);
+    ck_assert(mtime(ckpt) == before);
+    char missing[1024];
+    snprintf(missing, sizeof missing, "%s/grid/additive-shuffle-seed7", tmpdir);
+    ck_assert_msg(access(missing, F_OK) != 0, "--report created %s", missing);
+    ck_assert(strstr(slurp("%s/grid/summary.md", tmpdir), "| additive | shuffle | 0 of 1 |"));
+    /* The trained rows are the same as before. */
+    const char *row_end = strstr(sum_before, "| affine | reverse |");
+    ck_assert(row_end != NULL);
+    snprintf(row, sizeof row, "%.*s", (int)(strchr(row_end, '\n') - row_end), row_end);
+    ck_assert_msg(strstr(slurp("%s/grid/summary.md", tmpdir), row), "lost '%s'", row);
+
+    /* A config that says something else is refused, naming the cell. */
+    char *lr = strstr(text, "lr: 2.0e-3");
+    ck_assert(lr != NULL);
+    snprintf(edited, sizeof edited, "%s/other.yaml", tmpdir);
+    f = fopen(edited, "w");
+    ck_assert(f != NULL);
+    fprintf(f, "%.*slr: 3.0e-3%s", (int)(lr - text), text, lr + strlen("lr: 2.0e-3"));
+    fclose(f);
+    rc = run("out4", "./examples/flowgrad ablate %s --out %s/grid --couplings additive,affine "
+             "--permutations reverse --seeds 1 --epochs 1 --report", edited, tmpdir);
+    out = slurp("%s/out4", tmpdir);
+    ck_assert_msg(rc == 1 && strstr(out, "additive-reverse-seed7/config.yaml: differs"), "%s",
+                  out);
+
+    /* And a folder that does not exist is an error, not an empty report. */
+    rc = run("out5", "./examples/flowgrad ablate %s --out %s/nowhere --report", config, tmpdir);
+    out = slurp("%s/out5", tmpdir);
+    ck_assert_msg(rc == 1 && strstr(out, "no such folder"), "%s", out);
+    snprintf(missing, sizeof missing, "%s/nowhere", tmpdir);
+    ck_assert(access(missing, F_OK) != 0);
 }
 END_TEST
 
