@@ -95,15 +95,21 @@ int cli_mkdirs(const char *path)
     return 0;
 }
 
+const char *cli_out_name(const char *out, const char *config, const char *prefix, char *buf,
+                         size_t n)
+{
+    if (out)
+        return out;
+    const char *base = strrchr(config, '/');
+    base = base ? base + 1 : config;
+    snprintf(buf, n, "runs/%s%.*s", prefix, (int)strcspn(base, "."), base);
+    return buf;
+}
+
 const char *cli_out_dir(const char *cmd, const char *out, const char *config,
                         const char *prefix, char *buf, size_t n)
 {
-    if (!out) {
-        const char *base = strrchr(config, '/');
-        base = base ? base + 1 : config;
-        snprintf(buf, n, "runs/%s%.*s", prefix, (int)strcspn(base, "."), base);
-        out = buf;
-    }
+    out = cli_out_name(out, config, prefix, buf, n);
     if (cli_mkdirs(out) != 0) {
         cli_fail(cmd, "--out %s: cannot create the folder: %s", out, strerror(errno));
         return NULL;

@@ -39,8 +39,10 @@ const char *cli_value(int argc, char **argv, int *i);
 /* mkdir -p: creates path and its missing parents; 0, or -1 with errno. */
 int cli_mkdirs(const char *path);
 /* The output folder of a run: out when given, else runs/<prefix><name of
- * config without folder and extension> (in buf), created with its parents.
- * NULL after printing cmd's error. */
+ * config without folder and extension> (in buf). */
+const char *cli_out_name(const char *out, const char *config, const char *prefix, char *buf,
+                         size_t n);
+/* cli_out_name, created with its parents. NULL after printing cmd's error. */
 const char *cli_out_dir(const char *cmd, const char *out, const char *config,
                         const char *prefix, char *buf, size_t n);
 /* FG_OK when an output file can be written at path (NULL: nothing to

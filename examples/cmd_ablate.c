@@ -163,10 +163,13 @@ int cmd_ablate(int argc, char **argv)
 
     char default_out[4096];
     struct stat st;
-    if (report_only && out && (stat(out, &st) != 0 || !S_ISDIR(st.st_mode))) {
-        cli_fail(cmd, "--out %s: no such folder; --report reads the cells a grid trained "
-                 "there", out);
-        goto out;
+    if (report_only) {
+        out = cli_out_name(out, config, "ablate-", default_out, sizeof default_out);
+        if (stat(out, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            cli_fail(cmd, "%s: no such folder; --report reads the cells a grid trained there "
+                     "(--out DIR)", out);
+            goto out;
+        }
     }
     if (!(out = cli_out_dir(cmd, out, config, "ablate-", default_out, sizeof default_out)))
         goto out;

@@ -7,9 +7,10 @@
  * One untimed step comes first (it runs actnorm's data-dependent init and
  * touches every buffer once), then --steps timed training steps, then one
  * sampling pass of --sample images at --temperature (the yardstick's
- * figure, a first pass), and with --sample-passes P, P - 1 more passes whose
- * median is reported with its GFLOP/s: sampling runs the flow's forward
- * FLOPs backwards, so that rate compares directly with the GEMM's.
+ * figure, a first pass). With --sample-passes P it makes P passes in all
+ * and also reports their median with its GFLOP/s: sampling runs the
+ * flow's forward FLOPs backwards, so that rate compares directly with the
+ * GEMM's.
  *
  * Besides the yardstick's fields it reports the minor page faults per timed
  * step (a steady state reuses its memory and faults nothing) and, under
