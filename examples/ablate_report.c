@@ -200,14 +200,21 @@ static void write_plot_body(const grid *gr, FILE *f, char titles[][64], int n_gr
         fprintf(f, "set yrange [*:%.4f]\nset label 1 'cut at %.2f bits/dim: higher values "
                 "(diverged runs) are in summary.md' at graph 0.02, graph 0.04\n", fence,
                 fence);
+    /* gnuplot's own colours repeat after eight, and a grid with three
+     * couplings has nine cells: twelve that stay apart. */
+    static const char *const colours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
+                                          "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                                          "#bcbd22", "#17becf", "#000000", "#aec7e8"};
+    const int n_colours = (int)(sizeof colours / sizeof colours[0]);
     fprintf(f, "plot \\\n");
     /* Every band first, then every line, so no band covers a line. */
     for (int k = 0; k < n_groups; k++)
-        fprintf(f, "  'plot.dat' index %d using 1:3:4 with filledcurves lc %d notitle, \\\n",
-                k, k + 1);
+        fprintf(f, "  'plot.dat' index %d using 1:3:4 with filledcurves lc rgb '%s' notitle, "
+                "\\\n", k, colours[k % n_colours]);
     for (int k = 0; k < n_groups; k++)
-        fprintf(f, "  'plot.dat' index %d using 1:2 with linespoints lc %d lw 2 pt %d "
-                "title '%s'%s\n", k, k + 1, k + 1, titles[k], k + 1 < n_groups ? ", \\" : "");
+        fprintf(f, "  'plot.dat' index %d using 1:2 with linespoints lc rgb '%s' lw 2 pt %d "
+                "title '%s'%s\n", k, colours[k % n_colours], k + 1, titles[k],
+                k + 1 < n_groups ? ", \\" : "");
 }
 
 /* plot.gp is the whole script, for a user to edit and rerun in the folder
