@@ -41,6 +41,10 @@ static const kernel_set kernel_sets[FG_GEMM_NPATHS] = {
 };
 
 static cntx_t contexts[FG_GEMM_NPATHS];
+/* Products with an inner dimension or a row count up to this bound skip
+ * BLIS's packing on AVX2 paths (fg_sgemm_unpacked_avx2); 0: never.
+ * FLOWGRAD_GEMM_UNPACKED overrides it, for the sweep in BENCHMARKS.md. */
+static int unpacked_bound;
 /* Contexts with the transposed kernel, for products with a small N. */
 static cntx_t contexts_t[FG_GEMM_NPATHS];
 static int blocks[FG_GEMM_NPATHS][5];
@@ -185,6 +189,8 @@ static int best_supported_path(void)
     return fg_gemm_path_supported(FG_GEMM_AVX2) ? FG_GEMM_AVX2 : FG_GEMM_SCALAR;
 }
 
+#define UNPACKED_BOUND 48
+
 static void build_contexts(void)
 {
     for (int p = 0; p < FG_GEMM_NPATHS; p++)
@@ -192,6 +198,10 @@ static void build_contexts(void)
     /* A tuning knob, not data: an unknown or unsupported value falls back to
      * the best path with a warning rather than stopping the program. */
     default_path = best_supported_path();
+    unpacked_bound = fg_gemm_path_supported(FG_GEMM_AVX2) ? UNPACKED_BOUND : 0;
+    const char *u = getenv("FLOWGRAD_GEMM_UNPACKED");
+    if (u && *u && unpacked_bound > 0)
+        unpacked_bound = atoi(u) > 0 ? atoi(u) : 0;
     const char *s = getenv("FLOWGRAD_GEMM_KERNEL");
     if (s && *s) {
         int p = fg_gemm_path_from_name(s);
@@ -346,6 +356,49 @@ static float *swap_buffer(size_t count)
 
 #define GEMM_SERIAL_WORK (1 << 20)
 
+/* B of at most this many floats (1 MiB, one core's L2 here) stays in cache
+ * while the unpacked kernel reads its strips. */
+#define UNPACKED_CACHED_B ((size_t)1 << 18)
+
+/* Whether op(A) op(B) goes to the unpacked kernel: on the AVX2 paths (BLIS's
+ * own context on an AVX2 CPU, or ours), when op(B) and C have unit column
+ * stride (rows are vectors), for a short inner dimension, or for few rows
+ * of a B that fits in cache. A long B with few rows goes to BLIS: read in
+ * place from memory, each 16-column strip is K short bursts, slower than
+ * BLIS's packed copy (BENCHMARKS.md, "Products without packing"). */
+static int unpacked_pays(int path, int M, int N, int K, inc_t cb, inc_t ccs)
+{
+    if (path != FG_GEMM_BLIS && path != FG_GEMM_AVX2)
+        return 0;
+    if (N < 16 || cb != 1 || ccs != 1)
+        return 0;
+    return K <= unpacked_bound ||
+           (M <= unpacked_bound && (size_t)K * (size_t)N <= UNPACKED_CACHED_B);
+}
+
+/* The unpacked product, its 16-column strips split between threads when it
+ * is large enough to pay for them. */
+static void gemm_unpacked(int M, int N, int K, float alpha, const float *A, inc_t ra, inc_t ca,
+                          const float *B, inc_t rb, float beta, float *C, inc_t rs_c,
+                          int threads)
+{
+    const int strips = (N + 15) / 16;
+    if (threads > strips)
+        threads = strips;
+    if (threads <= 1) {
+        fg_sgemm_unpacked_avx2(M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, 0, N);
+        return;
+    }
+    #pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        const int s0 = (int)((long)strips * t / T), s1 = (int)((long)strips * (t + 1) / T);
+        const int j1 = s1 * 16 < N ? s1 * 16 : N;
+        if (s1 > s0)
+            fg_sgemm_unpacked_avx2(M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, s0 * 16, j1);
+    }
+}
+
 void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
                 const float *A, long rs_a, long cs_a,
                 const float *B, long rs_b, long cs_b, float beta,
@@ -366,6 +419,28 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
     normalize_strides(M, N, &crs, &ccs);
 
     int path = fg_gemm_get_path();
+    /* Below about a million multiply-adds (tens of microseconds) waking and
+     * synchronizing a second thread costs more than it saves, and on a
+     * loaded machine its barrier spins dominate: small products run on the
+     * calling thread. */
+    double work = (double)M * (double)N * (double)K;
+    /* Inside a parallel region the caller has already split the work
+     * (conv2d splits samples): this product runs on the calling thread. */
+    int in_parallel = omp_in_parallel();
+    int threads = work < GEMM_SERIAL_WORK || in_parallel ? 1 : fg_get_threads();
+    {
+        /* op(A) (i, k) at A + i ra + k ca; op(B) likewise */
+        inc_t ra = trans_a ? acs : ars, ca = trans_a ? ars : acs;
+        inc_t rb = trans_b ? bcs : brs, cb = trans_b ? brs : bcs;
+        if (unpacked_pays(path, M, N, K, cb, ccs)) {
+            double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
+            gemm_unpacked(M, N, K, alpha, A, ra, ca, B, rb, beta, C, crs, threads);
+            if (t0 != 0.0)
+                fg_profile_add("kernel:gemm", (fg_profile_now() - t0) /
+                                              (in_parallel ? omp_get_num_threads() : 1));
+            return;
+        }
+    }
     int swapped = swap_pays(path, M, N, K);
     float *c_out = C;
     if (swapped) {
@@ -391,15 +466,6 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
     cntx_t *cx = use_transposed_kernel(path, M, N) ? &contexts_t[path] : &contexts[path];
     rntm_t rntm;
     bli_rntm_init_from_global(&rntm);
-    /* Below about a million multiply-adds (tens of microseconds) waking and
-     * synchronizing a second thread costs more than it saves, and on a
-     * loaded machine its barrier spins dominate: small products run on the
-     * calling thread. */
-    double work = (double)M * (double)N * (double)K;
-    /* Inside a parallel region the caller has already split the work
-     * (conv2d splits samples): this product runs on the calling thread. */
-    int in_parallel = omp_in_parallel();
-    int threads = work < GEMM_SERIAL_WORK || in_parallel ? 1 : fg_get_threads();
     bli_rntm_set_num_threads(threads, &rntm);
     if (path != FG_GEMM_BLIS)
         bli_rntm_disable_l3_sup(&rntm);

@@ -1,5 +1,5 @@
 /* fg_gemm_ex on every kernel path against a naive GEMM accumulated in
- * double: odd sizes, all transposes, alpha/beta (beta = 0 over NaN), row-,
+ * double: odd sizes, all transposes, the unpacked products, alpha/beta (beta = 0 over NaN), row-,
  * column-major and general strides, BLIS threads 1 and 2, and two
  * application threads sharing the contexts. */
 #include "check_main.h"
@@ -203,6 +203,25 @@ static void few_columns(uint64_t seed)
                 }
 }
 
+/* A coupling network's first and last convolutions on a chunk: a short K
+ * or few rows against a long row-major B, which the AVX2 paths compute
+ * without packing, their 16-column strips split between threads. Every
+ * row-block edge (M mod 6) and column edge (N mod 16) occurs. */
+static void unpacked(uint64_t seed)
+{
+    uint64_t s = seed;
+    const int mnk[][3] = {{128, 784, 18}, {37, 1001, 18}, {131, 2003, 36}, {18, 790, 128},
+                          {36, 1009, 130}, {41, 1300, 200}, {4, 4099, 4}, {5, 4003, 7}};
+    for (int i = 0; i < (int)(sizeof mnk / sizeof mnk[0]); i++)
+        for (int ta = 0; ta < 2; ta++) {
+            int ab = (int)(next_u32(&s) % 3);
+            gemm_case g = {ta, 0, mnk[i][0], mnk[i][1], mnk[i][2],
+                           (int)(next_u32(&s) % NLAYOUTS), ROW_MAJOR, ROW_MAJOR,
+                           alphas[ab], betas[(ab + ta + i) % 3]};
+            check_case(&g, next_u32(&s));
+        }
+}
+
 static int use_path(int p)
 {
     if (!fg_gemm_path_supported(p)) {
@@ -223,6 +242,7 @@ static void all_paths(int threads)
             sweep(1000 + p);
             large(2000 + p);
             few_columns(3000 + p);
+            unpacked(4000 + p);
         }
     fg_gemm_set_path(FG_GEMM_AUTO);
     fg_set_threads(saved);

@@ -55,6 +55,20 @@ static const shape shapes[] = {
     {"cm out fwd 36x12544x128", 36, 12544, 128, 0, 0},
     {"cm out dW 128x36x12544", 128, 36, 12544, 0, 1},
     {"cm out dX 128x12544x36", 128, 12544, 36, 1, 0},
+    /* The same layers as a convolution chain runs them, on one chunk of 784
+     * columns (4 images of 14x14 or 16 of 7x7) per call: K8/h128 at both
+     * levels (the 7x7 level has 4 input channels, 72 output-side rows) and
+     * K16/h256 at the 14x14 one. */
+    {"chunk in fwd 128x784x18", 128, 784, 18, 0, 0},
+    {"chunk in dX 18x784x128", 18, 784, 128, 1, 0},
+    {"chunk mid fwd 128x784x128", 128, 784, 128, 0, 0},
+    {"chunk out fwd 36x784x128", 36, 784, 128, 0, 0},
+    {"chunk out dX 128x784x36", 128, 784, 36, 1, 0},
+    {"chunk in fwd 128x784x36", 128, 784, 36, 0, 0},
+    {"chunk out fwd 72x784x128", 72, 784, 128, 0, 0},
+    {"chunk in fwd 256x784x18", 256, 784, 18, 0, 0},
+    {"chunk mid fwd 256x784x256", 256, 784, 256, 0, 0},
+    {"chunk out fwd 36x784x256", 36, 784, 256, 0, 0},
 };
 enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
 

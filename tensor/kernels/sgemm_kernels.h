@@ -38,6 +38,14 @@ void fg_sgemm_ukr_avx2(FG_SGEMM_UKR_ARGS);
 void fg_spack_6_avx2(FG_SPACK_ARGS);
 void fg_spack_16_avx2(FG_SPACK_ARGS);
 
+/* C = alpha op(A) B + beta C on columns [j0, j1) (j0 a multiple of 16),
+ * B and C read in place with unit column stride, op(A) through any
+ * strides: for products with a short inner dimension or few rows, where
+ * packing does not pay (sgemm_unpacked_avx2.c). */
+void fg_sgemm_unpacked_avx2(int M, int N, int K, float alpha, const float *A, long rs_a,
+                            long cs_a, const float *B, long rs_b, float beta, float *C,
+                            long rs_c, int j0, int j1);
+
 /* Portable C for any x86-64 (the compiler may use SSE2). */
 enum { FG_SCALAR_MR = 4, FG_SCALAR_NR = 8 };
 void fg_sgemm_ukr_scalar(FG_SGEMM_UKR_ARGS);
