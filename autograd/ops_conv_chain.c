@@ -205,6 +205,9 @@ static int threads(void)
     return omp_in_parallel() ? 1 : omp_get_max_threads();
 }
 
+/* Threads that take chunks. With one chunk (a small batch) its one thread
+ * runs in a serial stretch (fg_serial_begin): the chunk's products and
+ * per-channel passes start no threads of their own, as with more chunks. */
 static int team_size(const chain *c)
 {
     int t = threads();
@@ -219,6 +222,7 @@ static void run_forward(chain *c, fg_arena *scratch)
      * the arena is not thread-safe, and taking them here lets every step
      * reuse the same pages. */
     float *bufs = fg_arena_alloc(scratch, (size_t)threads() * (2 * nb + nw) * sizeof(float));
+    const int serial = T == 1 ? fg_serial_begin() : 0;
     #pragma omp parallel num_threads(T)
     {
         float *a = bufs + (size_t)omp_get_thread_num() * (2 * nb + nw);
@@ -226,6 +230,8 @@ static void run_forward(chain *c, fg_arena *scratch)
         for (int j = 0; j < c->n_chunks; j++)
             forward_chunk(c, j, a, a + nb, a + 2 * nb);
     }
+    if (T == 1)
+        fg_serial_end(serial);
 }
 
 /* ------------------------------------------------------------- backward */
@@ -380,6 +386,7 @@ static void backward(fg_graph *g, void *ctx, fg_var **outs, int n_outs)
     const size_t nb = boundary_floats(c), nw = work_floats(c), per_thread = 3 * nb + nw;
     float *bufs = fg_arena_alloc(scratch, (size_t)threads() * per_thread * sizeof(float));
     double *sums = fg_arena_alloc(scratch, (size_t)threads() * c->most * sizeof(double));
+    const int serial = T == 1 ? fg_serial_begin() : 0;
     #pragma omp parallel num_threads(T)
     {
         const int t = omp_get_thread_num();
@@ -392,6 +399,8 @@ static void backward(fg_graph *g, void *ctx, fg_var **outs, int n_outs)
             backward_chunk(c, j, &tb, parts + (size_t)j * stride, sp, dx, dx_fresh);
         }
     }
+    if (T == 1)
+        fg_serial_end(serial);
 
     for (int s = 0; s < c->n; s++) {
         const fg_chain_stage *st = &c->st[s];

@@ -168,6 +168,7 @@ static int end_of_epoch(void *ctx, fg_trainer *t, long ended)
 
 int main(int argc, char **argv)
 {
+    fg_short_spin_waits(argv);
     options o;
     if (parse_args(argc, argv, &o)) return 2;
     /* Epoch lines should appear as they happen, also when piped to a log. */

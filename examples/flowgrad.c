@@ -32,6 +32,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    fg_short_spin_waits(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -138,6 +138,7 @@ static double now_s(void)
 
 int main(int argc, char **argv)
 {
+    fg_short_spin_waits(argv);
     options o;
     if (parse_args(argc, argv, &o))
         return 2;

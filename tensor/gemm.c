@@ -424,9 +424,10 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
      * loaded machine its barrier spins dominate: small products run on the
      * calling thread. */
     double work = (double)M * (double)N * (double)K;
-    /* Inside a parallel region the caller has already split the work
-     * (conv2d splits samples): this product runs on the calling thread. */
-    int in_parallel = omp_in_parallel();
+    /* Inside a parallel region or a serial stretch the caller has already
+     * split the work (conv2d splits samples, a chain its chunks): this
+     * product runs on the calling thread. */
+    int in_parallel = fg_in_serial();
     int threads = work < GEMM_SERIAL_WORK || in_parallel ? 1 : fg_get_threads();
     {
         /* op(A) (i, k) at A + i ra + k ca; op(B) likewise */

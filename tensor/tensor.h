@@ -57,6 +57,23 @@ FG_API void fg_aligned_free(void *p);
  * environment variable FLOWGRAD_THREADS, else the number of online cores. */
 FG_API void fg_set_threads(int n);
 FG_API int fg_get_threads(void);
+/* A stretch of work on the calling thread alone: until the matching
+ * fg_serial_end, its products and elementwise loops start no threads. For
+ * callers that split work between threads themselves and have one share
+ * left (a convolution chain of one chunk): two threads on one small
+ * product each wait at its barriers longer than the product takes, and on
+ * a busy machine far longer. Nests; pass fg_serial_end what begin returned. */
+FG_API int fg_serial_begin(void);
+FG_API void fg_serial_end(int saved);
+/* Whether the calling thread is inside a parallel region or a serial stretch. */
+FG_API int fg_in_serial(void);
+/* For a program's main, first thing: unless the environment sets
+ * OMP_WAIT_POLICY or GOMP_SPINCOUNT, sets a short GOMP_SPINCOUNT and starts
+ * the program again with the same argv (libgomp reads its settings only
+ * when it loads). Returns only when it does not. Idle OpenMP threads then
+ * sleep soon instead of spinning, which on a busy machine keeps a
+ * multi-threaded run from running many times slower than one thread. */
+FG_API void fg_short_spin_waits(char **argv);
 /* Element count above which elementwise loops use OpenMP. */
 #define FG_PARALLEL_THRESHOLD 32768
 

@@ -58,3 +58,45 @@ int fg_get_threads(void)
     pthread_once(&env_once, read_env);
     return thread_count;
 }
+
+static _Thread_local int serial_depth;
+
+int fg_serial_begin(void)
+{
+    int saved = omp_get_max_threads();
+    serial_depth++;
+    omp_set_num_threads(1);
+    return saved;
+}
+
+void fg_serial_end(int saved)
+{
+    if (serial_depth > 0)
+        serial_depth--;
+    omp_set_num_threads(saved);
+}
+
+int fg_in_serial(void)
+{
+    return serial_depth > 0 || omp_in_parallel();
+}
+
+/* libgomp's threads spin for a while at every barrier and between parallel
+ * regions before they sleep (GOMP_SPINCOUNT, 300,000 by default). On a
+ * quiet machine that saves a wake-up; on a busy one the spinning thread
+ * holds a core that the thread it waits for needs, and each barrier can
+ * cost a scheduler time slice. With two other processes busy on the two
+ * cores, a two-thread training step ran 4x slower than with short spins
+ * and sampling 8 images 6x slower (BENCHMARKS.md, "Busy machines"). 1000
+ * is libgomp's own choice when it knows that threads outnumber cores. */
+#define SHORT_SPIN "1000"
+
+void fg_short_spin_waits(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
+        return;
+    if (setenv("GOMP_SPINCOUNT", SHORT_SPIN, 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+    /* Still here: this process runs on with libgomp's default. */
+}

@@ -8,6 +8,7 @@
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/wait.h>
 
 /* Sizes straddling FG_PARALLEL_THRESHOLD so both the serial and the OpenMP
  * branch of every kernel run. */
@@ -945,6 +946,101 @@ START_TEST(test_thread_setting)
 }
 END_TEST
 
+/* A serial stretch: no threads for the calling thread's work until it
+ * ends, nested stretches end with the outermost, and the thread count
+ * comes back. */
+START_TEST(test_serial_stretch)
+{
+    const int saved = fg_get_threads();
+    fg_set_threads(2);
+    ck_assert(!fg_in_serial());
+    int outer = fg_serial_begin();
+    ck_assert(fg_in_serial());
+    ck_assert_int_eq(omp_get_max_threads(), 1);
+    int inner = fg_serial_begin();
+    int team = 0;
+    #pragma omp parallel
+    {
+        #pragma omp single
+        team = omp_get_num_threads();
+    }
+    ck_assert_int_eq(team, 1);
+    fg_serial_end(inner);
+    ck_assert(fg_in_serial());
+    fg_serial_end(outer);
+    ck_assert(!fg_in_serial());
+    ck_assert_int_eq(omp_get_max_threads(), 2);
+    int inside[2] = {-1, -1};
+    #pragma omp parallel num_threads(2)
+    inside[omp_get_thread_num()] = fg_in_serial();
+    ck_assert_int_eq(inside[0], 1);
+    ck_assert_int_eq(inside[1], 1);
+    fg_set_threads(saved);
+}
+END_TEST
+
+/* fg_short_spin_waits starts the program again with GOMP_SPINCOUNT set,
+ * unless the environment sets it or OMP_WAIT_POLICY. The program started
+ * again is this test program: spin_child_report (a constructor) sees
+ * FG_TEST_SPIN_REPORT, writes the GOMP_SPINCOUNT it got there and exits. */
+__attribute__((constructor)) static void spin_child_report(void)
+{
+    const char *path = getenv("FG_TEST_SPIN_REPORT");
+    if (!path)
+        return;
+    FILE *f = fopen(path, "w");
+    if (f) {
+        const char *v = getenv("GOMP_SPINCOUNT");
+        fprintf(f, "%s", v ? v : "(unset)");
+        fclose(f);
+    }
+    _exit(0);
+}
+
+/* Runs fg_short_spin_waits in a child with GOMP_SPINCOUNT = preset (NULL:
+ * unset); returns its exit status (0: started again, 7: returned) and what
+ * the program started again reported in `got`. */
+static int spin_child(const char *preset, char *got, size_t n)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/fg_spin_%d", (int)getpid());
+    remove(path);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        unsetenv("OMP_WAIT_POLICY");
+        if (preset)
+            setenv("GOMP_SPINCOUNT", preset, 1);
+        else
+            unsetenv("GOMP_SPINCOUNT");
+        setenv("FG_TEST_SPIN_REPORT", path, 1);
+        char *argv[] = {"test_tensor", NULL};
+        fg_short_spin_waits(argv);
+        _exit(7);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    got[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (!fgets(got, (int)n, f))
+            got[0] = '\0';
+        fclose(f);
+    }
+    remove(path);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+START_TEST(test_short_spin_waits)
+{
+    char got[32];
+    ck_assert_int_eq(spin_child(NULL, got, sizeof got), 0);
+    ck_assert_str_eq(got, "1000");
+    ck_assert_int_eq(spin_child("77", got, sizeof got), 7);   /* the user's setting stays */
+    ck_assert_str_eq(got, "");
+}
+END_TEST
+
 START_TEST(test_errors)
 {
     fg_clear_error();
@@ -1031,6 +1127,8 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, test_arena_mark_rewind);
     tcase_add_test(tc, test_tensor_helpers);
     tcase_add_test(tc, test_thread_setting);
+    tcase_add_test(tc, test_serial_stretch);
+    tcase_add_test(tc, test_short_spin_waits);
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);
     return s;

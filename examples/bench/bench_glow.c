@@ -110,6 +110,7 @@ static double peak_rss_mb(void)
 
 int main(int argc, char **argv)
 {
+    fg_short_spin_waits(argv);
     opts o;
     if (parse(argc, argv, &o)) return 2;
     fg_set_threads(o.threads);
