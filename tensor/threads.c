@@ -87,8 +87,9 @@ int fg_in_serial(void)
  * holds a core that the thread it waits for needs, and each barrier can
  * cost a scheduler time slice. With two other processes busy on the two
  * cores, a two-thread training step ran 4x slower than with short spins
- * and sampling 8 images 6x slower (BENCHMARKS.md, "Busy machines"). 1000
- * is libgomp's own choice when it knows that threads outnumber cores. */
+ * and sampling 8 images 6x slower (BENCHMARKS.md, "Busy machines").
+ * libgomp itself spins only 100 to 1000 times when it can see that its
+ * threads outnumber the cores; other processes' threads it cannot see. */
 #define SHORT_SPIN "1000"
 
 void fg_short_spin_waits(char **argv)
