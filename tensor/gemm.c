@@ -427,8 +427,8 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
     /* Inside a parallel region or a serial stretch the caller has already
      * split the work (conv2d splits samples, a chain its chunks): this
      * product runs on the calling thread. */
-    int in_parallel = fg_in_serial();
-    int threads = work < GEMM_SERIAL_WORK || in_parallel ? 1 : fg_get_threads();
+    int split_by_caller = fg_in_serial();
+    int threads = work < GEMM_SERIAL_WORK || split_by_caller ? 1 : fg_get_threads();
     {
         /* op(A) (i, k) at A + i ra + k ca; op(B) likewise */
         inc_t ra = trans_a ? acs : ars, ca = trans_a ? ars : acs;
@@ -438,7 +438,7 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
             gemm_unpacked(M, N, K, alpha, A, ra, ca, B, rb, beta, C, crs, threads);
             if (t0 != 0.0)
                 fg_profile_add("kernel:gemm", (fg_profile_now() - t0) /
-                                              (in_parallel ? omp_get_num_threads() : 1));
+                                              (split_by_caller ? omp_get_num_threads() : 1));
             return;
         }
     }
@@ -487,7 +487,7 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
     }
     if (t0 != 0.0)  /* wall time: a share of the region when threads split it */
         fg_profile_add("kernel:gemm", (fg_profile_now() - t0) /
-                                      (in_parallel ? omp_get_num_threads() : 1));
+                                      (split_by_caller ? omp_get_num_threads() : 1));
 }
 
 void fg_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,

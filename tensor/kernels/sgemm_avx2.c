@@ -1,6 +1,7 @@
 /* AVX2 + FMA sgemm: a 6 x 16 microkernel (12 ymm accumulators, two ymm of B
  * per k, A broadcast from memory) and packing kernels that scale by kappa. */
 #include "tensor/kernels/sgemm_kernels.h"
+#include "tensor/kernels/lanes_avx2.h"
 #include "tensor/kernels/transpose8.h"
 
 #include <immintrin.h>
@@ -9,14 +10,6 @@
 
 enum { MR = FG_AVX2_MR, NR = FG_AVX2_NR };
 
-/* Lanes j with first + j < count are all ones. */
-static inline AVX2 __attribute__((always_inline))
-__m256i lanes_below(dim_t count, int first)
-{
-    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(count - first)), idx);
-}
-
 static inline AVX2 __attribute__((always_inline))
 void pack(int width, dim_t cdim, dim_t n, dim_t n_max, float kappa,
           const float *a, inc_t inca, inc_t lda, float *p, inc_t ldp)
@@ -24,9 +17,9 @@ void pack(int width, dim_t cdim, dim_t n, dim_t n_max, float kappa,
     const __m256 kv = _mm256_set1_ps(kappa);
     const int halves = width > 8 ? 2 : 1;
     /* Stores never touch the next micropanel: another thread may pack it. */
-    const __m256i wmask0 = lanes_below(width, 0), wmask1 = lanes_below(width, 8);
+    const __m256i wmask0 = fg_lanes_below(width, 0), wmask1 = fg_lanes_below(width, 8);
     if (inca == 1) {
-        const __m256i cmask0 = lanes_below(cdim, 0), cmask1 = lanes_below(cdim, 8);
+        const __m256i cmask0 = fg_lanes_below(cdim, 0), cmask1 = fg_lanes_below(cdim, 8);
         for (dim_t l = 0; l < n; l++) {
             const float *al = a + l * lda;
             float *pl = p + l * ldp;
@@ -111,7 +104,7 @@ AVX2 void fg_sgemm_ukr_avx2(FG_SGEMM_UKR_ARGS)
     const __m256 alphav = _mm256_set1_ps(*alpha);
     const float beta_s = *beta;
     if (cs_c == 1) {
-        const __m256i m0 = lanes_below(n, 0), m1 = lanes_below(n, 8);
+        const __m256i m0 = fg_lanes_below(n, 0), m1 = fg_lanes_below(n, 8);
         const __m256 betav = _mm256_set1_ps(beta_s);
         if (beta_s == 0.0f) {
 #define STORE0(i)                                                            \

@@ -10,6 +10,7 @@
  * stays in L1 while every 6-row tile of C in that strip uses it. A is read
  * through any strides (its values are broadcast one at a time), so a
  * transposed A costs nothing. */
+#include "tensor/kernels/lanes_avx2.h"
 #include "tensor/kernels/sgemm_kernels.h"
 
 #include <immintrin.h>
@@ -18,13 +19,6 @@
 #define INLINE static inline __attribute__((always_inline))
 
 enum { MR = 6, NR = 16 };
-
-/* Lanes j with first + j < count are all ones. */
-INLINE AVX2 __m256i lanes_below(long count, int first)
-{
-    __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(count - first)), idx);
-}
 
 /* One tile of mr (a constant after inlining) rows and 16 columns, of which
  * the lanes of m0 and m1 are inside C. */
@@ -102,6 +96,6 @@ AVX2 void fg_sgemm_unpacked_avx2(int M, int N, int K, float alpha, const float *
             strip(M, K, alpha, A, rs_a, cs_a, B + j, rs_b, beta, C + j, rs_c, 1, all, all);
         else
             strip(M, K, alpha, A, rs_a, cs_a, B + j, rs_b, beta, C + j, rs_c, 0,
-                  lanes_below(N - j, 0), lanes_below(N - j, 8));
+                  fg_lanes_below(N - j, 0), fg_lanes_below(N - j, 8));
     }
 }
