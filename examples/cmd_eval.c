@@ -5,6 +5,7 @@
 #include "examples/cli.h"
 #include "examples/plots.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,12 +51,16 @@ typedef struct options {
     int json;
 } options;
 
-/* One evaluated set: its images' bounds and their mean. */
+/* One evaluated set: its images' bounds, their mean, median and worst. */
 typedef struct evaluated {
     fg_eval_set set;
     int n;
     double *bpd, mean;
+    fg_bpd_summary summary;
 } evaluated;
+
+/* A mean that one image moves by more than this is reported with it. */
+#define DOMINATED_BY_ONE 0.01
 
 static int parse(int argc, char **argv, options *o)
 {
@@ -125,6 +130,7 @@ static void evaluate(cli_loaded *L, const options *o, evaluated *e)
     int b = o->batch > 0 ? (int)o->batch : L->cfg->train.batch;
     e->mean = fg_model_eval_images(L->model, g, d, b, L->cfg->train.seed, 0, e->n,
                                    (int)o->samples, e->bpd, NULL) / e->n;
+    fg_bpd_summarize(e->bpd, e->n, &e->summary);
     fg_graph_destroy(g);
 }
 
@@ -134,26 +140,54 @@ static void evaluated_free(evaluated *e)
     free(e->bpd);
 }
 
+/* JSON has no NaN or infinity: a model that overflowed on an image gets null. */
+static void json_number(double v)
+{
+    if (isfinite(v))
+        printf("%.6f", v);
+    else
+        printf("null");
+}
+
 static void report(const options *o, const evaluated *e, int n_sets)
 {
     if (o->json) {
-        printf("{\"split\": \"%s\", \"samples\": %lld, \"images\": %d, \"bits_per_dim\": %.6f, "
-               "\"dataset\": ", o->split, o->samples, e[0].n, e[0].mean);
+        const fg_bpd_summary *sm = &e[0].summary;
+        printf("{\"split\": \"%s\", \"samples\": %lld, \"images\": %d, \"bits_per_dim\": ",
+               o->split, o->samples, e[0].n);
+        json_number(e[0].mean);
+        printf(", \"median_bits_per_dim\": ");
+        json_number(sm->median);
+        printf(", \"worst_image\": %d, \"worst_bits_per_dim\": ", sm->worst);
+        json_number(sm->worst_bpd);
+        printf(", \"bits_per_dim_without_worst\": ");
+        json_number(sm->mean_without_worst);
+        printf(", \"dataset\": ");
         cli_json_string(stdout, e[0].set.title);
         if (n_sets > 1)
             printf(", \"ood\": [");
         for (int k = 1; k < n_sets; k++) {
             printf("%s{\"dataset\": ", k > 1 ? ", " : "");
             cli_json_string(stdout, e[k].set.title);
-            printf(", \"images\": %d, \"bits_per_dim\": %.6f}", e[k].n, e[k].mean);
+            printf(", \"images\": %d, \"bits_per_dim\": ", e[k].n);
+            json_number(e[k].mean);
+            printf("}");
         }
         printf("%s}\n", n_sets > 1 ? "]" : "");
         return;
     }
-    for (int k = 0; k < n_sets; k++)
+    for (int k = 0; k < n_sets; k++) {
+        const fg_bpd_summary *sm = &e[k].summary;
         printf("%s bits/dim: %.4f (%d images%s)\n",
                k || o->dataset || o->data ? e[k].set.title : o->split, e[k].mean,
                e[k].n, o->samples > 1 ? ", importance-weighted over draws" : "");
+        /* Said outright: a mean in the hundreds reads as a broken model when
+         * it is one image the model finds impossible. */
+        if (fg_bpd_summary_dominated(sm, DOMINATED_BY_ONE))
+            printf("  one image moves this mean: image %d scores %.6g bits/dim; without it "
+                   "the mean is %.4f, and the median image scores %.4f (--per-image lists "
+                   "them all)\n", sm->worst, sm->worst_bpd, sm->mean_without_worst, sm->median);
+    }
 }
 
 /* The histogram first: it is the output that can fail for a reason of its

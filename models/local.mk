@@ -39,6 +39,7 @@ libflowgrad_core_la_SOURCES += \
 	models/eval_set.c \
 	models/run_metrics.c \
 	models/eval_csv.c \
+	models/eval_summary.c \
 	models/model_train.c \
 	models/train_memory.c \
 	models/classifier.c \

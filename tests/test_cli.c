@@ -495,6 +495,8 @@ START_TEST(every_subcommand_runs)
     snprintf(ck, sizeof ck, "%s/sub/checkpoint.safetensors", tmpdir);
     snprintf(d, sizeof d, "%s/sub", tmpdir);
     ck_assert_int_eq(run("%s eval %s --json", F, ck), 0);
+    ck_assert_int_eq(run("%s eval %s --json --limit 64 | grep -q '\"median_bits_per_dim\": [0-9]'",
+                         F, ck), 0);
     ck_assert_int_eq(run("%s eval %s --split train --limit 64", F, ck), 0);
     ck_assert_int_eq(run("%s sample %s --n 8 --temperature 0.5,0.7 --out %s/s.png", F, ck, d), 0);
     ck_assert(exists(d, "s.png"));

@@ -313,6 +313,66 @@ START_TEST(per_image_table)
 }
 END_TEST
 
+/* The median and the worst image: one image in the millions carries the
+ * mean, and the mean without it keeps every digit of the others. */
+START_TEST(summary_names_the_image_that_moves_the_mean)
+{
+    enum { N = 1001 };
+    static double bpd[N];
+    double rest = 0.0;
+    for (int i = 0; i < N; i++) {
+        bpd[i] = 3.0 + (double)((i * 37) % 101) / 100.0;   /* 3.00 .. 4.00 */
+        if (i != 417)
+            rest += bpd[i];
+    }
+    bpd[417] = 3.27e12;   /* beyond the 3.3 million seen, to test the digits kept */
+    fg_bpd_summary s;
+    fg_bpd_summarize(bpd, N, &s);
+    ck_assert_int_eq(s.n, N);
+    ck_assert_int_eq(s.worst, 417);
+    ck_assert(s.worst_bpd == 3.27e12);
+    ck_assert_double_eq_tol(s.mean, (rest + 3.27e12) / N, 1e-3);
+    ck_assert_double_eq_tol(s.mean_without_worst, rest / (N - 1), 1e-12);
+    /* The sorted values' middle one, found by counting instead of sorting:
+     * the median m has at most N/2 values below it and at most N/2 above. */
+    int below = 0, above = 0;
+    for (int i = 0; i < N; i++) {
+        below += bpd[i] < s.median;
+        above += bpd[i] > s.median;
+    }
+    ck_assert_int_le(below, N / 2);
+    ck_assert_int_le(above, N / 2);
+    ck_assert(fg_bpd_summary_dominated(&s, 0.01));
+
+    /* Without the outlier nothing is flagged, and an even count takes the
+     * mean of the middle two. */
+    double calm[4] = {3.5, 3.1, 3.9, 3.3};
+    fg_bpd_summarize(calm, 4, &s);
+    ck_assert_double_eq_tol(s.median, 3.4, 1e-15);
+    ck_assert_int_eq(s.worst, 2);
+    ck_assert_double_eq_tol(s.mean_without_worst, (3.5 + 3.1 + 3.3) / 3, 1e-15);
+    ck_assert(fg_bpd_summary_dominated(&s, 0.14));      /* 3.45 -> 3.30 */
+    ck_assert(!fg_bpd_summary_dominated(&s, 0.16));
+
+    /* A NaN image is the worst, is left out of the median, and always flags. */
+    double bad[3] = {3.0, NAN, 4.0};
+    fg_bpd_summarize(bad, 3, &s);
+    ck_assert_int_eq(s.worst, 1);
+    ck_assert(isnan(s.mean));
+    ck_assert_double_eq_tol(s.median, 3.5, 1e-15);
+    ck_assert_double_eq_tol(s.mean_without_worst, 3.5, 1e-15);
+    ck_assert(fg_bpd_summary_dominated(&s, 1e9));
+
+    /* One image and none. */
+    fg_bpd_summarize(bad, 1, &s);
+    ck_assert(s.median == 3.0 && s.mean_without_worst == 3.0 && s.worst == 0);
+    ck_assert(!fg_bpd_summary_dominated(&s, 0.0));
+    fg_bpd_summarize(bad, 0, &s);
+    ck_assert_int_eq(s.worst, -1);
+    ck_assert(isnan(s.mean) && isnan(s.median));
+}
+END_TEST
+
 Suite *fg_test_suite(void)
 {
     Suite *s = suite_create("eval");
@@ -323,6 +383,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, transforms_do_what_they_say);
     tcase_add_test(tc, evaluation_sets);
     tcase_add_test(tc, per_image_table);
+    tcase_add_test(tc, summary_names_the_image_that_moves_the_mean);
     suite_add_tcase(s, tc);
     return s;
 }
