@@ -217,7 +217,7 @@ START_TEST(zoo_configs_load)
 END_TEST
 
 /* The yardstick's architecture; the training is the README job's, chosen
- * from the runs in BENCHMARKS.md ("Loss jumps"). */
+ * from the runs in BENCHMARKS.md ("Defaults chosen from these runs"). */
 START_TEST(quick_config_is_the_yardstick_glow)
 {
     fg_config *cfg = load_ok("models/fmnist-quick.yaml");
@@ -233,15 +233,15 @@ START_TEST(quick_config_is_the_yardstick_glow)
     ck_assert_int_eq(m->learn_top, 1);
     ck_assert_int_eq(m->n_bits, 8);
     ck_assert_int_eq(cfg->train.dataset, FG_DATASET_FASHION_MNIST);
-    ck_assert_int_eq(cfg->train.batch, 32);
+    ck_assert_int_eq(cfg->train.batch, 16);
     ck_assert_int_eq(cfg->train.optimizer, FG_ADAM);
     ck_assert_double_eq(cfg->train.lr, 2e-3);
     ck_assert_int_eq(cfg->train.warmup, 200);
     ck_assert_int_eq(cfg->train.schedule, FG_SCHEDULE_COSINE);
     ck_assert_int_eq(cfg->train.guard, 1);
     ck_assert_double_eq(cfg->train.clip_factor, 4);
-    ck_assert_int_eq(cfg->train.steps, 900);
-    ck_assert_int_eq(cfg->train.test_every, 900);
+    ck_assert_int_eq(cfg->train.steps, 1800);
+    ck_assert_int_eq(cfg->train.test_every, 1800);
     fg_config_free(cfg);
 }
 END_TEST
