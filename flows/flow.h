@@ -370,13 +370,22 @@ FG_API fg_flow *fg_unsqueeze_create(void);
  * mean = h[:, 0::2], logs = h[:, 1::2]. logdet unchanged (x -> (z1, z2) is
  * a relabelling). Inverse pops z2 from ctx, or draws
  * mean + T e^logs eps. C must be even. With standard = 1 the prior of z2
- * is N(0, I) instead (mean = 0, logs = 0; no conv, no state). */
+ * is N(0, I) instead (mean = 0, logs = 0; no conv, no state).
+ *
+ * logs_floor = F > 0 keeps the learned log-std above -F, softly:
+ * logs = softplus(h_odd + F) - F, which is h_odd within e^-F of it for
+ * h_odd >> -F (at the zero start, logs = log(1 + e^F) - F). Unbounded, the
+ * prior learns to predict Fashion-MNIST's background to a standard
+ * deviation of e^-9 and more, and one image of a texture it has never seen
+ * then scores millions of bits/dim (BENCHMARKS.md, "One image can carry a
+ * test mean"). */
 typedef struct fg_split_options {
     int channels;
     int standard;           /* 0: learned conditional Gaussian, 1: N(0, I) */
     int cond_channels;      /* learned only: 0, or Cc: the conv also sees the batch's
                                condition (ctx->condition, fg_condition_for), C/2 + Cc
                                channels in; a standard prior ignores it */
+    float logs_floor;       /* learned only: 0 (Glow's, unbounded) or F > 0, above */
 } fg_split_options;
 FG_API fg_flow *fg_split_create(const fg_split_options *o);
 /* The conditional Gaussian of z2 given z1 (each (N, C/2, H, W)), and given

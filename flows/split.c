@@ -7,6 +7,7 @@
  * concat(z1, condition shaped to z1's grid). */
 #include "flows/layer.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 typedef struct split {
@@ -14,6 +15,7 @@ typedef struct split {
     int channels;
     int standard;
     int cond_channels;      /* learned only: the condition's channels, 0 for none */
+    float logs_floor;       /* learned only: 0, or F: logs = softplus(h + F) - F */
     fg_zero_conv conv;      /* learned: C/2 + Cc -> 2 (C - C/2), 3x3, interleaved mean/logs */
 } split;
 
@@ -50,6 +52,12 @@ void fg_split_prior_params_cond(fg_flow *f, fg_graph *g, fg_var *z1, fg_var *con
         g, &s->conv, fg_condition_join(g, z1, condition, s->cond_channels, kind));
     *mean = fg_channel_even(g, h);
     *logs = fg_channel_odd(g, h);
+    if (s->logs_floor > 0.0f) {
+        /* softplus(u) = -log sigmoid(-u), by the op that stays exact for
+         * large |u| */
+        fg_var *u = fg_add_scalar(g, *logs, s->logs_floor);
+        *logs = fg_add_scalar(g, fg_neg(g, fg_log_sigmoid(g, fg_neg(g, u))), -s->logs_floor);
+    }
 }
 
 static void require_ctx(const fg_flow_ctx *ctx, const char *dir)
@@ -143,6 +151,11 @@ fg_flow *fg_split_create(const fg_split_options *o)
         fg_error("split: needs an even channel count of at least 2, got %d", o->channels);
         return NULL;
     }
+    if (!(o->logs_floor >= 0.0f) || isinf(o->logs_floor)) {
+        fg_error("split: logs_floor must be 0 (none) or a positive number, got %g",
+                 (double)o->logs_floor);
+        return NULL;
+    }
     split *s = fg_xcalloc(1, sizeof *s, kind);
     s->base.ops = &ops;
     s->channels = o->channels;
@@ -151,6 +164,7 @@ fg_flow *fg_split_create(const fg_split_options *o)
         return &s->base;
     int half = o->channels / 2;
     s->cond_channels = o->cond_channels;
+    s->logs_floor = o->logs_floor;
     fg_zero_conv_init(&s->conv, half + s->cond_channels, 2 * (o->channels - half), 3, 3.0f);
     return &s->base;
 }

@@ -74,6 +74,9 @@
  *   permutation: invconv | shuffle | reverse default invconv
  *   lu:          bool            default true; only with permutation invconv
  *   actnorm_scale: > 0           default 1.0
+ *   split_logs_floor: [0, 30]    default 0 (Glow's unbounded prior): F > 0
+ *                                keeps every split prior's log-std above -F,
+ *                                softly (the split's logs_floor)
  * It expands to, for each level l = 0..L-1:
  *   squeeze, K x [actnorm, invconv | permute, coupling], split (not after
  *   the last level; learned conv prior)
@@ -332,6 +335,7 @@ typedef struct fg_model_spec {
     fg_permutation permutation;
     int lu;
     float actnorm_scale;
+    float split_logs_floor;   /* 0, or the splits' logs_floor */
     int permutation_seed;     /* -1: channel orders from the training seed */
     /* the expanded layer list, the one thing builders read */
     int n_layers;

@@ -54,7 +54,7 @@ static int read_preset(const cfg_ctx *ctx, const cfg_node *model, fg_model_spec 
 {
     const char *where = "model";
     int permutation = FG_PERMUTATION_INVCONV;
-    double actnorm_scale, hidden, coupling, lu;
+    double actnorm_scale, hidden, coupling, lu, logs_floor;
     if (cfg_require(ctx, model, where, "levels", "the number of levels L, e.g. 2")
         || cfg_require(ctx, model, where, "steps", "the flow steps per level K, e.g. 8")
         || cfg_int32(ctx, model, where, "levels", 1, 16, &m->levels)
@@ -63,7 +63,8 @@ static int read_preset(const cfg_ctx *ctx, const cfg_node *model, fg_model_spec 
         || read_as(ctx, model, "coupling", &fg_layer_coupling, "type", &coupling)
         || cfg_enum(ctx, model, where, "permutation", permutation_names, &permutation)
         || read_as(ctx, model, "lu", &fg_layer_invconv, "lu", &lu)
-        || read_as(ctx, model, "actnorm_scale", &fg_layer_actnorm, "scale", &actnorm_scale))
+        || read_as(ctx, model, "actnorm_scale", &fg_layer_actnorm, "scale", &actnorm_scale)
+        || read_as(ctx, model, "split_logs_floor", &fg_layer_split, "logs_floor", &logs_floor))
         return FG_ERR;
     m->hidden = (int)hidden;
     m->lu = (int)lu;
@@ -72,6 +73,7 @@ static int read_preset(const cfg_ctx *ctx, const cfg_node *model, fg_model_spec 
         return FG_ERR;
     m->permutation = (fg_permutation)permutation;
     m->actnorm_scale = (float)actnorm_scale;
+    m->split_logs_floor = (float)logs_floor;
     if (m->permutation != FG_PERMUTATION_INVCONV && cfg_get(model, "lu"))
         return cfg_fail(ctx, cfg_get_key(model, "lu"), "'lu' only applies to "
                         "permutation: invconv (expected no 'lu' with permutation: %s)",
@@ -116,6 +118,7 @@ int cfg_expand_glow(const cfg_ctx *ctx, const cfg_node *model, fg_model_spec *m)
     fg_layer_spec_set(&coupling, "bins", m->bins);
     fg_layer_spec_set(&coupling, "bound", m->bound);
     fg_layer_spec_init(&split, &fg_layer_split);
+    fg_layer_spec_set(&split, "logs_floor", m->split_logs_floor);
 
     /* Every generated layer points at the 'type: glow' line: that is the
      * declaration the user would edit. */

@@ -21,7 +21,7 @@ const char *fg_condition_kind_name(fg_condition_kind c)
 
 static const char *const glow_keys[] = {
     COMMON_KEYS, "levels", "steps", "hidden", "coupling", "permutation", "lu",
-    "actnorm_scale", "bins", "bound", NULL
+    "actnorm_scale", "split_logs_floor", "bins", "bound", NULL
 };
 static const char *const flow_keys[] = { COMMON_KEYS, "flow", NULL };
 

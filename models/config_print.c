@@ -13,13 +13,16 @@ void fg_model_spec_print(const fg_model_spec *m, FILE *f)
     layer_shape_str(m->input, in, sizeof in);
     if (m->coupling == FG_TRANSFORM_SPLINE)
         snprintf(opts, sizeof opts, " bins=%d bound=%g", m->bins, (double)m->bound);
+    char floor[48] = "";
+    if (m->split_logs_floor > 0)
+        snprintf(floor, sizeof floor, " split_logs_floor=%g", (double)m->split_logs_floor);
     if (m->type == FG_MODEL_GLOW)
         fprintf(f, "model: glow preset, input %s (CxHxW), levels=%d steps=%d hidden=%d "
-                "coupling=%s%s permutation=%s%s actnorm_scale=%g n_bits=%d\n", in,
+                "coupling=%s%s permutation=%s%s actnorm_scale=%g%s n_bits=%d\n", in,
                 m->levels, m->steps, m->hidden, layer_transform_names[m->coupling], opts,
                 permutation_names[m->permutation],
                 m->permutation == FG_PERMUTATION_INVCONV ? (m->lu ? " lu=true" : " lu=false") : "",
-                (double)m->actnorm_scale, m->n_bits);
+                (double)m->actnorm_scale, floor, m->n_bits);
     else
         fprintf(f, "model: layer list, input %s (CxHxW), n_bits=%d\n", in, m->n_bits);
     if (m->permutation_seed >= 0)

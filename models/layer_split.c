@@ -1,7 +1,7 @@
 /* split: half the channels leave the chain as a latent of this level. */
 #include "models/layer_internal.h"
 
-enum { PRIOR };
+enum { PRIOR, LOGS_FLOOR };
 enum { LEARNED, STANDARD };
 
 static const char *const prior_names[] = { [LEARNED] = "learned", [STANDARD] = "standard", NULL };
@@ -10,6 +10,10 @@ static const fg_layer_option options[] = {
     [PRIOR] = { .key = "prior", .type = FG_OPTION_CHOICE, .choices = prior_names,
                 .def = LEARNED,
                 .doc = "the latent's Gaussian from a zero conv of the kept half, or N(0, 1)" },
+    [LOGS_FLOOR] = { .key = "logs_floor", .type = FG_OPTION_REAL, .def = 0, .lo = 0,
+                     .hi = 30, .when_key = "prior", .when_value = LEARNED,
+                     .when_what = "a learned prior",
+                     .doc = "0, or F: the learned log-std is kept above -F (softplus)" },
 };
 
 static int shape(const fg_layer_spec *l, fg_chw in, fg_chw *out)
@@ -27,7 +31,8 @@ static int shape(const fg_layer_spec *l, fg_chw in, fg_chw *out)
 static fg_flow *create(const fg_layer_spec *l, const fg_flow_shape *in, const fg_layer_build *b)
 {
     (void)b;
-    fg_split_options o = { in->dim[1], layer_int(l, PRIOR) == STANDARD, l->cond_channels };
+    fg_split_options o = { in->dim[1], layer_int(l, PRIOR) == STANDARD, l->cond_channels,
+                           (float)l->opt[LOGS_FLOOR] };
     return fg_split_create(&o);
 }
 

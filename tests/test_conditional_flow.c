@@ -212,7 +212,7 @@ START_TEST(split_prior_reads_the_condition)
     fg_rng_seed(&rng, 32);
     fg_graph *g = fg_graph_create();
     split_case c;
-    c.split = fg_split_create(&(fg_split_options){SC, 0, SCC});
+    c.split = fg_split_create(&(fg_split_options){SC, 0, SCC, 0.0f});
     params ps = {.rng = &rng, .scale = 0.05f};
     fg_flow_visit(c.split, NULL, take_param, &ps);
     fill_normal(&rng, c.x, sizeof c.x / sizeof *c.x, 1.0f);
@@ -259,7 +259,7 @@ START_TEST(split_prior_reads_the_condition)
     fg_leaf_free(c.cond);
     fg_flow_destroy(c.split);
     /* The standard prior has nothing to condition. */
-    fg_flow *std = fg_split_create(&(fg_split_options){SC, 1, SCC});
+    fg_flow *std = fg_split_create(&(fg_split_options){SC, 1, SCC, 0.0f});
     ck_assert_ptr_nonnull(std);
     fg_flow_destroy(std);
     fg_graph_destroy(g);

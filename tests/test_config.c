@@ -371,6 +371,28 @@ START_TEST(glow_preset_options)
     ck_assert_ptr_eq(cfg->model.layers[2].kind, K("invconv"));
     ck_assert_double_eq(opt(&cfg->model.layers[2], "lu"), 0);
     fg_config_free(cfg);
+
+    /* split_logs_floor reaches every split; unset, the splits are Glow's. */
+    for (int floor = 0; floor < 2; floor++) {
+        cfg = load_str_ok(floor ? "model: {type: glow, height: 8, width: 8, channels: 1, "
+                                  "levels: 3, steps: 1, split_logs_floor: 6.5}\n"
+                                : "model: {type: glow, height: 8, width: 8, channels: 1, "
+                                  "levels: 3, steps: 1}\n");
+        int splits = 0;
+        for (int i = 0; i < cfg->model.n_layers; i++)
+            if (cfg->model.layers[i].kind == K("split")) {
+                ck_assert_double_eq(opt(&cfg->model.layers[i], "logs_floor"), floor ? 6.5 : 0);
+                splits++;
+            }
+        ck_assert_int_eq(splits, 2);
+        ck_assert_float_eq(cfg->model.split_logs_floor, floor ? 6.5f : 0.0f);
+        fg_config_free(cfg);
+    }
+    /* The layer list names it per split. */
+    cfg = load_str_ok("model: {type: flow, height: 2, width: 2, channels: 1,\n"
+                      "        flow: [squeeze, split: {logs_floor: 4}, actnorm]}\n");
+    ck_assert_double_eq(opt(&cfg->model.layers[1], "logs_floor"), 4);
+    fg_config_free(cfg);
 }
 END_TEST
 
@@ -749,6 +771,12 @@ START_TEST(bad_structures_are_refused)
         "        y_condition: true}\n", 1, 8, "missing required key 'classes'");
     BAD("model: {type: glow, height: 6, width: 8, channels: 1, levels: 1, steps: 1,\n"
         "        actnorm_scale: 0}\n", 2, 24, "'actnorm_scale' in 'model' is out of range (expected (0, 1e+06], got 0)");
+    BAD("model: {type: glow, height: 8, width: 8, channels: 1, levels: 2, steps: 1,\n"
+        "        split_logs_floor: -1}\n", 2, 27,
+        "'split_logs_floor' in 'model' is out of range (expected [0, 30], got -1)");
+    BAD("model: {type: flow, height: 2, width: 2, channels: 1,\n"
+        "        flow: [squeeze, split: {prior: standard, logs_floor: 2}, actnorm]}\n", 2, 50,
+        "'logs_floor' only applies to a learned prior (expected prior: learned with it)");
     BAD("model: {type: glow, height: 7, width: 8, channels: 1, levels: 1, steps: 1}\n", 1, 63,
         "a 7x8 image cannot be squeezed even once");
     BAD("model: {type: glow, height: 2, width: 2, channels: 1, levels: 1, steps: 1, lu: yes}\n",

@@ -131,13 +131,13 @@ enum {
     L_ACTNORM, L_INVCONV, L_INVCONV_LU, L_REVERSE, L_SHUFFLE, L_ADDITIVE, L_AFFINE,
     L_SQUEEZE, L_UNSQUEEZE, L_SPLIT, L_SEQUENCE, L_CHECKER_ADDITIVE, L_CHECKER_SIGMOID,
     L_CHECKER_FLIP_TANH, L_CHANNEL_FLIP_TANH, L_CHANNEL_FLIP_ADDITIVE, L_SPLIT_STANDARD,
-    N_LAYERS
+    L_SPLIT_FLOOR, N_LAYERS
 };
 static const char *LAYER_NAMES[N_LAYERS] = {
     "actnorm", "invconv", "invconv_lu", "permute_reverse", "permute_shuffle",
     "coupling_additive", "coupling_affine", "squeeze", "unsqueeze", "split", "sequence",
     "checker_additive", "checker_sigmoid", "checker_flip_tanh", "channel_flip_tanh",
-    "channel_flip_additive", "split_standard"};
+    "channel_flip_additive", "split_standard", "split_floor"};
 
 static fg_flow *make_coupling(int c, int affine, fg_coupling_mask mask,
                               fg_coupling_scale scale, fg_rng *rng)
@@ -162,7 +162,7 @@ static fg_flow *make_layer(int which, int c, fg_rng *rng)
         return fg_coupling_create(&(fg_coupling_options){c, HIDDEN, 1, rng, 0, 0, 0, 0.0f, NULL, 0, 0});
     case L_SQUEEZE: return fg_squeeze_create();
     case L_UNSQUEEZE: return fg_unsqueeze_create();
-    case L_SPLIT: return fg_split_create(&(fg_split_options){c, 0, 0});
+    case L_SPLIT: return fg_split_create(&(fg_split_options){c, 0, 0, 0.0f});
     case L_SEQUENCE: {
         fg_flow *layers[4] = {
             make_layer(L_ACTNORM, c, rng), make_layer(L_INVCONV_LU, c, rng),
@@ -181,7 +181,10 @@ static fg_flow *make_layer(int which, int c, fg_rng *rng)
         return make_coupling(c, 1, FG_COUPLING_MASK_CHANNEL_FLIP, FG_COUPLING_SCALE_TANH, rng);
     case L_CHANNEL_FLIP_ADDITIVE:
         return make_coupling(c, 0, FG_COUPLING_MASK_CHANNEL_FLIP, 0, rng);
-    case L_SPLIT_STANDARD: return fg_split_create(&(fg_split_options){c, 1, 0});
+    case L_SPLIT_STANDARD: return fg_split_create(&(fg_split_options){c, 1, 0, 0.0f});
+    /* A floor of 1 puts the perturbed logs (about +-0.3) on the softplus's
+     * bend, where its derivative is far from 0 and 1. */
+    case L_SPLIT_FLOOR: return fg_split_create(&(fg_split_options){c, 0, 0, 1.0f});
     }
     return NULL;
 }
@@ -773,6 +776,92 @@ START_TEST(test_split_density_and_draws)
     ck_assert_double_le(max_abs_diff(mean_part, mean), 1e-6);
     free(c), free(x);
     fg_flow_destroy(sp);
+    fg_graph_destroy(g);
+}
+END_TEST
+
+static void expect_error(int rc, const char *a, const char *b);
+
+/* logs_floor F: the unbounded prior's logs u become softplus(u + F) - F,
+ * computed here in double from the unbounded split with the same weights;
+ * above -F always, u itself far above it, and finite where u is -40. */
+START_TEST(test_split_logs_floor)
+{
+    fg_rng rng;
+    fg_rng_seed(&rng, 31);
+    fg_graph *g = fg_graph_create();
+    fg_flow_shape in = fg_flow_shape4(2, 4, 4, 4);
+    float *x = random_buffer(&rng, shape_numel(&in), 1.0f);
+    const float F = 2.0f;
+    fg_flow *free_prior = fg_split_create(&(fg_split_options){4, 0, 0, 0.0f});
+    fg_flow *floored = fg_split_create(&(fg_split_options){4, 0, 0, F});
+    perturb(free_prior, &rng, 0.5f);
+    collect_ctx *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    fg_flow_visit(free_prior, NULL, collect_visitor, a);
+    fg_flow_visit(floored, NULL, collect_visitor, b);
+    ck_assert_int_eq(a->n, b->n);
+    for (int i = 0; i < a->n; i++)
+        memcpy(b->vars[i]->t.data, a->vars[i]->t.data, fg_numel(&a->vars[i]->t) * sizeof(float));
+    /* The conv's per-channel logs scale (x3 in the exponent) sends one
+     * channel's raw logs to about -40: far below the floor. */
+    float *scale = a->vars[2]->t.data;
+    scale[1] = scale[3] = 0.0f;
+    b->vars[2]->t.data[1] = b->vars[2]->t.data[3] = 0.0f;
+    float *bias_a = a->vars[1]->t.data, *bias_b = b->vars[1]->t.data;
+    bias_a[3] = bias_b[3] = -40.0f;
+    fg_var *z1 = fg_channel_slice(g, input_const(g, x, &in), 0, 2);
+    fg_var *m0, *u, *m1, *l1;
+    fg_split_prior_params(free_prior, g, z1, &m0, &u);
+    fg_split_prior_params(floored, g, z1, &m1, &l1);
+    ck_assert_double_eq(max_abs_diff(m0, m1), 0.0);
+    size_t n = fg_numel(&u->t);
+    int far_below = 0;
+    for (size_t i = 0; i < n; i++) {
+        double ud = u->t.data[i], want = log1p(exp(ud + F)) - F;
+        ck_assert_msg(fabs(l1->t.data[i] - want) <= 1e-6 * (1 + fabs(want)),
+                      "logs %zu: %g, expected %g from %g", i, (double)l1->t.data[i], want, ud);
+        ck_assert(l1->t.data[i] >= -F);
+        far_below += ud < -30;
+    }
+    ck_assert_int_eq(far_below, (int)n / 2);   /* the second channel, both samples */
+    /* The density uses the floored logs, and stays finite where the free one
+     * would weigh each miss by e^80. */
+    fg_flow_ctx ctx;
+    fg_flow_ctx_init(&ctx);
+    fg_flow_forward(floored, g, input_const(g, x, &in), NULL, &ctx);
+    for (int s = 0; s < 2; s++) {
+        double want = naive_gauss(ctx.latents[0]->t.data + s * 32, m1->t.data + s * 32,
+                                  l1->t.data + s * 32, 32);
+        ck_assert(isfinite(ctx.logp->t.data[s]));
+        ck_assert_double_eq_tol(ctx.logp->t.data[s], want, 1e-4 * fabs(want));
+    }
+    /* Draws take the same logs: at T = 0 the mean; at T = 1 from the seed,
+     * mean + e^logs eps with the same eps as a draw by hand. */
+    fg_flow_ctx_init(&ctx);
+    fg_var *xb = fg_flow_inverse(floored, g, z1, NULL, &ctx);
+    ck_assert_double_eq(max_abs_diff(fg_channel_slice(g, xb, 2, 4), m1), 0.0);
+    fg_rng draw, same;
+    fg_rng_seed(&draw, 5);
+    fg_rng_seed(&same, 5);
+    fg_flow_ctx_init(&ctx);
+    ctx.rng = &draw;
+    ctx.temperature = 1.0f;
+    xb = fg_flow_inverse(floored, g, z1, NULL, &ctx);
+    fg_var *z2 = fg_channel_slice(g, xb, 2, 4);
+    float *eps = malloc(n * sizeof *eps);
+    fg_rng_normal(&same, eps, n);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_double_eq_tol(z2->t.data[i],
+                                m1->t.data[i] + exp(l1->t.data[i]) * eps[i], 1e-5);
+    free(eps);
+    /* A floor that is not a non-negative number is refused. */
+    ck_assert_ptr_null(fg_split_create(&(fg_split_options){4, 0, 0, -1.0f}));
+    expect_error(FG_ERR, "split", "logs_floor");
+    ck_assert_ptr_null(fg_split_create(&(fg_split_options){4, 0, 0, NAN}));
+    expect_error(FG_ERR, "split", "logs_floor");
+    free(a), free(b), free(x);
+    fg_flow_destroy(free_prior);
+    fg_flow_destroy(floored);
     fg_graph_destroy(g);
 }
 END_TEST
@@ -1541,7 +1630,7 @@ START_TEST(test_bad_shapes)
     fg_flow *unsq = fg_unsqueeze_create();
     expect_error(fg_flow_out_shape(unsq, &three, &out), "unsqueeze", "(2, 3, 8, 8)");
 
-    ck_assert_ptr_null(fg_split_create(&(fg_split_options){3, 0, 0}));
+    ck_assert_ptr_null(fg_split_create(&(fg_split_options){3, 0, 0, 0.0f}));
     expect_error(FG_ERR, "split", "3");
     ck_assert_ptr_null(make_layer(L_ADDITIVE, 5, &rng));
     expect_error(FG_ERR, "coupling", "5");
@@ -1965,6 +2054,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, test_split_density_and_draws);
     tcase_add_test(tc, test_prior);
     tcase_add_test(tc, test_split_standard);
+    tcase_add_test(tc, test_split_logs_floor);
     tcase_add_test(tc, test_checkerboard_masks);
     tcase_add_test(tc, test_vector_layers);
     tcase_add_test(tc, test_spline_and_autoregressive_layers);
