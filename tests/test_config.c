@@ -216,8 +216,9 @@ START_TEST(zoo_configs_load)
 }
 END_TEST
 
-/* The yardstick's architecture; the training is the README job's, chosen
- * from the runs in BENCHMARKS.md ("Defaults chosen from these runs"). */
+/* The yardstick's architecture with a floor under the split prior's
+ * log-std; the training is the README job's, chosen from the runs in
+ * BENCHMARKS.md ("Defaults chosen from these runs"). */
 START_TEST(quick_config_is_the_yardstick_glow)
 {
     fg_config *cfg = load_ok("models/fmnist-quick.yaml");
@@ -232,6 +233,7 @@ START_TEST(quick_config_is_the_yardstick_glow)
     ck_assert_int_eq(m->lu, 1);
     ck_assert_int_eq(m->learn_top, 1);
     ck_assert_int_eq(m->n_bits, 8);
+    ck_assert_float_eq(m->split_logs_floor, 4.0f);
     ck_assert_int_eq(cfg->train.dataset, FG_DATASET_FASHION_MNIST);
     ck_assert_int_eq(cfg->train.batch, 16);
     ck_assert_int_eq(cfg->train.optimizer, FG_ADAM);
