@@ -373,12 +373,12 @@ FG_API fg_flow *fg_unsqueeze_create(void);
  * is N(0, I) instead (mean = 0, logs = 0; no conv, no state).
  *
  * logs_floor = F > 0 keeps the learned log-std above -F, softly:
- * logs = softplus(h_odd + F) - F, which is h_odd within e^-F of it for
- * h_odd >> -F (at the zero start, logs = log(1 + e^F) - F). Unbounded, the
- * prior learns to predict Fashion-MNIST's background to a standard
- * deviation of e^-9 and more, and one image of a texture it has never seen
- * then scores millions of bits/dim (BENCHMARKS.md, "One image can carry a
- * test mean"). */
+ * logs = softplus(h_odd + F) - F, which exceeds h_odd by
+ * log(1 + e^-(h_odd + F)), little wherever h_odd is well above -F (at the
+ * zero start, logs = log(1 + e^F) - F). Unbounded, the prior learns to
+ * predict Fashion-MNIST's background to a standard deviation of e^-9 and
+ * less, and one image of a texture it has never seen then scores millions
+ * of bits/dim (BENCHMARKS.md, "One image can carry a test mean"). */
 typedef struct fg_split_options {
     int channels;
     int standard;           /* 0: learned conditional Gaussian, 1: N(0, I) */
