@@ -165,6 +165,16 @@ int cli_write_grid(const char *path, const fg_tensor *x, int rows)
                              rows, cols, 1);
 }
 
+void cli_report_dominated(FILE *f, const fg_bpd_summary *s, const char *where)
+{
+    /* Said outright: a mean in the hundreds reads as a broken model when it
+     * is one image the model finds impossible. */
+    if (fg_bpd_summary_dominated(s, 0.01))
+        fprintf(f, "  one image moves this mean: image %d scores %.6g bits/dim; without it "
+                "the mean is %.4f, and the median image scores %.4f (%s lists them all)\n",
+                s->worst, s->worst_bpd, s->mean_without_worst, s->median, where);
+}
+
 void cli_report_nonfinite(const char *cmd, int bad, int total)
 {
     if (bad)

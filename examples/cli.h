@@ -67,6 +67,10 @@ int cli_write_grid(const char *path, const fg_tensor *x, int rows);
 
 /* The warning of cmd for `bad` of `total` images greyed (nothing if none). */
 void cli_report_nonfinite(const char *cmd, int bad, int total);
+/* The line under a mean of bits/dim that one image moves by more than
+ * 0.01 (fg_bpd_summary_dominated): the image, its score, the mean without
+ * it and the median; where names how to list them all. Nothing otherwise. */
+void cli_report_dominated(FILE *f, const fg_bpd_summary *s, const char *where);
 
 /* JSON-safe printing of a string (quotes included). */
 void cli_json_string(FILE *f, const char *s);

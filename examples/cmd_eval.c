@@ -59,8 +59,6 @@ typedef struct evaluated {
     fg_bpd_summary summary;
 } evaluated;
 
-/* A mean that one image moves by more than this is reported with it. */
-#define DOMINATED_BY_ONE 0.01
 
 static int parse(int argc, char **argv, options *o)
 {
@@ -181,12 +179,7 @@ static void report(const options *o, const evaluated *e, int n_sets)
         printf("%s bits/dim: %.4f (%d images%s)\n",
                k || o->dataset || o->data ? e[k].set.title : o->split, e[k].mean,
                e[k].n, o->samples > 1 ? ", importance-weighted over draws" : "");
-        /* Said outright: a mean in the hundreds reads as a broken model when
-         * it is one image the model finds impossible. */
-        if (fg_bpd_summary_dominated(sm, DOMINATED_BY_ONE))
-            printf("  one image moves this mean: image %d scores %.6g bits/dim; without it "
-                   "the mean is %.4f, and the median image scores %.4f (--per-image lists "
-                   "them all)\n", sm->worst, sm->worst_bpd, sm->mean_without_worst, sm->median);
+        cli_report_dominated(stdout, sm, "--per-image");
     }
 }
 

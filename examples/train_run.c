@@ -43,15 +43,25 @@ int train_run_save(train_run *r)
     return fg_error("%s (the previous checkpoint is left untouched)", why);
 }
 
-/* Evaluations and samples use the EMA weights when there are any. */
-static double test_bpd(train_run *r)
+/* Evaluations and samples use the EMA weights when there are any. The
+ * summary says, under the printed mean, when one image carries it. */
+static double test_bpd(train_run *r, fg_bpd_summary *summary)
 {
     fg_trainer_swap_ema(&r->tr);
-    double bpd = fg_model_eval_bpd_ranks(r->model, r->tr.g, &r->test,
-                                         fg_dist_shard_size(r->cfg->train.batch),
-                                         r->cfg->train.seed);
+    double bpd = fg_model_eval_bpd_ranks_summary(r->model, r->tr.g, &r->test,
+                                                 fg_dist_shard_size(r->cfg->train.batch),
+                                                 r->cfg->train.seed, summary);
     fg_trainer_swap_ema(&r->tr);
     return bpd;
+}
+
+static void report_test(const train_run *r, const char *when, double bpd,
+                        const fg_bpd_summary *summary)
+{
+    if (!dist_is_root())
+        return;
+    fprintf(stderr, "%s: test %.4f bits/dim\n", when, bpd);
+    cli_report_dominated(stderr, summary, "flowgrad eval CKPT --per-image FILE.csv");
 }
 
 static int write_samples(train_run *r)
@@ -119,9 +129,11 @@ static int end_of_epoch(void *ctx, fg_trainer *t, long ended)
     train_run *r = ctx;
     const fg_train_spec *s = &r->cfg->train;
     if (s->test_every == 0 || r->plan.epochs) {
-        double tb = test_bpd(r);
-        if (dist_is_root())
-            fprintf(stderr, "epoch %ld: test %.4f bits/dim\n", ended, tb);
+        fg_bpd_summary sm;
+        double tb = test_bpd(r, &sm);
+        char when[48];
+        snprintf(when, sizeof when, "epoch %ld", ended);
+        report_test(r, when, tb, &sm);
         fprintf(r->metrics, "%ld,%ld,,%.6f,,,%.2f,,,,,\n", t->step, ended, tb, t->elapsed);
         fflush(r->metrics);
     }
@@ -180,10 +192,11 @@ static int after_step(void *ctx, fg_trainer *t, const fg_step_report *rep)
     double tb = NAN;
     int last = t->step == r->plan.total_steps;
     if (due(s->test_every, t->step) || (last && !r->plan.epochs && s->test_every > 0)) {
-        tb = test_bpd(r);
-        if (dist_is_root())
-            fprintf(stderr, "%sstep %ld: test %.4f bits/dim\n", isatty(2) ? "\n" : "", t->step,
-                    tb);
+        fg_bpd_summary sm;
+        tb = test_bpd(r, &sm);
+        char when[48];
+        snprintf(when, sizeof when, "%sstep %ld", isatty(2) ? "\n" : "", t->step);
+        report_test(r, when, tb, &sm);
     }
     fprintf(r->metrics, "%ld,%ld,%.6f,", t->step, r->it.epoch, rep->metric);
     if (isfinite(tb))
@@ -255,7 +268,10 @@ int train_run_loop(train_run *r)
                        r->tr.step > 0 ? "a" : "w");
     if (!r->metrics)
         return fg_error("%s: cannot open for writing", r->path);
-    if (r->tr.step == 0)
+    /* A resumed run appends, unless its --out is new: then the table
+     * starts with its header too, so that plots and tools can read it. */
+    fseek(r->metrics, 0, SEEK_END);
+    if (ftell(r->metrics) == 0)
         fprintf(r->metrics, "step,epoch,train_bpd,test_bpd,lr,img_per_s,elapsed_s,grad_norm,"
                 "clip,guard,invert_drift,invert_residual\n");
     fg_model_batches_init(&r->batches, r->model, &r->train, r->cfg->train.batch,

@@ -97,6 +97,12 @@ typedef struct fg_bpd_summary {
 } fg_bpd_summary;
 
 FG_API void fg_bpd_summarize(const double *bpd, int n, fg_bpd_summary *out);
+/* fg_model_eval_bpd_ranks's mean, to the last digit, and with summary not
+ * NULL the summary of every image's bits/dim, gathered from all ranks onto
+ * each (collective: every rank calls it). */
+FG_API double fg_model_eval_bpd_ranks_summary(fg_model *m, fg_graph *g, const fg_dataset *d,
+                                              int batch, uint64_t seed,
+                                              fg_bpd_summary *summary);
 /* Whether removing the worst image moves the mean by more than limit
  * bits/dim (a NaN or infinite worst image always does). */
 FG_API int fg_bpd_summary_dominated(const fg_bpd_summary *s, double limit);

@@ -109,13 +109,29 @@ double fg_model_eval_bpd(fg_model *m, fg_graph *g, const fg_dataset *d, int batc
 double fg_model_eval_bpd_ranks(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
                                uint64_t seed)
 {
+    return fg_model_eval_bpd_ranks_summary(m, g, d, batch, seed, NULL);
+}
+
+double fg_model_eval_bpd_ranks_summary(fg_model *m, fg_graph *g, const fg_dataset *d, int batch,
+                                       uint64_t seed, fg_bpd_summary *summary)
+{
     int size = fg_dist_size(), rank = fg_dist_rank();
-    if (size == 1)
-        return fg_model_eval_bpd(m, g, d, batch, seed, 0);
     /* Contiguous parts whose sizes differ by at most one image. */
     int first = (int)((long long)d->n * rank / size);
     int last = (int)((long long)d->n * (rank + 1) / size);
-    double sum = fg_model_eval_bpd_sum(m, g, d, batch, seed, first, last - first);
-    fg_dist_sum(&sum, 1, NULL);
+    /* Every image's value in its place, zeros elsewhere, so that one sum
+     * over ranks gathers them all on every rank. */
+    double *all = summary ? fg_xcalloc((size_t)d->n, sizeof *all, "per-image bits/dim") : NULL;
+    double sum = fg_model_eval_images(m, g, d, batch, seed, first, last - first, 1,
+                                      all ? all + first : NULL, NULL);
+    if (size > 1) {
+        fg_dist_sum(&sum, 1, NULL);
+        if (all)
+            fg_dist_sum(all, d->n, NULL);
+    }
+    if (summary) {
+        fg_bpd_summarize(all, d->n, summary);
+        free(all);
+    }
     return sum / d->n;
 }

@@ -120,6 +120,13 @@ START_TEST(loss_falls_and_resume_is_bitwise)
         ck_assert_msg(part_norm[i] == full_norm[i], "step %d: gradient norm %g vs %g", i + 1,
                       part_norm[i], full_norm[i]);
     }
+    /* Resumed into a new folder: its metrics.csv starts with the header,
+     * and holds the resumed steps only. */
+    ck_assert_int_eq(run("./examples/flowgrad train %s --out %s/elsewhere --threads 1 --resume "
+                         "%s/part/checkpoint.safetensors --steps 32", config, tmpdir, tmpdir), 0);
+    snprintf(dir, sizeof dir, "%s/elsewhere", tmpdir);
+    double moved[64];
+    ck_assert_int_eq(read_steps(dir, moved, NULL, NULL, 64), 2);
 }
 END_TEST
 

@@ -131,6 +131,17 @@ START_TEST(one_draw_is_todays_evaluation)
         mean += bpd[i] / 45;
     }
     ck_assert_double_eq_tol(mean, sum / 45, 1e-9);
+    /* Training's test pass: the same mean to the bit, and the summary of
+     * the same per-image values. */
+    fg_bpd_summary got, want;
+    ck_assert(fg_model_eval_bpd_ranks_summary(m, g, &d, 16, 7, &got) ==
+              fg_model_eval_bpd_ranks(m, g, &d, 16, 7));
+    ck_assert(fg_model_eval_bpd_ranks(m, g, &d, 16, 7) == sum / 45);
+    fg_bpd_summarize(bpd, 45, &want);
+    ck_assert_int_eq(got.n, 45);
+    ck_assert_int_eq(got.worst, want.worst);
+    ck_assert(got.worst_bpd == want.worst_bpd && got.median == want.median &&
+              got.mean_without_worst == want.mean_without_worst);
     /* An image gets the same noise in any range and any batch size. */
     fg_model_eval_images(m, g, &d, 7, 7, 13, 20, 1, part, NULL);
     for (int i = 0; i < 20; i++)
