@@ -326,7 +326,7 @@ START_TEST(bad_options_are_reported_exactly)
     expect_message(HEAD "[flatten: {x: 1}]}\n",
                    "t.yaml:1:72: flatten takes no options (expected '- flatten' alone)");
     expect_message(HEAD "[split: {priors: standard}]}\n",
-                   "t.yaml:1:70: unknown key 'priors' in 'split' (expected one of: prior)");
+                   "t.yaml:1:70: unknown key 'priors' in 'split' (expected one of: prior, logs_floor)");
 }
 END_TEST
 
