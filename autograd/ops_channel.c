@@ -1,5 +1,6 @@
 /* Per-channel broadcasts and channel layout ops on (N, C, ...) tensors. */
 #include "autograd/internal.h"
+#include "tensor/parallel_internal.h"
 #include <math.h>
 #include <string.h>
 
@@ -50,6 +51,32 @@ fg_var *fg_add_channel(fg_graph *g, fg_var *x, fg_var *v)
 }
 
 /* ------------------------------------------------------------- mul_channel */
+/* Channel c of mul_channel's backward: one pass over its planes does both
+ * sides. */
+static inline void mul_channel_backward_channel(int c, int N, int C, size_t HW, const float *gy,
+                                                const float *X, const float *V, float *gx,
+                                                float *gv)
+{
+    double s = 0.0;
+    for (int n = 0; n < N; n++) {
+        const size_t off = ((size_t)n * C + c) * HW;
+        const float *restrict d = gy + off, *restrict xp = X + off;
+        if (gx) {
+            float *restrict o = gx + off;
+            const float vc = V[c];
+            #pragma omp simd
+            for (size_t i = 0; i < HW; i++) o[i] += vc * d[i];
+        }
+        if (gv) {
+            float part = 0.0f;   /* one plane in float, planes summed in double */
+            #pragma omp simd reduction(+:part)
+            for (size_t i = 0; i < HW; i++) part += d[i] * xp[i];
+            s += part;
+        }
+    }
+    if (gv) gv[c] += (float)s;
+}
+
 static void mul_channel_backward(fg_graph *g, fg_node *nd)
 {
     fg_var *x = nd->in[0], *v = nd->in[1];
@@ -58,29 +85,10 @@ static void mul_channel_backward(fg_graph *g, fg_node *nd)
     const float *gy = nd->out->grad, *X = x->t.data, *V = v->t.data;
     float *gx = x->requires_grad ? fg_grad(g, x) : NULL;
     float *gv = v->requires_grad ? fg_grad(g, v) : NULL;
-    /* One pass over each channel plane does both sides; channels are
-     * independent, so they split across threads without reductions. */
-    #pragma omp parallel for if ((size_t)N * C * HW > FG_PARALLEL_THRESHOLD) schedule(static)
-    for (int c = 0; c < C; c++) {
-        double s = 0.0;
-        for (int n = 0; n < N; n++) {
-            const size_t off = ((size_t)n * C + c) * HW;
-            const float *restrict d = gy + off, *restrict xp = X + off;
-            if (gx) {
-                float *restrict o = gx + off;
-                const float vc = V[c];
-                #pragma omp simd
-                for (size_t i = 0; i < HW; i++) o[i] += vc * d[i];
-            }
-            if (gv) {
-                float part = 0.0f;   /* one plane in float, planes summed in double */
-                #pragma omp simd reduction(+:part)
-                for (size_t i = 0; i < HW; i++) part += d[i] * xp[i];
-                s += part;
-            }
-        }
-        if (gv) gv[c] += (float)s;
-    }
+    /* Channels are independent, so they split across threads without
+     * reductions. */
+    FG_FOR_ITEMS((size_t)N * C * HW, c, C,
+                 mul_channel_backward_channel((int)c, N, C, HW, gy, X, V, gx, gv));
 }
 
 fg_var *fg_mul_channel(fg_graph *g, fg_var *x, fg_var *v)
@@ -124,6 +132,40 @@ plane_backward(const float *restrict d, const float *restrict yp, float *restric
     *sum_l = pl;
 }
 
+/* Channel c of fg_affine_relu_planes_backward. */
+static inline void affine_relu_channel_backward(int c, int N, int C, size_t HW, const float *gy,
+                                                const float *Y, const float *S, float *gx,
+                                                int mode, float *gb, float *gl, int relu)
+{
+    const float s = S[c];
+    double sb = 0.0, sl = 0.0;
+    for (int n = 0; n < N; n++) {
+        const size_t off = ((size_t)n * C + c) * HW;
+        const float *d = gy + off, *yp = Y + off;
+        float *o = gx ? gx + off : NULL;
+        float pb, pl;   /* one plane in float, planes summed in double */
+        if (relu) {
+            if (mode == PLANE_STORE)
+                plane_backward(d, yp, o, HW, s, PLANE_STORE, 1, &pb, &pl);
+            else if (mode == PLANE_ADD)
+                plane_backward(d, yp, o, HW, s, PLANE_ADD, 1, &pb, &pl);
+            else
+                plane_backward(d, yp, o, HW, s, PLANE_SUMS_ONLY, 1, &pb, &pl);
+        } else {
+            if (mode == PLANE_STORE)
+                plane_backward(d, yp, o, HW, s, PLANE_STORE, 0, &pb, &pl);
+            else if (mode == PLANE_ADD)
+                plane_backward(d, yp, o, HW, s, PLANE_ADD, 0, &pb, &pl);
+            else
+                plane_backward(d, yp, o, HW, s, PLANE_SUMS_ONLY, 0, &pb, &pl);
+        }
+        sb += pb;
+        sl += pl;
+    }
+    if (gb) gb[c] += (float)(s * sb);
+    if (gl) gl[c] += (float)sl;
+}
+
 void fg_affine_relu_planes_backward(int N, int C, size_t HW, const float *gy, const float *Y,
                                     const float *S, float *gx, int store, float *gb,
                                     float *gl, int relu)
@@ -133,36 +175,9 @@ void fg_affine_relu_planes_backward(int N, int C, size_t HW, const float *gy, co
      * reductions and the sums do not depend on the thread count. One pass
      * over each plane produces gx and both sums; gx is not read when it is
      * stored (it is not initialized then). */
-    #pragma omp parallel for if ((size_t)N * C * HW > FG_PARALLEL_THRESHOLD) schedule(static)
-    for (int c = 0; c < C; c++) {
-        const float s = S[c];
-        double sb = 0.0, sl = 0.0;
-        for (int n = 0; n < N; n++) {
-            const size_t off = ((size_t)n * C + c) * HW;
-            const float *d = gy + off, *yp = Y + off;
-            float *o = gx ? gx + off : NULL;
-            float pb, pl;   /* one plane in float, planes summed in double */
-            if (relu) {
-                if (mode == PLANE_STORE)
-                    plane_backward(d, yp, o, HW, s, PLANE_STORE, 1, &pb, &pl);
-                else if (mode == PLANE_ADD)
-                    plane_backward(d, yp, o, HW, s, PLANE_ADD, 1, &pb, &pl);
-                else
-                    plane_backward(d, yp, o, HW, s, PLANE_SUMS_ONLY, 1, &pb, &pl);
-            } else {
-                if (mode == PLANE_STORE)
-                    plane_backward(d, yp, o, HW, s, PLANE_STORE, 0, &pb, &pl);
-                else if (mode == PLANE_ADD)
-                    plane_backward(d, yp, o, HW, s, PLANE_ADD, 0, &pb, &pl);
-                else
-                    plane_backward(d, yp, o, HW, s, PLANE_SUMS_ONLY, 0, &pb, &pl);
-            }
-            sb += pb;
-            sl += pl;
-        }
-        if (gb) gb[c] += (float)(s * sb);
-        if (gl) gl[c] += (float)sl;
-    }
+    FG_FOR_ITEMS((size_t)N * C * HW, c, C,
+                 affine_relu_channel_backward((int)c, N, C, HW, gy, Y, S, gx, mode, gb, gl,
+                                              relu));
 }
 
 static void channel_affine_relu_backward(fg_graph *g, fg_node *nd)
@@ -178,23 +193,27 @@ static void channel_affine_relu_backward(fg_graph *g, fg_node *nd)
 
 /* No restrict: the fused convolution applies it in place (y == x), which
  * the same-index loop allows. */
+/* Plane p = n C + c of fg_affine_relu_planes. */
+static inline void affine_relu_plane(long p, int C, size_t HW, const float *X, const float *B,
+                                     const float *S, float *Y, int relu)
+{
+    const size_t off = (size_t)p * HW;
+    const float *xp = X + off;
+    float *yp = Y + off;
+    const float bc = B[p % C], s = S[p % C];
+    #pragma omp simd
+    for (size_t i = 0; i < HW; i++) {
+        /* (x + b) rounded before the product, as the unfused ops do */
+        const float v = (xp[i] + bc) * s;
+        yp[i] = relu && !(v > 0.0f) ? 0.0f : v;
+    }
+}
+
 void fg_affine_relu_planes(int N, int C, size_t HW, const float *X, const float *B,
                            const float *S, float *Y, int relu)
 {
-    #pragma omp parallel for collapse(2) if ((size_t)N * C * HW > FG_PARALLEL_THRESHOLD)
-    for (int n = 0; n < N; n++)
-        for (int c = 0; c < C; c++) {
-            const size_t off = ((size_t)n * C + c) * HW;
-            const float *xp = X + off;
-            float *yp = Y + off;
-            const float bc = B[c], s = S[c];
-            #pragma omp simd
-            for (size_t i = 0; i < HW; i++) {
-                /* (x + b) rounded before the product, as the unfused ops do */
-                const float p = (xp[i] + bc) * s;
-                yp[i] = relu && !(p > 0.0f) ? 0.0f : p;
-            }
-        }
+    FG_FOR_ITEMS((size_t)N * C * HW, p, (long)N * C,
+                 affine_relu_plane(p, C, HW, X, B, S, Y, relu));
 }
 
 fg_var *fg_channel_affine_relu(fg_graph *g, fg_var *x, fg_var *bias, fg_var *logs)
@@ -218,13 +237,19 @@ fg_var *fg_channel_affine_relu(fg_graph *g, fg_var *x, fg_var *bias, fg_var *log
  * Every layout op below copies whole channel planes: output channel j of
  * sample n comes from input channel src[j]. The backward adds the planes
  * back, so slice, even/odd and permute share one rule. */
+/* Output plane p = n Cout + j and the input plane it comes from. The
+ * sources of one op are distinct, so planes split across threads. */
+static inline size_t source_plane(long p, int Cin, int Cout, const int *src)
+{
+    return (size_t)(p / Cout) * Cin + src[p % Cout];
+}
+
 static void gather_planes(int N, int Cin, int Cout, size_t HW, const int *src,
                           const float *x, float *y)
 {
-    for (int n = 0; n < N; n++)
-        for (int j = 0; j < Cout; j++)
-            memcpy(y + ((size_t)n * Cout + j) * HW, x + ((size_t)n * Cin + src[j]) * HW,
-                   HW * sizeof(float));
+    FG_FOR_ITEMS((size_t)N * Cout * HW, p, (long)N * Cout,
+                 memcpy(y + (size_t)p * HW, x + source_plane(p, Cin, Cout, src) * HW,
+                        HW * sizeof(float)));
 }
 
 static void gather_backward(fg_graph *g, fg_node *nd)
@@ -233,12 +258,11 @@ static void gather_backward(fg_graph *g, fg_node *nd)
     int N = x->t.shape[0], Cin = x->t.shape[1], Cout = y->t.shape[1];
     size_t HW = spatial(x);
     const int *src = nd->saved;
+    const float *gy = y->grad;
     float *gx = fg_grad(g, x);
-    for (int n = 0; n < N; n++)
-        for (int j = 0; j < Cout; j++) {
-            float *d = gx + ((size_t)n * Cin + src[j]) * HW;
-            fg_k_add(HW, d, y->grad + ((size_t)n * Cout + j) * HW, d);
-        }
+    FG_FOR_ITEMS((size_t)N * Cout * HW, p, (long)N * Cout,
+                 float *d = gx + source_plane(p, Cin, Cout, src) * HW;
+                 fg_k_add(HW, d, gy + (size_t)p * HW, d));
 }
 
 static fg_var *gather(fg_graph *g, const char *op, fg_var *x, int Cout, int *src)
@@ -304,17 +328,15 @@ static void concat_backward(fg_graph *g, fg_node *nd)
     fg_var *a = nd->in[0], *b = nd->in[1], *y = nd->out;
     int N = y->t.shape[0], Ca = a->t.shape[1], Cb = b->t.shape[1], C = Ca + Cb;
     size_t HW = spatial(y);
-    for (int n = 0; n < N; n++) {
-        const float *gy = y->grad + (size_t)n * C * HW;
-        if (a->requires_grad) {
-            float *d = fg_grad(g, a) + (size_t)n * Ca * HW;
-            fg_k_add((size_t)Ca * HW, d, gy, d);
-        }
-        if (b->requires_grad) {
-            float *d = fg_grad(g, b) + (size_t)n * Cb * HW;
-            fg_k_add((size_t)Cb * HW, d, gy + (size_t)Ca * HW, d);
-        }
-    }
+    const float *gy = y->grad;
+    float *ga = a->requires_grad ? fg_grad(g, a) : NULL;
+    float *gb = b->requires_grad ? fg_grad(g, b) : NULL;
+    FG_FOR_ITEMS((size_t)N * C * HW, n, N,
+                 const float *gn = gy + (size_t)n * C * HW;
+                 if (ga) fg_k_add((size_t)Ca * HW, ga + (size_t)n * Ca * HW, gn,
+                                  ga + (size_t)n * Ca * HW);
+                 if (gb) fg_k_add((size_t)Cb * HW, gb + (size_t)n * Cb * HW,
+                                  gn + (size_t)Ca * HW, gb + (size_t)n * Cb * HW));
 }
 
 fg_var *fg_channel_concat(fg_graph *g, fg_var *a, fg_var *b)
@@ -332,11 +354,13 @@ fg_var *fg_channel_concat(fg_graph *g, fg_var *a, fg_var *b)
     shape[1] = Ca + Cb;
     fg_var *y = fg_var_new(g, a->t.ndim, shape);
     size_t HW = spatial(a);
-    for (int n = 0; n < N; n++) {
-        float *o = y->t.data + (size_t)n * (Ca + Cb) * HW;
-        memcpy(o, a->t.data + (size_t)n * Ca * HW, (size_t)Ca * HW * sizeof(float));
-        memcpy(o + (size_t)Ca * HW, b->t.data + (size_t)n * Cb * HW, (size_t)Cb * HW * sizeof(float));
-    }
+    const float *A = a->t.data, *B = b->t.data;
+    float *Y = y->t.data;
+    FG_FOR_ITEMS((size_t)N * (Ca + Cb) * HW, n, N,
+                 float *o = Y + (size_t)n * (Ca + Cb) * HW;
+                 memcpy(o, A + (size_t)n * Ca * HW, (size_t)Ca * HW * sizeof(float));
+                 memcpy(o + (size_t)Ca * HW, B + (size_t)n * Cb * HW,
+                        (size_t)Cb * HW * sizeof(float)));
     fg_record(g, "channel_concat", concat_backward, y, 2, a, b, NULL);
     return y;
 }

@@ -29,6 +29,7 @@
  * and y. Without gradients nothing is kept: a chunk's intermediates live
  * in its thread's scratch only. */
 #include "autograd/internal.h"
+#include "tensor/parallel_internal.h"
 #include "tensor/conv_internal.h"
 
 #include <math.h>
@@ -336,6 +337,24 @@ static void backward_chunk(const chain *c, int j, const thread_bufs *tb, float *
                                 !dx_fresh);
 }
 
+enum { PARTIALS_BLOCK = 1024 };
+
+/* Elements [b PARTIALS_BLOCK, (b + 1) PARTIALS_BLOCK) of add_partials,
+ * chunk by chunk. */
+static inline void add_partials_block(int n_chunks, const float *parts, size_t stride,
+                                      size_t off, long b, size_t count, float *grad)
+{
+    const size_t i0 = (size_t)b * PARTIALS_BLOCK;
+    const size_t i1 = i0 + PARTIALS_BLOCK < count ? i0 + PARTIALS_BLOCK : count;
+    for (int j = 0; j < n_chunks; j++) {
+        const float *restrict p = parts + (size_t)j * stride + off;
+        float *restrict gr = grad;
+        #pragma omp simd
+        for (size_t i = i0; i < i1; i++)
+            gr[i] += p[i];
+    }
+}
+
 /* The chunks' partial sums, in chunk order, into a parameter's gradient.
  * Threads split the elements, each of which still adds its chunks in
  * order, so the sums do not depend on the thread count; serially this was
@@ -343,19 +362,9 @@ static void backward_chunk(const chain *c, int j, const thread_bufs *tb, float *
 static void add_partials(const chain *c, const float *parts, size_t stride, size_t off,
                          size_t count, float *grad)
 {
-    enum { BLOCK = 1024 };
-    const long blocks = (long)((count + BLOCK - 1) / BLOCK);
-    #pragma omp parallel for if (count * (size_t)c->n_chunks > FG_PARALLEL_THRESHOLD) schedule(static)
-    for (long b = 0; b < blocks; b++) {
-        const size_t i0 = (size_t)b * BLOCK, i1 = i0 + BLOCK < count ? i0 + BLOCK : count;
-        for (int j = 0; j < c->n_chunks; j++) {
-            const float *restrict p = parts + (size_t)j * stride + off;
-            float *restrict gr = grad;
-            #pragma omp simd
-            for (size_t i = i0; i < i1; i++)
-                gr[i] += p[i];
-        }
-    }
+    const long blocks = (long)((count + PARTIALS_BLOCK - 1) / PARTIALS_BLOCK);
+    FG_FOR_ITEMS(count * (size_t)c->n_chunks, b, blocks,
+                 add_partials_block(c->n_chunks, parts, stride, off, b, count, grad));
 }
 
 static void backward(fg_graph *g, void *ctx, fg_var **outs, int n_outs)

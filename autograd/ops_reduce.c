@@ -2,9 +2,9 @@
  * (N, ...) -> [N], per channel (N, C, ...) -> [C]. The mean variants scale
  * the sum by one over the number of reduced elements. */
 #include "autograd/internal.h"
+#include "tensor/parallel_internal.h"
 #include <stdlib.h>
 
-#define PAR _Pragma("omp parallel for simd if (n > FG_PARALLEL_THRESHOLD) schedule(static)")
 
 static size_t trailing(const fg_var *v, int from)
 {
@@ -19,7 +19,7 @@ static void sum_backward(fg_graph *g, fg_node *nd)
     size_t n = fg_var_numel(nd->in[0]);
     float s = nd->out->grad[0] * nd->f;
     float *restrict ga = fg_grad(g, nd->in[0]);
-    PAR for (size_t i = 0; i < n; i++) ga[i] += s;
+    FG_FOR_SIMD(i, n, ga[i] += s);
 }
 
 static fg_var *reduce_all(fg_graph *g, fg_var *a, int mean)

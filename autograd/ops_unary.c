@@ -1,10 +1,10 @@
 /* Unary elementwise ops, each forward beside its backward rule. */
 #include "autograd/internal.h"
+#include "tensor/parallel_internal.h"
 #include <math.h>
 
 /* Backward loops: threads above the size threshold, SIMD always (GCC at -O2
  * vectorizes these only when asked). */
-#define PAR _Pragma("omp parallel for simd if (n > FG_PARALLEL_THRESHOLD) schedule(static)")
 
 static fg_var *unary(fg_graph *g, const char *op, fg_backward_fn bw, fg_var *a,
                      void (*kernel)(size_t, const float *, float *))
@@ -64,7 +64,7 @@ static void log_backward(fg_graph *g, fg_node *nd)
     size_t n = fg_var_numel(nd->out);
     const float *restrict gy = nd->out->grad, *restrict x = nd->in[0]->t.data;
     float *restrict ga = fg_grad(g, nd->in[0]);
-    PAR for (size_t i = 0; i < n; i++) ga[i] += gy[i] / x[i];
+    FG_FOR_SIMD(i, n, ga[i] += gy[i] / x[i]);
 }
 
 fg_var *fg_log(fg_graph *g, fg_var *a) { return unary(g, "log", log_backward, a, fg_k_log); }
@@ -75,7 +75,7 @@ static void sigmoid_backward(fg_graph *g, fg_node *nd)
     size_t n = fg_var_numel(nd->out);
     const float *restrict gy = nd->out->grad, *restrict y = nd->out->t.data;
     float *restrict ga = fg_grad(g, nd->in[0]);
-    PAR for (size_t i = 0; i < n; i++) ga[i] += gy[i] * y[i] * (1.0f - y[i]);
+    FG_FOR_SIMD(i, n, ga[i] += gy[i] * y[i] * (1.0f - y[i]));
 }
 
 fg_var *fg_sigmoid(fg_graph *g, fg_var *a)
@@ -91,7 +91,7 @@ static void log_sigmoid_backward(fg_graph *g, fg_node *nd)
     size_t n = fg_var_numel(nd->out);
     const float *restrict gy = nd->out->grad, *restrict y = nd->out->t.data;
     float *restrict ga = fg_grad(g, nd->in[0]);
-    PAR for (size_t i = 0; i < n; i++) ga[i] += gy[i] * -expm1f(y[i]);
+    FG_FOR_SIMD(i, n, ga[i] += gy[i] * -expm1f(y[i]));
 }
 
 fg_var *fg_log_sigmoid(fg_graph *g, fg_var *a)
@@ -106,7 +106,7 @@ static void relu_backward(fg_graph *g, fg_node *nd)
     size_t n = fg_var_numel(nd->out);
     const float *restrict gy = nd->out->grad, *restrict x = nd->in[0]->t.data;
     float *restrict ga = fg_grad(g, nd->in[0]);
-    PAR for (size_t i = 0; i < n; i++) ga[i] += (x[i] > 0.0f) * gy[i];
+    FG_FOR_SIMD(i, n, ga[i] += (x[i] > 0.0f) * gy[i]);
 }
 
 fg_var *fg_relu(fg_graph *g, fg_var *a) { return unary(g, "relu", relu_backward, a, fg_k_relu); }
@@ -117,7 +117,7 @@ static void square_backward(fg_graph *g, fg_node *nd)
     size_t n = fg_var_numel(nd->out);
     const float *restrict gy = nd->out->grad, *restrict x = nd->in[0]->t.data;
     float *restrict ga = fg_grad(g, nd->in[0]);
-    PAR for (size_t i = 0; i < n; i++) ga[i] += 2.0f * x[i] * gy[i];
+    FG_FOR_SIMD(i, n, ga[i] += 2.0f * x[i] * gy[i]);
 }
 
 fg_var *fg_square(fg_graph *g, fg_var *a)

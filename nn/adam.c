@@ -3,6 +3,7 @@
  * double), so a reference run in PyTorch tracks ours closely. */
 #include <math.h>
 #include "nn/nn.h"
+#include "tensor/parallel_internal.h"
 
 void fg_adam_update(size_t n, float *p, const float *g, float *m, float *v,
                     double lr, double beta1, double beta2, double eps, long t)
@@ -15,11 +16,10 @@ void fg_adam_update(size_t n, float *p, const float *g, float *m, float *v,
     const float inv_bc2_sqrt = (float)(1.0 / sqrt(bc2));
     const float e = (float)eps;
     /* Element by element, so threads and vectors give the same bits. */
-    #pragma omp parallel for simd if (n > FG_PARALLEL_THRESHOLD)
-    for (size_t i = 0; i < n; i++) {
+    FG_FOR_SIMD(i, n,
         m[i] += w1 * (g[i] - m[i]);
         v[i] = v[i] * b2 + w2 * g[i] * g[i];
         float denom = sqrtf(v[i]) * inv_bc2_sqrt + e;
         p[i] -= step_size * (m[i] / denom);
-    }
+    );
 }

@@ -18,6 +18,7 @@
  * (autograd/ops_conv_chain.c), whose threads each run them on their own
  * chunk of images and must not share an arena. */
 #include "tensor/conv_internal.h"
+#include "tensor/parallel_internal.h"
 
 #include <omp.h>
 #include <stdatomic.h>
@@ -90,53 +91,66 @@ static void valid_range(long L, long off, long *q0, long *q1)
  * row (c, t) is channel c's row of the run shifted by tap t, one copy of
  * the whole row and then its borders zeroed, so that small images cost no
  * call per image row. */
+static inline void im2col_row(int r, int N, int H, int W, int k, int n0, int nc,
+                              const float *x, float *col)
+{
+    const size_t P = (size_t)H * W;
+    const long L = (long)nc * (long)P;
+    const int kk = k * k;
+    const int c = r / kk;
+    const tap a = tap_of(W, k, r % kk);
+    const float *src = x + ((size_t)c * N + n0) * P;
+    float *dst = col + (size_t)r * L;
+    long q0, q1;
+    valid_range(L, a.off, &q0, &q1);
+    memset(dst, 0, (size_t)q0 * sizeof(float));
+    memcpy(dst + q0, src + q0 + a.off, (size_t)(q1 - q0) * sizeof(float));
+    memset(dst + q1, 0, (size_t)(L - q1) * sizeof(float));
+    zero_border(H, W, a, nc, dst);
+}
+
 static void im2col_run(int C, int N, int H, int W, int k, int n0, int nc, const float *x,
                        float *col)
 {
     const size_t P = (size_t)H * W;
     const long L = (long)nc * (long)P;
     const int kk = k * k;
-    #pragma omp parallel for if ((size_t)C * kk * L > FG_PARALLEL_THRESHOLD) schedule(static)
-    for (int r = 0; r < C * kk; r++) {
-        const int c = r / kk;
-        const tap a = tap_of(W, k, r % kk);
-        const float *src = x + ((size_t)c * N + n0) * P;
-        float *dst = col + (size_t)r * L;
-        long q0, q1;
-        valid_range(L, a.off, &q0, &q1);
-        memset(dst, 0, (size_t)q0 * sizeof(float));
-        memcpy(dst + q0, src + q0 + a.off, (size_t)(q1 - q0) * sizeof(float));
-        memset(dst + q1, 0, (size_t)(L - q1) * sizeof(float));
-        zero_border(H, W, a, nc, dst);
-    }
+    FG_FOR_ITEMS((size_t)C * kk * L, r, C * kk,
+                 im2col_row((int)r, N, H, W, k, n0, nc, x, col));
 }
 
 /* The adjoint: adds every row (c, t) back into channel c, shifted the
  * other way. The column matrix is scratch and is consumed: its border
  * positions are zeroed in place so that whole rows can be added. Threads
  * own whole channels. */
+static inline void col2im_channel(int c, int N, int H, int W, int k, int n0, int nc,
+                                  float *col, float *x)
+{
+    const size_t P = (size_t)H * W;
+    const long L = (long)nc * (long)P;
+    const int kk = k * k;
+    float *dst = x + ((size_t)c * N + n0) * P;
+    for (int t = 0; t < kk; t++) {
+        const tap a = tap_of(W, k, t);
+        float *src = col + ((size_t)c * kk + t) * L;
+        long q0, q1;
+        valid_range(L, a.off, &q0, &q1);
+        zero_border(H, W, a, nc, src);
+        float *restrict d = dst + q0 + a.off;
+        const float *restrict sp = src + q0;
+        #pragma omp simd
+        for (long i = 0; i < q1 - q0; i++)
+            d[i] += sp[i];
+    }
+}
+
 static void col2im_run(int C, int N, int H, int W, int k, int n0, int nc, float *col,
                        float *x)
 {
     const size_t P = (size_t)H * W;
     const long L = (long)nc * (long)P;
     const int kk = k * k;
-    #pragma omp parallel for if ((size_t)C * kk * L > FG_PARALLEL_THRESHOLD) schedule(static)
-    for (int c = 0; c < C; c++) {
-        float *dst = x + ((size_t)c * N + n0) * P;
-        for (int t = 0; t < kk; t++) {
-            const tap a = tap_of(W, k, t);
-            float *src = col + ((size_t)c * kk + t) * L;
-            long q0, q1;
-            valid_range(L, a.off, &q0, &q1);
-            zero_border(H, W, a, nc, src);
-            float *restrict d = dst + q0 + a.off;
-            const float *restrict sp = src + q0;
-            #pragma omp simd
-            for (long i = 0; i < q1 - q0; i++)
-                d[i] += sp[i];
-        }
-    }
+    FG_FOR_ITEMS((size_t)C * kk * L, c, C, col2im_channel((int)c, N, H, W, k, n0, nc, col, x));
 }
 
 static int narrow(int Ci, int Co, int k)

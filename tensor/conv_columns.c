@@ -1,6 +1,7 @@
 /* Column matrices for conv2d: im2col and its adjoint, grouping samples
  * side by side, and the scratch the column buffers come from. */
 #include "tensor/conv_internal.h"
+#include "tensor/parallel_internal.h"
 
 #include <omp.h>
 #include <stdlib.h>
@@ -21,36 +22,40 @@ void fg_conv_scratch_release(fg_arena *scratch, float *p)
         fg_aligned_free(p);
 }
 
+/* Row r = (c, ki, kj) of im2col_ld. */
+static inline void im2col_ld_row(int r, int H, int W, int k, const float *x, float *col,
+                                 size_t ld)
+{
+    const int pad = k / 2;
+    const int c = r / (k * k), ki = (r / k) % k, kj = r % k;
+    const int dx = kj - pad;
+    /* Output columns w in [w0, w1) read x inside the image. */
+    const int w0 = dx < 0 ? -dx : 0;
+    const int w1 = dx > 0 ? W - dx : W;
+    float *dst = col + (size_t)r * ld;
+    for (int h = 0; h < H; h++) {
+        const int hs = h + ki - pad;
+        float *d = dst + (size_t)h * W;
+        if (hs < 0 || hs >= H || w1 <= w0) {
+            memset(d, 0, (size_t)W * sizeof(float));
+            continue;
+        }
+        const float *s = x + ((size_t)c * H + hs) * W + dx;
+        for (int w = 0; w < w0; w++)
+            d[w] = 0.0f;
+        memcpy(d + w0, s + w0, (size_t)(w1 - w0) * sizeof(float));
+        for (int w = w1; w < W; w++)
+            d[w] = 0.0f;
+    }
+}
+
 /* im2col into columns with row stride ld, so that several samples can sit
  * side by side in one column matrix. */
 void fg_conv_im2col_ld(int Ci, int H, int W, int k, const float *x, float *col, size_t ld)
 {
-    const int pad = k / 2;
     const int rows = Ci * k * k;
     const size_t P = (size_t)H * W;
-    #pragma omp parallel for if((size_t)rows * P > FG_PARALLEL_THRESHOLD)
-    for (int r = 0; r < rows; r++) {
-        const int c = r / (k * k), ki = (r / k) % k, kj = r % k;
-        const int dx = kj - pad;
-        /* Output columns w in [w0, w1) read x inside the image. */
-        const int w0 = dx < 0 ? -dx : 0;
-        const int w1 = dx > 0 ? W - dx : W;
-        float *dst = col + (size_t)r * ld;
-        for (int h = 0; h < H; h++) {
-            const int hs = h + ki - pad;
-            float *d = dst + (size_t)h * W;
-            if (hs < 0 || hs >= H || w1 <= w0) {
-                memset(d, 0, (size_t)W * sizeof(float));
-                continue;
-            }
-            const float *s = x + ((size_t)c * H + hs) * W + dx;
-            for (int w = 0; w < w0; w++)
-                d[w] = 0.0f;
-            memcpy(d + w0, s + w0, (size_t)(w1 - w0) * sizeof(float));
-            for (int w = w1; w < W; w++)
-                d[w] = 0.0f;
-        }
-    }
+    FG_FOR_ITEMS((size_t)rows * P, r, rows, im2col_ld_row((int)r, H, W, k, x, col, ld));
 }
 
 void fg_im2col(int Ci, int H, int W, int k, const float *x, float *col)
@@ -58,32 +63,36 @@ void fg_im2col(int Ci, int H, int W, int k, const float *x, float *col)
     fg_conv_im2col_ld(Ci, H, W, k, x, col, (size_t)H * W);
 }
 
-/* Adjoint of im2col_ld: accumulates columns of row stride ld into x. */
-void fg_conv_col2im_ld(int Ci, int H, int W, int k, const float *col, size_t ld, float *x)
+/* Input channel c of col2im_ld: the rows of channel c only touch x[c]. */
+static inline void col2im_ld_channel(int c, int H, int W, int k, const float *col, size_t ld,
+                                     float *x)
 {
     const int pad = k / 2;
-    const size_t P = (size_t)H * W;
-    /* Parallel over input channels: the rows of channel c only touch x[c]. */
-    #pragma omp parallel for if((size_t)Ci * k * k * P > FG_PARALLEL_THRESHOLD)
-    for (int c = 0; c < Ci; c++) {
-        for (int ki = 0; ki < k; ki++)
-            for (int kj = 0; kj < k; kj++) {
-                const int dx = kj - pad;
-                const int w0 = dx < 0 ? -dx : 0;
-                const int w1 = dx > 0 ? W - dx : W;
-                const float *src = col + ((size_t)(c * k + ki) * k + kj) * ld;
-                for (int h = 0; h < H; h++) {
-                    const int hs = h + ki - pad;
-                    if (hs < 0 || hs >= H)
-                        continue;
-                    const float *s = src + (size_t)h * W;
-                    float *d = x + ((size_t)c * H + hs) * W + dx;
-                    #pragma omp simd
-                    for (int w = w0; w < w1; w++)
-                        d[w] += s[w];
-                }
+    for (int ki = 0; ki < k; ki++)
+        for (int kj = 0; kj < k; kj++) {
+            const int dx = kj - pad;
+            const int w0 = dx < 0 ? -dx : 0;
+            const int w1 = dx > 0 ? W - dx : W;
+            const float *src = col + ((size_t)(c * k + ki) * k + kj) * ld;
+            for (int h = 0; h < H; h++) {
+                const int hs = h + ki - pad;
+                if (hs < 0 || hs >= H)
+                    continue;
+                const float *s = src + (size_t)h * W;
+                float *d = x + ((size_t)c * H + hs) * W + dx;
+                #pragma omp simd
+                for (int w = w0; w < w1; w++)
+                    d[w] += s[w];
             }
-    }
+        }
+}
+
+/* Adjoint of im2col_ld: accumulates columns of row stride ld into x,
+ * threads owning whole input channels. */
+void fg_conv_col2im_ld(int Ci, int H, int W, int k, const float *col, size_t ld, float *x)
+{
+    const size_t P = (size_t)H * W;
+    FG_FOR_ITEMS((size_t)Ci * k * k * P, c, Ci, col2im_ld_channel((int)c, H, W, k, col, ld, x));
 }
 
 void fg_col2im(int Ci, int H, int W, int k, const float *col, float *x)

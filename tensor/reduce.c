@@ -1,6 +1,7 @@
 /* Reductions; every sum is accumulated in double so that large images and
  * batches lose no precision to float rounding. */
 #include "tensor/tensor.h"
+#include "tensor/parallel_internal.h"
 
 #include <math.h>
 
@@ -41,23 +42,26 @@ void fg_k_sum_per_sample(int N, size_t D, const float *x, double *out)
         out[s] = fg_k_sum(D, x + (size_t)s * D);
 }
 
+/* Channel c of fg_k_sum_per_channel, summed by one thread. */
+static inline void sum_channel(int c, int N, int C, int HW, const float *x, double *out,
+                               double *out2)
+{
+    double s = 0.0, s2 = 0.0;
+    for (int b = 0; b < N; b++) {
+        const float *xc = x + ((size_t)b * C + c) * HW;
+        #pragma omp simd reduction(+:s, s2)
+        for (int i = 0; i < HW; i++) {
+            double v = xc[i];
+            s += v;
+            s2 += v * v;
+        }
+    }
+    out[c] = s;
+    if (out2)
+        out2[c] = s2;
+}
+
 void fg_k_sum_per_channel(int N, int C, int HW, const float *x, double *out, double *out2)
 {
-    size_t n = (size_t)N * C * HW;
-    #pragma omp parallel for if(n > FG_PARALLEL_THRESHOLD)
-    for (int c = 0; c < C; c++) {
-        double s = 0.0, s2 = 0.0;
-        for (int b = 0; b < N; b++) {
-            const float *xc = x + ((size_t)b * C + c) * HW;
-            #pragma omp simd reduction(+:s, s2)
-            for (int i = 0; i < HW; i++) {
-                double v = xc[i];
-                s += v;
-                s2 += v * v;
-            }
-        }
-        out[c] = s;
-        if (out2)
-            out2[c] = s2;
-    }
+    FG_FOR_ITEMS((size_t)N * C * HW, c, C, sum_channel((int)c, N, C, HW, x, out, out2));
 }

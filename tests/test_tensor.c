@@ -2,11 +2,13 @@
  * linear algebra against hand-computed matrices, RNG reproducibility and
  * statistics, arena footprint. */
 #include "tensor/tensor.h"
+#include "tensor/parallel_internal.h"
 #include "check_main.h"
 
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 
@@ -979,6 +981,53 @@ START_TEST(test_serial_stretch)
 }
 END_TEST
 
+/* Kernels open an OpenMP team only when it would run in parallel: above
+ * the threshold, with more than one thread allowed, and outside any team
+ * (libgomp ends even a one-thread team with a system call). Both branches
+ * of the loop macros visit every item exactly once. */
+START_TEST(test_parallel_pays)
+{
+    const int saved = fg_get_threads();
+    fg_set_threads(2);
+    ck_assert(fg_parallel_pays(FG_PARALLEL_THRESHOLD + 1));
+    ck_assert(!fg_parallel_pays(FG_PARALLEL_THRESHOLD));
+    int outer = fg_serial_begin();
+    ck_assert(!fg_parallel_pays((size_t)FG_PARALLEL_THRESHOLD * 4));
+    fg_serial_end(outer);
+    int inside[2] = {-1, -1};
+    #pragma omp parallel num_threads(2)
+    inside[omp_get_thread_num()] = fg_parallel_pays((size_t)FG_PARALLEL_THRESHOLD * 4);
+    ck_assert_int_eq(inside[0], 0);
+    ck_assert_int_eq(inside[1], 0);
+
+    enum { ITEMS = 1000 };
+    for (int threads = 1; threads <= 2; threads++) {
+        fg_set_threads(threads);
+        ck_assert_int_eq(fg_parallel_pays((size_t)FG_PARALLEL_THRESHOLD * 4), threads > 1);
+        for (int big = 0; big <= 1; big++) {
+            int visits[ITEMS] = {0}, team[ITEMS] = {0};
+            const size_t work = big ? (size_t)FG_PARALLEL_THRESHOLD * 4 : 10;
+            FG_FOR_ITEMS(work, i, ITEMS, visits[i]++; team[i] = omp_get_num_threads());
+            int most = 0;
+            for (int i = 0; i < ITEMS; i++) {
+                ck_assert_int_eq(visits[i], 1);
+                most = team[i] > most ? team[i] : most;
+            }
+            ck_assert_int_eq(most, big && threads > 1 ? 2 : 1);
+        }
+        const size_t n = (size_t)FG_PARALLEL_THRESHOLD * 2 + 7;
+        float *y = malloc(n * sizeof(float));
+        ck_assert_ptr_nonnull(y);
+        FG_FOR_SIMD(i, n, y[i] = (float)(i % 97));
+        FG_FOR(i, n, y[i] += 1.0f);
+        for (size_t i = 0; i < n; i++)
+            ck_assert_float_eq(y[i], (float)(i % 97) + 1.0f);
+        free(y);
+    }
+    fg_set_threads(saved);
+}
+END_TEST
+
 /* fg_short_spin_waits starts the program again with GOMP_SPINCOUNT set,
  * unless the environment sets it or OMP_WAIT_POLICY. The program started
  * again is this test program: spin_child_report (a constructor) sees
@@ -1128,6 +1177,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, test_tensor_helpers);
     tcase_add_test(tc, test_thread_setting);
     tcase_add_test(tc, test_serial_stretch);
+    tcase_add_test(tc, test_parallel_pays);
     tcase_add_test(tc, test_short_spin_waits);
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);
