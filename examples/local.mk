@@ -119,7 +119,10 @@ tests_test_ablate_LDADD = $(FG_TEST_LIBS)
 # The default ablation grid's result, shown in the README.
 EXTRA_DIST += examples/ablation-fmnist/summary.md examples/ablation-fmnist/results.csv \
 	examples/ablation-fmnist/plot.png examples/ablation-fmnist/4-epochs/summary.md \
-	examples/ablation-fmnist/4-epochs/results.csv examples/ablation-fmnist/4-epochs/plot.png
+	examples/ablation-fmnist/4-epochs/results.csv examples/ablation-fmnist/4-epochs/plot.png \
+	examples/ablation-fmnist/unbounded-prior/summary.md \
+	examples/ablation-fmnist/unbounded-prior/results.csv \
+	examples/ablation-fmnist/unbounded-prior/plot.png
 
 # flowgrad eval's outputs and flowgrad plot end to end (it runs
 # examples/flowgrad), and the library's metrics.csv reader.
