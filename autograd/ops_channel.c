@@ -313,10 +313,13 @@ fg_var *fg_channel_permute(fg_graph *g, fg_var *x, const int *perm)
     FG_OP_BEGIN(g);
     require_channels("channel_permute", x);
     int C = x->t.shape[1];
-    int *src = index_buf(g, C);
+    int *src = index_buf(g, C), *seen = index_buf(g, C);
+    memset(seen, 0, (size_t)C * sizeof(int));
     for (int j = 0; j < C; j++) {
         FG_CHECK(perm[j] >= 0 && perm[j] < C, "channel_permute", "index %d outside %d channels",
                  perm[j], C);
+        /* Distinct sources: the backward adds planes from several threads. */
+        FG_CHECK(!seen[perm[j]]++, "channel_permute", "channel %d appears twice", perm[j]);
         src[j] = perm[j];
     }
     return gather(g, "channel_permute", x, C, src);

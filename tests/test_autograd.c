@@ -15,6 +15,7 @@
 #include "check_leaf.h"
 #include "flowgrad.h"
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -942,6 +943,83 @@ START_TEST(test_flat_memory)
 }
 END_TEST
 
+/* Above the parallel threshold the layout ops split their planes between
+ * threads: values and gradients on two threads equal those on one, bit for
+ * bit, and the planes a direct loop copies. y = concat(permute(x[:, 1:5]),
+ * odd channels of x), loss = sum(y w) with distinct w, so each plane of
+ * x's gradient tells where it went. */
+static void layout_chain(int threads, const fg_var *w, fg_var *x, float *y_out, float *gx_out)
+{
+    static const int perm[4] = {2, 0, 3, 1};
+    fg_set_threads(threads);
+    fg_graph *g = fg_graph_create();
+    fg_zero_grad(x);
+    fg_var *y = fg_channel_concat(g, fg_channel_permute(g, fg_channel_slice(g, x, 1, 5), perm),
+                                  fg_channel_odd(g, x));
+    fg_var *wv = fg_leaf_new(w->t.ndim, w->t.shape, 0);
+    memcpy(wv->t.data, w->t.data, fg_numel(&w->t) * sizeof(float));
+    fg_backward(g, fg_sum(g, fg_mul(g, y, wv)));
+    memcpy(y_out, y->t.data, fg_numel(&y->t) * sizeof(float));
+    memcpy(gx_out, x->grad, fg_numel(&x->t) * sizeof(float));
+    fg_leaf_free(wv);
+    fg_graph_destroy(g);
+}
+
+START_TEST(test_layout_ops_threads)
+{
+    enum { N = 8, C = 6, H = 40, W = 40, CY = 7 };
+    const size_t HW = (size_t)H * W, nx = (size_t)N * C * HW, ny = (size_t)N * CY * HW;
+    ck_assert_uint_gt((size_t)N * 4 * HW, FG_PARALLEL_THRESHOLD);
+    const int saved = fg_get_threads();
+    fg_rng r;
+    fg_rng_seed(&r, 11);
+    int sx[4] = {N, C, H, W}, sy[4] = {N, CY, H, W};
+    fg_var *x = fg_test_uniform_leaf(&r, 4, sx, -1.0f, 1.0f);
+    fg_var *w = fg_test_uniform_leaf(&r, 4, sy, -1.0f, 1.0f);
+    float *y1 = malloc(ny * sizeof(float)), *y2 = malloc(ny * sizeof(float));
+    float *g1 = malloc(nx * sizeof(float)), *g2 = malloc(nx * sizeof(float));
+    ck_assert(y1 && y2 && g1 && g2);
+    layout_chain(1, w, x, y1, g1);
+    layout_chain(2, w, x, y2, g2);
+    ck_assert_int_eq(memcmp(y1, y2, ny * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(g1, g2, nx * sizeof(float)), 0);
+    /* Output channel j of image n comes from input channel from[j]. */
+    static const int from[CY] = {3, 1, 4, 2, 1, 3, 5};
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            const float *xp = x->t.data + ((size_t)n * C + c) * HW;
+            const float *gp = g2 + ((size_t)n * C + c) * HW;
+            for (size_t i = 0; i < HW; i++) {
+                float want = 0.0f;
+                for (int j = 0; j < CY; j++)
+                    if (from[j] == c)
+                        want += w->t.data[((size_t)n * CY + j) * HW + i];
+                ck_assert_float_eq(gp[i], want);
+            }
+            for (int j = 0; j < CY; j++)
+                if (from[j] == c)
+                    ck_assert_int_eq(memcmp(y2 + ((size_t)n * CY + j) * HW, xp,
+                                            HW * sizeof(float)), 0);
+        }
+    free(y1); free(y2); free(g1); free(g2);
+    fg_leaf_free(x);
+    fg_leaf_free(w);
+    fg_set_threads(saved);
+}
+END_TEST
+
+/* A permutation names every channel once: a repeated index would make two
+ * planes of the backward add into one, and is refused. */
+START_TEST(test_channel_permute_refuses_repeats)
+{
+    fg_graph *g = fg_graph_create();
+    int s[4] = {1, 3, 2, 2};
+    fg_var *x = fg_leaf_new(4, s, 1);
+    static const int perm[3] = {0, 2, 0};
+    fg_channel_permute(g, x, perm);
+}
+END_TEST
+
 Suite *fg_test_suite(void)
 {
     Suite *s = suite_create("autograd");
@@ -961,6 +1039,10 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, test_gradcheck_direction_model);
     tcase_add_test(tc, test_flat_memory);
     tcase_add_test(tc, test_custom_op_segments);
+    suite_add_tcase(s, tc);
+    tc = fg_tcase("layout_threads");
+    tcase_add_test(tc, test_layout_ops_threads);
+    tcase_add_test_raise_signal(tc, test_channel_permute_refuses_repeats, SIGABRT);
     suite_add_tcase(s, tc);
     return s;
 }
