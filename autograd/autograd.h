@@ -44,6 +44,15 @@ FG_API int fg_set_grad_enabled(fg_graph *g, int enabled);
 FG_API int fg_grad_enabled(const fg_graph *g);
 /* Number of nodes recorded since the last reset. */
 FG_API size_t fg_graph_nodes(const fg_graph *g);
+/* Parts of one batch differentiated at once, each on its own graph and
+ * thread, cannot all add into the leaves' gradient buffers. A graph told to
+ * keep leaf gradients (on: 1) gives every leaf that backward reaches a
+ * buffer of its own for the step, kept across steps so that a steady state
+ * maps no new memory; fg_graph_add_leaf_grads then adds them into the
+ * leaves' buffers, in the order the leaves were first reached, and the
+ * next fg_graph_reset starts them from zero again. */
+FG_API void fg_graph_keep_leaf_grads(fg_graph *g, int on);
+FG_API void fg_graph_add_leaf_grads(fg_graph *g);
 
 /* Segments of a step. A mark is the tape's end and the arena's position;
  * fg_backward_since walks only the nodes recorded after it, and

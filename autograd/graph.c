@@ -20,6 +20,7 @@ fg_graph *fg_graph_create(void)
 void fg_graph_destroy(fg_graph *g)
 {
     if (!g) return;
+    fg_leaf_grads_free(g->kept);
     fg_arena_destroy(g->arena);
     fg_arena_destroy(g->scratch);
     free(g);
@@ -31,6 +32,8 @@ void fg_graph_reset(fg_graph *g)
     fg_arena_reset(g->scratch);
     g->tail = NULL;
     g->n_nodes = 0;
+    if (g->kept)
+        fg_leaf_grads_new_step(g->kept);
 }
 
 fg_arena *fg_graph_arena(fg_graph *g) { return g->arena; }
@@ -92,7 +95,7 @@ fg_node *fg_record_n(fg_graph *g, const char *op, fg_backward_fn bw, fg_var *out
                      int nin, fg_var *const *ins)
 {
     if (g->op_start != 0.0) {
-        fg_profile_add(prof_name(op, 0), fg_profile_now() - g->op_start);
+        fg_profile_add_shared(prof_name(op, 0), fg_profile_now() - g->op_start);
         g->op_start = 0.0;
     }
     FG_CHECK(nin >= 0 && nin <= 4, "record", "%s: %d inputs, at most 4", op, nin);
@@ -122,12 +125,19 @@ fg_node *fg_record(fg_graph *g, const char *op, fg_backward_fn bw, fg_var *out,
 
 float *fg_grad(fg_graph *g, fg_var *v)
 {
+    if (v->is_leaf && g->kept)
+        return fg_kept_leaf_grad(g, v);
     if (!v->grad) v->grad = fg_arena_calloc(g->arena, fg_var_numel(v) * sizeof(float));
     return v->grad;
 }
 
 float *fg_grad_for_write(fg_graph *g, fg_var *v, int *fresh)
 {
+    if (v->is_leaf && g->kept) {
+        /* Zeroed, so that adding gives what storing would. */
+        *fresh = 0;
+        return fg_kept_leaf_grad(g, v);
+    }
     *fresh = v->grad == NULL;
     if (*fresh) v->grad = fg_arena_alloc(g->arena, fg_var_numel(v) * sizeof(float));
     return v->grad;
@@ -147,7 +157,7 @@ static void walk(fg_graph *g, const fg_node *stop)
         if (fg_profile_enabled() && n->backward != custom_backward) {
             double t0 = fg_profile_now();
             n->backward(g, n);
-            fg_profile_add(prof_name(n->op, 1), fg_profile_now() - t0);
+            fg_profile_add_shared(prof_name(n->op, 1), fg_profile_now() - t0);
         } else {
             n->backward(g, n);
         }

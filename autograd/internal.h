@@ -5,6 +5,7 @@
 #include "autograd/autograd.h"
 
 typedef void (*fg_backward_fn)(fg_graph *g, fg_node *n);
+typedef struct fg_leaf_grads fg_leaf_grads;
 
 struct fg_node {
     const char *op;
@@ -25,6 +26,7 @@ struct fg_graph {
     size_t n_nodes;
     int grad_enabled;
     double op_start;    /* profiling: when the current op began */
+    fg_leaf_grads *kept; /* NULL: leaves' gradients go to their own buffers */
 };
 
 /* Profiling: every op calls FG_OP_BEGIN first; fg_record, which every op
@@ -43,6 +45,12 @@ fg_node *fg_record_n(fg_graph *g, const char *op, fg_backward_fn bw, fg_var *out
                      int nin, fg_var *const *ins);
 /* The gradient buffer of v, allocated zeroed on first use. */
 float *fg_grad(fg_graph *g, fg_var *v);
+/* Where a graph that keeps leaf gradients (fg_graph_keep_leaf_grads) puts
+ * leaf's this step: a buffer of its own, zeroed on first use in the step
+ * (leaf_grads.c). */
+float *fg_kept_leaf_grad(fg_graph *g, fg_var *leaf);
+void fg_leaf_grads_free(fg_leaf_grads *k);
+void fg_leaf_grads_new_step(fg_leaf_grads *k);
 /* The same for a backward rule that produces every element of v's
  * gradient: on first use the buffer is not zeroed and *fresh is set, and
  * the rule must store its values instead of adding them. That saves a

@@ -2,6 +2,7 @@ nobase_flowgradinclude_HEADERS += autograd/autograd.h
 EXTRA_DIST += autograd/internal.h
 libflowgrad_core_la_SOURCES += \
 	autograd/graph.c \
+	autograd/leaf_grads.c \
 	autograd/leaf.c \
 	autograd/ops_binary.c \
 	autograd/ops_unary.c \

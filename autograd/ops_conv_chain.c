@@ -445,7 +445,7 @@ static void backward(fg_graph *g, void *ctx, fg_var **outs, int n_outs)
     }
     fg_arena_reset(scratch);
     if (t0 != 0.0)
-        fg_profile_add("op:conv_chain (backward)", fg_profile_now() - t0);
+        fg_profile_add_shared("op:conv_chain (backward)", fg_profile_now() - t0);
 }
 
 /* ------------------------------------------------------------- the op */
@@ -520,6 +520,6 @@ fg_var *fg_conv_chain(fg_graph *g, fg_var *x, const fg_chain_stage *stages, int 
     if (record)
         fg_custom_op(g, "conv_chain", &c->y, 1, backward, c);
     if (t0 != 0.0)
-        fg_profile_add("op:conv_chain", fg_profile_now() - t0);
+        fg_profile_add_shared("op:conv_chain", fg_profile_now() - t0);
     return c->y;
 }

@@ -235,8 +235,16 @@ static fg_var *batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd
     if (b->step + 1 == r->inject)
         for (size_t i = 0; i < fg_numel(&x->t); i++)
             x->t.data[i] *= 30.0f;
-    return fg_model_loss_ex(r->model, g, x, r->batches.labels, bpd, r->batches.memory,
-                            &r->batches.invert);
+    return fg_model_loss_ex(r->model, g, x, fg_model_batch_labels(&r->batches, b), bpd,
+                            r->batches.memory, &r->batches.invert);
+}
+
+static int can_split(void *ctx, fg_trainer *t)
+{
+    (void)t;
+    train_run *r = ctx;
+    /* The trace wants one forward at a time, in layer order. */
+    return !trace_active() && fg_model_batches_can_split(&r->batches);
 }
 
 static int stop_requested(void *ctx, fg_trainer *t)
@@ -279,7 +287,8 @@ int train_run_loop(train_run *r)
     r->batches.memory = r->cfg->train.memory;
     r->batches.flip = r->cfg->train.flip;
     fg_train_hooks h = {.ctx = r, .loss = batch_loss, .after_step = after_step,
-                        .end_of_epoch = end_of_epoch, .stop = stop_requested};
+                        .end_of_epoch = end_of_epoch, .stop = stop_requested,
+                        .can_split = can_split};
     int rc = fg_train_run(&r->tr, &r->it, &r->plan, &h, &r->stopped_by);
     fg_model_batches_free(&r->batches);
     if (rc == FG_OK && r->stopped_by) {

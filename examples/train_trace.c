@@ -43,8 +43,15 @@ int trace_start(void)
     return FG_OK;
 }
 
+int trace_active(void)
+{
+    return out != NULL;
+}
+
 void trace_set_step(long s)
 {
+    if (!out)
+        return;
     step = s;
     index_of_logdet = index_of_prior = 0;
 }

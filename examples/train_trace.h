@@ -13,7 +13,9 @@
 /* Opens the file named by FLOWGRAD_TRACE and starts observing the flows;
  * does nothing when the variable is unset or empty. */
 int trace_start(void);
-/* The step whose forward pass follows. */
+/* Whether a trace is being written. */
+int trace_active(void);
+/* The step whose forward pass follows (nothing without a trace). */
 void trace_set_step(long step);
 /* After backward: the per-group rows of the step. */
 void trace_groups(const fg_state_list *l);

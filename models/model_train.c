@@ -39,7 +39,7 @@ void fg_model_batches_free(fg_model_batches *b)
 fg_var *fg_model_batch_input(fg_model_batches *mb, fg_graph *g, const fg_batch *b)
 {
     const fg_dataset *d = mb->data;
-    fg_dataset_labels(d, b->idx, b->n, mb->labels);
+    fg_dataset_labels(d, b->idx, b->n, fg_model_batch_labels(mb, b));
     fg_rng noise;
     fg_rng_seed_stream(&noise, mb->seed, FG_STREAM_NOISE + (uint64_t)b->step);
     /* fg_dequantize draws one uniform per value, image by image, and the
@@ -61,5 +61,19 @@ fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *b
 {
     fg_model_batches *mb = ctx;
     fg_var *x = fg_model_batch_input(mb, g, b);
-    return fg_model_loss_ex(mb->model, g, x, mb->labels, bpd, mb->memory, &mb->invert);
+    return fg_model_loss_ex(mb->model, g, x, fg_model_batch_labels(mb, b), bpd, mb->memory,
+                            &mb->invert);
+}
+
+int *fg_model_batch_labels(fg_model_batches *mb, const fg_batch *b)
+{
+    return mb->labels + b->offset;
+}
+
+int fg_model_batches_can_split(const fg_model_batches *mb)
+{
+    /* Data-dependent initialization writes the actnorms' parameters from
+     * the batch it sees, and memory by inversion records its drift in one
+     * place: both want the batch whole. */
+    return mb->memory == FG_MEMORY_STORE && fg_flow_init_pending(mb->model->flow->body) == 0;
 }

@@ -66,6 +66,14 @@ FG_API void fg_model_batches_free(fg_model_batches *b);
  * step's noise and, with flip, mirrored as the step's flip stream says;
  * their labels land in mb->labels. */
 FG_API fg_var *fg_model_batch_input(fg_model_batches *mb, fg_graph *g, const fg_batch *b);
+/* Where the labels of b's images go (the part of mb->labels of b's place
+ * in the rank's batch, so that parts of a batch computed at once do not
+ * share it). */
+FG_API int *fg_model_batch_labels(fg_model_batches *mb, const fg_batch *b);
+/* Whether the next batch may be computed in parts at once
+ * (fg_train_hooks.can_split): in store mode, once every actnorm is
+ * initialized. */
+FG_API int fg_model_batches_can_split(const fg_model_batches *mb);
 /* ctx is an fg_model_batches; *bpd receives the batch's bits/dim. */
 FG_API fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd);
 

@@ -27,6 +27,7 @@ tests_test_image_folder_LDADD = $(FG_TEST_LIBS) $(ZLIB_LIBS) $(PNG_LIBS) $(JPEG_
 libflowgrad_core_la_SOURCES += nn/distributed.c nn/distributed_shard.c
 
 # The trainer: one step, and the loop that calls back around it.
-libflowgrad_core_la_SOURCES += nn/trainer_step.c nn/trainer_loop.c
+libflowgrad_core_la_SOURCES += nn/trainer_internal.h nn/trainer_step.c nn/trainer_split.c \
+	nn/trainer_loop.c
 AM_CPPFLAGS += $(MPI_CFLAGS)
 libflowgrad_core_la_LIBADD += $(MPI_LIBS)

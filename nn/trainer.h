@@ -41,6 +41,10 @@ typedef struct fg_trainer_options {
      * judges or clips them (debugging, tracing); NULL: none. */
     void (*inspect_gradients)(void *ctx, const fg_state_list *state);
     void *inspect_ctx;
+    /* fg_trainer_step_parts: the parts a batch is split into, each
+     * computed whole on one thread; 0: one per thread (fg_get_threads),
+     * 1: none. */
+    int batch_parts;
 } fg_trainer_options;
 
 typedef struct fg_trainer {
@@ -54,6 +58,8 @@ typedef struct fg_trainer {
     long step;                 /* updates taken, carried across resumes */
     long skipped;              /* bad batches skipped so far */
     double elapsed;            /* seconds inside steps, carried across resumes */
+    fg_graph **part_graphs;    /* parts 1, 2, ... of a split batch (part 0: g) */
+    int n_part_graphs;
 } fg_trainer;
 
 /* What one call of fg_trainer_step did. FG_STEP_REJECTED: the guard judged
@@ -88,6 +94,24 @@ FG_API double fg_trainer_lr(const fg_trainer *t, long step);
  * within skip_nonfinite); FG_STEP_FAILED leaves them too and says why in
  * r->why and fg_last_error ("step N: the loss is NaN ..."). */
 FG_API fg_step_outcome fg_trainer_step(fg_trainer *t, fg_step_loss_fn loss, void *ctx, fg_step_report *r);
+/* The loss of images [first, first + n) of a step's batch, built on g, as
+ * a mean over them; *metric receives their figure (a mean too). */
+typedef fg_var *(*fg_part_loss_fn)(void *ctx, fg_graph *g, int first, int n, double *metric);
+/* One step on a batch of n images split into parts (o.batch_parts), each
+ * part's forward and backward computed at once with the others, one
+ * thread each, every kernel of a part on its thread. Two threads keep
+ * busy through the whole step this way, where splitting each kernel
+ * between them leaves one waiting at every small op. The losses and
+ * gradients of the parts are weighted by their share of the batch and
+ * added, so the step is fg_trainer_step's on the whole batch up to float
+ * rounding. The parts run the model at once: its forward must not change
+ * its own state (data-dependent initialization does; take that step
+ * whole). With one part (one thread, a batch of one, or called from a
+ * parallel region) this is fg_trainer_step on the whole batch. */
+FG_API fg_step_outcome fg_trainer_step_parts(fg_trainer *t, fg_part_loss_fn loss, void *ctx, int n,
+                                             fg_step_report *r);
+/* The number of parts fg_trainer_step_parts splits a batch of n into. */
+FG_API int fg_trainer_batch_parts(const fg_trainer *t, int n);
 /* Exchanges the weights and their averages (no-op without EMA); call again
  * to swap back. Evaluation and sampling between steps use the averages. */
 FG_API void fg_trainer_swap_ema(fg_trainer *t);
@@ -107,6 +131,8 @@ typedef struct fg_batch {
     int first;                 /* their offset in the global batch */
     int global_n;              /* the global batch */
     long step;                 /* updates taken before this batch */
+    int offset;                /* idx[0]'s place among this rank's images: 0
+                                  unless the batch is computed in parts */
 } fg_batch;
 
 typedef struct fg_train_hooks {
@@ -121,6 +147,10 @@ typedef struct fg_train_hooks {
     /* After every taken step: a non-zero return (a signal number, say)
      * stops the run after this step, with FG_OK. */
     int (*stop)(void *ctx, fg_trainer *t);
+    /* Whether the next batch's loss may be computed in parts at once
+     * (fg_trainer_step_parts): the loss hook is then called from several
+     * threads, on parts of the batch, and must be safe so. NULL: never. */
+    int (*can_split)(void *ctx, fg_trainer *t);
 } fg_train_hooks;
 
 typedef struct fg_train_plan {

@@ -15,6 +15,19 @@ static fg_var *loss_of_batch(void *ctx, fg_graph *g, double *metric)
     return bl->h->loss(bl->h->ctx, g, &bl->b, metric);
 }
 
+/* Images [first, first + n) of this rank's shard as a batch of their own:
+ * their own noise and flips, as in the whole batch. */
+static fg_var *loss_of_part(void *ctx, fg_graph *g, int first, int n, double *metric)
+{
+    batch_loss *bl = ctx;
+    fg_batch part = bl->b;
+    part.idx += first;
+    part.n = n;
+    part.first += first;
+    part.offset = first;
+    return bl->h->loss(bl->h->ctx, g, &part, metric);
+}
+
 int fg_train_plan_pending(const fg_train_plan *p, const fg_trainer *t, const fg_batch_iter *it)
 {
     /* Counted in epochs, an epoch begun is finished even past the steps. */
@@ -40,9 +53,11 @@ int fg_train_run(fg_trainer *t, fg_batch_iter *it, const fg_train_plan *p,
         }
         /* n is the global batch; this rank trains on its shard of it. */
         int first = fg_dist_shard_first(n);
-        batch_loss bl = {h, {idx + first, fg_dist_shard_size(n), first, n, t->step}};
+        batch_loss bl = {h, {idx + first, fg_dist_shard_size(n), first, n, t->step, 0}};
         fg_step_report r;
-        fg_step_outcome out = fg_trainer_step(t, loss_of_batch, &bl, &r);
+        fg_step_outcome out = h->can_split && h->can_split(h->ctx, t)
+                                  ? fg_trainer_step_parts(t, loss_of_part, &bl, bl.b.n, &r)
+                                  : fg_trainer_step(t, loss_of_batch, &bl, &r);
         r.images = n;
         if (h->after_step && (rc = h->after_step(h->ctx, t, &r)) != FG_OK)
             break;

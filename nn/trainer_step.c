@@ -1,7 +1,7 @@
 /* One training step (see nn/trainer.h). The order is the contract: the
  * finite check sees the averaged gradients, so every rank skips or fails
  * the same batch, and clipping sees gradients known to be finite. */
-#include "nn/trainer.h"
+#include "nn/trainer_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-static double now(void)
+double fg_trainer_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -45,6 +45,9 @@ void fg_trainer_free(fg_trainer *t)
     if (!t->g)
         return;
     fg_graph_destroy(t->g);
+    for (int p = 0; p < t->n_part_graphs; p++)
+        fg_graph_destroy(t->part_graphs[p]);
+    free(t->part_graphs);
     if (t->guard) {
         fg_guarded_free(t->guard);
         free(t->guard);
@@ -62,9 +65,10 @@ double fg_trainer_lr(const fg_trainer *t, long step)
 }
 
 /* What is not finite after the forward pass (and, with a finite loss, the
- * backward pass), or NULL. State order is forward order, so the first
- * parameter named is the earliest layer that broke. */
-static const char *not_finite(fg_trainer *t, fg_var *loss, double lv, char *why, size_t n)
+ * backward pass, which backward runs), or NULL. State order is forward
+ * order, so the first parameter named is the earliest layer that broke. */
+static const char *not_finite(fg_trainer *t, double lv, fg_trainer_backward_fn backward,
+                              void *bctx, char *why, size_t n)
 {
     if (!isfinite(lv)) {
         /* A layer that saw a non-finite input said so during this step's
@@ -78,7 +82,7 @@ static const char *not_finite(fg_trainer *t, fg_var *loss, double lv, char *why,
         return why;
     }
     fg_state_list_zero_grad(t->state);
-    fg_backward(t->g, loss);
+    backward(bctx);
     fg_dist_average_grads(t->state);
     if (t->o.inspect_gradients)
         t->o.inspect_gradients(t->o.inspect_ctx, t->state);
@@ -89,22 +93,17 @@ static const char *not_finite(fg_trainer *t, fg_var *loss, double lv, char *why,
     return NULL;
 }
 
-fg_step_outcome fg_trainer_step(fg_trainer *t, fg_step_loss_fn loss_fn, void *ctx, fg_step_report *r)
+fg_step_outcome fg_trainer_finish_step(fg_trainer *t, double loss, double metric,
+                                       fg_trainer_backward_fn backward, void *bctx,
+                                       double t0, fg_step_report *r)
 {
-    double t0 = now();
-    memset(r, 0, sizeof *r);
-    fg_graph_reset(t->g);
-    double metric = 0;
-    fg_clear_error();
-    fg_var *loss = loss_fn(ctx, t->g, &metric);
     /* Means over ranks, so every rank takes the same decisions below. */
-    double means[2] = {loss->t.data[0], metric};
+    double means[2] = {loss, metric};
     fg_dist_mean(means, 2);
     r->loss = means[0];
     r->metric = means[1];
-    const char *bad = not_finite(t, loss, r->loss, r->why, sizeof r->why);
+    const char *bad = not_finite(t, r->loss, backward, bctx, r->why, sizeof r->why);
     if (bad) {
-        fg_graph_reset(t->g);
         r->step = t->step;
         if (t->skipped < t->o.skip_nonfinite) {
             t->skipped++;
@@ -128,11 +127,36 @@ fg_step_outcome fg_trainer_step(fg_trainer *t, fg_step_loss_fn loss_fn, void *ct
         if (t->has_ema)
             fg_ema_update(&t->ema);
     }
-    fg_graph_reset(t->g);
     r->step = t->step;
-    r->seconds = now() - t0;
+    r->seconds = fg_trainer_now() - t0;
     t->elapsed += r->seconds;
     return r->outcome;
+}
+
+typedef struct whole_backward {
+    fg_graph *g;
+    fg_var *loss;
+} whole_backward;
+
+static void backward_whole(void *ctx)
+{
+    whole_backward *w = ctx;
+    fg_backward(w->g, w->loss);
+}
+
+fg_step_outcome fg_trainer_step(fg_trainer *t, fg_step_loss_fn loss_fn, void *ctx, fg_step_report *r)
+{
+    double t0 = fg_trainer_now();
+    memset(r, 0, sizeof *r);
+    fg_graph_reset(t->g);
+    double metric = 0;
+    fg_clear_error();
+    fg_var *loss = loss_fn(ctx, t->g, &metric);
+    whole_backward w = {t->g, loss};
+    fg_step_outcome out = fg_trainer_finish_step(t, loss->t.data[0], metric, backward_whole, &w,
+                                                 t0, r);
+    fg_graph_reset(t->g);
+    return out;
 }
 
 void fg_trainer_swap_ema(fg_trainer *t)

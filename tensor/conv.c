@@ -77,7 +77,7 @@ void fg_conv2d_forward(int N, int Ci, int H, int W, int Co, int k,
         if (bias)
             fg_k_add_channel(g, Co, P, yg, bias, yg);
     }
-    if (timed && !direct) fg_profile_add("kernel:im2col", t_im2col / T);
+    if (timed && !direct) fg_profile_add_shared("kernel:im2col", t_im2col / T);
     if (out_all)
         fg_conv_scratch_release(scratch, out_all);
     if (col_all)
@@ -128,7 +128,7 @@ void fg_conv2d_backward_input(int N, int Ci, int H, int W, int Co, int k,
             fg_conv_col2im_ld(Ci, H, W, k, dcol + (size_t)i * P, ld, dx + (size_t)(n0 + i) * Ci * P);
         if (timed) t_col2im += fg_profile_now() - t0;
     }
-    if (timed && !direct) fg_profile_add("kernel:col2im", t_col2im / T);
+    if (timed && !direct) fg_profile_add_shared("kernel:col2im", t_col2im / T);
     if (dyg_all)
         fg_conv_scratch_release(scratch, dyg_all);
     if (dcol_all)
@@ -176,7 +176,7 @@ static void wide_backward_weight(int N, int Ci, int H, int W, int Co, int k,
         if (timed) t_im2col += fg_profile_now() - t0;
         fg_gemm(0, 1, Co, K, (int)ld, 1.0f, a_in, (int)ld, col, (int)ld, 1.0f, dwt, K);
     }
-    if (timed && !direct) fg_profile_add("kernel:im2col", t_im2col / T);
+    if (timed && !direct) fg_profile_add_shared("kernel:im2col", t_im2col / T);
     for (int t = 1; t < T; t++)
         fg_k_add((size_t)Co * K, dw, acc + (size_t)(t - 1) * Co * K, dw);
     if (acc)

@@ -174,7 +174,7 @@ static void check(const char *op, int N, int Ci, int H, int W, int Co, int k)
         double t0_ = fg_profile_enabled() ? fg_profile_now() : 0.0; \
         stmt; \
         if (t0_ != 0.0) \
-            fg_profile_add("kernel:" name, (fg_profile_now() - t0_) / omp_get_num_threads()); \
+            fg_profile_add_shared("kernel:" name, fg_profile_now() - t0_); \
     } while (0)
 
 size_t fg_conv_cm_work_floats(int run, int Ci, int H, int W, int Co, int k)

@@ -96,7 +96,7 @@ void fg_conv_narrow_forward(int N, int Ci, int H, int W, int Co, int k,
         }
         if (timed) t_shift += fg_profile_now() - t0;
     }
-    if (timed) fg_profile_add("kernel:col2im", t_shift / p.T);
+    if (timed) fg_profile_add_shared("kernel:col2im", t_shift / p.T);
     if (xg_all)
         fg_conv_scratch_release(scratch, xg_all);
     fg_conv_scratch_release(scratch, z_all);
@@ -133,7 +133,7 @@ void fg_conv_narrow_backward_input(int N, int Ci, int H, int W, int Co, int k,
             fg_conv_scatter_columns(g, Ci, p.P, out, dxg, 1);
         }
     }
-    if (timed) fg_profile_add("kernel:im2col", t_cols / p.T);
+    if (timed) fg_profile_add_shared("kernel:im2col", t_cols / p.T);
     if (out_all)
         fg_conv_scratch_release(scratch, out_all);
     fg_conv_scratch_release(scratch, col_all);
@@ -168,7 +168,7 @@ void fg_conv_narrow_backward_weight(int N, int Ci, int H, int W, int Co, int k,
         fg_gemm(0, 1, Ci, p.R, (int)ld, 1.0f, a, (int)ld, col, (int)ld, 1.0f,
                 acc + (size_t)t * acc_n, p.R);
     }
-    if (timed) fg_profile_add("kernel:im2col", t_cols / p.T);
+    if (timed) fg_profile_add_shared("kernel:im2col", t_cols / p.T);
     for (int t = 1; t < p.T; t++)
         fg_k_add(acc_n, acc, acc + (size_t)t * acc_n, acc);
     fg_conv_unflip_add(Co, Ci, p.kk, acc, dw);

@@ -437,8 +437,7 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
             double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
             gemm_unpacked(M, N, K, alpha, A, ra, ca, B, rb, beta, C, crs, threads);
             if (t0 != 0.0)
-                fg_profile_add("kernel:gemm", (fg_profile_now() - t0) /
-                                              (split_by_caller ? omp_get_num_threads() : 1));
+                fg_profile_add_shared("kernel:gemm", fg_profile_now() - t0);
             return;
         }
     }
@@ -486,8 +485,7 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
             }
     }
     if (t0 != 0.0)  /* wall time: a share of the region when threads split it */
-        fg_profile_add("kernel:gemm", (fg_profile_now() - t0) /
-                                      (split_by_caller ? omp_get_num_threads() : 1));
+        fg_profile_add_shared("kernel:gemm", fg_profile_now() - t0);
 }
 
 void fg_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,

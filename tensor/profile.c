@@ -3,6 +3,7 @@
  * branch; on, two clock reads and a short locked update. */
 #include "tensor/tensor.h"
 #include <pthread.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,16 @@ void fg_profile_add(const char *name, double seconds)
         counters[i].calls++;
     }
     pthread_mutex_unlock(&lock);
+}
+
+void fg_profile_add_shared(const char *name, double seconds)
+{
+    /* Teams inside teams: the threads side by side are the product of
+     * the team sizes at every level. */
+    int side_by_side = 1;
+    for (int level = omp_get_level(); level > 0; level--)
+        side_by_side *= omp_get_team_size(level);
+    fg_profile_add(name, seconds / side_by_side);
 }
 
 double fg_profile_seconds(const char *name)

@@ -313,6 +313,13 @@ FG_API void fg_matmul_double(int n, const double *a, const double *b, double *c)
 FG_API int fg_profile_enabled(void);
 FG_API double fg_profile_now(void);
 FG_API void fg_profile_add(const char *name, double seconds);
+/* The same for time a thread spent beside the others of its OpenMP team
+ * (a share of one kernel, or a part of a batch computed at once): added as
+ * the thread's share of the wall time, seconds / the threads working side
+ * by side (the team sizes of all enclosing levels multiplied), so that the
+ * counters still add up to wall time. Outside a team it is
+ * fg_profile_add. */
+FG_API void fg_profile_add_shared(const char *name, double seconds);
 FG_API double fg_profile_seconds(const char *name);
 /* The counters summed by category, in seconds. Kernel counters run inside
  * op counters, so `other_ops` is op time less kernel time. */

@@ -579,6 +579,41 @@ END_TEST
 
 /* A (1, 1, 2, 4) plane: two 2x2 windows, hand-computed results. A tie in
  * the second window sends the gradient to its first maximum only. */
+/* A graph that keeps leaf gradients leaves the leaves' own buffers alone
+ * until told to add its own, starts them from zero each step, and keeps
+ * them through a rewind of its arena (they live on the heap). */
+START_TEST(test_kept_leaf_grads)
+{
+    const int s[1] = {5};
+    fg_var *w = fg_leaf_new(1, s, 1);
+    float x[5] = {0.5f, -1.0f, 2.0f, 3.0f, -0.25f};
+    for (int i = 0; i < 5; i++)
+        w->t.data[i] = (float)i + 1.0f;
+    fg_graph *g = fg_graph_create();
+    fg_graph_keep_leaf_grads(g, 1);
+    for (int step = 1; step <= 2; step++) {
+        fg_graph_mark m = fg_graph_mark_now(g);
+        fg_backward(g, fg_sum(g, fg_mul(g, w, fg_const_wrap(g, x, 1, s))));
+        for (int i = 0; i < 5; i++)
+            ck_assert_float_eq(w->grad[i], (step - 1) * x[i]);
+        fg_graph_rewind(g, &m);
+        float *junk = fg_arena_alloc(fg_graph_arena(g), 4096 * sizeof(float));
+        for (int i = 0; i < 4096; i++)
+            junk[i] = 99.0f;
+        fg_graph_add_leaf_grads(g);
+        for (int i = 0; i < 5; i++)
+            ck_assert_float_eq(w->grad[i], step * x[i]);
+        fg_graph_reset(g);
+    }
+    /* A step that does not reach w adds nothing. */
+    fg_graph_add_leaf_grads(g);
+    for (int i = 0; i < 5; i++)
+        ck_assert_float_eq(w->grad[i], 2 * x[i]);
+    fg_graph_destroy(g);
+    fg_leaf_free(w);
+}
+END_TEST
+
 START_TEST(test_pool_values)
 {
     fg_graph *g = fg_graph_create();
@@ -1039,6 +1074,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, test_gradcheck_direction_model);
     tcase_add_test(tc, test_flat_memory);
     tcase_add_test(tc, test_custom_op_segments);
+    tcase_add_test(tc, test_kept_leaf_grads);
     suite_add_tcase(s, tc);
     tc = fg_tcase("layout_threads");
     tcase_add_test(tc, test_layout_ops_threads);

@@ -174,7 +174,7 @@ static fg_var *next_loss(void *ctx, fg_graph *g, double *metric)
     int idx[64];
     for (int k = 0; k < r->batch; k++)
         idx[k] = (int)((r->step * r->batch + k) % r->n);
-    fg_batch b = {idx, r->batch, 0, r->batch, r->step};
+    fg_batch b = {idx, r->batch, 0, r->batch, r->step, 0};
     r->step++;
     return fg_model_batch_loss(&r->mb, g, &b, metric);
 }

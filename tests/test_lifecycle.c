@@ -258,6 +258,113 @@ START_TEST(nonfinite_steps_skip_then_fail)
 }
 END_TEST
 
+/* Gradients and loss of one step, seen by inspect_gradients. */
+typedef struct seen_step {
+    run *r;
+    float **grads;
+} seen_step;
+
+static void keep_gradients(void *ctx, const fg_state_list *l)
+{
+    seen_step *s = ctx;
+    s->grads = calloc((size_t)l->n, sizeof *s->grads);
+    for (int i = 0; i < l->n; i++)
+        if (l->items[i].var->grad) {
+            size_t n = fg_numel(&l->items[i].var->t);
+            s->grads[i] = malloc(n * sizeof(float));
+            memcpy(s->grads[i], l->items[i].var->grad, n * sizeof(float));
+        }
+}
+
+static int always_split(void *ctx, fg_trainer *t)
+{
+    (void)t;
+    return fg_model_batches_can_split(&((run *)ctx)->b);
+}
+
+/* A class-conditional Glow's batch computed in two parts at once, one
+ * thread each, gives the gradients and loss of the whole batch up to float
+ * rounding: each part has its own images, noise and labels, and the kept
+ * gradients of the second part are added in. The first step, which
+ * initializes actnorm from the batch, is taken whole. */
+START_TEST(split_batches_match_whole_ones)
+{
+    run a, b;
+    seen_step sa = {&a, NULL}, sb = {&b, NULL};
+    run_open(&a);
+    run_open(&b);
+    a.tr.o.batch_parts = 1;
+    b.tr.o.batch_parts = 2;
+    fg_train_hooks ha = {.ctx = &a, .loss = loss, .can_split = always_split};
+    fg_train_hooks hb = {.ctx = &b, .loss = loss, .can_split = always_split};
+    fg_train_plan p1 = {.total_steps = 1}, p2 = {.total_steps = 2};
+    ck_assert(fg_model_batches_can_split(&b.b) == 0);
+    ck_assert_int_eq(fg_train_run(&a.tr, &a.it, &p1, &ha, NULL), FG_OK);
+    ck_assert_int_eq(fg_train_run(&b.tr, &b.it, &p1, &hb, NULL), FG_OK);
+    assert_same_weights(&a.model->state, &b.model->state);
+    ck_assert(fg_model_batches_can_split(&b.b));
+    ck_assert_int_eq(fg_trainer_batch_parts(&b.tr, 16), 2);
+    a.tr.o.inspect_gradients = b.tr.o.inspect_gradients = keep_gradients;
+    a.tr.o.inspect_ctx = &sa;
+    b.tr.o.inspect_ctx = &sb;
+    ck_assert_int_eq(fg_train_run(&a.tr, &a.it, &p2, &ha, NULL), FG_OK);
+    ck_assert_int_eq(fg_train_run(&b.tr, &b.it, &p2, &hb, NULL), FG_OK);
+    const fg_state_list *l = &a.model->state;
+    int compared = 0;
+    for (int i = 0; i < l->n; i++) {
+        if (!sa.grads[i])
+            continue;
+        size_t n = fg_numel(&l->items[i].var->t);
+        double diff = 0, norm = 0;
+        for (size_t k = 0; k < n; k++) {
+            diff += ((double)sa.grads[i][k] - sb.grads[i][k]) *
+                    ((double)sa.grads[i][k] - sb.grads[i][k]);
+            norm += (double)sa.grads[i][k] * sa.grads[i][k];
+        }
+        ck_assert_msg(sqrt(diff) <= 1e-5 * sqrt(norm) + 1e-9, "%s: |split - whole| %g of %g",
+                      l->items[i].name, sqrt(diff), sqrt(norm));
+        compared++;
+        free(sa.grads[i]);
+        free(sb.grads[i]);
+    }
+    ck_assert_int_gt(compared, 10);
+    free(sa.grads);
+    free(sb.grads);
+    run_close(&a);
+    run_close(&b);
+}
+END_TEST
+
+static fg_var *nan_in_second_part(void *ctx, fg_graph *g, int first, int n, double *metric)
+{
+    (void)ctx;
+    int shape[1] = {1};
+    fg_var *x = fg_const(g, 1, shape);
+    x->t.data[0] = first > 0 ? NAN : (float)n;
+    *metric = 0;
+    if (first > 0)
+        fg_error("layer 3 saw a NaN");
+    return x;
+}
+
+/* A part whose loss is not finite skips the step, and the message carries
+ * what a layer of that part said, though it ran on another thread. */
+START_TEST(a_broken_part_skips_the_step)
+{
+    run a;
+    run_open(&a);
+    a.tr.o.skip_nonfinite = 1;
+    a.tr.o.batch_parts = 2;
+    fg_step_report r;
+    ck_assert_int_eq(fg_trainer_step_parts(&a.tr, nan_in_second_part, NULL, 16, &r),
+                     FG_STEP_SKIPPED);
+    ck_assert_str_eq(r.why, "the loss is NaN; layer 3 saw a NaN");
+    ck_assert_int_eq(a.tr.step, 0);
+    ck_assert_int_eq(a.tr.optim.step, 0);
+    run_close(&a);
+}
+END_TEST
+
 /* With flip, each image of a batch is its unflipped input (noise and all)
  * or that input mirrored left-right, as the step's flip stream says, and
  * a shard of the batch gets exactly its part of the whole batch's input. */
@@ -268,7 +375,7 @@ START_TEST(flips_mirror_whole_images)
     int idx[16];
     for (int i = 0; i < 16; i++)
         idx[i] = 3 * i;
-    fg_batch whole = {idx, 16, 0, 16, 5}, shard = {idx + 8, 8, 8, 16, 5};
+    fg_batch whole = {idx, 16, 0, 16, 5, 0}, shard = {idx + 8, 8, 8, 16, 5, 0};
     fg_var *plain = fg_model_batch_input(&a.b, a.tr.g, &whole);
     a.b.flip = 1;
     fg_var *flipped = fg_model_batch_input(&a.b, a.tr.g, &whole);
@@ -327,6 +434,8 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, format_1_checkpoints_still_load);
     tcase_add_test(tc, later_formats_are_read_forward);
     tcase_add_test(tc, nonfinite_steps_skip_then_fail);
+    tcase_add_test(tc, split_batches_match_whole_ones);
+    tcase_add_test(tc, a_broken_part_skips_the_step);
     tcase_add_test(tc, bits_per_dim_of_parts_add_up);
     tcase_add_test(tc, flips_mirror_whole_images);
     suite_add_tcase(s, tc);

@@ -5,7 +5,9 @@
  *   bench_glow --K 16 --L 2 --hidden 256 --batch 64 --threads 2 --steps 20 --sample 64
  *
  * One untimed step comes first (it runs actnorm's data-dependent init and
- * touches every buffer once), then --steps timed training steps, then one
+ * touches every buffer once), and a second when the batch is split between
+ * threads (the first split step touches the part graphs' buffers), then
+ * --steps timed training steps, then one
  * sampling pass of --sample images at --temperature (the yardstick's
  * figure, a first pass). With --sample-passes P it makes P passes in all
  * and also reports their median with its GFLOP/s: sampling runs the
@@ -24,6 +26,7 @@
 
 typedef struct opts {
     int K, L, hidden, batch, threads, steps, sample, sample_passes, lu, learn_top, seed;
+    int batch_parts;
     const char *coupling, *permutation, *data, *memory;
     double lr, temperature;
     int warmup;
@@ -48,6 +51,10 @@ static void usage(FILE *f)
           "  --sample-passes P              P sampling passes: the first is reported as\n"
           "                                 the yardstick's, the median of all with its\n"
           "                                 GFLOP/s (default 1)\n"
+          "  --batch-parts P                the batch computed in P parts at once, one\n"
+          "                                 thread each, as flowgrad train does; 1: the\n"
+          "                                 whole batch, each kernel split between the\n"
+          "                                 threads (default 0: one part per thread)\n"
           "  --lr X --warmup N --seed N     (default 1e-3, 200, 0)\n"
           "  --data DIR                     Fashion-MNIST IDX files (default Debian's)\n"
           "  --memory store|invert          training memory mode (default store; see\n"
@@ -57,8 +64,8 @@ static void usage(FILE *f)
 
 static int parse(int argc, char **argv, opts *o)
 {
-    *o = (opts){8, 2, 128, 64, 2, 20, 0, 1, 1, 1, 0, "affine", "invconv", NULL, "store", 1e-3, 0.7,
-                200};
+    *o = (opts){8, 2, 128, 64, 2, 20, 0, 1, 1, 1, 0, 0, "affine", "invconv", NULL, "store", 1e-3,
+                0.7, 200};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int *iv = !strcmp(a, "--K") ? &o->K : !strcmp(a, "--L") ? &o->L
@@ -66,7 +73,8 @@ static int parse(int argc, char **argv, opts *o)
                 : !strcmp(a, "--threads") ? &o->threads : !strcmp(a, "--steps") ? &o->steps
                 : !strcmp(a, "--sample") ? &o->sample : !strcmp(a, "--seed") ? &o->seed
                 : !strcmp(a, "--sample-passes") ? &o->sample_passes
-                : !strcmp(a, "--warmup") ? &o->warmup : NULL;
+                : !strcmp(a, "--warmup") ? &o->warmup
+                : !strcmp(a, "--batch-parts") ? &o->batch_parts : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
         else if (!strcmp(a, "--no-lu")) o->lu = 0;
         else if (!strcmp(a, "--no-learn-top")) o->learn_top = 0;
@@ -92,6 +100,28 @@ static int parse(int argc, char **argv, opts *o)
         return -1;
     }
     return 0;
+}
+
+/* The batch of a step as the trainer's loss hooks see it. */
+typedef struct bench_batch {
+    fg_model *m;
+    const float *x;            /* the whole dequantized batch */
+    fg_memory_mode memory;
+    int batch;
+} bench_batch;
+
+static fg_var *part_loss(void *ctx, fg_graph *g, int first, int n, double *bpd)
+{
+    bench_batch *b = ctx;
+    const int shape[4] = {n, 1, 28, 28};
+    return fg_model_loss_ex(b->m, g, fg_const_wrap(g, (float *)b->x + (size_t)first * 784, 4,
+                                                   shape),
+                            NULL, bpd, b->memory, NULL);
+}
+
+static fg_var *whole_loss(void *ctx, fg_graph *g, double *bpd)
+{
+    return part_loss(ctx, g, 0, ((bench_batch *)ctx)->batch, bpd);
 }
 
 static long minor_faults(void)
@@ -138,35 +168,49 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_glow: %s\n", fg_last_error());
         return 1;
     }
-    fg_optim opt;
-    fg_optim_init(&opt, FG_ADAM, &m->state, 0.9, 0.999, 1e-8);
+    /* The library trainer's step, as flowgrad train takes it (Adam, the
+     * warmup, no clipping or guard): on more than one thread the batch is
+     * computed in parts once actnorm is initialized. */
+    fg_trainer_options to = {.optimizer = FG_ADAM, .lr = o.lr, .warmup = o.warmup,
+                             .schedule = FG_SCHEDULE_CONSTANT, .batch_parts = o.batch_parts};
+    fg_trainer tr;
+    fg_trainer_init(&tr, &m->state, &to);
     fg_batch_iter it;
     fg_batch_iter_init(&it, &train, o.batch, 1, 1, (uint64_t)o.seed);
     fg_rng rng;
     fg_rng_seed(&rng, (uint64_t)o.seed);
     fg_graph *g = fg_graph_create();
     int *idx = fg_xmalloc((size_t)o.batch * sizeof(int), "batch indices");
-    const int shape[4] = {o.batch, 1, 28, 28};
     float *x = fg_xmalloc((size_t)o.batch * 784 * sizeof(float), "batch");
+    bench_batch bb = {m, x, memory, o.batch};
     double loss_first = 0, loss_last = 0, t_start = 0;
     long faults_start = 0;
     fg_profile_totals prof_start = {0}, prof_end = {0};
-    for (int step = 0; step <= o.steps; step++) {
-        if (step == 1) {
+    int parts = 1;
+    /* Untimed: the first step (actnorm's init, taken whole) and, when the
+     * batch is split, the first split step, which touches the part
+     * graphs' memory for the first time. */
+    int untimed = memory == FG_MEMORY_STORE && fg_trainer_batch_parts(&tr, o.batch) > 1 ? 2 : 1;
+    for (int step = 0; step < o.steps + untimed; step++) {
+        if (step == untimed) {
             t_start = fg_profile_now();
             faults_start = minor_faults();
             fg_profile_get_totals(&prof_start);
         }
         if (fg_batch_iter_next(&it, idx) < o.batch) fg_batch_iter_next(&it, idx);
         fg_dequantize(&train, idx, o.batch, 8, &rng, x);
-        fg_state_list_zero_grad(&m->state);
-        fg_var *loss = fg_model_loss_ex(m, g, fg_const_wrap(g, x, 4, shape), NULL, NULL, memory,
-                                        NULL);
-        fg_backward(g, loss);
-        fg_optim_step(&opt, fg_lr_warmup(o.lr, step + 1, o.warmup));
-        loss_last = loss->t.data[0];
+        fg_step_report r;
+        int split = memory == FG_MEMORY_STORE && fg_flow_init_pending(m->flow->body) == 0;
+        if (split)
+            parts = fg_trainer_batch_parts(&tr, o.batch);
+        fg_step_outcome out = split ? fg_trainer_step_parts(&tr, part_loss, &bb, o.batch, &r)
+                                    : fg_trainer_step(&tr, whole_loss, &bb, &r);
+        if (out == FG_STEP_FAILED) {
+            fprintf(stderr, "bench_glow: %s\n", fg_last_error());
+            return 1;
+        }
+        loss_last = r.loss;
         if (step == 0) loss_first = loss_last;
-        fg_graph_reset(g);
     }
     double train_s = (fg_profile_now() - t_start) / (o.steps > 0 ? o.steps : 1);
     double faults_per_step = o.steps > 0 ? (double)(minor_faults() - faults_start) / o.steps : 0.0;
@@ -179,11 +223,11 @@ int main(int argc, char **argv)
            "\"forward_gflop_per_image\": %.5f, \"loss_first\": %.6f, \"loss_last\": %.6f",
            o.K, o.L, o.hidden, o.coupling, o.permutation, o.lu ? "true" : "false",
            fg_memory_mode_name(memory), o.batch,
-           o.threads, o.steps + 1, train_s, o.batch / train_s,
+           o.threads, o.steps + untimed, train_s, o.batch / train_s,
            /* a training step is a forward and a backward of about twice
             * its cost, as in the yardstick's flops.py */
            3.0 * flops * o.batch / train_s / 1e9, flops / 1e9, loss_first, loss_last);
-    printf(", \"page_faults_per_step\": %.1f", faults_per_step);
+    printf(", \"batch_parts\": %d, \"page_faults_per_step\": %.1f", parts, faults_per_step);
     if (fg_profile_enabled() && o.steps > 0) {
         double wall = train_s * o.steps;
         double gemm = prof_end.gemm - prof_start.gemm;
@@ -227,7 +271,7 @@ int main(int argc, char **argv)
     free(idx);
     fg_graph_destroy(g);
     fg_batch_iter_free(&it);
-    fg_optim_free(&opt);
+    fg_trainer_free(&tr);
     fg_dataset_free(&train);
     fg_model_free(m);
     fg_config_free(cfg);
