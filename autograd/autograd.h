@@ -35,6 +35,9 @@ FG_API fg_graph *fg_graph_create(void);
 FG_API void fg_graph_destroy(fg_graph *g);
 /* End of a step: forget the tape, reset the arena (O(1)). */
 FG_API void fg_graph_reset(fg_graph *g);
+/* A reset that gives the arenas' memory beyond their first chunks back
+ * (fg_arena_trim): after a step larger than those to come. */
+FG_API void fg_graph_trim(fg_graph *g);
 FG_API fg_arena *fg_graph_arena(fg_graph *g);
 /* Transient kernel workspace (im2col columns, GEMM-side buffers); its peak
  * adds to the arena's in a step's memory. */

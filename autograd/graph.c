@@ -36,6 +36,13 @@ void fg_graph_reset(fg_graph *g)
         fg_leaf_grads_new_step(g->kept);
 }
 
+void fg_graph_trim(fg_graph *g)
+{
+    fg_graph_reset(g);
+    fg_arena_trim(g->arena);
+    fg_arena_trim(g->scratch);
+}
+
 fg_arena *fg_graph_arena(fg_graph *g) { return g->arena; }
 fg_arena *fg_graph_scratch(fg_graph *g) { return g->scratch; }
 size_t fg_graph_nodes(const fg_graph *g) { return g->n_nodes; }

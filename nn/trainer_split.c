@@ -42,6 +42,11 @@ static void ensure_graphs(fg_trainer *t, int count)
 {
     if (t->n_part_graphs >= count - 1)
         return;
+    /* The trainer's graph, part 0 from now on, has held whole batches:
+     * what a part does not need goes back, or the process would keep a
+     * whole batch's memory on top of the parts'. */
+    if (t->n_part_graphs == 0)
+        fg_graph_trim(t->g);
     t->part_graphs = fg_xrealloc(t->part_graphs, (size_t)(count - 1) * sizeof *t->part_graphs,
                                  "part graphs");
     for (int p = t->n_part_graphs; p < count - 1; p++) {

@@ -114,6 +114,15 @@ void fg_arena_reset(fg_arena *a)
         fg_arena_trace_reset(a->trace);
 }
 
+void fg_arena_trim(fg_arena *a)
+{
+    fg_arena_reset(a);
+    for (chunk *c = a->first->next; c; c = c->next)
+        a->reserved -= c->size;
+    free_chunks(a->first->next);
+    a->first->next = NULL;
+}
+
 size_t fg_arena_used(const fg_arena *a)
 {
     return a->used;

@@ -88,6 +88,10 @@ FG_API void fg_arena_destroy(fg_arena *a);
 FG_API void *fg_arena_alloc(fg_arena *a, size_t bytes);   /* 64-byte aligned */
 FG_API void *fg_arena_calloc(fg_arena *a, size_t bytes);
 FG_API void fg_arena_reset(fg_arena *a);
+/* A reset that also gives every chunk but the first back to the system:
+ * for when the steps to come need much less than those before (the next
+ * steps fault their pages in again). */
+FG_API void fg_arena_trim(fg_arena *a);
 FG_API size_t fg_arena_used(const fg_arena *a);     /* bytes handed out since reset */
 FG_API size_t fg_arena_reserved(const fg_arena *a); /* bytes held from the system */
 FG_API size_t fg_arena_peak(const fg_arena *a);     /* most bytes ever in use */

@@ -893,6 +893,13 @@ START_TEST(test_arena_large_block)
     fg_arena_alloc(a, 1 << 20);
     fg_arena_reset(a);
     ck_assert_int_eq(fg_arena_reserved(a), reserved);
+    /* A trim keeps the first chunk only, and the arena grows again. */
+    fg_arena_trim(a);
+    ck_assert_int_eq(fg_arena_reserved(a), 4096);
+    ck_assert_int_eq(fg_arena_used(a), 0);
+    char *again = fg_arena_alloc(a, 1 << 19);
+    memset(again, 2, 1 << 19);
+    ck_assert_int_eq(fg_arena_reserved(a), 4096 + (1 << 19));
     fg_arena_destroy(a);
 }
 END_TEST
