@@ -45,6 +45,9 @@ static cntx_t contexts[FG_GEMM_NPATHS];
  * BLIS's packing on AVX2 paths (fg_sgemm_unpacked_avx2); 0: never.
  * FLOWGRAD_GEMM_UNPACKED overrides it, for the sweep in BENCHMARKS.md. */
 static int unpacked_bound;
+/* On the AVX-512 path: the longest K read in place whatever the rows;
+ * FLOWGRAD_GEMM_UNPACKED_K overrides it, and 0 turns the kernel off. */
+static int unpacked_k_avx512;
 /* Contexts with the transposed kernel, for products with a small N. */
 static cntx_t contexts_t[FG_GEMM_NPATHS];
 static int blocks[FG_GEMM_NPATHS][5];
@@ -190,6 +193,17 @@ static int best_supported_path(void)
 }
 
 #define UNPACKED_BOUND 48
+/* On AVX-512, a convolution chain's products on a chunk (N = 784 columns)
+ * read B in place faster than BLIS packs it when K is short (the first
+ * convolution's 9 Ci) or when few rows (the last convolution's, or the
+ * first's input gradient) meet a K of at most 128 (bench_gemm --only
+ * chunk, BENCHMARKS.md "Products without packing on AVX-512"). With a
+ * long N the strip order writes C in scattered short runs, and with a
+ * longer K or more rows packing wins again. */
+#define UNPACKED_K_AVX512 64
+#define UNPACKED_FEW_ROWS_AVX512 40
+#define UNPACKED_FEW_ROWS_K_AVX512 128
+#define UNPACKED_MAX_N_AVX512 2048
 
 static void build_contexts(void)
 {
@@ -202,6 +216,10 @@ static void build_contexts(void)
     const char *u = getenv("FLOWGRAD_GEMM_UNPACKED");
     if (u && *u && unpacked_bound > 0)
         unpacked_bound = atoi(u) > 0 ? atoi(u) : 0;
+    unpacked_k_avx512 = UNPACKED_K_AVX512;
+    u = getenv("FLOWGRAD_GEMM_UNPACKED_K");
+    if (u && *u)
+        unpacked_k_avx512 = atoi(u) > 0 ? atoi(u) : 0;
     const char *s = getenv("FLOWGRAD_GEMM_KERNEL");
     if (s && *s) {
         int p = fg_gemm_path_from_name(s);
@@ -314,44 +332,62 @@ static int swap_pays(int path, int M, int N, int K)
     return tile_area(N, M, mr, nr) * 10 < tile_area(M, N, mr, nr) * 9;
 }
 
-/* The buffer of the transposed product, one per thread and kept, so that
- * steady-state steps touch no new pages; a thread's buffer is freed when
- * the thread ends. */
+/* The buffers of a thread's products, kept, so that steady-state steps
+ * touch no new pages, and freed when the thread ends: the transposed
+ * product's result and the unpacked AVX-512 product's copy of A. */
 typedef struct {
-    float *data;
-    size_t cap;
-} swap_buf;
+    float *swap, *packed_a;
+    size_t swap_cap, packed_a_cap;
+} thread_bufs;
 
-static pthread_key_t swap_key;
-static pthread_once_t swap_key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t bufs_key;
+static pthread_once_t bufs_key_once = PTHREAD_ONCE_INIT;
 
-static void swap_buf_free(void *p)
+static void thread_bufs_free(void *p)
 {
-    swap_buf *b = p;
-    free(b->data);
+    thread_bufs *b = p;
+    free(b->swap);
+    free(b->packed_a);
     free(b);
 }
 
-static void swap_key_create(void)
+static void bufs_key_create(void)
 {
-    if (pthread_key_create(&swap_key, swap_buf_free) != 0)
-        fg_fatal("gemm", "cannot create the thread key of the transposed products");
+    if (pthread_key_create(&bufs_key, thread_bufs_free) != 0)
+        fg_fatal("gemm", "cannot create the thread key of the products' buffers");
+}
+
+static thread_bufs *my_bufs(void)
+{
+    pthread_once(&bufs_key_once, bufs_key_create);
+    thread_bufs *b = pthread_getspecific(bufs_key);
+    if (!b) {
+        b = fg_xcalloc(1, sizeof *b, "a thread's product buffers");
+        if (pthread_setspecific(bufs_key, b) != 0)
+            fg_fatal("gemm", "cannot keep a thread's product buffers");
+    }
+    return b;
+}
+
+static float *grow(float **data, size_t *cap, size_t count, const char *what)
+{
+    if (count > *cap) {
+        *data = fg_xrealloc(*data, count * sizeof(float), what);
+        *cap = count;
+    }
+    return *data;
 }
 
 static float *swap_buffer(size_t count)
 {
-    pthread_once(&swap_key_once, swap_key_create);
-    swap_buf *b = pthread_getspecific(swap_key);
-    if (!b) {
-        b = fg_xcalloc(1, sizeof *b, "a transposed product's buffer");
-        if (pthread_setspecific(swap_key, b) != 0)
-            fg_fatal("gemm", "cannot keep a transposed product's buffer");
-    }
-    if (count > b->cap) {
-        b->data = fg_xrealloc(b->data, count * sizeof(float), "a transposed product");
-        b->cap = count;
-    }
-    return b->data;
+    thread_bufs *b = my_bufs();
+    return grow(&b->swap, &b->swap_cap, count, "a transposed product");
+}
+
+static float *packed_a_buffer(size_t count)
+{
+    thread_bufs *b = my_bufs();
+    return grow(&b->packed_a, &b->packed_a_cap, count, "a copy of a product's A");
 }
 
 #define GEMM_SERIAL_WORK (1 << 20)
@@ -368,25 +404,41 @@ static float *swap_buffer(size_t count)
  * BLIS's packed copy (BENCHMARKS.md, "Products without packing"). */
 static int unpacked_pays(int path, int M, int N, int K, inc_t cb, inc_t ccs)
 {
-    if (path != FG_GEMM_BLIS && path != FG_GEMM_AVX2)
-        return 0;
     if (N < 16 || cb != 1 || ccs != 1)
+        return 0;
+    if (path == FG_GEMM_AVX512)
+        return N <= UNPACKED_MAX_N_AVX512 && unpacked_k_avx512 > 0 &&
+               (K <= unpacked_k_avx512 ||
+                (M <= UNPACKED_FEW_ROWS_AVX512 && K <= UNPACKED_FEW_ROWS_K_AVX512));
+    if (path != FG_GEMM_BLIS && path != FG_GEMM_AVX2)
         return 0;
     return K <= unpacked_bound ||
            (M <= unpacked_bound && (size_t)K * (size_t)N <= UNPACKED_CACHED_B);
 }
 
+/* One thread's columns [j0, j1) of the unpacked product. */
+static void unpacked_columns(int path, int M, int N, int K, float alpha, const float *A,
+                             inc_t ra, inc_t ca, const float *B, inc_t rb, float beta, float *C,
+                             inc_t rs_c, int j0, int j1)
+{
+    if (path == FG_GEMM_AVX512)
+        fg_sgemm_unpacked_avx512(M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, j0, j1,
+                                 packed_a_buffer(fg_sgemm_unpacked_avx512_pack_floats(M, K)));
+    else
+        fg_sgemm_unpacked_avx2(M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, j0, j1);
+}
+
 /* The unpacked product, its 16-column strips split between threads when it
  * is large enough to pay for them. */
-static void gemm_unpacked(int M, int N, int K, float alpha, const float *A, inc_t ra, inc_t ca,
-                          const float *B, inc_t rb, float beta, float *C, inc_t rs_c,
+static void gemm_unpacked(int path, int M, int N, int K, float alpha, const float *A, inc_t ra,
+                          inc_t ca, const float *B, inc_t rb, float beta, float *C, inc_t rs_c,
                           int threads)
 {
     const int strips = (N + 15) / 16;
     if (threads > strips)
         threads = strips;
     if (threads <= 1) {
-        fg_sgemm_unpacked_avx2(M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, 0, N);
+        unpacked_columns(path, M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, 0, N);
         return;
     }
     #pragma omp parallel num_threads(threads)
@@ -395,7 +447,7 @@ static void gemm_unpacked(int M, int N, int K, float alpha, const float *A, inc_
         const int s0 = (int)((long)strips * t / T), s1 = (int)((long)strips * (t + 1) / T);
         const int j1 = s1 * 16 < N ? s1 * 16 : N;
         if (s1 > s0)
-            fg_sgemm_unpacked_avx2(M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, s0 * 16, j1);
+            unpacked_columns(path, M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, s0 * 16, j1);
     }
 }
 
@@ -435,7 +487,7 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
         inc_t rb = trans_b ? bcs : brs, cb = trans_b ? brs : bcs;
         if (unpacked_pays(path, M, N, K, cb, ccs)) {
             double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
-            gemm_unpacked(M, N, K, alpha, A, ra, ca, B, rb, beta, C, crs, threads);
+            gemm_unpacked(path, M, N, K, alpha, A, ra, ca, B, rb, beta, C, crs, threads);
             if (t0 != 0.0)
                 fg_profile_add_shared("kernel:gemm", fg_profile_now() - t0);
             return;

@@ -46,6 +46,17 @@ void fg_sgemm_unpacked_avx2(int M, int N, int K, float alpha, const float *A, lo
                             long cs_a, const float *B, long rs_b, float beta, float *C,
                             long rs_c, int j0, int j1);
 
+/* The same on AVX-512 for products whose B is worth reading in place
+ * (sgemm_unpacked_avx512.c): op(A) is first copied into packed_a, room for
+ * fg_sgemm_unpacked_avx512_pack_floats(M, K) floats. */
+void fg_sgemm_unpacked_avx512(int M, int N, int K, float alpha, const float *A, long rs_a,
+                              long cs_a, const float *B, long rs_b, float beta, float *C,
+                              long rs_c, int j0, int j1, float *packed_a);
+static inline size_t fg_sgemm_unpacked_avx512_pack_floats(int M, int K)
+{
+    return (size_t)((M + FG_AVX512_MR - 1) / FG_AVX512_MR) * FG_AVX512_MR * (size_t)K;
+}
+
 /* Portable C for any x86-64 (the compiler may use SSE2). */
 enum { FG_SCALAR_MR = 4, FG_SCALAR_NR = 8 };
 void fg_sgemm_ukr_scalar(FG_SGEMM_UKR_ARGS);

@@ -1,0 +1,91 @@
+/* AVX-512 product without packing, for a coupling network's products on a
+ * chunk of images: B (the chunk's columns or its output gradient) is read
+ * where it lies, in strips of 16 columns, and op(A) (the weights, any
+ * strides) is broadcast one value at a time. Packed, each such product
+ * first copies all of B; on the Glow steps that copy took a sixth of the
+ * time, as much as the products' own arithmetic saves by packing.
+ *
+ * A strip of B (K x 16, one cache line per row when the rows are 64-byte
+ * aligned) stays in L1 while every 14-row tile of C in that strip runs its
+ * whole K: each element of C is written once, and no buffer is needed. */
+#include "tensor/kernels/sgemm_kernels.h"
+
+#include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
+#define INLINE static inline __attribute__((always_inline))
+
+enum { MR = 14, NR = 16 };
+
+#define FOR_ROWS(X) \
+    X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
+
+/* op(A) (M x K, element (i, k) at A[i rs_a + k cs_a]) as panels of MR
+ * rows: panel p holds rows p MR .. p MR + 13 at pa[p MR K + k MR + r], with
+ * zeros past M. */
+INLINE void pack_a(int M, int K, const float *A, long rs_a, long cs_a, float *pa)
+{
+    for (int i0 = 0; i0 < M; i0 += MR, pa += (long)MR * K)
+        for (int k = 0; k < K; k++)
+            for (int r = 0; r < MR; r++)
+                pa[(long)k * MR + r] = i0 + r < M ? A[(long)(i0 + r) * rs_a + (long)k * cs_a]
+                                                  : 0.0f;
+}
+
+/* One tile of `rows` rows (4, 8 or 14 after inlining; m <= rows of them are
+ * inside C) and 16 columns, of which those in nmask are inside C. */
+INLINE AVX512 void tile(const int rows, int m, int K, float alpha, const float *pa,
+                        const float *b, long rs_b, float beta, float *c, long rs_c,
+                        __mmask16 nmask)
+{
+#define ZERO(i) __m512 c##i = _mm512_setzero_ps();
+    FOR_ROWS(ZERO)
+#undef ZERO
+    for (int k = 0; k < K; k++, pa += MR) {
+        const __m512 bv = _mm512_maskz_loadu_ps(nmask, b + (long)k * rs_b);
+#define FMA(i) \
+        if ((i) < rows) c##i = _mm512_fmadd_ps(_mm512_set1_ps(pa[i]), bv, c##i);
+        FOR_ROWS(FMA)
+#undef FMA
+    }
+    const __m512 al = _mm512_set1_ps(alpha), be = _mm512_set1_ps(beta);
+#define STORE(i)                                                                    \
+    if ((i) < rows && (i) < m) {                                                    \
+        float *cr = c + (long)(i) * rs_c;                                           \
+        __m512 v = _mm512_mul_ps(c##i, al);                                         \
+        if (beta != 0.0f) /* beta 0 never reads C, which may hold NaN */            \
+            v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(nmask, cr), be, v);           \
+        _mm512_mask_storeu_ps(cr, nmask, v);                                        \
+    }
+    FOR_ROWS(STORE)
+#undef STORE
+}
+
+/* Every tile of the strip of columns under nmask. */
+INLINE AVX512 void strip(int M, int K, float alpha, const float *pa, const float *b, long rs_b,
+                         float beta, float *c, long rs_c, __mmask16 nmask)
+{
+    int i = 0;
+    for (; i + MR <= M; i += MR, pa += (long)MR * K)
+        tile(MR, MR, K, alpha, pa, b, rs_b, beta, c + i * rs_c, rs_c, nmask);
+    int m = M - i;
+    if (m > 8)
+        tile(MR, m, K, alpha, pa, b, rs_b, beta, c + i * rs_c, rs_c, nmask);
+    else if (m > 4)
+        tile(8, m, K, alpha, pa, b, rs_b, beta, c + i * rs_c, rs_c, nmask);
+    else if (m > 0)
+        tile(4, m, K, alpha, pa, b, rs_b, beta, c + i * rs_c, rs_c, nmask);
+}
+
+AVX512 void fg_sgemm_unpacked_avx512(int M, int N, int K, float alpha, const float *A,
+                                     long rs_a, long cs_a, const float *B, long rs_b,
+                                     float beta, float *C, long rs_c, int j0, int j1,
+                                     float *packed_a)
+{
+    pack_a(M, K, A, rs_a, cs_a, packed_a);
+    for (int j = j0; j < j1; j += NR) {
+        const __mmask16 nmask = j + NR <= N ? (__mmask16)0xFFFF
+                                            : (__mmask16)((1u << (N - j)) - 1);
+        strip(M, K, alpha, packed_a, B + j, rs_b, beta, C + j, rs_c, nmask);
+    }
+}
