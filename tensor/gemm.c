@@ -48,6 +48,8 @@ static int unpacked_bound;
 /* On the AVX-512 path: the longest K read in place whatever the rows;
  * FLOWGRAD_GEMM_UNPACKED_K overrides it, and 0 turns the kernel off. */
 static int unpacked_k_avx512;
+/* On the AVX-512 path: the shortest K of a dot-product kernel's product. */
+static int dot_min_k;
 /* Contexts with the transposed kernel, for products with a small N. */
 static cntx_t contexts_t[FG_GEMM_NPATHS];
 static int blocks[FG_GEMM_NPATHS][5];
@@ -204,6 +206,13 @@ static int best_supported_path(void)
 #define UNPACKED_FEW_ROWS_AVX512 40
 #define UNPACKED_FEW_ROWS_K_AVX512 128
 #define UNPACKED_MAX_N_AVX512 2048
+/* The dot-product kernel (sgemm_dot_avx512.c) against BLIS's transposing
+ * packs, on one thread (bench_gemm --only dW; BENCHMARKS.md, "Weight
+ * gradients as dot products"): 2-3x faster when one side of C is narrow
+ * (dW 256x18, 128x36, 4x2304 over 12544 pixels), 10 % slower for 256x256,
+ * where the packed kernel's 14 x 16 tile reuses each load more. */
+#define DOT_MIN_K 256
+#define DOT_NARROW 64
 
 static void build_contexts(void)
 {
@@ -220,6 +229,10 @@ static void build_contexts(void)
     u = getenv("FLOWGRAD_GEMM_UNPACKED_K");
     if (u && *u)
         unpacked_k_avx512 = atoi(u) > 0 ? atoi(u) : 0;
+    dot_min_k = DOT_MIN_K;
+    u = getenv("FLOWGRAD_GEMM_DOT_K");
+    if (u && *u)
+        dot_min_k = atoi(u) > 0 ? atoi(u) : 0;
     const char *s = getenv("FLOWGRAD_GEMM_KERNEL");
     if (s && *s) {
         int p = fg_gemm_path_from_name(s);
@@ -416,6 +429,40 @@ static int unpacked_pays(int path, int M, int N, int K, inc_t cb, inc_t ccs)
            (M <= unpacked_bound && (size_t)K * (size_t)N <= UNPACKED_CACHED_B);
 }
 
+/* Whether op(A) op(B) goes to the dot-product kernel: on the AVX-512 path,
+ * when both operands run along K with unit stride (a weight gradient), K
+ * is long enough for the lane sums at the end to be a small part
+ * (FLOWGRAD_GEMM_DOT_K, 0 off) and one side of C is narrow. */
+static int dot_pays(int path, int M, int N, int K, inc_t ca, inc_t rb)
+{
+    return path == FG_GEMM_AVX512 && ca == 1 && rb == 1 && dot_min_k > 0 && K >= dot_min_k &&
+           (M <= DOT_NARROW || N <= DOT_NARROW);
+}
+
+/* The dot-product kernel, its rows split between threads in blocks of 4. */
+static void gemm_dot(int M, int N, int K, float alpha, const float *A, inc_t ra, const float *B,
+                     inc_t cb, float beta, float *C, inc_t rs_c, inc_t cs_c, int threads)
+{
+    const int blocks = (M + 3) / 4;
+    if (threads > blocks)
+        threads = blocks;
+    if (threads <= 1) {
+        fg_sgemm_dot_avx512(M, N, K, alpha, A, ra, B, cb, beta, C, rs_c, cs_c);
+        return;
+    }
+    #pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        const int i0 = 4 * (int)((long)blocks * t / T);
+        int i1 = 4 * (int)((long)blocks * (t + 1) / T);
+        if (i1 > M)
+            i1 = M;
+        if (i1 > i0)
+            fg_sgemm_dot_avx512(i1 - i0, N, K, alpha, A + i0 * ra, ra, B, cb, beta,
+                                C + i0 * rs_c, rs_c, cs_c);
+    }
+}
+
 /* One thread's columns [j0, j1) of the unpacked product. */
 static void unpacked_columns(int path, int M, int N, int K, float alpha, const float *A,
                              inc_t ra, inc_t ca, const float *B, inc_t rb, float beta, float *C,
@@ -485,6 +532,13 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
         /* op(A) (i, k) at A + i ra + k ca; op(B) likewise */
         inc_t ra = trans_a ? acs : ars, ca = trans_a ? ars : acs;
         inc_t rb = trans_b ? bcs : brs, cb = trans_b ? brs : bcs;
+        if (dot_pays(path, M, N, K, ca, rb)) {
+            double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
+            gemm_dot(M, N, K, alpha, A, ra, B, cb, beta, C, crs, ccs, threads);
+            if (t0 != 0.0)
+                fg_profile_add_shared("kernel:gemm", fg_profile_now() - t0);
+            return;
+        }
         if (unpacked_pays(path, M, N, K, cb, ccs)) {
             double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
             gemm_unpacked(path, M, N, K, alpha, A, ra, ca, B, rb, beta, C, crs, threads);

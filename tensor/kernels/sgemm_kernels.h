@@ -57,6 +57,11 @@ static inline size_t fg_sgemm_unpacked_avx512_pack_floats(int M, int K)
     return (size_t)((M + FG_AVX512_MR - 1) / FG_AVX512_MR) * FG_AVX512_MR * (size_t)K;
 }
 
+/* C = alpha A B^T + beta C, A (M x K) and B (N x K) with unit stride along
+ * K, as dot products along K without packing (sgemm_dot_avx512.c). */
+void fg_sgemm_dot_avx512(int M, int N, int K, float alpha, const float *A, long lda,
+                         const float *B, long ldb, float beta, float *C, long rs_c, long cs_c);
+
 /* Portable C for any x86-64 (the compiler may use SSE2). */
 enum { FG_SCALAR_MR = 4, FG_SCALAR_NR = 8 };
 void fg_sgemm_ukr_scalar(FG_SGEMM_UKR_ARGS);

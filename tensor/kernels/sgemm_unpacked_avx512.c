@@ -41,6 +41,7 @@ INLINE AVX512 void tile(const int rows, int m, int K, float alpha, const float *
 #define ZERO(i) __m512 c##i = _mm512_setzero_ps();
     FOR_ROWS(ZERO)
 #undef ZERO
+#pragma GCC unroll 4
     for (int k = 0; k < K; k++, pa += MR) {
         const __m512 bv = _mm512_maskz_loadu_ps(nmask, b + (long)k * rs_b);
 #define FMA(i) \
