@@ -1,5 +1,6 @@
 /* fg_gemm_ex on every kernel path against a naive GEMM accumulated in
- * double: odd sizes, all transposes, the unpacked products, alpha/beta (beta = 0 over NaN), row-,
+ * double: odd sizes, all transposes, the unpacked products, weight gradients as dot
+ * products, alpha/beta (beta = 0 over NaN), row-,
  * column-major and general strides, BLIS threads 1 and 2, and two
  * application threads sharing the contexts. */
 #include "check_main.h"
@@ -222,6 +223,24 @@ static void unpacked(uint64_t seed)
         }
 }
 
+/* Weight gradients: A and B both along K with unit stride, one side of C
+ * narrow, K longer than the AVX-512 dot-product kernel's slice of 512 (so
+ * that later slices must add to the first's result whatever beta is), C
+ * in every layout, every row-block (M mod 4) and column-block edge. */
+static void dot_products(uint64_t seed)
+{
+    uint64_t s = seed;
+    const int mnk[][3] = {{256, 18, 784}, {37, 300, 1100}, {5, 2304, 600}, {130, 7, 1300},
+                          {3, 63, 256}, {64, 64, 513}};
+    for (int i = 0; i < (int)(sizeof mnk / sizeof mnk[0]); i++)
+        for (int ta = 0; ta < 2; ta++) {
+            int ab = (int)(next_u32(&s) % 3);
+            gemm_case g = {ta, 1, mnk[i][0], mnk[i][1], mnk[i][2], ta ? COL_MAJOR : ROW_MAJOR,
+                           ROW_MAJOR, (i + ta) % NLAYOUTS, alphas[ab], betas[(ab + i + ta) % 3]};
+            check_case(&g, next_u32(&s));
+        }
+}
+
 static int use_path(int p)
 {
     if (!fg_gemm_path_supported(p)) {
@@ -243,6 +262,7 @@ static void all_paths(int threads)
             large(2000 + p);
             few_columns(3000 + p);
             unpacked(4000 + p);
+            dot_products(5000 + p);
         }
     fg_gemm_set_path(FG_GEMM_AUTO);
     fg_set_threads(saved);
