@@ -242,8 +242,8 @@ START_TEST(quick_config_is_the_yardstick_glow)
     ck_assert_int_eq(cfg->train.schedule, FG_SCHEDULE_COSINE);
     ck_assert_int_eq(cfg->train.guard, 1);
     ck_assert_double_eq(cfg->train.clip_factor, 4);
-    ck_assert_int_eq(cfg->train.steps, 1800);
-    ck_assert_int_eq(cfg->train.test_every, 1800);
+    ck_assert_int_eq(cfg->train.steps, 3600);
+    ck_assert_int_eq(cfg->train.test_every, 3600);
     fg_config_free(cfg);
 }
 END_TEST
