@@ -199,18 +199,19 @@ static int best_supported_path(void)
  * read B in place faster than BLIS packs it when K is short (the first
  * convolution's 9 Ci) or when few rows (the last convolution's, or the
  * first's input gradient) meet a K of at most 128 (bench_gemm --only
- * chunk, BENCHMARKS.md "Products without packing on AVX-512"). With a
- * long N the strip order writes C in scattered short runs, and with a
- * longer K or more rows packing wins again. */
+ * chunk; BENCHMARKS.md, "The batch split between threads, and products
+ * without packing on AVX-512"). With a long N the strip order writes C
+ * in scattered short runs, and with a longer K or more rows packing wins
+ * again. */
 #define UNPACKED_K_AVX512 64
 #define UNPACKED_FEW_ROWS_AVX512 40
 #define UNPACKED_FEW_ROWS_K_AVX512 128
 #define UNPACKED_MAX_N_AVX512 2048
 /* The dot-product kernel (sgemm_dot_avx512.c) against BLIS's transposing
- * packs, on one thread (bench_gemm --only dW; BENCHMARKS.md, "Weight
- * gradients as dot products"): 2-3x faster when one side of C is narrow
- * (dW 256x18, 128x36, 4x2304 over 12544 pixels), 10 % slower for 256x256,
- * where the packed kernel's 14 x 16 tile reuses each load more. */
+ * packs, on one thread (bench_gemm --only dW; the same section): 1.6-2.5x
+ * as fast when one side of C is narrow (dW 256x18, 128x36, 4x2304 over
+ * 12544 pixels), 13 % slower for 256x256, where the packed kernel's 14 x 16
+ * tile reuses each load more. */
 #define DOT_MIN_K 256
 #define DOT_NARROW 64
 
@@ -414,7 +415,8 @@ static float *packed_a_buffer(size_t count)
  * stride (rows are vectors), for a short inner dimension, or for few rows
  * of a B that fits in cache. A long B with few rows goes to BLIS: read in
  * place from memory, each 16-column strip is K short bursts, slower than
- * BLIS's packed copy (BENCHMARKS.md, "Products without packing"). */
+ * BLIS's packed copy (BENCHMARKS.md, "Products without packing"). On the
+ * AVX-512 path the rule is its own (UNPACKED_K_AVX512 above). */
 static int unpacked_pays(int path, int M, int N, int K, inc_t cb, inc_t ccs)
 {
     if (N < 16 || cb != 1 || ccs != 1)
