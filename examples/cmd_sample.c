@@ -102,15 +102,21 @@ int cmd_sample(int argc, char **argv)
         for (int i = 0; i < per_temp; i++)
             y[i] = cls >= 0 ? (int)cls : per_class ? i / (int)n : i % classes;
     }
-    fg_graph *g = fg_graph_create();
+    /* The images of a temperature split between the threads; the same
+     * images on any number of them. */
+    int parts = fg_get_threads();
+    fg_graph **graphs = fg_xcalloc((size_t)parts, sizeof *graphs, "sampling graphs");
+    for (int p = 0; p < parts; p++)
+        graphs[p] = fg_graph_create();
     for (int r = 0; r < n_temps; r++) {
         fg_rng rng;
         fg_rng_seed_stream(&rng, (uint64_t)seed, (uint64_t)r);
-        fg_graph_reset(g);
-        fg_var *x = fg_model_sample(m, g, per_temp, y, NULL, (float)temps[r], &rng);
-        memcpy(all->data + (size_t)r * per_temp * D, x->t.data,
-               (size_t)per_temp * D * sizeof(float));
+        fg_model_sample_parts(m, graphs, parts, per_temp, y, (float)temps[r], &rng,
+                              all->data + (size_t)r * per_temp * D);
     }
+    for (int p = 0; p < parts; p++)
+        fg_graph_destroy(graphs[p]);
+    free(graphs);
     int rows = per_class ? classes * n_temps : n_temps > 1 ? n_temps : 1;
     if (n_temps == 1 && !per_class) {
         while ((long long)(rows + 1) * (rows + 1) <= n)
@@ -132,7 +138,6 @@ int cmd_sample(int argc, char **argv)
         cli_report_nonfinite(cmd, bad, total);
     }
     free(y);
-    fg_graph_destroy(g);
     fg_tensor_free(all);
     cli_loaded_free(&L);
     if (rc != FG_OK)

@@ -28,6 +28,7 @@ libflowgrad_core_la_SOURCES += \
 	models/layer_scale_diag.c \
 	models/layer_autoregressive.c \
 	models/build.c \
+	models/sample_parts.c \
 	models/model_size.c \
 	models/checkpoint_check.c \
 	models/checkpoint.c \

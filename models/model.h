@@ -92,6 +92,15 @@ FG_API fg_var *fg_model_loss_cond(fg_model *m, fg_graph *g, fg_var *x, const int
  * and y_condition priors) or a condition c (which wins when given). */
 FG_API fg_var *fg_model_sample(fg_model *m, fg_graph *g, int n, const int *y,
                                fg_var *condition, float temperature, fg_rng *rng);
+/* fg_model_sample on n images computed in parts at once, one per graph of
+ * graphs[0..parts) and per thread, into out (n x C x H x W): the same
+ * images, since each part draws its images' share of every draw
+ * (fg_rng_part), and rng moves on as fg_model_sample moves it. Labels y
+ * (n of them, or NULL) serve class conditions and y_condition priors; a
+ * model with condition: tensor takes fg_model_sample. One part (parts 1,
+ * or called from a parallel region) is fg_model_sample on graphs[0]. */
+FG_API void fg_model_sample_parts(fg_model *m, fg_graph **graphs, int parts, int n,
+                                  const int *y, float temperature, fg_rng *rng, float *out);
 
 /* Condition number above which a plain invertible 1x1 convolution is
  * reported: float32 products lose about log10(cond) of their ~7 digits. */

@@ -50,14 +50,12 @@ static uint64_t mix64(uint64_t z)
 
 void fg_rng_seed(fg_rng *r, uint64_t seed)
 {
-    r->key = mix64(seed);
-    r->counter = 0;
+    *r = (fg_rng){.key = mix64(seed)};
 }
 
 void fg_rng_seed_stream(fg_rng *r, uint64_t seed, uint64_t stream)
 {
-    r->key = mix64(mix64(seed) ^ mix64(stream + 0x632BE59BD9B4E019ull));
-    r->counter = 0;
+    *r = (fg_rng){.key = mix64(mix64(seed) ^ mix64(stream + 0x632BE59BD9B4E019ull))};
 }
 
 static uint64_t unit_bits(block4 b, int half)
@@ -89,7 +87,16 @@ static void draw(fg_rng *r, enum draw_kind kind, void *out, size_t n)
 {
     if (n == 0)
         return;
-    const uint64_t start = r->counter, end = r->counter + n;
+    uint64_t start = r->counter, after = r->counter + n;
+    if (r->part_total > 0) {
+        /* This part's images' share of a draw for the whole batch. */
+        FG_CHECK(n % (size_t)r->part_count == 0, "rng",
+                 "a draw of %zu values for a part of %d images", n, r->part_count);
+        const uint64_t per_image = n / (size_t)r->part_count;
+        start += (uint64_t)r->part_first * per_image;
+        after = r->counter + (uint64_t)r->part_total * per_image;
+    }
+    const uint64_t end = start + n;
     const uint64_t first_block = start / 2, last_block = (end - 1) / 2;
     const long nblocks = (long)(last_block - first_block + 1);
     const uint64_t key = r->key;
@@ -118,7 +125,18 @@ static void draw(fg_rng *r, enum draw_kind kind, void *out, size_t n)
             }
         }
     }
-    r->counter = end;
+    r->counter = after;
+}
+
+fg_rng fg_rng_part(const fg_rng *r, int first, int count, int total)
+{
+    FG_CHECK(count > 0 && first >= 0 && first + count <= total, "rng_part",
+             "images %d to %d of a batch of %d", first, first + count - 1, total);
+    fg_rng p = *r;
+    p.part_first = first;
+    p.part_count = count;
+    p.part_total = total;
+    return p;
 }
 
 void fg_rng_uniform(fg_rng *r, float *out, size_t n)

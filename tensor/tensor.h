@@ -144,10 +144,19 @@ FG_API void fg_tensor_copy(fg_tensor *dst, const fg_tensor *src); /* same numel 
 typedef struct fg_rng {
     uint64_t key;
     uint64_t counter;
+    /* Set by fg_rng_part (0 parts: the whole batch). */
+    int part_first, part_count, part_total;
 } fg_rng;
 FG_API void fg_rng_seed(fg_rng *r, uint64_t seed);
 /* An independent stream (e.g. per MPI rank or per layer) from a seed. */
 FG_API void fg_rng_seed_stream(fg_rng *r, uint64_t seed, uint64_t stream);
+/* r for images [first, first + count) of a batch of total images, so that
+ * parts of a batch computed apart draw what the whole batch would: each
+ * uniform or normal draw then holds count images' worth of values (count
+ * d; a draw that is not a multiple of count stops), receives the values a
+ * draw of total d from r would give those images, and moves the counter
+ * past all total d. */
+FG_API fg_rng fg_rng_part(const fg_rng *r, int first, int count, int total);
 FG_API void fg_rng_uniform(fg_rng *r, float *out, size_t n);   /* [0, 1) */
 FG_API void fg_rng_normal(fg_rng *r, float *out, size_t n);    /* N(0, 1) */
 FG_API void fg_rng_normal_double(fg_rng *r, double *out, size_t n);

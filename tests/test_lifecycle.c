@@ -365,6 +365,43 @@ START_TEST(a_broken_part_skips_the_step)
 }
 END_TEST
 
+/* A class-conditional Glow's samples computed in two parts at once are
+ * those of one call on the whole batch: each part draws its images' share
+ * of every draw and takes its images' labels; the stream ends where the
+ * whole call leaves it. */
+START_TEST(sample_parts_match_whole_sampling)
+{
+    run a;
+    run_open(&a);
+    train_to(&a, 2);
+    enum { N = 10 };
+    int y[N];
+    for (int i = 0; i < N; i++)
+        y[i] = (3 * i) % 10;
+    const size_t D = (size_t)a.model->c * a.model->h * a.model->w;
+    fg_rng r1, r2;
+    fg_rng_seed_stream(&r1, 5, 9);
+    r2 = r1;
+    fg_graph *g = fg_graph_create(), *g2 = fg_graph_create();
+    fg_var *whole = fg_model_sample(a.model, g, N, y, NULL, 0.8f, &r1);
+    float *parts = malloc(N * D * sizeof(float));
+    fg_graph *graphs[2] = {a.tr.g, g2};
+    fg_model_sample_parts(a.model, graphs, 2, N, y, 0.8f, &r2, parts);
+    ck_assert(r1.counter == r2.counter);
+    double diff = 0, norm = 0;
+    for (size_t k = 0; k < N * D; k++) {
+        diff = fmax(diff, fabs((double)parts[k] - whole->t.data[k]));
+        norm = fmax(norm, fabs((double)whole->t.data[k]));
+    }
+    ck_assert_msg(diff <= 1e-5 * norm, "largest difference %g of %g", diff, norm);
+    ck_assert(norm > 0);
+    free(parts);
+    fg_graph_destroy(g);
+    fg_graph_destroy(g2);
+    run_close(&a);
+}
+END_TEST
+
 /* With flip, each image of a batch is its unflipped input (noise and all)
  * or that input mirrored left-right, as the step's flip stream says, and
  * a shard of the batch gets exactly its part of the whole batch's input. */
@@ -436,6 +473,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, nonfinite_steps_skip_then_fail);
     tcase_add_test(tc, split_batches_match_whole_ones);
     tcase_add_test(tc, a_broken_part_skips_the_step);
+    tcase_add_test(tc, sample_parts_match_whole_sampling);
     tcase_add_test(tc, bits_per_dim_of_parts_add_up);
     tcase_add_test(tc, flips_mirror_whole_images);
     suite_add_tcase(s, tc);

@@ -749,6 +749,36 @@ START_TEST(test_rng_thread_independent)
 }
 END_TEST
 
+/* Parts of a batch drawn apart (fg_rng_part) get exactly their images'
+ * share of each draw for the whole batch, odd sizes splitting Box-Muller
+ * pairs, and all end where the whole batch's stream ends. */
+START_TEST(test_rng_parts)
+{
+    enum { TOTAL = 7, D1 = 13, D2 = 5 };
+    float whole1[TOTAL * D1], whole2[TOTAL * D2], u_whole[TOTAL * D2];
+    fg_rng w;
+    fg_rng_seed_stream(&w, 11, 3);
+    w.counter = 5;
+    fg_rng start = w;
+    fg_rng_normal(&w, whole1, TOTAL * D1);
+    fg_rng_uniform(&w, u_whole, TOTAL * D2);
+    fg_rng_normal(&w, whole2, TOTAL * D2);
+    const int bounds[4] = {0, 3, 4, TOTAL};
+    for (int p = 0; p < 3; p++) {
+        int first = bounds[p], count = bounds[p + 1] - bounds[p];
+        float a[TOTAL * D1], u[TOTAL * D2], b[TOTAL * D2];
+        fg_rng r = fg_rng_part(&start, first, count, TOTAL);
+        fg_rng_normal(&r, a, (size_t)count * D1);
+        fg_rng_uniform(&r, u, (size_t)count * D2);
+        fg_rng_normal(&r, b, (size_t)count * D2);
+        ck_assert(memcmp(a, whole1 + first * D1, (size_t)count * D1 * sizeof(float)) == 0);
+        ck_assert(memcmp(u, u_whole + first * D2, (size_t)count * D2 * sizeof(float)) == 0);
+        ck_assert(memcmp(b, whole2 + first * D2, (size_t)count * D2 * sizeof(float)) == 0);
+        ck_assert(r.counter == w.counter);
+    }
+}
+END_TEST
+
 START_TEST(test_rng_continuation)
 {
     static float whole[RNG_N], parts[RNG_N];
@@ -1173,6 +1203,7 @@ Suite *fg_test_suite(void)
     tc = fg_tcase("rng");
     tcase_add_test(tc, test_rng_thread_independent);
     tcase_add_test(tc, test_rng_continuation);
+    tcase_add_test(tc, test_rng_parts);
     tcase_add_test(tc, test_rng_statistics);
     tcase_add_test(tc, test_rng_streams_and_permutation);
     suite_add_tcase(s, tc);
