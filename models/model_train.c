@@ -70,10 +70,15 @@ int *fg_model_batch_labels(fg_model_batches *mb, const fg_batch *b)
     return mb->labels + b->offset;
 }
 
-int fg_model_batches_can_split(const fg_model_batches *mb)
+int fg_model_can_split(fg_model *m, fg_memory_mode memory)
 {
     /* Data-dependent initialization writes the actnorms' parameters from
      * the batch it sees, and memory by inversion records its drift in one
      * place: both want the batch whole. */
-    return mb->memory == FG_MEMORY_STORE && fg_flow_init_pending(mb->model->flow->body) == 0;
+    return memory == FG_MEMORY_STORE && fg_flow_init_pending(m->flow->body) == 0;
+}
+
+int fg_model_batches_can_split(const fg_model_batches *mb)
+{
+    return fg_model_can_split(mb->model, mb->memory);
 }

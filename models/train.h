@@ -70,9 +70,12 @@ FG_API fg_var *fg_model_batch_input(fg_model_batches *mb, fg_graph *g, const fg_
  * in the rank's batch, so that parts of a batch computed at once do not
  * share it). */
 FG_API int *fg_model_batch_labels(fg_model_batches *mb, const fg_batch *b);
-/* Whether the next batch may be computed in parts at once
- * (fg_train_hooks.can_split): in store mode, once every actnorm is
+/* Whether m's next batch may be computed in parts at once
+ * (fg_trainer_step_parts): in store mode, once every actnorm is
  * initialized. */
+FG_API int fg_model_can_split(fg_model *m, fg_memory_mode memory);
+/* The same for the batches' model and memory mode, in the form of
+ * fg_train_hooks.can_split's test. */
 FG_API int fg_model_batches_can_split(const fg_model_batches *mb);
 /* ctx is an fg_model_batches; *bpd receives the batch's bits/dim. */
 FG_API fg_var *fg_model_batch_loss(void *ctx, fg_graph *g, const fg_batch *b, double *bpd);

@@ -201,7 +201,7 @@ int main(int argc, char **argv)
         if (fg_batch_iter_next(&it, idx) < o.batch) fg_batch_iter_next(&it, idx);
         fg_dequantize(&train, idx, o.batch, 8, &rng, x);
         fg_step_report r;
-        int split = memory == FG_MEMORY_STORE && fg_flow_init_pending(m->flow->body) == 0;
+        int split = fg_model_can_split(m, memory);
         if (split)
             parts = fg_trainer_batch_parts(&tr, o.batch);
         fg_step_outcome out = split ? fg_trainer_step_parts(&tr, part_loss, &bb, o.batch, &r)
