@@ -196,16 +196,18 @@ static int best_supported_path(void)
 
 #define UNPACKED_BOUND 48
 /* On AVX-512, a convolution chain's products on a chunk (N = 784 columns)
- * read B in place faster than BLIS packs it when K is short (the first
- * convolution's 9 Ci) or when few rows (the last convolution's, or the
- * first's input gradient) meet a K of at most 128 (bench_gemm --only
- * chunk; BENCHMARKS.md, "The batch split between threads, and products
- * without packing on AVX-512"). With a long N the strip order writes C
- * in scattered short runs, and with a longer K or more rows packing wins
- * again. */
-#define UNPACKED_K_AVX512 64
+ * read B in place faster than BLIS packs it when K is at most 128 (the
+ * first convolution's 9 Ci, the middle layer of a 128-wide network) or
+ * when few rows (the last convolution's, or the first's input gradient)
+ * meet a K of at most 256. Measured on whole training steps, where B
+ * arrives from the layer before and BLIS's copy of it costs more than in
+ * a repeated product (BENCHMARKS.md, "Products read in place up to K =
+ * 128"): K8/h128 steps 4.8 % faster than with the bounds of 64 and 128,
+ * K16/h256 unchanged. With a long N the strip order writes C in scattered
+ * short runs, and with the 256-wide middle layers packing holds its own. */
+#define UNPACKED_K_AVX512 128
 #define UNPACKED_FEW_ROWS_AVX512 40
-#define UNPACKED_FEW_ROWS_K_AVX512 128
+#define UNPACKED_FEW_ROWS_K_AVX512 256
 #define UNPACKED_MAX_N_AVX512 2048
 /* The dot-product kernel (sgemm_dot_avx512.c) against BLIS's transposing
  * packs, on one thread (bench_gemm --only dW; the same section): 1.6-2.5x

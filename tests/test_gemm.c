@@ -204,15 +204,19 @@ static void few_columns(uint64_t seed)
                 }
 }
 
-/* A coupling network's first and last convolutions on a chunk: a short K
- * or few rows against a long row-major B, which the AVX2 paths compute
- * without packing, their 16-column strips split between threads. Every
- * row-block edge (M mod 6) and column edge (N mod 16) occurs. */
+/* A coupling network's products on a chunk: a short K (the first
+ * convolution, a 128-wide middle layer) or few rows (the last convolution,
+ * the first's input gradient) against a long row-major B, which the AVX2
+ * and AVX-512 paths compute without packing, their 16-column strips split
+ * between threads. Every row-block edge (M mod 6, M mod 14) and column
+ * edge (N mod 16) occurs, and K past the AVX-512 copy of A's 8-column
+ * transposes. */
 static void unpacked(uint64_t seed)
 {
     uint64_t s = seed;
     const int mnk[][3] = {{128, 784, 18}, {37, 1001, 18}, {131, 2003, 36}, {18, 790, 128},
-                          {36, 1009, 130}, {41, 1300, 200}, {4, 4099, 4}, {5, 4003, 7}};
+                          {36, 1009, 130}, {41, 1300, 200}, {4, 4099, 4}, {5, 4003, 7},
+                          {130, 801, 128}, {27, 797, 251}};
     for (int i = 0; i < (int)(sizeof mnk / sizeof mnk[0]); i++)
         for (int ta = 0; ta < 2; ta++) {
             int ab = (int)(next_u32(&s) % 3);

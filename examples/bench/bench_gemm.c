@@ -69,6 +69,9 @@ static const shape shapes[] = {
     {"chunk in fwd 256x784x18", 256, 784, 18, 0, 0},
     {"chunk mid fwd 256x784x256", 256, 784, 256, 0, 0},
     {"chunk out fwd 36x784x256", 36, 784, 256, 0, 0},
+    {"chunk in dX 18x784x256", 18, 784, 256, 1, 0},
+    {"chunk mid dX 256x784x256", 256, 784, 256, 1, 0},
+    {"chunk mid dW 256x256x784", 256, 256, 784, 0, 1},
 };
 enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
 

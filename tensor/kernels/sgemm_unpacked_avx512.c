@@ -22,14 +22,17 @@ enum { MR = 14, NR = 16 };
 
 /* op(A) (M x K, element (i, k) at A[i rs_a + k cs_a]) as panels of MR
  * rows: panel p holds rows p MR .. p MR + 13 at pa[p MR K + k MR + r], with
- * zeros past M. */
+ * zeros past M. The panels are those BLIS's packing makes (the packing
+ * kernel of sgemm_avx512.c, which transposes row-stored A with vector
+ * shuffles); copied one value at a time, a 256 x 256 A took a tenth of
+ * its product's time. */
 INLINE void pack_a(int M, int K, const float *A, long rs_a, long cs_a, float *pa)
 {
+    float one = 1.0f;
     for (int i0 = 0; i0 < M; i0 += MR, pa += (long)MR * K)
-        for (int k = 0; k < K; k++)
-            for (int r = 0; r < MR; r++)
-                pa[(long)k * MR + r] = i0 + r < M ? A[(long)(i0 + r) * rs_a + (long)k * cs_a]
-                                                  : 0.0f;
+        fg_spack_14_avx512(BLIS_NO_CONJUGATE, BLIS_PACKED_ROW_PANELS, M - i0 < MR ? M - i0 : MR,
+                           K, K, &one, (float *)A + (long)i0 * rs_a, rs_a, cs_a, pa, MR,
+                           NULL);
 }
 
 /* One tile of `rows` rows (4, 8 or 14 after inlining; m <= rows of them are
