@@ -58,7 +58,8 @@ dist_pkgdata_DATA += \
 	models/nice-fmnist.yaml \
 	models/ablation-fmnist.yaml \
 	models/icons.yaml \
-	models/fmnist-cond.yaml
+	models/fmnist-cond.yaml \
+	models/fmnist-quick-cond.yaml
 
 check_PROGRAMS += tests/test_config
 TESTS += tests/test_config

@@ -620,7 +620,7 @@ END_TEST
  * parameters moved off their identity start. */
 static const char *const ZOO[] = {
     "fmnist-quick", "mnist", "cifar10", "generic-example", "ablation-fmnist",
-    "realnvp-fmnist", "nice-fmnist", "icons", "fmnist-cond",
+    "realnvp-fmnist", "nice-fmnist", "icons", "fmnist-cond", "fmnist-quick-cond",
 };
 
 START_TEST(zoo_configs_pass_check)

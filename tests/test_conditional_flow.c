@@ -526,8 +526,8 @@ END_TEST
 START_TEST(couplings_sizes_count_the_condition)
 {
     const char *rel[] = {"tests/configs/cond-tensor.yaml", "tests/configs/cond-tiny.yaml",
-                         "models/fmnist-cond.yaml"};
-    for (int i = 0; i < 3; i++) {
+                         "models/fmnist-cond.yaml", "models/fmnist-quick-cond.yaml"};
+    for (int i = 0; i < 4; i++) {
         fg_config *cfg = load(rel[i]);
         fg_model *m;
         ck_assert(fg_model_build(&cfg->model, 1, &m) == FG_OK);

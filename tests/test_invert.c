@@ -17,7 +17,7 @@ static const char *const configs[] = {
     "models/ablation-fmnist.yaml", "models/cifar10.yaml",       "models/fmnist-quick.yaml",
     "models/generic-example.yaml", "models/glow-spline-fmnist.yaml", "models/mnist.yaml",
     "models/nice-fmnist.yaml",     "models/realnvp-fmnist.yaml", "tests/configs/cli-tiny.yaml",
-    "tests/configs/good-spline-maf.yaml", "models/fmnist-cond.yaml",
+    "tests/configs/good-spline-maf.yaml", "models/fmnist-cond.yaml", "models/fmnist-quick-cond.yaml",
     "tests/configs/cond-tiny.yaml", NULL};
 
 static fg_config *load(const char *rel)
