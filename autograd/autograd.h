@@ -160,6 +160,12 @@ FG_API fg_var *fg_conv2d_cm_affine_relu(fg_graph *g, fg_var *x, fg_var *w, fg_va
  * (autograd/ops_conv_chain.c): a coupling's conditioner network as one op.
  * Each stage computes what the op of the same arithmetic does:
  *   CONV               weight (Co, Ci, k, k), k odd, bias (Co) or NULL: fg_conv2d;
+ *                      with cond (N, Cc), a vector per image, the weight is
+ *                      (Co, Ci + Cc, k, k) and its last Cc input channels
+ *                      read cond repeated at every pixel (zero padded like
+ *                      the image): fg_conv2d of x with cond broadcast and
+ *                      concatenated after its channels, without forming
+ *                      that input (not for k > 1 with Co < Ci);
  *   AFFINE_RELU        max(0, (x + bias[c]) e^logs[c]): fg_channel_affine_relu;
  *   AFFINE             (x + bias[c]) e^logs[c], actnorm without the ReLU;
  *   RELU               max(0, x);
@@ -176,6 +182,7 @@ typedef enum fg_chain_kind {
 typedef struct fg_chain_stage {
     fg_chain_kind kind;
     fg_var *weight;   /* CONV */
+    fg_var *cond;     /* CONV: (N, Cc) per image, or NULL */
     fg_var *bias;     /* CONV (or NULL), AFFINE_RELU, AFFINE */
     fg_var *logs;     /* AFFINE_RELU, AFFINE, CHANNEL_SCALE_EXP */
     float factor;     /* CHANNEL_SCALE_EXP */

@@ -27,7 +27,14 @@
  * stages, whose mask and logs gradient come from the output). The op's
  * input and output are never copied: the backward reads them back from x
  * and y. Without gradients nothing is kept: a chunk's intermediates live
- * in its thread's scratch only. */
+ * in its thread's scratch only.
+ *
+ * A convolution stage may also read a condition vector per image (a
+ * conditional flow's label), as if it were repeated over the image as
+ * channels after x's: the weights' last channels read it. Its part of the
+ * output is added in closed form after the product with x's columns
+ * (tensor/conv_constant.c), and its weights' gradient (and the
+ * condition's) come from the output gradient's sums per tap. */
 #include "autograd/internal.h"
 #include "tensor/parallel_internal.h"
 #include "tensor/conv_internal.h"
@@ -74,6 +81,9 @@ typedef struct chain {
     float **keep;           /* boundary b's values for the backward, or NULL */
     float **scale;          /* stage s: e^logs or e^(factor logs), or NULL */
     float *zeros, *ones;    /* a plain ReLU is the affine ReLU with these */
+    float **dcond;          /* stage s: its condition's gradient (N, Cc), or NULL */
+    float **mask;           /* stage s with a condition: where each tap lands inside
+                               the image (fg_conv_constant_mask), or NULL */
     int N, H, W, P, per_chunk, n_chunks;
     int full_chunk;   /* images of a full chunk, even when the batch has fewer */
     fg_var *x, *y;
@@ -107,10 +117,15 @@ static int stage_out_channels(const fg_chain_stage *s, int in, int i)
     switch (s->kind) {
     case FG_CHAIN_CONV: {
         const fg_var *w = s->weight;
-        FG_CHECK(w && w->t.ndim == 4 && w->t.shape[1] == in && w->t.shape[2] == w->t.shape[3] &&
-                 w->t.shape[2] % 2 == 1, "conv_chain",
+        const int cc = s->cond ? s->cond->t.shape[1] : 0;
+        FG_CHECK(w && w->t.ndim == 4 && w->t.shape[1] == in + cc &&
+                 w->t.shape[2] == w->t.shape[3] && w->t.shape[2] % 2 == 1, "conv_chain",
                  "stage %d: weight %s, expected (Co, %d, k, k) with odd k", i,
-                 w ? fg_shape_str(&w->t, sv, sizeof sv) : "missing", in);
+                 w ? fg_shape_str(&w->t, sv, sizeof sv) : "missing", in + cc);
+        FG_CHECK(!s->cond || !fg_conv_cm_is_narrow(in, w->t.shape[0], w->t.shape[2]),
+                 "conv_chain", "stage %d: a condition reaches a %dx%d convolution of %d to %d "
+                 "channels; one that narrows the channels takes none", i, w->t.shape[2],
+                 w->t.shape[2], in, w->t.shape[0]);
         FG_CHECK(!s->bias || fg_var_numel(s->bias) == (size_t)w->t.shape[0], "conv_chain",
                  "stage %d: bias has %zu values for %d output channels", i,
                  s->bias ? fg_var_numel(s->bias) : 0, w->t.shape[0]);
@@ -132,7 +147,74 @@ static int stage_out_channels(const fg_chain_stage *s, int in, int i)
 }
 
 /* ------------------------------------------------------------- forward */
-static void stage_forward(const chain *c, int s, int nc, const float *in, float *out,
+/* The row stride of a convolution stage's weight (and its gradient). */
+static int weight_row(const fg_chain_stage *st)
+{
+    const int k = st->weight->t.shape[2];
+    return st->weight->t.shape[1] * k * k;
+}
+
+/* v (nc, Co, k k): each tap's condition weights times images n0.. of the
+ * condition, what fg_conv_constant_add spreads over their pixels. */
+static void condition_taps(const chain *c, int s, int n0, int nc, float *v)
+{
+    const fg_chain_stage *st = &c->st[s];
+    const int Ci = c->ch[s], Co = c->ch[s + 1], cc = st->cond->t.shape[1];
+    const int k = st->weight->t.shape[2], kk = k * k, ldw = weight_row(st);
+    const float *w = st->weight->t.data;
+    for (int n = 0; n < nc; n++) {
+        const float *cn = st->cond->t.data + (size_t)(n0 + n) * cc;
+        for (int o = 0; o < Co; o++) {
+            float *vt = v + ((size_t)n * Co + o) * kk;
+            for (int t = 0; t < kk; t++)
+                vt[t] = 0.0f;
+            for (int j = 0; j < cc; j++) {
+                if (cn[j] == 0.0f)   /* a one-hot label has one value that is not */
+                    continue;
+                const float *wj = w + (size_t)o * ldw + (size_t)(Ci + j) * kk;
+                for (int t = 0; t < kk; t++)
+                    vt[t] += cn[j] * wj[t];
+            }
+        }
+    }
+}
+
+/* The condition's part of a convolution stage's gradients from gy, for
+ * images n0..: the weights' into part (rows of ldw, after the Ci k k of the
+ * image's channels), the condition's into dcond's rows of these images. */
+static void condition_backward(const chain *c, int s, int n0, int nc, const float *gy,
+                               float *sums, float *part_w, float *dcond)
+{
+    const fg_chain_stage *st = &c->st[s];
+    const int Ci = c->ch[s], Co = c->ch[s + 1], cc = st->cond->t.shape[1];
+    const int k = st->weight->t.shape[2], kk = k * k, ldw = weight_row(st);
+    fg_conv_constant_tap_sums(nc, c->H, c->W, Co, k, gy, c->mask[s], sums);
+    for (int n = 0; n < nc; n++) {
+        const float *cn = st->cond->t.data + (size_t)(n0 + n) * cc;
+        const float *sn = sums + (size_t)n * Co * kk;
+        if (part_w)
+            for (int o = 0; o < Co; o++)
+                for (int j = 0; j < cc; j++) {
+                    if (cn[j] == 0.0f)
+                        continue;
+                    float *dw = part_w + (size_t)o * ldw + (size_t)(Ci + j) * kk;
+                    for (int t = 0; t < kk; t++)
+                        dw[t] += cn[j] * sn[(size_t)o * kk + t];
+                }
+        if (dcond)
+            for (int j = 0; j < cc; j++) {
+                float acc = 0.0f;
+                for (int o = 0; o < Co; o++) {
+                    const float *wj = st->weight->t.data + (size_t)o * ldw + (size_t)(Ci + j) * kk;
+                    for (int t = 0; t < kk; t++)
+                        acc += wj[t] * sn[(size_t)o * kk + t];
+                }
+                dcond[(size_t)(n0 + n) * cc + j] = acc;
+            }
+    }
+}
+
+static void stage_forward(const chain *c, int s, int n0, int nc, const float *in, float *out,
                           float *work)
 {
     const fg_chain_stage *st = &c->st[s];
@@ -141,8 +223,14 @@ static void stage_forward(const chain *c, int s, int nc, const float *in, float 
     switch (st->kind) {
     case FG_CHAIN_CONV:
         fg_conv_cm_forward_work(nc, Ci, c->H, c->W, Co, st->weight->t.shape[2], in,
-                                st->weight->t.data, st->bias ? st->bias->t.data : NULL, out,
-                                nc, work);
+                                st->weight->t.data, weight_row(st),
+                                st->bias ? st->bias->t.data : NULL, out, nc, work);
+        if (st->cond) {
+            /* the convolution's work is free again */
+            condition_taps(c, s, n0, nc, work);
+            fg_conv_constant_add(nc, c->H, c->W, Co, st->weight->t.shape[2], work, c->mask[s],
+                                 out);
+        }
         break;
     case FG_CHAIN_AFFINE_RELU:
     case FG_CHAIN_AFFINE:
@@ -171,7 +259,7 @@ static void forward_chunk(const chain *c, int j, float *a, float *b, float *work
     for (int s = 0; s < c->n; s++) {
         float *kept = c->keep[s + 1];
         float *out = kept ? kept + (size_t)n0 * c->ch[s + 1] * P : in == a ? b : a;
-        stage_forward(c, s, nc, in, out, work);
+        stage_forward(c, s, n0, nc, in, out, work);
         in = out;
     }
     fg_conv_scatter_columns(nc, c->ch[c->n], c->P, in,
@@ -194,8 +282,12 @@ static size_t work_floats(const chain *c)
     size_t most = 0;
     for (int s = 0; s < c->n; s++)
         if (c->st[s].kind == FG_CHAIN_CONV) {
+            const int k = c->st[s].weight->t.shape[2];
             size_t w = fg_conv_cm_work_floats(c->full_chunk, c->ch[s], c->H, c->W,
-                                              c->ch[s + 1], c->st[s].weight->t.shape[2]);
+                                              c->ch[s + 1], k);
+            most = w > most ? w : most;
+            /* the condition's taps, or in the backward their sums */
+            w = c->st[s].cond ? (size_t)c->full_chunk * c->ch[s + 1] * k * k : 0;
             most = w > most ? w : most;
         }
     return most;
@@ -269,8 +361,11 @@ static void stage_backward(const chain *c, int s, int n0, int nc, const float *g
         const int k = st->weight->t.shape[2];
         if (grad_of(st->weight))
             fg_conv_cm_backward_weight_work(nc, Ci, c->H, c->W, Co, k, gy,
-                                            boundary(c, s, n0, nc, edge), part + sp->dw, nc,
-                                            work);
+                                            boundary(c, s, n0, nc, edge), part + sp->dw,
+                                            weight_row(st), nc, work);
+        if (st->cond && (grad_of(st->weight) || c->dcond[s]))
+            condition_backward(c, s, n0, nc, gy, work,
+                               grad_of(st->weight) ? part + sp->dw : NULL, c->dcond[s]);
         if (grad_of(st->bias)) {
             fg_k_sum_per_channel(1, Co, (int)L, gy, sums, NULL);
             for (int o = 0; o < Co; o++)
@@ -278,7 +373,7 @@ static void stage_backward(const chain *c, int s, int n0, int nc, const float *g
         }
         if (gx)
             fg_conv_cm_backward_input_work(nc, Ci, c->H, c->W, Co, k, gy, st->weight->t.data,
-                                           gx, 0, nc, work);
+                                           weight_row(st), gx, 0, nc, work);
         break;
     }
     case FG_CHAIN_AFFINE_RELU:
@@ -416,6 +511,13 @@ static void backward(fg_graph *g, void *ctx, fg_var **outs, int n_outs)
         const int C = c->ch[s + 1];
         switch (st->kind) {
         case FG_CHAIN_CONV:
+            if (c->dcond[s]) {
+                /* each image's row came from its one chunk */
+                const size_t m = fg_var_numel(st->cond);
+                float *gc = fg_grad(g, st->cond);
+                for (size_t i = 0; i < m; i++)
+                    gc[i] += c->dcond[s][i];
+            }
             if (grad_of(st->weight))
                 add_partials(c, parts, stride, sp[s].dw, fg_var_numel(st->weight),
                              fg_grad(g, st->weight));
@@ -459,7 +561,7 @@ fg_var *fg_conv_chain(fg_graph *g, fg_var *x, const fg_chain_stage *stages, int 
     int need = x->requires_grad;
     for (int s = 0; s < n; s++)
         need |= grad_of(stages[s].weight) || grad_of(stages[s].bias) ||
-                grad_of(stages[s].logs);
+                grad_of(stages[s].logs) || grad_of(stages[s].cond);
     const int record = fg_grad_enabled(g) && need;
 
     chain *c = fg_arena_calloc(arena, sizeof *c);
@@ -473,6 +575,12 @@ fg_var *fg_conv_chain(fg_graph *g, fg_var *x, const fg_chain_stage *stages, int 
     c->P = c->H * c->W;
     c->ch[0] = c->most = x->t.shape[1];
     for (int s = 0; s < n; s++) {
+        const fg_var *cv = stages[s].cond;
+        char cs[FG_SHAPE_STR_LEN];
+        FG_CHECK(!cv || (stages[s].kind == FG_CHAIN_CONV && cv->t.ndim == 2 &&
+                         cv->t.shape[0] == c->N && cv->t.shape[1] > 0),
+                 "conv_chain", "stage %d: condition %s, expected (%d, Cc) on a convolution", s,
+                 cv ? fg_shape_str(&cv->t, cs, sizeof cs) : "", c->N);
         c->ch[s + 1] = stage_out_channels(&stages[s], c->ch[s], s);
         c->most = c->ch[s + 1] > c->most ? c->ch[s + 1] : c->most;
     }
@@ -504,6 +612,17 @@ fg_var *fg_conv_chain(fg_graph *g, fg_var *x, const fg_chain_stage *stages, int 
             }
         }
     }
+    c->mask = fg_arena_calloc(arena, (size_t)n * sizeof *c->mask);
+    for (int s = 0; s < n; s++)
+        if (stages[s].cond) {
+            const int k = stages[s].weight->t.shape[2];
+            c->mask[s] = fg_arena_alloc(arena, (size_t)k * k * c->P * sizeof(float));
+            fg_conv_constant_mask(c->H, c->W, k, c->mask[s]);
+        }
+    c->dcond = fg_arena_calloc(arena, (size_t)n * sizeof *c->dcond);
+    for (int s = 0; s < n; s++)
+        if (record && grad_of(stages[s].cond))
+            c->dcond[s] = fg_arena_alloc(arena, fg_var_numel(stages[s].cond) * sizeof(float));
     c->keep = fg_arena_calloc(arena, (size_t)(n + 1) * sizeof *c->keep);
     if (record)
         for (int b = 1; b < n; b++)

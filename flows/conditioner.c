@@ -5,7 +5,11 @@
  * images by chunk of images, once its actnorms are initialized. The rest,
  * and the first step, run module by module in channel-major layout: (N, C,
  * H, W) is reordered once on the way in and once on the way out, and every
- * convolution in between is one GEMM over the whole batch. */
+ * convolution in between is one GEMM over the whole batch. A condition
+ * vector read by the first convolution reaches the chain as such
+ * (fg_net_apply_vector_condition): repeated over the image as channels, a
+ * one-hot label of 10 classes made that convolution's product six times
+ * as long for a two-channel input. */
 #include "flows/layer.h"
 
 #include <math.h>
@@ -320,6 +324,22 @@ fg_var *fg_net_apply(fg_net *net, fg_graph *g, fg_var *x)
         apply_modules(net, g, x);
         fg_graph_rewind(g, &mark);
     }
+    return fg_conv_chain(g, x, st, ns);
+}
+
+fg_var *fg_net_apply_vector_condition(fg_net *net, fg_graph *g, fg_var *x, fg_var *cond)
+{
+    if (!net->images || x->t.ndim != 4 || !cond || cond->t.ndim != 2 ||
+        cond->t.shape[0] != x->t.shape[0] || x->t.shape[1] + cond->t.shape[1] != net->in)
+        return NULL;
+    fg_chain_stage st[2 * net->n];
+    const int ns = chain_stages(net, st);
+    if (ns == 0 || st[0].kind != FG_CHAIN_CONV || fg_net_data_init(net, 0) > 0)
+        return NULL;
+    const int k = st[0].weight->t.shape[2], co = st[0].weight->t.shape[0];
+    if (k > 1 && co < x->t.shape[1])
+        return NULL;   /* a narrowing convolution takes no condition (fg_conv_chain) */
+    st[0].cond = cond;
     return fg_conv_chain(g, x, st, ns);
 }
 

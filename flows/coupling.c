@@ -72,8 +72,13 @@ static fg_var *conditioner(coupling *c, fg_graph *g, fg_var *part, fg_flow_ctx *
         int shape[2] = {n, part->t.shape[1]};
         in = fg_reshape(g, part, 2, shape);
     }
-    in = fg_condition_join(g, in, ctx ? ctx->condition : NULL, c->cond_channels, c->kind);
-    fg_var *h = fg_net_apply(c->net, g, in);
+    fg_var *cond = ctx ? ctx->condition : NULL, *h = NULL;
+    /* A condition vector reaches the first convolution in closed form,
+     * without being repeated over the image as channels */
+    if (c->cond_channels > 0 && cond && cond->t.ndim == 2 && cond->t.shape[1] == c->cond_channels)
+        h = fg_net_apply_vector_condition(c->net, g, in, cond);
+    if (!h)
+        h = fg_net_apply(c->net, g, fg_condition_join(g, in, cond, c->cond_channels, c->kind));
     if (!flat)
         return h;
     int shape[4] = {n, h->t.shape[1], 1, 1};

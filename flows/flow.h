@@ -292,6 +292,17 @@ FG_API void fg_net_destroy(fg_net *net);   /* NULL is fine */
 /* (N, in, H, W) -> (N, out, H, W) for an image network, (N, in) -> (N, out)
  * for a vector one. */
 FG_API fg_var *fg_net_apply(fg_net *net, fg_graph *g, fg_var *x);
+/* The same for an image network whose last Cc input channels are a
+ * condition vector cond (N, Cc) repeated at every pixel: what fg_net_apply
+ * gives for x with cond broadcast and concatenated after its channels, but
+ * with the condition's part of the first convolution computed in closed
+ * form (fg_conv_chain's condition) instead of as Cc more channels. NULL,
+ * with nothing recorded, when the network cannot take it that way (its
+ * first module is not a convolution that fits, it does not run as one
+ * chain, or its actnorms still wait for their data-dependent init): then
+ * concatenate and call fg_net_apply. */
+FG_API fg_var *fg_net_apply_vector_condition(fg_net *net, fg_graph *g, fg_var *x,
+                                             fg_var *cond);
 FG_API void fg_net_visit(fg_net *net, const char *prefix, fg_visit_fn fn, void *vctx);
 /* As fg_flow_ops.data_init, over the network's actnorms. */
 FG_API int fg_net_data_init(fg_net *net, int rearm);

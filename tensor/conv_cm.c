@@ -158,6 +158,11 @@ static int narrow(int Ci, int Co, int k)
     return k > 1 && Co < Ci;
 }
 
+int fg_conv_cm_is_narrow(int Ci, int Co, int k)
+{
+    return narrow(Ci, Co, k);
+}
+
 static void check(const char *op, int N, int Ci, int H, int W, int Co, int k)
 {
     FG_CHECK(N > 0 && Ci > 0 && H > 0 && W > 0 && Co > 0, op,
@@ -192,22 +197,24 @@ size_t fg_conv_cm_work_floats(int run, int Ci, int H, int W, int Co, int k)
  * fg_conv_cm_work_floats for runs of `run` images, so that a caller that
  * runs many of them side by side (one per thread) can hand each its own. */
 void fg_conv_cm_forward_work(int N, int Ci, int H, int W, int Co, int k, const float *x,
-                             const float *w, const float *bias, float *y, int run,
+                             const float *w, int ldw, const float *bias, float *y, int run,
                              float *work)
 {
     const int P = H * W, NP = N * P, kk = k * k;
     if (k == 1) {
-        fg_gemm(0, 0, Co, NP, Ci, 1.0f, w, Ci, x, NP, 0.0f, y, NP);
+        fg_gemm(0, 0, Co, NP, Ci, 1.0f, w, ldw, x, NP, 0.0f, y, NP);
     } else if (!narrow(Ci, Co, k)) {
         const int K = Ci * kk;
         float *col = work;
         for (int n0 = 0; n0 < N; n0 += run) {
             const int nc = N - n0 < run ? N - n0 : run;
             TIMED_COLUMNS("im2col", im2col_run(Ci, N, H, W, k, n0, nc, x, col));
-            fg_gemm(0, 0, Co, nc * P, K, 1.0f, w, K, col, nc * P, 0.0f,
+            fg_gemm(0, 0, Co, nc * P, K, 1.0f, w, ldw, col, nc * P, 0.0f,
                     y + (size_t)n0 * P, NP);
         }
     } else {
+        FG_CHECK(ldw == Ci * kk, "conv2d_cm_forward", "a narrow convolution's weights must be "
+                 "contiguous (row stride %d, not %d)", Ci * kk, ldw);
         /* Z (Co k k, run P) = Wr . x, then its rows shifted into y. */
         const int R = Co * kk;
         float *wr = work, *z = work + (size_t)R * Ci;
@@ -225,13 +232,13 @@ void fg_conv_cm_forward_work(int N, int Ci, int H, int W, int Co, int k, const f
 }
 
 void fg_conv_cm_backward_input_work(int N, int Ci, int H, int W, int Co, int k,
-                                    const float *dy, const float *w, float *dx, int accumulate,
-                                    int run, float *work)
+                                    const float *dy, const float *w, int ldw, float *dx,
+                                    int accumulate, int run, float *work)
 {
     const int P = H * W, NP = N * P, kk = k * k;
     const float beta = accumulate ? 1.0f : 0.0f;   /* beta 0 never reads dx */
     if (k == 1) {
-        fg_gemm(1, 0, Ci, NP, Co, 1.0f, w, Ci, dy, NP, beta, dx, NP);
+        fg_gemm(1, 0, Ci, NP, Co, 1.0f, w, ldw, dy, NP, beta, dx, NP);
     } else if (!narrow(Ci, Co, k)) {
         /* dcol (Ci k k, run P) = w^T . dy, added back into dx by col2im. */
         const int K = Ci * kk;
@@ -240,11 +247,13 @@ void fg_conv_cm_backward_input_work(int N, int Ci, int H, int W, int Co, int k,
             memset(dx, 0, (size_t)Ci * NP * sizeof(float));
         for (int n0 = 0; n0 < N; n0 += run) {
             const int nc = N - n0 < run ? N - n0 : run;
-            fg_gemm_ex(1, 0, K, nc * P, Co, 1.0f, w, K, 1, dy + (size_t)n0 * P, NP, 1, 0.0f,
+            fg_gemm_ex(1, 0, K, nc * P, Co, 1.0f, w, ldw, 1, dy + (size_t)n0 * P, NP, 1, 0.0f,
                        dcol, (long)nc * P, 1);
             TIMED_COLUMNS("col2im", col2im_run(Ci, N, H, W, k, n0, nc, dcol, dx));
         }
     } else {
+        FG_CHECK(ldw == Ci * kk, "conv2d_cm_backward_input", "a narrow convolution's weights "
+                 "must be contiguous (row stride %d, not %d)", Ci * kk, ldw);
         /* dx += Wr^T . im2col(dy) */
         const int R = Co * kk;
         float *wr = work, *dcol = work + (size_t)R * Ci;
@@ -259,12 +268,12 @@ void fg_conv_cm_backward_input_work(int N, int Ci, int H, int W, int Co, int k,
 }
 
 void fg_conv_cm_backward_weight_work(int N, int Ci, int H, int W, int Co, int k,
-                                     const float *dy, const float *x, float *dw, int run,
-                                     float *work)
+                                     const float *dy, const float *x, float *dw, int ldw,
+                                     int run, float *work)
 {
     const int P = H * W, NP = N * P, kk = k * k;
     if (k == 1) {
-        fg_gemm(0, 1, Co, Ci, NP, 1.0f, dy, NP, x, NP, 1.0f, dw, Ci);
+        fg_gemm(0, 1, Co, Ci, NP, 1.0f, dy, NP, x, NP, 1.0f, dw, ldw);
     } else if (!narrow(Ci, Co, k)) {
         /* dw += dy . im2col(x)^T */
         const int K = Ci * kk;
@@ -273,9 +282,11 @@ void fg_conv_cm_backward_weight_work(int N, int Ci, int H, int W, int Co, int k,
             const int nc = N - n0 < run ? N - n0 : run;
             TIMED_COLUMNS("im2col", im2col_run(Ci, N, H, W, k, n0, nc, x, col));
             fg_gemm_ex(0, 1, Co, K, nc * P, 1.0f, dy + (size_t)n0 * P, NP, 1, col, (long)nc * P,
-                       1, 1.0f, dw, K, 1);
+                       1, 1.0f, dw, ldw, 1);
         }
     } else {
+        FG_CHECK(ldw == Ci * kk, "conv2d_cm_backward_weight", "a narrow convolution's weight "
+                 "gradient must be contiguous (row stride %d, not %d)", Ci * kk, ldw);
         /* A (Ci, Co k k) = x . im2col(dy)^T, rearranged into dw. */
         const int R = Co * kk;
         float *a = work, *dcol = work + (size_t)R * Ci;
@@ -318,7 +329,7 @@ void fg_conv2d_cm_forward(int N, int Ci, int H, int W, int Co, int k,
     check("conv2d_cm_forward", N, Ci, H, W, Co, k);
     int run;
     float *work = work_get(scratch, N, Ci, H, W, Co, k, &run);
-    fg_conv_cm_forward_work(N, Ci, H, W, Co, k, x, w, bias, y, run, work);
+    fg_conv_cm_forward_work(N, Ci, H, W, Co, k, x, w, Ci * k * k, bias, y, run, work);
     work_release(scratch, work);
 }
 
@@ -329,7 +340,8 @@ void fg_conv2d_cm_backward_input(int N, int Ci, int H, int W, int Co, int k,
     check("conv2d_cm_backward_input", N, Ci, H, W, Co, k);
     int run;
     float *work = work_get(scratch, N, Ci, H, W, Co, k, &run);
-    fg_conv_cm_backward_input_work(N, Ci, H, W, Co, k, dy, w, dx, accumulate, run, work);
+    fg_conv_cm_backward_input_work(N, Ci, H, W, Co, k, dy, w, Ci * k * k, dx, accumulate, run,
+                                   work);
     work_release(scratch, work);
 }
 
@@ -341,7 +353,7 @@ void fg_conv2d_cm_backward_weight(int N, int Ci, int H, int W, int Co, int k,
     const int NP = N * H * W;
     int run;
     float *work = work_get(scratch, N, Ci, H, W, Co, k, &run);
-    fg_conv_cm_backward_weight_work(N, Ci, H, W, Co, k, dy, x, dw, run, work);
+    fg_conv_cm_backward_weight_work(N, Ci, H, W, Co, k, dy, x, dw, Ci * k * k, run, work);
     work_release(scratch, work);
     if (db) {
         double *sums = fg_xmalloc((size_t)Co * sizeof(double), "conv2d bias gradient");

@@ -63,16 +63,36 @@ FG_HIDDEN void fg_conv_narrow_backward_weight(int N, int Ci, int H, int W, int C
  * thread) and must not share an arena: the same contracts as
  * fg_conv2d_cm_forward, _backward_input and _backward_weight (without the
  * bias gradient), the column matrices built for runs of `run` images in
- * `work` of fg_conv_cm_work_floats(run, ...) floats (0 for k = 1). */
+ * `work` of fg_conv_cm_work_floats(run, ...) floats (0 for k = 1). The
+ * weights (and their gradient) are rows of Ci k k values ldw floats apart:
+ * a weight with more input channels than x has (a condition's, after x's)
+ * is used for x's channels alone. Narrow convolutions (k > 1, Co < Ci)
+ * take contiguous weights only (ldw = Ci k k). */
 FG_HIDDEN size_t fg_conv_cm_work_floats(int run, int Ci, int H, int W, int Co, int k);
 FG_HIDDEN void fg_conv_cm_forward_work(int N, int Ci, int H, int W, int Co, int k,
-                                       const float *x, const float *w, const float *bias,
-                                       float *y, int run, float *work);
+                                       const float *x, const float *w, int ldw,
+                                       const float *bias, float *y, int run, float *work);
 FG_HIDDEN void fg_conv_cm_backward_input_work(int N, int Ci, int H, int W, int Co, int k,
-                                              const float *dy, const float *w, float *dx,
-                                              int accumulate, int run, float *work);
+                                              const float *dy, const float *w, int ldw,
+                                              float *dx, int accumulate, int run, float *work);
 FG_HIDDEN void fg_conv_cm_backward_weight_work(int N, int Ci, int H, int W, int Co, int k,
                                                const float *dy, const float *x, float *dw,
-                                               int run, float *work);
+                                               int ldw, int run, float *work);
+/* Whether fg_conv_cm_*_work takes the narrow path (contiguous weights). */
+FG_HIDDEN int fg_conv_cm_is_narrow(int Ci, int Co, int k);
+
+/* A convolution of an input that is constant over each image (a condition
+ * vector repeated at every pixel), zero padded like an image
+ * (conv_constant.c). mask (k k, H W): 1 where tap t lands inside the
+ * image. fg_conv_constant_add adds to each pixel of image n the sum over
+ * those taps of v[n][o][t], v (N, Co, k k) holding each tap's weights
+ * already multiplied by the image's values; y (Co, N H W), channel-major. */
+FG_HIDDEN void fg_conv_constant_mask(int H, int W, int k, float *mask);
+FG_HIDDEN void fg_conv_constant_add(int N, int H, int W, int Co, int k, const float *v,
+                                    const float *mask, float *y);
+/* Its adjoint: s[n][o][t] = the sum of dy (Co, N H W) over the pixels of
+ * image n where tap t lands inside the image. */
+FG_HIDDEN void fg_conv_constant_tap_sums(int N, int H, int W, int Co, int k, const float *dy,
+                                         const float *mask, float *s);
 
 #endif

@@ -2,7 +2,7 @@ nobase_flowgradinclude_HEADERS += tensor/tensor.h tensor/export.h
 libflowgrad_core_la_SOURCES += tensor/error.c tensor/threads.c tensor/arena.c \
 	tensor/arena_trace.c tensor/arena_trace.h \
 	tensor/tensor.c tensor/rng.c tensor/elementwise.c tensor/reduce.c \
-	tensor/conv.c tensor/conv_columns.c tensor/conv_narrow.c tensor/conv_cm.c tensor/conv_pointwise.c tensor/conv_internal.h tensor/alloc_internal.h tensor/simd_math.h tensor/parallel_internal.h \
+	tensor/conv.c tensor/conv_columns.c tensor/conv_narrow.c tensor/conv_cm.c tensor/conv_constant.c tensor/conv_pointwise.c tensor/conv_internal.h tensor/alloc_internal.h tensor/simd_math.h tensor/parallel_internal.h \
 	tensor/layout.c tensor/rq_spline.c tensor/linalg.c tensor/condition.c tensor/fence.c tensor/profile.c
 libflowgrad_core_la_SOURCES += tensor/gemm.c
 

@@ -556,6 +556,163 @@ START_TEST(test_activation_values)
 }
 END_TEST
 
+/* ------------------------------------------------ the condition in closed form */
+
+static void noise_visitor(void *vctx, const char *name, fg_var *v, fg_state_kind kind)
+{
+    (void)name;
+    if (kind != FG_PARAM)
+        return;
+    size_t n = fg_numel(&v->t);
+    float *noise = fg_xmalloc(n * sizeof(float), "test");
+    fg_rng_normal(vctx, noise, n);
+    for (size_t i = 0; i < n; i++)
+        v->t.data[i] += 0.1f * noise[i];
+    free(noise);
+}
+
+static void zero_grad_visitor(void *vctx, const char *name, fg_var *v, fg_state_kind kind)
+{
+    (void)vctx;
+    (void)name;
+    if (kind == FG_PARAM)
+        fg_zero_grad(v);
+}
+
+typedef struct grads {
+    float *v[16];
+    size_t n[16];
+    int count;
+} grads;
+
+static void grab_grad(void *vctx, const char *name, fg_var *v, fg_state_kind kind)
+{
+    (void)name;
+    grads *gr = vctx;
+    if (kind != FG_PARAM)
+        return;
+    ck_assert_int_lt(gr->count, 16);
+    size_t n = fg_numel(&v->t);
+    gr->v[gr->count] = fg_xmalloc(n * sizeof(float), "test");
+    memcpy(gr->v[gr->count], v->grad, n * sizeof(float));
+    gr->n[gr->count++] = n;
+}
+
+/* Output, parameter and condition gradients of sum(y r), y the network on
+ * x with the condition either in closed form or concatenated. */
+static void run_net(fg_net *net, fg_graph *g, fg_var *x, fg_var *cond, int closed, float *y_out,
+                    grads *gr, float *cond_grad)
+{
+    fg_net_visit(net, NULL, zero_grad_visitor, NULL);
+    fg_zero_grad(cond);
+    fg_var *y = closed ? fg_net_apply_vector_condition(net, g, x, cond)
+                       : fg_net_apply(net, g, fg_channel_concat(g, x, fg_condition_for(
+                                                                         g, cond, x, "test")));
+    ck_assert_ptr_nonnull(y);
+    size_t n = fg_numel(&y->t);
+    memcpy(y_out, y->t.data, n * sizeof(float));
+    fg_var *r = fg_const(g, y->t.ndim, y->t.shape);
+    for (size_t i = 0; i < n; i++)
+        r->t.data[i] = (float)((i * 7919) % 13) / 13.0f - 0.5f;
+    fg_backward(g, fg_sum(g, fg_mul(g, y, r)));
+    fg_net_visit(net, NULL, grab_grad, gr);
+    memcpy(cond_grad, cond->grad, fg_numel(&cond->t) * sizeof(float));
+}
+
+static double rel_diff(const float *a, const float *b, size_t n)
+{
+    double d = 0.0, m = 1e-3;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        m = fmax(m, fabs((double)b[i]));
+    }
+    return d / m;
+}
+
+/* A condition vector read in closed form (fg_net_apply_vector_condition)
+ * gives what repeating it over the image as channels gives: the output, and
+ * the gradients of every parameter and of the condition, to float
+ * rounding; networks it does not fit, and one whose actnorms wait for their
+ * init, are left to the caller (NULL). */
+START_TEST(test_vector_condition_in_closed_form)
+{
+    static const fg_net_layer layers[] = {
+        {.kind = FG_NET_CONV, .width = 6, .kernel = 3, .bias = 1},
+        {.kind = FG_NET_ACTNORM},
+        {.kind = FG_NET_RELU},
+        {.kind = FG_NET_CONV, .width = 6, .kernel = 1},
+        {.kind = FG_NET_ACTNORM},
+        {.kind = FG_NET_RELU},
+        {.kind = FG_NET_ZERO_CONV, .kernel = 3},
+    };
+    enum { N = 5, C = 2, CC = 3, H = 5, W = 4 };
+    fg_rng rng;
+    fg_rng_seed(&rng, 108);
+    fg_graph *g = fg_graph_create();
+    fg_net *net = fg_net_create("test", layers, COUNT(layers), C + CC, 4, 1, &rng);
+    ck_assert_ptr_nonnull(net);
+    int xs[4] = {N, C, H, W}, cs[2] = {N, CC};
+    fg_var *x = fg_const(g, 4, xs);
+    fg_rng_normal(&rng, x->t.data, fg_numel(&x->t));
+    fg_var *cond = fg_leaf_new(2, cs, 1);
+    fg_rng_normal(&rng, cond->t.data, fg_numel(&cond->t));
+    fg_var *x_keep = fg_leaf_new(4, xs, 0);
+    memcpy(x_keep->t.data, x->t.data, fg_numel(&x->t) * sizeof(float));
+
+    /* The actnorms' init needs the pre-activations: the caller's path. */
+    ck_assert_ptr_null(fg_net_apply_vector_condition(net, g, x, cond));
+    ck_assert_uint_eq(fg_graph_nodes(g), 0);
+    fg_net_apply(net, g, fg_channel_concat(g, x, fg_condition_for(g, cond, x, "test")));
+    ck_assert_int_eq(fg_net_data_init(net, 0), 0);
+    fg_net_visit(net, NULL, noise_visitor, &rng);
+
+    const size_t ny = (size_t)N * 4 * H * W;
+    float y[2][N * 4 * H * W], gc[2][N * CC];
+    grads gr[2] = {0};
+    for (int closed = 0; closed < 2; closed++) {
+        fg_graph_reset(g);
+        x = fg_const(g, 4, xs);
+        memcpy(x->t.data, x_keep->t.data, fg_numel(&x->t) * sizeof(float));
+        run_net(net, g, x, cond, closed, y[closed], &gr[closed], gc[closed]);
+    }
+    double dy = rel_diff(y[1], y[0], ny), dc = rel_diff(gc[1], gc[0], (size_t)N * CC), dp = 0;
+    ck_assert_int_eq(gr[0].count, gr[1].count);
+    for (int i = 0; i < gr[0].count; i++) {
+        dp = fmax(dp, rel_diff(gr[1].v[i], gr[0].v[i], gr[0].n[i]));
+        free(gr[0].v[i]);
+        free(gr[1].v[i]);
+    }
+    printf("conditioner: condition in closed form: y %.1e, condition gradient %.1e, "
+           "parameters %.1e\n", dy, dc, dp);
+    ck_assert_double_le(dy, 1e-5);
+    ck_assert_double_le(dc, 1e-5);
+    ck_assert_double_le(dp, 1e-5);
+    ck_assert_double_gt(rel_diff(gc[0], (float[N * CC]){0}, (size_t)N * CC), 1e-3);
+
+    /* A first convolution that narrows the channels, and a vector network,
+     * are not taken. */
+    static const fg_net_layer narrow[] = {
+        {.kind = FG_NET_CONV, .width = 1, .kernel = 3}, {.kind = FG_NET_RELU},
+        {.kind = FG_NET_ZERO_CONV, .kernel = 3}};
+    fg_net *nn = fg_net_create("test", narrow, COUNT(narrow), C + CC, 4, 1, &rng);
+    fg_graph_reset(g);
+    x = fg_const(g, 4, xs);
+    ck_assert_ptr_null(fg_net_apply_vector_condition(nn, g, x, cond));
+    fg_net_destroy(nn);
+    static const fg_net_layer dense[] = {{.kind = FG_NET_DENSE, .width = 4},
+                                         {.kind = FG_NET_ZERO_DENSE}};
+    nn = fg_net_create("test", dense, COUNT(dense), C + CC, 4, 0, &rng);
+    int vs[2] = {N, C};
+    ck_assert_ptr_null(fg_net_apply_vector_condition(nn, g, fg_const(g, 2, vs), cond));
+    fg_net_destroy(nn);
+
+    fg_leaf_free(cond);
+    fg_leaf_free(x_keep);
+    fg_net_destroy(net);
+    fg_graph_destroy(g);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- errors */
 
 static void expect_net_error(const fg_net_layer *net, int n, int vectors, const char *want)
@@ -700,6 +857,7 @@ Suite *fg_test_suite(void)
     tcase_add_test(tc, test_default_as_a_list);
     tcase_add_test(tc, test_condition_broadcast_and_pool);
     tcase_add_test(tc, test_activation_values);
+    tcase_add_test(tc, test_vector_condition_in_closed_form);
     tcase_add_test(tc, test_network_errors);
     tcase_add_test(tc, test_condition_errors);
     suite_add_tcase(s, tc);

@@ -45,6 +45,7 @@ typedef struct chain_case {
     int N, C, H, W;
     int n;
     stage_spec s[MAX_STAGES];
+    int cond;   /* Cc of a condition vector read by the first convolution, or 0 */
 } chain_case;
 
 #define CONV(o, k, b) {FG_CHAIN_CONV, o, k, b}
@@ -55,24 +56,31 @@ typedef struct chain_case {
 
 static const chain_case CASES[] = {
     {"glow 14x14, 5 images", 5, 2, 14, 14, 6,
-     {CONV(6, 3, 0), AFFINE_RELU, CONV(6, 1, 0), AFFINE_RELU, CONV(4, 3, 1), SCALE_EXP}},
+     {CONV(6, 3, 0), AFFINE_RELU, CONV(6, 1, 0), AFFINE_RELU, CONV(4, 3, 1), SCALE_EXP}, 0},
     {"glow 7x7, 17 images", 17, 2, 7, 7, 6,
-     {CONV(5, 3, 0), AFFINE_RELU, CONV(5, 1, 0), AFFINE_RELU, CONV(4, 3, 1), SCALE_EXP}},
+     {CONV(5, 3, 0), AFFINE_RELU, CONV(5, 1, 0), AFFINE_RELU, CONV(4, 3, 1), SCALE_EXP}, 0},
     {"plain 4x4, 7 images", 7, 3, 4, 4, 6,
-     {CONV(4, 3, 1), RELU, CONV(4, 1, 1), AFFINE, CONV(2, 3, 0), SCALE_EXP}},
-    {"1x1 only 3x5, 1 image", 1, 3, 3, 5, 3, {CONV(5, 1, 1), RELU, CONV(2, 1, 0)}},
+     {CONV(4, 3, 1), RELU, CONV(4, 1, 1), AFFINE, CONV(2, 3, 0), SCALE_EXP}, 0},
+    {"1x1 only 3x5, 1 image", 1, 3, 3, 5, 3, {CONV(5, 1, 1), RELU, CONV(2, 1, 0)}, 0},
     {"affine first, relu last, 14x14, 7 images", 7, 3, 14, 14, 3,
-     {AFFINE, CONV(4, 1, 1), RELU}},
+     {AFFINE, CONV(4, 1, 1), RELU}, 0},
+    {"conditioned glow 7x7, 17 images", 17, 2, 7, 7, 6,
+     {CONV(5, 3, 0), AFFINE_RELU, CONV(5, 1, 0), AFFINE_RELU, CONV(4, 3, 1), SCALE_EXP}, 3},
+    {"conditioned 5x5 on 3x2, 5 images", 5, 2, 3, 2, 3, {CONV(4, 5, 1), RELU, CONV(2, 1, 0)}, 2},
+    {"conditioned 1x1 on 4x4, 7 images", 7, 3, 4, 4, 3, {CONV(5, 1, 1), RELU, CONV(2, 1, 0)}, 4},
     {"smooth 14x14, 5 images", 5, 2, 14, 14, 5,
-     {CONV(3, 3, 1), AFFINE, CONV(2, 3, 1), SCALE_EXP, CONV(3, 1, 0)}},
+     {CONV(3, 3, 1), AFFINE, CONV(2, 3, 1), SCALE_EXP, CONV(3, 1, 0)}, 0},
+    {"smooth conditioned 5x3, 5 images", 5, 2, 5, 3, 5,
+     {CONV(3, 3, 1), AFFINE, CONV(2, 3, 1), SCALE_EXP, CONV(3, 1, 0)}, 3},
 };
 #define N_CASES ((int)(sizeof CASES / sizeof CASES[0]))
-#define SMOOTH_CASE (N_CASES - 1)
+#define SMOOTH_CASES 2   /* the last ones */
 
 typedef struct chain_inputs {
     const chain_case *cc;
     int N;
-    fg_var *leaves[MAX_LEAVES];   /* x, then each stage's parameters in order */
+    fg_var *leaves[MAX_LEAVES];   /* x, the condition if any, then each stage's
+                                     parameters in order */
     int n_leaves;
     fg_chain_stage st[MAX_STAGES];
     float *r;                     /* the loss's weights, one per output value */
@@ -96,6 +104,8 @@ static void inputs_make_n(chain_inputs *in, const chain_case *cc, int N, uint64_
     fg_rng_seed(&r, seed);
     int xs[4] = {N, cc->C, cc->H, cc->W};
     add_leaf(in, fg_test_uniform_leaf(&r, 4, xs, -1, 1));
+    int cs[2] = {N, cc->cond};
+    fg_var *cond = cc->cond ? add_leaf(in, fg_test_uniform_leaf(&r, 2, cs, -1, 1)) : NULL;
     int c = cc->C;
     for (int s = 0; s < cc->n; s++) {
         const stage_spec *sp = &cc->s[s];
@@ -103,9 +113,12 @@ static void inputs_make_n(chain_inputs *in, const chain_case *cc, int N, uint64_
         st->kind = sp->kind;
         switch (sp->kind) {
         case FG_CHAIN_CONV: {
-            int ws[4] = {sp->out, c, sp->k, sp->k};
-            float a = 1.0f / sqrtf((float)(c * sp->k * sp->k));
+            /* the first convolution's last cc->cond input channels read the condition */
+            const int extra = s == 0 ? cc->cond : 0;
+            int ws[4] = {sp->out, c + extra, sp->k, sp->k};
+            float a = 1.0f / sqrtf((float)((c + extra) * sp->k * sp->k));
             st->weight = add_leaf(in, fg_test_uniform_leaf(&r, 4, ws, -a, a));
+            st->cond = s == 0 ? cond : NULL;
             if (sp->bias)
                 st->bias = add_leaf(in, fg_test_uniform_leaf(&r, 1, &sp->out, -0.3f, 0.3f));
             c = sp->out;
@@ -141,11 +154,15 @@ static void inputs_free(chain_inputs *in)
     free(in->r);
 }
 
-/* The chain as the ops the conditioner network used before it. */
+/* The chain as the ops the conditioner network used before it; a
+ * condition repeated over the image and concatenated after its channels. */
 static fg_var *reference(fg_graph *g, const chain_inputs *in)
 {
     const int N = in->N;
-    fg_var *h = fg_to_channel_major(g, in->leaves[0]);
+    fg_var *x = in->leaves[0];
+    if (in->cc->cond)
+        x = fg_channel_concat(g, x, fg_condition_for(g, in->leaves[1], x, "test"));
+    fg_var *h = fg_to_channel_major(g, x);
     for (int s = 0; s < in->cc->n; s++) {
         const fg_chain_stage *st = &in->st[s];
         switch (st->kind) {
@@ -300,12 +317,13 @@ END_TEST
 
 START_TEST(test_elementwise_gradients)
 {
+    const chain_case *cc = &CASES[N_CASES - SMOOTH_CASES + _i];
     chain_inputs in;
-    inputs_make(&in, &CASES[SMOOTH_CASE], 400);
+    inputs_make(&in, cc, 400);
     fg_graph *g = fg_graph_create();
     fg_gradcheck_result res;
     int ok = fg_gradcheck(g, chain_loss, &in, in.leaves, in.n_leaves, 1e-2, 2e-3, 1e-2, &res);
-    printf("%s: %d elements, max abs err %.2e, max rel err %.2e\n", CASES[SMOOTH_CASE].name,
+    printf("%s: %d elements, max abs err %.2e, max rel err %.2e\n", cc->name,
            res.n_checked, res.max_abs_err, res.max_rel_err);
     ck_assert_msg(ok, "%d of %d gradient elements out of tolerance, worst at leaf %d element %d",
                   res.n_failed, res.n_checked, res.worst_leaf, res.worst_index);
@@ -346,7 +364,7 @@ Suite *fg_test_suite(void)
     TCase *tc = fg_tcase("conv_chain");
     tcase_add_loop_test(tc, test_matches_composition_and_threads, 0, N_CASES);
     tcase_add_loop_test(tc, test_directional_gradients, 0, N_CASES);
-    tcase_add_test(tc, test_elementwise_gradients);
+    tcase_add_loop_test(tc, test_elementwise_gradients, 0, SMOOTH_CASES);
     tcase_add_test(tc, test_partial_requirements);
     suite_add_tcase(s, tc);
     return s;
