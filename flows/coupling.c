@@ -74,7 +74,7 @@ static fg_var *conditioner(coupling *c, fg_graph *g, fg_var *part, fg_flow_ctx *
     }
     fg_var *cond = ctx ? ctx->condition : NULL, *h = NULL;
     /* A condition vector reaches the first convolution in closed form,
-     * without being repeated over the image as channels */
+     * without being repeated over the image as channels. */
     if (c->cond_channels > 0 && cond && cond->t.ndim == 2 && cond->t.shape[1] == c->cond_channels)
         h = fg_net_apply_vector_condition(c->net, g, in, cond);
     if (!h)

@@ -22,10 +22,9 @@ enum { MR = 14, NR = 16 };
 
 /* op(A) (M x K, element (i, k) at A[i rs_a + k cs_a]) as panels of MR
  * rows: panel p holds rows p MR .. p MR + 13 at pa[p MR K + k MR + r], with
- * zeros past M. The panels are those BLIS's packing makes (the packing
- * kernel of sgemm_avx512.c, which transposes row-stored A with vector
- * shuffles); copied one value at a time, a 256 x 256 A took a tenth of
- * its product's time. */
+ * zeros past M: the panels BLIS's packing makes, copied by the same
+ * vector packing kernel (sgemm_avx512.c, 8 x 8 transposes for row-stored
+ * A) rather than one value at a time. */
 INLINE void pack_a(int M, int K, const float *A, long rs_a, long cs_a, float *pa)
 {
     float one = 1.0f;
