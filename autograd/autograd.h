@@ -188,6 +188,9 @@ typedef struct fg_chain_stage {
     float factor;     /* CHANNEL_SCALE_EXP */
 } fg_chain_stage;
 FG_API fg_var *fg_conv_chain(fg_graph *g, fg_var *x, const fg_chain_stage *stages, int n);
+/* Whether a convolution stage from `in` to `out` channels with a k x k
+ * kernel takes a condition (it does unless it narrows: k > 1, out < in). */
+FG_API int fg_conv_chain_takes_condition(int in, int out, int k);
 /* Images per chunk for images of P pixels: FLOWGRAD_CHAIN_COLUMNS (read
  * once; default 784) columns' worth, at least one. */
 FG_API int fg_conv_chain_chunk_images(int P);

@@ -111,6 +111,13 @@ static int grad_of(const fg_var *v)
 }
 
 /* ------------------------------------------------------------- checks */
+/* The condition's weights sit beside x's in each row (fg_conv_cm_*_work's
+ * ldw), which the narrow path, with its rearranged weights, does not take. */
+int fg_conv_chain_takes_condition(int in, int out, int k)
+{
+    return !fg_conv_cm_is_narrow(in, out, k);
+}
+
 static int stage_out_channels(const fg_chain_stage *s, int in, int i)
 {
     char sv[FG_SHAPE_STR_LEN];
@@ -122,7 +129,7 @@ static int stage_out_channels(const fg_chain_stage *s, int in, int i)
                  w->t.shape[2] == w->t.shape[3] && w->t.shape[2] % 2 == 1, "conv_chain",
                  "stage %d: weight %s, expected (Co, %d, k, k) with odd k", i,
                  w ? fg_shape_str(&w->t, sv, sizeof sv) : "missing", in + cc);
-        FG_CHECK(!s->cond || !fg_conv_cm_is_narrow(in, w->t.shape[0], w->t.shape[2]),
+        FG_CHECK(!s->cond || fg_conv_chain_takes_condition(in, w->t.shape[0], w->t.shape[2]),
                  "conv_chain", "stage %d: a condition reaches a %dx%d convolution of %d to %d "
                  "channels; one that narrows the channels takes none", i, w->t.shape[2],
                  w->t.shape[2], in, w->t.shape[0]);

@@ -336,9 +336,9 @@ fg_var *fg_net_apply_vector_condition(fg_net *net, fg_graph *g, fg_var *x, fg_va
     const int ns = chain_stages(net, st);
     if (ns == 0 || st[0].kind != FG_CHAIN_CONV || fg_net_data_init(net, 0) > 0)
         return NULL;
-    const int k = st[0].weight->t.shape[2], co = st[0].weight->t.shape[0];
-    if (k > 1 && co < x->t.shape[1])
-        return NULL;   /* a narrowing convolution takes no condition (fg_conv_chain) */
+    if (!fg_conv_chain_takes_condition(x->t.shape[1], st[0].weight->t.shape[0],
+                                       st[0].weight->t.shape[2]))
+        return NULL;
     st[0].cond = cond;
     return fg_conv_chain(g, x, st, ns);
 }
