@@ -18,7 +18,10 @@
  * the channel-major one of tensor/conv_cm.c on the chunk's columns, and the
  * per-channel stages are the kernels of the existing ops, so every column
  * is computed as fg_conv2d_cm, fg_channel_affine_relu and the others
- * compute it.
+ * compute it. A per-channel stage right after a convolution runs as the
+ * convolution's epilogue (fg_row_affine, the same arithmetic) where the
+ * boundary between them is not kept: the products store the stage's
+ * output, and the convolution's own output is never written.
  *
  * With gradients, what the backward reads is kept in the graph arena: a
  * stage boundary is kept when the stage after it needs its input
@@ -221,8 +224,31 @@ static void condition_backward(const chain *c, int s, int n0, int nc, const floa
     }
 }
 
+/* A convolution stage (s) with the per-channel stage after it applied as
+ * its products store their output (fg_conv_cm_forward_work's epilogue):
+ * the convolution's output is then never written. Where that boundary is
+ * kept, or a condition is added after the product, the two run apart. */
+static int fuses_with_next(const chain *c, int s)
+{
+    if (s + 1 >= c->n || c->keep[s + 1] || c->st[s].kind != FG_CHAIN_CONV || c->st[s].cond)
+        return 0;
+    const fg_chain_kind next = c->st[s + 1].kind;
+    return next == FG_CHAIN_AFFINE_RELU || next == FG_CHAIN_AFFINE || next == FG_CHAIN_RELU;
+}
+
+/* Stage s's per-channel stage as a row epilogue. */
+static fg_row_affine stage_epilogue(const chain *c, int s)
+{
+    const fg_chain_stage *st = &c->st[s];
+    if (st->kind == FG_CHAIN_RELU)
+        return (fg_row_affine){c->zeros, c->ones, 1};
+    return (fg_row_affine){st->bias->t.data, c->scale[s], st->kind == FG_CHAIN_AFFINE_RELU};
+}
+
+/* Stage s of a chunk from in into out; ep (or NULL), a convolution's
+ * epilogue. */
 static void stage_forward(const chain *c, int s, int n0, int nc, const float *in, float *out,
-                          float *work)
+                          float *work, const fg_row_affine *ep)
 {
     const fg_chain_stage *st = &c->st[s];
     const int Ci = c->ch[s], Co = c->ch[s + 1];
@@ -231,7 +257,7 @@ static void stage_forward(const chain *c, int s, int n0, int nc, const float *in
     case FG_CHAIN_CONV:
         fg_conv_cm_forward_work(nc, Ci, c->H, c->W, Co, st->weight->t.shape[2], in,
                                 st->weight->t.data, weight_row(st),
-                                st->bias ? st->bias->t.data : NULL, out, nc, work);
+                                st->bias ? st->bias->t.data : NULL, out, nc, work, ep);
         if (st->cond) {
             /* the convolution's work is free again */
             condition_taps(c, s, n0, nc, work);
@@ -264,10 +290,14 @@ static void forward_chunk(const chain *c, int j, float *a, float *b, float *work
     float *in = a;
     fg_conv_gather_columns(nc, c->ch[0], c->P, c->x->t.data + (size_t)n0 * c->ch[0] * P, in);
     for (int s = 0; s < c->n; s++) {
-        float *kept = c->keep[s + 1];
-        float *out = kept ? kept + (size_t)n0 * c->ch[s + 1] * P : in == a ? b : a;
-        stage_forward(c, s, n0, nc, in, out, work);
+        const int fused = fuses_with_next(c, s);
+        const int last = s + fused;   /* the stage whose output this writes */
+        float *kept = c->keep[last + 1];
+        float *out = kept ? kept + (size_t)n0 * c->ch[last + 1] * P : in == a ? b : a;
+        const fg_row_affine ep = fused ? stage_epilogue(c, last) : (fg_row_affine){0};
+        stage_forward(c, s, n0, nc, in, out, work, fused ? &ep : NULL);
         in = out;
+        s = last;
     }
     fg_conv_scatter_columns(nc, c->ch[c->n], c->P, in,
                             c->y->t.data + (size_t)n0 * c->ch[c->n] * P, 0);

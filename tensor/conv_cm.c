@@ -198,19 +198,22 @@ size_t fg_conv_cm_work_floats(int run, int Ci, int H, int W, int Co, int k)
  * runs many of them side by side (one per thread) can hand each its own. */
 void fg_conv_cm_forward_work(int N, int Ci, int H, int W, int Co, int k, const float *x,
                              const float *w, int ldw, const float *bias, float *y, int run,
-                             float *work)
+                             float *work, const fg_row_affine *ep)
 {
     const int P = H * W, NP = N * P, kk = k * k;
+    /* The products apply ep as they store their output, unless a bias
+     * must come first. */
+    const fg_row_affine *ep_gemm = bias ? NULL : ep;
     if (k == 1) {
-        fg_gemm(0, 0, Co, NP, Ci, 1.0f, w, ldw, x, NP, 0.0f, y, NP);
+        fg_gemm_row_affine(0, Co, NP, Ci, 1.0f, w, ldw, x, NP, 0.0f, y, NP, ep_gemm);
     } else if (!narrow(Ci, Co, k)) {
         const int K = Ci * kk;
         float *col = work;
         for (int n0 = 0; n0 < N; n0 += run) {
             const int nc = N - n0 < run ? N - n0 : run;
             TIMED_COLUMNS("im2col", im2col_run(Ci, N, H, W, k, n0, nc, x, col));
-            fg_gemm(0, 0, Co, nc * P, K, 1.0f, w, ldw, col, nc * P, 0.0f,
-                    y + (size_t)n0 * P, NP);
+            fg_gemm_row_affine(0, Co, nc * P, K, 1.0f, w, ldw, col, nc * P, 0.0f,
+                               y + (size_t)n0 * P, NP, ep_gemm);
         }
     } else {
         FG_CHECK(ldw == Ci * kk, "conv2d_cm_forward", "a narrow convolution's weights must be "
@@ -226,9 +229,12 @@ void fg_conv_cm_forward_work(int N, int Ci, int H, int W, int Co, int k, const f
                        z, (long)nc * P, 1);
             TIMED_COLUMNS("col2im", col2im_run(Co, N, H, W, k, n0, nc, z, y));
         }
+        ep_gemm = NULL;   /* y was summed from shifted rows: ep comes after */
     }
     if (bias)
         fg_k_add_channel(1, Co, NP, y, bias, y);
+    if (ep && !ep_gemm)
+        fg_row_affine_apply(Co, NP, y, NP, ep);
 }
 
 void fg_conv_cm_backward_input_work(int N, int Ci, int H, int W, int Co, int k,
@@ -329,7 +335,7 @@ void fg_conv2d_cm_forward(int N, int Ci, int H, int W, int Co, int k,
     check("conv2d_cm_forward", N, Ci, H, W, Co, k);
     int run;
     float *work = work_get(scratch, N, Ci, H, W, Co, k, &run);
-    fg_conv_cm_forward_work(N, Ci, H, W, Co, k, x, w, Ci * k * k, bias, y, run, work);
+    fg_conv_cm_forward_work(N, Ci, H, W, Co, k, x, w, Ci * k * k, bias, y, run, work, NULL);
     work_release(scratch, work);
 }
 

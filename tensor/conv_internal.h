@@ -6,6 +6,7 @@
 #define FLOWGRAD_CONV_INTERNAL_H
 
 #include "tensor/tensor.h"
+#include "tensor/gemm_internal.h"   /* fg_row_affine */
 
 #define FG_HIDDEN __attribute__((visibility("hidden")))
 
@@ -67,11 +68,14 @@ FG_HIDDEN void fg_conv_narrow_backward_weight(int N, int Ci, int H, int W, int C
  * weights (and their gradient) are rows of Ci k k values ldw floats apart:
  * a weight with more input channels than x has (a condition's, after x's)
  * is used for x's channels alone. Narrow convolutions (k > 1, Co < Ci)
- * take contiguous weights only (ldw = Ci k k). */
+ * take contiguous weights only (ldw = Ci k k). The forward applies ep (or
+ * NULL) to each output channel after the bias, as its products store
+ * their output where they can (fg_gemm_row_affine). */
 FG_HIDDEN size_t fg_conv_cm_work_floats(int run, int Ci, int H, int W, int Co, int k);
 FG_HIDDEN void fg_conv_cm_forward_work(int N, int Ci, int H, int W, int Co, int k,
                                        const float *x, const float *w, int ldw,
-                                       const float *bias, float *y, int run, float *work);
+                                       const float *bias, float *y, int run, float *work,
+                                       const fg_row_affine *ep);
 FG_HIDDEN void fg_conv_cm_backward_input_work(int N, int Ci, int H, int W, int Co, int k,
                                               const float *dy, const float *w, int ldw,
                                               float *dx, int accumulate, int run, float *work);

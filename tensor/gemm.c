@@ -470,26 +470,30 @@ static void gemm_dot(int M, int N, int K, float alpha, const float *A, inc_t ra,
 /* One thread's columns [j0, j1) of the unpacked product. */
 static void unpacked_columns(int path, int M, int N, int K, float alpha, const float *A,
                              inc_t ra, inc_t ca, const float *B, inc_t rb, float beta, float *C,
-                             inc_t rs_c, int j0, int j1)
+                             inc_t rs_c, int j0, int j1, const fg_row_affine *ep)
 {
-    if (path == FG_GEMM_AVX512)
+    if (path == FG_GEMM_AVX512) {
         fg_sgemm_unpacked_avx512(M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, j0, j1,
-                                 packed_a_buffer(fg_sgemm_unpacked_avx512_pack_floats(M, K)));
-    else
+                                 packed_a_buffer(fg_sgemm_unpacked_avx512_pack_floats(M, K)),
+                                 ep);
+    } else {
         fg_sgemm_unpacked_avx2(M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, j0, j1);
+        if (ep)
+            fg_row_affine_apply(M, j1 - j0, C + j0, rs_c, ep);
+    }
 }
 
 /* The unpacked product, its 16-column strips split between threads when it
  * is large enough to pay for them. */
 static void gemm_unpacked(int path, int M, int N, int K, float alpha, const float *A, inc_t ra,
                           inc_t ca, const float *B, inc_t rb, float beta, float *C, inc_t rs_c,
-                          int threads)
+                          int threads, const fg_row_affine *ep)
 {
     const int strips = (N + 15) / 16;
     if (threads > strips)
         threads = strips;
     if (threads <= 1) {
-        unpacked_columns(path, M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, 0, N);
+        unpacked_columns(path, M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, 0, N, ep);
         return;
     }
     #pragma omp parallel num_threads(threads)
@@ -498,14 +502,36 @@ static void gemm_unpacked(int path, int M, int N, int K, float alpha, const floa
         const int s0 = (int)((long)strips * t / T), s1 = (int)((long)strips * (t + 1) / T);
         const int j1 = s1 * 16 < N ? s1 * 16 : N;
         if (s1 > s0)
-            unpacked_columns(path, M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, s0 * 16, j1);
+            unpacked_columns(path, M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, s0 * 16, j1,
+                             ep);
     }
 }
 
-void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
-                const float *A, long rs_a, long cs_a,
-                const float *B, long rs_b, long cs_b, float beta,
-                float *C, long rs_c, long cs_c)
+void fg_row_affine_apply(int M, int N, float *C, long ldc, const fg_row_affine *ep)
+{
+    for (int i = 0; i < M; i++) {
+        float *restrict c = C + (size_t)i * ldc;
+        const float b = ep->bias[i], s = ep->scale[i];
+        if (ep->relu) {
+            #pragma omp simd
+            for (int j = 0; j < N; j++) {
+                const float v = (c[j] + b) * s;
+                c[j] = v > 0.0f ? v : 0.0f;   /* NaN and -0 become +0, as the kernels' max */
+            }
+        } else {
+            #pragma omp simd
+            for (int j = 0; j < N; j++)
+                c[j] = (c[j] + b) * s;
+        }
+    }
+}
+
+/* fg_gemm_ex, with ep (or NULL) applied to C's rows; C row-stored when ep
+ * is given. */
+static void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                 const float *A, long rs_a, long cs_a,
+                 const float *B, long rs_b, long cs_b, float beta,
+                 float *C, long rs_c, long cs_c, const fg_row_affine *ep)
 {
     if (M < 0 || N < 0 || K < 0)
         fg_fatal("gemm", "negative size M=%d N=%d K=%d", M, N, K);
@@ -513,6 +539,8 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
         return;
     if (K == 0 || alpha == 0.0f) {
         scale_c(M, N, beta, C, rs_c, cs_c);
+        if (ep)
+            fg_row_affine_apply(M, N, C, rs_c, ep);
         return;
     }
     /* Strides describe A and B as stored: K x M when transposed. */
@@ -539,13 +567,15 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
         if (dot_pays(path, M, N, K, ca, rb)) {
             double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
             gemm_dot(M, N, K, alpha, A, ra, B, cb, beta, C, crs, ccs, threads);
+            if (ep)
+                fg_row_affine_apply(M, N, C, rs_c, ep);
             if (t0 != 0.0)
                 fg_profile_add_shared("kernel:gemm", fg_profile_now() - t0);
             return;
         }
         if (unpacked_pays(path, M, N, K, cb, ccs)) {
             double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
-            gemm_unpacked(path, M, N, K, alpha, A, ra, ca, B, rb, beta, C, crs, threads);
+            gemm_unpacked(path, M, N, K, alpha, A, ra, ca, B, rb, beta, C, crs, threads, ep);
             if (t0 != 0.0)
                 fg_profile_add_shared("kernel:gemm", fg_profile_now() - t0);
             return;
@@ -573,7 +603,8 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
         crs = N;
         ccs = 1;
     }
-    cntx_t *cx = use_transposed_kernel(path, M, N) ? &contexts_t[path] : &contexts[path];
+    const int transposed = use_transposed_kernel(path, M, N);
+    cntx_t *cx = transposed ? &contexts_t[path] : &contexts[path];
     rntm_t rntm;
     bli_rntm_init_from_global(&rntm);
     bli_rntm_set_num_threads(threads, &rntm);
@@ -581,10 +612,19 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
         bli_rntm_disable_l3_sup(&rntm);
     double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
     float beta_run = swapped ? 0.0f : beta;
+    /* The microkernel applies ep when it runs on this thread (the epilogue
+     * is this thread's), on C as given, and writes each tile once (K
+     * within one cache block). */
+    const int ep_in_kernel = ep && path == FG_GEMM_AVX512 && threads == 1 && !swapped &&
+                             !transposed && ccs == 1 && K <= blocks[path][3];
+    if (ep_in_kernel)
+        fg_sgemm_avx512_epilogue = (fg_ukr_epilogue){ep, C, crs, K};
     bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                  trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                  M, N, K, &alpha, (float *)A, ars, acs, (float *)B, brs, bcs,
                  &beta_run, C, crs, ccs, cx, &rntm);
+    if (ep_in_kernel)
+        fg_sgemm_avx512_epilogue = (fg_ukr_epilogue){0};
     if (swapped) {
         /* C (N x M now) gets T^T; beta 0 never reads C. */
         for (int i = 0; i < N; i++)
@@ -594,8 +634,26 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
                 *c = beta == 0.0f ? t : t + beta * *c;
             }
     }
+    if (ep && !ep_in_kernel)
+        fg_row_affine_apply(swapped ? N : M, swapped ? M : N, c_out, rs_c, ep);
     if (t0 != 0.0)  /* wall time: a share of the region when threads split it */
         fg_profile_add_shared("kernel:gemm", fg_profile_now() - t0);
+}
+
+void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                const float *A, long rs_a, long cs_a,
+                const float *B, long rs_b, long cs_b, float beta,
+                float *C, long rs_c, long cs_c)
+{
+    gemm(trans_a, trans_b, M, N, K, alpha, A, rs_a, cs_a, B, rs_b, cs_b, beta, C, rs_c, cs_c,
+         NULL);
+}
+
+void fg_gemm_row_affine(int trans_a, int M, int N, int K, float alpha, const float *A,
+                        long lda, const float *B, long ldb, float beta, float *C, long ldc,
+                        const fg_row_affine *ep)
+{
+    gemm(trans_a, 0, M, N, K, alpha, A, lda, 1, B, ldb, 1, beta, C, ldc, 1, ep);
 }
 
 void fg_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,

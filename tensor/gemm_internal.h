@@ -30,4 +30,26 @@ int fg_gemm_path_from_name(const char *name);
 /* The register and cache blocks of a path's context (MR, NR, MC, KC, NC). */
 void fg_gemm_path_blocks(int path, int blocks[5]);
 
+/* What a product does to each row of its result before storing it: row i
+ * becomes (c + bias[i]) scale[i], then max(0, .) when relu. A convolution
+ * followed by actnorm and ReLU (a coupling network's layer) then writes
+ * its output once, instead of a product's output that a separate pass
+ * reads back and rewrites. */
+typedef struct fg_row_affine {
+    const float *bias, *scale;
+    int relu;
+} fg_row_affine;
+
+/* C = ep(alpha op(A) B + beta C): fg_gemm_ex with B and C row-stored (unit
+ * column stride) and ep applied to every row as it is stored; ep NULL is
+ * fg_gemm_ex. Where the kernel cannot apply ep (another path, a product
+ * split between threads inside BLIS, K beyond one cache block) it runs
+ * as a pass over C after the product, with the same arithmetic, so the
+ * result does not depend on which one ran. */
+void fg_gemm_row_affine(int trans_a, int M, int N, int K, float alpha, const float *A,
+                        long lda, const float *B, long ldb, float beta, float *C, long ldc,
+                        const fg_row_affine *ep);
+/* ep as a pass over the M x N matrix C (row stride ldc). */
+void fg_row_affine_apply(int M, int N, float *C, long ldc, const fg_row_affine *ep);
+
 #endif

@@ -68,6 +68,11 @@ static const chain_case CASES[] = {
      {CONV(5, 3, 0), AFFINE_RELU, CONV(5, 1, 0), AFFINE_RELU, CONV(4, 3, 1), SCALE_EXP}, 3},
     {"conditioned 5x5 on 3x2, 5 images", 5, 2, 3, 2, 3, {CONV(4, 5, 1), RELU, CONV(2, 1, 0)}, 2},
     {"conditioned 1x1 on 4x4, 7 images", 7, 3, 4, 4, 3, {CONV(5, 1, 1), RELU, CONV(2, 1, 0)}, 4},
+    /* every convolution without a bias, so each writes the stage after it
+     * as its epilogue: ReLU, affine without ReLU, and after a narrowing
+     * 3x3 (a pass after its shifted rows are summed) */
+    {"epilogues 14x14, 5 images", 5, 2, 14, 14, 6,
+     {CONV(6, 3, 0), RELU, CONV(6, 1, 0), AFFINE, CONV(4, 3, 0), AFFINE}, 0},
     {"smooth 14x14, 5 images", 5, 2, 14, 14, 5,
      {CONV(3, 3, 1), AFFINE, CONV(2, 3, 1), SCALE_EXP, CONV(3, 1, 0)}, 0},
     {"smooth conditioned 5x3, 5 images", 5, 2, 5, 3, 5,

@@ -245,6 +245,92 @@ static void dot_products(uint64_t seed)
         }
 }
 
+/* fg_gemm_row_affine: C = ep(alpha op(A) B + beta C), row-stored B and C.
+ * The epilogue runs inside the AVX-512 kernels where it can (the unpacked
+ * kernel; BLIS's microkernel on one thread with K within one cache block)
+ * and as a pass after the product elsewhere (other paths, two threads, K
+ * beyond KC): every way must give exactly fg_gemm_ex followed by
+ * fg_row_affine_apply, and that within rounding of a double reference. */
+static int row_affine_case(int ta, int M, int N, int K, float alpha, float beta, int relu,
+                           uint64_t seed, char *why, size_t whylen)
+{
+    uint64_t s = seed;
+    const long lda = (ta ? M : K) + 3, ldb = N + 5, ldc = N + 2;
+    const size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)K * ldb, nc = (size_t)M * ldc;
+    float *A = malloc(na * sizeof(float)), *B = malloc(nb * sizeof(float));
+    float *C = malloc(nc * sizeof(float)), *R = malloc(nc * sizeof(float));
+    float *old = malloc(nc * sizeof(float));
+    float *bias = malloc((size_t)M * sizeof(float)), *scale = malloc((size_t)M * sizeof(float));
+    ck_assert(A && B && C && R && old && bias && scale);
+    for (size_t e = 0; e < na; e++) A[e] = uniform(&s);
+    for (size_t e = 0; e < nb; e++) B[e] = uniform(&s);
+    /* beta 0 never reads C: NaN there must not come through */
+    for (size_t e = 0; e < nc; e++) C[e] = R[e] = old[e] = beta == 0.0f ? NAN : uniform(&s);
+    for (int i = 0; i < M; i++) {
+        bias[i] = 0.5f * uniform(&s);
+        scale[i] = 1.25f + uniform(&s);
+    }
+    const fg_row_affine ep = {bias, scale, relu};
+    fg_gemm_row_affine(ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, &ep);
+    fg_gemm_ex(ta, 0, M, N, K, alpha, A, lda, 1, B, ldb, 1, beta, R, ldc, 1);
+    fg_row_affine_apply(M, N, R, ldc, &ep);
+    int bad = 0;
+    for (int i = 0; i < M && !bad; i++)
+        for (int j = 0; j < N && !bad; j++) {
+            const size_t e = (size_t)i * ldc + j;
+            double sum = 0, mag = 0;
+            for (int k = 0; k < K; k++) {
+                const double p = (double)(ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]) *
+                                 B[(size_t)k * ldb + j];
+                sum += p;
+                mag += fabs(p);
+            }
+            const double cterm = beta == 0.0f ? 0.0 : (double)beta * old[e];
+            double ref = ((double)alpha * sum + cterm + bias[i]) * scale[i];
+            if (relu && !(ref > 0.0))
+                ref = 0.0;
+            const double tol = 4.0 * (K + 4) * FLT_EPSILON *
+                               (fabs(alpha) * mag + fabs(cterm) + fabs(bias[i])) * scale[i];
+            if (memcmp(&C[e], &R[e], sizeof C[e]) != 0) {
+                bad = 1;
+                snprintf(why, whylen, "C[%d,%d] = %.9g, the product then the pass %.9g", i, j,
+                         C[e], R[e]);
+            } else if (!(fabs(C[e] - ref) <= tol)) {
+                bad = 1;
+                snprintf(why, whylen, "C[%d,%d] = %.9g, reference %.9g", i, j, C[e], ref);
+            } else if (relu && signbit(C[e])) {
+                bad = 1;
+                snprintf(why, whylen, "C[%d,%d] = %g after ReLU", i, j, C[e]);
+            }
+        }
+    free(A); free(B); free(C); free(R); free(old); free(bias); free(scale);
+    return bad;
+}
+
+static void row_affine(void)
+{
+    int b[5];
+    fg_gemm_path_blocks(fg_gemm_get_path(), b);
+    /* the middle layer of a 256-wide network on a chunk (BLIS's kernel), a
+     * first layer (unpacked), K past one cache block, a narrow product,
+     * rows that end mid-tile */
+    const int mnk[][3] = {{256, 784, 256}, {37, 1001, 18}, {130, 300, b[3] + 17},
+                          {20, 7, 9}, {45, 130, 200}, {4, 64, 300}};
+    uint64_t s = 77;
+    for (int i = 0; i < (int)(sizeof mnk / sizeof mnk[0]); i++)
+        for (int v = 0; v < 4; v++) {
+            const int ta = v & 1, relu = (v >> 1) & 1;
+            const float alpha = v == 3 ? -0.75f : 1.0f, beta = v == 1 ? 0.5f : 0.0f;
+            char why[160] = "";
+            int bad = row_affine_case(ta, mnk[i][0], mnk[i][1], mnk[i][2], alpha, beta, relu,
+                                      next_u32(&s), why, sizeof why);
+            ck_assert_msg(!bad, "path %s threads %d: ta=%d M=%d N=%d K=%d alpha=%g beta=%g "
+                          "relu=%d: %s", fg_gemm_path_name(fg_gemm_get_path()),
+                          fg_get_threads(), ta, mnk[i][0], mnk[i][1], mnk[i][2], alpha, beta,
+                          relu, why);
+        }
+}
+
 static int use_path(int p)
 {
     if (!fg_gemm_path_supported(p)) {
@@ -267,6 +353,7 @@ static void all_paths(int threads)
             few_columns(3000 + p);
             unpacked(4000 + p);
             dot_products(5000 + p);
+            row_affine();
         }
     fg_gemm_set_path(FG_GEMM_AUTO);
     fg_set_threads(saved);

@@ -9,6 +9,8 @@
 
 enum { MR = FG_AVX512_MR, NR = FG_AVX512_NR };
 
+_Thread_local fg_ukr_epilogue fg_sgemm_avx512_epilogue;
+
 static inline AVX512 __attribute__((always_inline))
 void pack(int width, dim_t cdim, dim_t n, dim_t n_max, float kappa,
           const float *a, inc_t inca, inc_t lda, float *p, inc_t ldp)
@@ -74,7 +76,8 @@ AVX512 void fg_spack_16_avx512(FG_SPACK_ARGS)
     X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
 
 static inline AVX512 __attribute__((always_inline))
-void kernel(const int rows, FG_SGEMM_UKR_ARGS)
+void kernel(const int rows, const float *ep_bias, const float *ep_scale, int ep_relu,
+            FG_SGEMM_UKR_ARGS)
 {
 #define ZERO(i) __m512 c##i = _mm512_setzero_ps();
     FOR_ROWS(ZERO)
@@ -103,11 +106,23 @@ void kernel(const int rows, FG_SGEMM_UKR_ARGS)
     const float beta_s = *beta;
     if (cs_c == 1) {
         const __mmask16 nmask = n >= NR ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
-        const __m512 betav = _mm512_set1_ps(beta_s);
+        const __m512 betav = _mm512_set1_ps(beta_s), zero = _mm512_setzero_ps();
+        /* The row epilogue as fg_row_affine_apply computes it: (v + b) s,
+         * then max with +0 (which max returns for NaN and for -0). */
+#define EPILOGUE(i, v)                                                       \
+        if (ep_bias) {                                                       \
+            v = _mm512_mul_ps(_mm512_add_ps(v, _mm512_set1_ps(ep_bias[i])),  \
+                              _mm512_set1_ps(ep_scale[i]));                  \
+            if (ep_relu)                                                     \
+                v = _mm512_max_ps(v, zero);                                  \
+        }
         if (beta_s == 0.0f) {
 #define STORE0(i)                                                            \
-    if ((i) < m)                                                             \
-        _mm512_mask_storeu_ps(c + (i) * rs_c, nmask, _mm512_mul_ps(c##i, alphav));
+    if ((i) < m) {                                                           \
+        __m512 v = _mm512_mul_ps(c##i, alphav);                              \
+        EPILOGUE(i, v)                                                       \
+        _mm512_mask_storeu_ps(c + (i) * rs_c, nmask, v);                     \
+    }
             FOR_ROWS(STORE0)
 #undef STORE0
         } else {
@@ -115,12 +130,14 @@ void kernel(const int rows, FG_SGEMM_UKR_ARGS)
     if ((i) < m) {                                                           \
         float *cr = c + (i) * rs_c;                                          \
         __m512 old = _mm512_maskz_loadu_ps(nmask, cr);                       \
-        _mm512_mask_storeu_ps(cr, nmask,                                     \
-            _mm512_fmadd_ps(old, betav, _mm512_mul_ps(c##i, alphav)));       \
+        __m512 v = _mm512_fmadd_ps(old, betav, _mm512_mul_ps(c##i, alphav)); \
+        EPILOGUE(i, v)                                                       \
+        _mm512_mask_storeu_ps(cr, nmask, v);                                 \
     }
             FOR_ROWS(STOREB)
 #undef STOREB
         }
+#undef EPILOGUE
     } else {
         float t[MR * NR];
 #define SPILL(i) _mm512_storeu_ps(t + (i) * NR, c##i);
@@ -132,12 +149,23 @@ void kernel(const int rows, FG_SGEMM_UKR_ARGS)
 
 AVX512 void fg_sgemm_ukr_avx512(FG_SGEMM_UKR_ARGS)
 {
+    const float *eb = NULL, *es = NULL;
+    int er = 0;
+    const fg_ukr_epilogue *e = &fg_sgemm_avx512_epilogue;
+    if (e->ep && k == e->k && cs_c == 1) {
+        const long row = (long)((c - e->c0) / e->rs_c);
+        eb = e->ep->bias + row;
+        es = e->ep->scale + row;
+        er = e->ep->relu;
+    }
+#define CALL(rows) kernel(rows, eb, es, er, m, n, k, alpha, a, b, beta, c, rs_c, cs_c, aux, cntx)
     if (m <= 4)
-        kernel(4, m, n, k, alpha, a, b, beta, c, rs_c, cs_c, aux, cntx);
+        CALL(4);
     else if (m <= 8)
-        kernel(8, m, n, k, alpha, a, b, beta, c, rs_c, cs_c, aux, cntx);
+        CALL(8);
     else
-        kernel(MR, m, n, k, alpha, a, b, beta, c, rs_c, cs_c, aux, cntx);
+        CALL(MR);
+#undef CALL
 }
 
 /* The same tile seen transposed: a 16 x 14 kernel whose columns of C are

@@ -11,6 +11,8 @@
 #include <blis.h>
 #pragma GCC diagnostic pop
 
+#include "tensor/gemm_internal.h"   /* fg_row_affine */
+
 #define FG_SGEMM_UKR_ARGS                                                    \
     dim_t m, dim_t n, dim_t k, float *restrict alpha, float *restrict a,     \
     float *restrict b, float *restrict beta, float *restrict c, inc_t rs_c,  \
@@ -27,6 +29,18 @@
 /* AVX-512: 14 x 16 (one zmm of B, 14 broadcasts of A). */
 enum { FG_AVX512_MR = 14, FG_AVX512_NR = 16 };
 void fg_sgemm_ukr_avx512(FG_SGEMM_UKR_ARGS);
+/* A row epilogue for the AVX-512 microkernel while BLIS runs one product
+ * on the calling thread: BLIS's interface carries none, so fg_gemm_ex
+ * sets it for the call. The kernel applies ep to its tile (rows found
+ * from c's distance to c0) when it runs the product's whole inner
+ * dimension k, i.e. writes the final values. */
+typedef struct fg_ukr_epilogue {
+    const fg_row_affine *ep;   /* NULL: none */
+    const float *c0;
+    inc_t rs_c;
+    dim_t k;
+} fg_ukr_epilogue;
+extern _Thread_local fg_ukr_epilogue fg_sgemm_avx512_epilogue;
 /* The same kernel as a 16 x 14 tile with columns of C in vectors. */
 void fg_sgemm_ukr_avx512_t(FG_SGEMM_UKR_ARGS);
 void fg_spack_14_avx512(FG_SPACK_ARGS);
@@ -48,10 +62,12 @@ void fg_sgemm_unpacked_avx2(int M, int N, int K, float alpha, const float *A, lo
 
 /* The same on AVX-512 for products whose B is worth reading in place
  * (sgemm_unpacked_avx512.c): op(A) is first copied into packed_a, room for
- * fg_sgemm_unpacked_avx512_pack_floats(M, K) floats. */
+ * fg_sgemm_unpacked_avx512_pack_floats(M, K) floats. ep (or NULL) applies
+ * to the rows as they are stored. */
 void fg_sgemm_unpacked_avx512(int M, int N, int K, float alpha, const float *A, long rs_a,
                               long cs_a, const float *B, long rs_b, float beta, float *C,
-                              long rs_c, int j0, int j1, float *packed_a);
+                              long rs_c, int j0, int j1, float *packed_a,
+                              const fg_row_affine *ep);
 static inline size_t fg_sgemm_unpacked_avx512_pack_floats(int M, int K)
 {
     return (size_t)((M + FG_AVX512_MR - 1) / FG_AVX512_MR) * FG_AVX512_MR * (size_t)K;

@@ -38,7 +38,8 @@ INLINE void pack_a(int M, int K, const float *A, long rs_a, long cs_a, float *pa
  * inside C) and 16 columns, of which those in nmask are inside C. */
 INLINE AVX512 void tile(const int rows, int m, int K, float alpha, const float *pa,
                         const float *b, long rs_b, float beta, float *c, long rs_c,
-                        __mmask16 nmask)
+                        __mmask16 nmask, const float *ep_bias, const float *ep_scale,
+                        int ep_relu)
 {
 #define ZERO(i) __m512 c##i = _mm512_setzero_ps();
     FOR_ROWS(ZERO)
@@ -52,12 +53,21 @@ INLINE AVX512 void tile(const int rows, int m, int K, float alpha, const float *
 #undef FMA
     }
     const __m512 al = _mm512_set1_ps(alpha), be = _mm512_set1_ps(beta);
+    const __m512 zero = _mm512_setzero_ps();
+    /* The row epilogue as fg_row_affine_apply computes it: (v + b) s, then
+     * max with +0 (max returns its second operand for NaN and for -0). */
 #define STORE(i)                                                                    \
     if ((i) < rows && (i) < m) {                                                    \
         float *cr = c + (long)(i) * rs_c;                                           \
         __m512 v = _mm512_mul_ps(c##i, al);                                         \
         if (beta != 0.0f) /* beta 0 never reads C, which may hold NaN */            \
             v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(nmask, cr), be, v);           \
+        if (ep_bias) {                                                              \
+            v = _mm512_mul_ps(_mm512_add_ps(v, _mm512_set1_ps(ep_bias[i])),         \
+                              _mm512_set1_ps(ep_scale[i]));                         \
+            if (ep_relu)                                                            \
+                v = _mm512_max_ps(v, zero);                                         \
+        }                                                                           \
         _mm512_mask_storeu_ps(cr, nmask, v);                                        \
     }
     FOR_ROWS(STORE)
@@ -66,29 +76,34 @@ INLINE AVX512 void tile(const int rows, int m, int K, float alpha, const float *
 
 /* Every tile of the strip of columns under nmask. */
 INLINE AVX512 void strip(int M, int K, float alpha, const float *pa, const float *b, long rs_b,
-                         float beta, float *c, long rs_c, __mmask16 nmask)
+                         float beta, float *c, long rs_c, __mmask16 nmask,
+                         const fg_row_affine *ep)
 {
+#define TILE(rows, m)                                                                 \
+    tile(rows, m, K, alpha, pa, b, rs_b, beta, c + i * rs_c, rs_c, nmask,             \
+         ep ? ep->bias + i : NULL, ep ? ep->scale + i : NULL, ep ? ep->relu : 0)
     int i = 0;
     for (; i + MR <= M; i += MR, pa += (long)MR * K)
-        tile(MR, MR, K, alpha, pa, b, rs_b, beta, c + i * rs_c, rs_c, nmask);
+        TILE(MR, MR);
     int m = M - i;
     if (m > 8)
-        tile(MR, m, K, alpha, pa, b, rs_b, beta, c + i * rs_c, rs_c, nmask);
+        TILE(MR, m);
     else if (m > 4)
-        tile(8, m, K, alpha, pa, b, rs_b, beta, c + i * rs_c, rs_c, nmask);
+        TILE(8, m);
     else if (m > 0)
-        tile(4, m, K, alpha, pa, b, rs_b, beta, c + i * rs_c, rs_c, nmask);
+        TILE(4, m);
+#undef TILE
 }
 
 AVX512 void fg_sgemm_unpacked_avx512(int M, int N, int K, float alpha, const float *A,
                                      long rs_a, long cs_a, const float *B, long rs_b,
                                      float beta, float *C, long rs_c, int j0, int j1,
-                                     float *packed_a)
+                                     float *packed_a, const fg_row_affine *ep)
 {
     pack_a(M, K, A, rs_a, cs_a, packed_a);
     for (int j = j0; j < j1; j += NR) {
         const __mmask16 nmask = j + NR <= N ? (__mmask16)0xFFFF
                                             : (__mmask16)((1u << (N - j)) - 1);
-        strip(M, K, alpha, packed_a, B + j, rs_b, beta, C + j, rs_c, nmask);
+        strip(M, K, alpha, packed_a, B + j, rs_b, beta, C + j, rs_c, nmask, ep);
     }
 }
