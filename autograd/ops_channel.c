@@ -4,6 +4,18 @@
 #include <math.h>
 #include <string.h>
 
+/* The library is built for any x86-64, where these loops get 4-wide SSE.
+ * The per-channel passes of a coupling network's layers, the step's
+ * largest outside the products, are built for AVX-512 and AVX2 as well,
+ * and the loader picks the widest the CPU has. Their float partial sums
+ * then depend on the vector width (not on the thread count). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#define WIDE_VECTORS \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define WIDE_VECTORS
+#endif
+
 static size_t spatial(const fg_var *v)
 {
     size_t n = 1;
@@ -133,9 +145,11 @@ plane_backward(const float *restrict d, const float *restrict yp, float *restric
 }
 
 /* Channel c of fg_affine_relu_planes_backward. */
-static inline void affine_relu_channel_backward(int c, int N, int C, size_t HW, const float *gy,
-                                                const float *Y, const float *S, float *gx,
-                                                int mode, float *gb, float *gl, int relu)
+/* Inlined, so that it is built for each of the caller's vector widths. */
+static inline __attribute__((always_inline)) void
+affine_relu_channel_backward(int c, int N, int C, size_t HW, const float *gy, const float *Y,
+                             const float *S, float *gx, int mode, float *gb, float *gl,
+                             int relu)
 {
     const float s = S[c];
     double sb = 0.0, sl = 0.0;
@@ -166,9 +180,9 @@ static inline void affine_relu_channel_backward(int c, int N, int C, size_t HW, 
     if (gl) gl[c] += (float)sl;
 }
 
-void fg_affine_relu_planes_backward(int N, int C, size_t HW, const float *gy, const float *Y,
-                                    const float *S, float *gx, int store, float *gb,
-                                    float *gl, int relu)
+WIDE_VECTORS void fg_affine_relu_planes_backward(int N, int C, size_t HW, const float *gy,
+                                                 const float *Y, const float *S, float *gx,
+                                                 int store, float *gb, float *gl, int relu)
 {
     const int mode = !gx ? PLANE_SUMS_ONLY : store ? PLANE_STORE : PLANE_ADD;
     /* Channels are independent, so they split across threads without
@@ -193,9 +207,10 @@ static void channel_affine_relu_backward(fg_graph *g, fg_node *nd)
 
 /* No restrict: the fused convolution applies it in place (y == x), which
  * the same-index loop allows. */
-/* Plane p = n C + c of fg_affine_relu_planes. */
-static inline void affine_relu_plane(long p, int C, size_t HW, const float *X, const float *B,
-                                     const float *S, float *Y, int relu)
+/* Plane p = n C + c of fg_affine_relu_planes (inlined, as above). */
+static inline __attribute__((always_inline)) void
+affine_relu_plane(long p, int C, size_t HW, const float *X, const float *B, const float *S,
+                  float *Y, int relu)
 {
     const size_t off = (size_t)p * HW;
     const float *xp = X + off;
@@ -209,8 +224,8 @@ static inline void affine_relu_plane(long p, int C, size_t HW, const float *X, c
     }
 }
 
-void fg_affine_relu_planes(int N, int C, size_t HW, const float *X, const float *B,
-                           const float *S, float *Y, int relu)
+WIDE_VECTORS void fg_affine_relu_planes(int N, int C, size_t HW, const float *X,
+                                        const float *B, const float *S, float *Y, int relu)
 {
     FG_FOR_ITEMS((size_t)N * C * HW, p, (long)N * C,
                  affine_relu_plane(p, C, HW, X, B, S, Y, relu));
