@@ -30,7 +30,7 @@
 enum { FG_AVX512_MR = 14, FG_AVX512_NR = 16 };
 void fg_sgemm_ukr_avx512(FG_SGEMM_UKR_ARGS);
 /* A row epilogue for the AVX-512 microkernel while BLIS runs one product
- * on the calling thread: BLIS's interface carries none, so fg_gemm_ex
+ * on the calling thread: BLIS's interface carries none, so fg_gemm_row_affine
  * sets it for the call. The kernel applies ep to its tile (rows found
  * from c's distance to c0) when it runs the product's whole inner
  * dimension k, i.e. writes the final values. */
