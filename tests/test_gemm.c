@@ -1,8 +1,9 @@
 /* fg_gemm_ex on every kernel path against a naive GEMM accumulated in
  * double: odd sizes, all transposes, the unpacked products, weight gradients as dot
  * products, alpha/beta (beta = 0 over NaN), row-,
- * column-major and general strides, BLIS threads 1 and 2, and two
- * application threads sharing the contexts. */
+ * column-major and general strides, BLIS threads 1 and 2, two
+ * application threads sharing the contexts, and the per-row epilogue of
+ * fg_gemm_row_affine. */
 #include "check_main.h"
 #include "tensor/tensor.h"
 #include "tensor/gemm_internal.h"
