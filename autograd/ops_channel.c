@@ -1,6 +1,7 @@
 /* Per-channel broadcasts and channel layout ops on (N, C, ...) tensors. */
 #include "autograd/internal.h"
 #include "tensor/parallel_internal.h"
+#include "tensor/kernels/row_affine.h"
 #include <math.h>
 #include <string.h>
 
@@ -217,11 +218,8 @@ affine_relu_plane(long p, int C, size_t HW, const float *X, const float *B, cons
     float *yp = Y + off;
     const float bc = B[p % C], s = S[p % C];
     #pragma omp simd
-    for (size_t i = 0; i < HW; i++) {
-        /* (x + b) rounded before the product, as the unfused ops do */
-        const float v = (xp[i] + bc) * s;
-        yp[i] = relu && !(v > 0.0f) ? 0.0f : v;
-    }
+    for (size_t i = 0; i < HW; i++)
+        yp[i] = fg_row_affine_value(xp[i], bc, s, relu);   /* as a product's epilogue */
 }
 
 WIDE_VECTORS void fg_affine_relu_planes(int N, int C, size_t HW, const float *X,

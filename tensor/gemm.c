@@ -512,17 +512,9 @@ void fg_row_affine_apply(int M, int N, float *C, long ldc, const fg_row_affine *
     for (int i = 0; i < M; i++) {
         float *restrict c = C + (size_t)i * ldc;
         const float b = ep->bias[i], s = ep->scale[i];
-        if (ep->relu) {
-            #pragma omp simd
-            for (int j = 0; j < N; j++) {
-                const float v = (c[j] + b) * s;
-                c[j] = v > 0.0f ? v : 0.0f;   /* NaN and -0 become +0, as the kernels' max */
-            }
-        } else {
-            #pragma omp simd
-            for (int j = 0; j < N; j++)
-                c[j] = (c[j] + b) * s;
-        }
+        #pragma omp simd
+        for (int j = 0; j < N; j++)
+            c[j] = fg_row_affine_value(c[j], b, s, ep->relu);
     }
 }
 

@@ -30,15 +30,7 @@ int fg_gemm_path_from_name(const char *name);
 /* The register and cache blocks of a path's context (MR, NR, MC, KC, NC). */
 void fg_gemm_path_blocks(int path, int blocks[5]);
 
-/* What a product does to each row of its result before storing it: row i
- * becomes (c + bias[i]) scale[i], then max(0, .) when relu. A convolution
- * followed by actnorm and ReLU (a coupling network's layer) then writes
- * its output once, instead of a product's output that a separate pass
- * reads back and rewrites. */
-typedef struct fg_row_affine {
-    const float *bias, *scale;
-    int relu;
-} fg_row_affine;
+#include "tensor/kernels/row_affine.h"   /* fg_row_affine */
 
 /* C = ep(alpha op(A) B + beta C): fg_gemm_ex with B and C row-stored (unit
  * column stride) and ep applied to every row as it is stored; ep NULL is

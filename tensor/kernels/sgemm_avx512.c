@@ -5,6 +5,8 @@
 
 #include <immintrin.h>
 
+#include "tensor/kernels/row_affine_avx512.h"
+
 #define AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
 
 enum { MR = FG_AVX512_MR, NR = FG_AVX512_NR };
@@ -106,16 +108,10 @@ void kernel(const int rows, const float *ep_bias, const float *ep_scale, int ep_
     const float beta_s = *beta;
     if (cs_c == 1) {
         const __mmask16 nmask = n >= NR ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
-        const __m512 betav = _mm512_set1_ps(beta_s), zero = _mm512_setzero_ps();
-        /* The row epilogue as fg_row_affine_apply computes it: (v + b) s,
-         * then max with +0 (which max returns for NaN and for -0). */
+        const __m512 betav = _mm512_set1_ps(beta_s);
 #define EPILOGUE(i, v)                                                       \
-        if (ep_bias) {                                                       \
-            v = _mm512_mul_ps(_mm512_add_ps(v, _mm512_set1_ps(ep_bias[i])),  \
-                              _mm512_set1_ps(ep_scale[i]));                  \
-            if (ep_relu)                                                     \
-                v = _mm512_max_ps(v, zero);                                  \
-        }
+        if (ep_bias)                                                         \
+            v = fg_row_affine_v16(v, ep_bias[i], ep_scale[i], ep_relu);
         if (beta_s == 0.0f) {
 #define STORE0(i)                                                            \
     if ((i) < m) {                                                           \

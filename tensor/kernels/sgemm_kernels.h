@@ -11,7 +11,7 @@
 #include <blis.h>
 #pragma GCC diagnostic pop
 
-#include "tensor/gemm_internal.h"   /* fg_row_affine */
+#include "tensor/kernels/row_affine.h"
 
 #define FG_SGEMM_UKR_ARGS                                                    \
     dim_t m, dim_t n, dim_t k, float *restrict alpha, float *restrict a,     \

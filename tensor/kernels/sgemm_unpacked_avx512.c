@@ -12,6 +12,8 @@
 
 #include <immintrin.h>
 
+#include "tensor/kernels/row_affine_avx512.h"
+
 #define AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
@@ -53,21 +55,14 @@ INLINE AVX512 void tile(const int rows, int m, int K, float alpha, const float *
 #undef FMA
     }
     const __m512 al = _mm512_set1_ps(alpha), be = _mm512_set1_ps(beta);
-    const __m512 zero = _mm512_setzero_ps();
-    /* The row epilogue as fg_row_affine_apply computes it: (v + b) s, then
-     * max with +0 (max returns its second operand for NaN and for -0). */
 #define STORE(i)                                                                    \
     if ((i) < rows && (i) < m) {                                                    \
         float *cr = c + (long)(i) * rs_c;                                           \
         __m512 v = _mm512_mul_ps(c##i, al);                                         \
         if (beta != 0.0f) /* beta 0 never reads C, which may hold NaN */            \
             v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(nmask, cr), be, v);           \
-        if (ep_bias) {                                                              \
-            v = _mm512_mul_ps(_mm512_add_ps(v, _mm512_set1_ps(ep_bias[i])),         \
-                              _mm512_set1_ps(ep_scale[i]));                         \
-            if (ep_relu)                                                            \
-                v = _mm512_max_ps(v, zero);                                         \
-        }                                                                           \
+        if (ep_bias)                                                                \
+            v = fg_row_affine_v16(v, ep_bias[i], ep_scale[i], ep_relu);             \
         _mm512_mask_storeu_ps(cr, nmask, v);                                        \
     }
     FOR_ROWS(STORE)
