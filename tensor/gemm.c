@@ -203,8 +203,8 @@ static int best_supported_path(void)
  * arrives from the layer before and BLIS's copy of it costs more than in
  * a repeated product (BENCHMARKS.md, "Products read in place up to K =
  * 128"): K8/h128 steps 4.8 % faster than with the bounds of 64 and 128,
- * K16/h256 unchanged. With a long N the strip order writes C in scattered
- * short runs, and with the 256-wide middle layers packing holds its own. */
+ * K16/h256 unchanged. Past N = 2048 B no longer stays in cache between
+ * rows of tiles, and with the 256-wide middle layers packing holds its own. */
 #define UNPACKED_K_AVX512 128
 #define UNPACKED_FEW_ROWS_AVX512 40
 #define UNPACKED_FEW_ROWS_K_AVX512 256

@@ -5,9 +5,15 @@
  * first copies all of B; on the Glow steps that copy took a sixth of the
  * time, as much as the products' own arithmetic saves by packing.
  *
- * A strip of B (K x 16, one cache line per row when the rows are 64-byte
- * aligned) stays in L1 while every 14-row tile of C in that strip runs its
- * whole K: each element of C is written once, and no buffer is needed. */
+ * Each tile (14 rows x 16 columns of C) runs its whole K and writes its
+ * part of C once: no buffer is needed. The tiles go row by row through a
+ * block of columns whose part of B stays in L2, so that C is written in
+ * long runs along its rows. Going strip by strip instead (each strip of B
+ * in L1, the 14-row tiles down it) writes one line in each of C's rows at a
+ * time: 256 streams, too many for the prefetchers, and each store waits
+ * for its line to come from memory. On Glow's first convolution (K = 18)
+ * that made the product 3x slower than its arithmetic allows (BENCHMARKS.md,
+ * "C written along its rows"). */
 #include "tensor/kernels/sgemm_kernels.h"
 
 #include <immintrin.h>
@@ -69,26 +75,24 @@ INLINE AVX512 void tile(const int rows, int m, int K, float alpha, const float *
 #undef STORE
 }
 
-/* Every tile of the strip of columns under nmask. */
-INLINE AVX512 void strip(int M, int K, float alpha, const float *pa, const float *b, long rs_b,
-                         float beta, float *c, long rs_c, __mmask16 nmask,
-                         const fg_row_affine *ep)
+/* Columns [j0, j1) of one row of tiles, `rows` rows (m inside C) from the
+ * top of pa's panel, c and ep's rows starting at that row. */
+INLINE AVX512 void tile_row(const int rows, int m, int N, int j0, int j1, int K, float alpha,
+                            const float *pa, const float *B, long rs_b, float beta, float *c,
+                            long rs_c, const float *ep_bias, const float *ep_scale, int ep_relu)
 {
-#define TILE(rows, m)                                                                 \
-    tile(rows, m, K, alpha, pa, b, rs_b, beta, c + i * rs_c, rs_c, nmask,             \
-         ep ? ep->bias + i : NULL, ep ? ep->scale + i : NULL, ep ? ep->relu : 0)
-    int i = 0;
-    for (; i + MR <= M; i += MR, pa += (long)MR * K)
-        TILE(MR, MR);
-    int m = M - i;
-    if (m > 8)
-        TILE(MR, m);
-    else if (m > 4)
-        TILE(8, m);
-    else if (m > 0)
-        TILE(4, m);
-#undef TILE
+    for (int j = j0; j < j1; j += NR) {
+        const __mmask16 nmask = j + NR <= N ? (__mmask16)0xFFFF
+                                            : (__mmask16)((1u << (N - j)) - 1);
+        tile(rows, m, K, alpha, pa, B + j, rs_b, beta, c + j, rs_c, nmask, ep_bias, ep_scale,
+             ep_relu);
+    }
 }
+
+/* A block of columns holds at most this many floats of B (512 KiB): half of
+ * the smallest L2 among the AVX-512 cores we run on (1 MiB), so that B stays
+ * there while A's panels and C's rows pass through. */
+#define BLOCK_B_FLOATS (1L << 17)
 
 AVX512 void fg_sgemm_unpacked_avx512(int M, int N, int K, float alpha, const float *A,
                                      long rs_a, long cs_a, const float *B, long rs_b,
@@ -96,9 +100,25 @@ AVX512 void fg_sgemm_unpacked_avx512(int M, int N, int K, float alpha, const flo
                                      float *packed_a, const fg_row_affine *ep)
 {
     pack_a(M, K, A, rs_a, cs_a, packed_a);
-    for (int j = j0; j < j1; j += NR) {
-        const __mmask16 nmask = j + NR <= N ? (__mmask16)0xFFFF
-                                            : (__mmask16)((1u << (N - j)) - 1);
-        strip(M, K, alpha, packed_a, B + j, rs_b, beta, C + j, rs_c, nmask, ep);
+    long width = BLOCK_B_FLOATS / (K > 0 ? K : 1) / NR * NR;
+    if (width < NR)
+        width = NR;
+    for (int b0 = j0; b0 < j1; b0 += (int)width) {
+        const int b1 = j1 - b0 > width ? b0 + (int)width : j1;
+#define ROW(rows, m)                                                                  \
+        tile_row(rows, m, N, b0, b1, K, alpha, packed_a + (long)i * K, B, rs_b, beta,     \
+                 C + (long)i * rs_c, rs_c, ep ? ep->bias + i : NULL,                   \
+                 ep ? ep->scale + i : NULL, ep ? ep->relu : 0)
+        int i = 0;
+        for (; i + MR <= M; i += MR)
+            ROW(MR, MR);
+        const int m = M - i;
+        if (m > 8)
+            ROW(MR, m);
+        else if (m > 4)
+            ROW(8, m);
+        else if (m > 0)
+            ROW(4, m);
+#undef ROW
     }
 }
