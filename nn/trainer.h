@@ -112,6 +112,12 @@ FG_API fg_step_outcome fg_trainer_step_parts(fg_trainer *t, fg_part_loss_fn loss
                                              fg_step_report *r);
 /* The number of parts fg_trainer_step_parts splits a batch of n into. */
 FG_API int fg_trainer_batch_parts(const fg_trainer *t, int n);
+/* The graph part p of a split batch runs on (0: the trainer's own), or
+ * NULL where no step has used that part yet. Sampling or evaluating between
+ * steps on these graphs reuses the pages the steps touched, where a new
+ * graph would fault in its memory again and add it to the peak. Reset it
+ * before and after use. */
+FG_API fg_graph *fg_trainer_part_graph(fg_trainer *t, int p);
 /* Exchanges the weights and their averages (no-op without EMA); call again
  * to swap back. Evaluation and sampling between steps use the averages. */
 FG_API void fg_trainer_swap_ema(fg_trainer *t);

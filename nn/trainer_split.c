@@ -29,6 +29,13 @@ static fg_graph *part_graph(fg_trainer *t, int p)
     return p == 0 ? t->g : t->part_graphs[p - 1];
 }
 
+fg_graph *fg_trainer_part_graph(fg_trainer *t, int p)
+{
+    if (p < 0 || p > t->n_part_graphs)
+        return NULL;
+    return part_graph(t, p);
+}
+
 int fg_trainer_batch_parts(const fg_trainer *t, int n)
 {
     int want = t->o.batch_parts > 0 ? t->o.batch_parts : fg_get_threads();

@@ -328,6 +328,14 @@ START_TEST(split_batches_match_whole_ones)
         free(sb.grads[i]);
     }
     ck_assert_int_gt(compared, 10);
+    /* The graphs the parts ran on, for sampling between steps; a never split. */
+    ck_assert_ptr_eq(fg_trainer_part_graph(&b.tr, 0), b.tr.g);
+    ck_assert_ptr_nonnull(fg_trainer_part_graph(&b.tr, 1));
+    ck_assert_ptr_ne(fg_trainer_part_graph(&b.tr, 1), b.tr.g);
+    ck_assert_ptr_null(fg_trainer_part_graph(&b.tr, 2));
+    ck_assert_ptr_null(fg_trainer_part_graph(&b.tr, -1));
+    ck_assert_ptr_eq(fg_trainer_part_graph(&a.tr, 0), a.tr.g);
+    ck_assert_ptr_null(fg_trainer_part_graph(&a.tr, 1));
     free(sa.grads);
     free(sb.grads);
     run_close(&a);

@@ -180,7 +180,6 @@ int main(int argc, char **argv)
     fg_batch_iter_init(&it, &train, o.batch, 1, 1, (uint64_t)o.seed);
     fg_rng rng;
     fg_rng_seed(&rng, (uint64_t)o.seed);
-    fg_graph *g = fg_graph_create();
     int *idx = fg_xmalloc((size_t)o.batch * sizeof(int), "batch indices");
     float *x = fg_xmalloc((size_t)o.batch * 784 * sizeof(float), "batch");
     bench_batch bb = {m, x, memory, o.batch};
@@ -246,13 +245,20 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_glow: out of memory\n");
             return 1;
         }
-        /* As many parts as training uses, each on a graph of its own. */
+        /* As many parts as training uses, each on a graph of its own: the
+         * trainer's, as flowgrad train samples on them, whose arenas hold
+         * the pages training touched (as the yardstick's allocator keeps
+         * training's blocks); a new graph only where training had none. */
         int sparts = o.batch_parts > 0 ? o.batch_parts : fg_get_threads();
         fg_graph **sg = fg_xcalloc((size_t)sparts, sizeof *sg, "sampling graphs");
-        sg[0] = g;
-        for (int p = 1; p < sparts; p++)
-            sg[p] = fg_graph_create();
+        int *own = fg_xcalloc((size_t)sparts, sizeof *own, "sampling graph owners");
+        for (int p = 0; p < sparts; p++)
+            if (!(sg[p] = fg_trainer_part_graph(&tr, p))) {
+                sg[p] = fg_graph_create();
+                own[p] = 1;
+            }
         float *images = fg_xmalloc((size_t)o.sample * 784 * sizeof(float), "samples");
+        memset(images, 0, (size_t)o.sample * 784 * sizeof(float)); /* its pages, untimed */
         for (int p = 0; p < o.sample_passes; p++) {
             double t = fg_profile_now();
             fg_model_sample_parts(m, sg, sparts, o.sample, NULL, (float)o.temperature, &rng,
@@ -261,8 +267,10 @@ int main(int argc, char **argv)
             finite &= fg_k_all_finite((size_t)o.sample * 784, images);
         }
         free(images);
-        for (int p = 1; p < sparts; p++)
-            fg_graph_destroy(sg[p]);
+        for (int p = 0; p < sparts; p++)
+            if (own[p])
+                fg_graph_destroy(sg[p]);
+        free(own);
         free(sg);
         printf(", \"sample_img_per_s\": %.3f, \"sample_finite\": %s", o.sample / dt[0],
                finite ? "true" : "false");
@@ -280,7 +288,6 @@ int main(int argc, char **argv)
     printf(", \"peak_rss_mb\": %.1f}\n", peak_rss_mb());
     free(x);
     free(idx);
-    fg_graph_destroy(g);
     fg_batch_iter_free(&it);
     fg_trainer_free(&tr);
     fg_dataset_free(&train);
