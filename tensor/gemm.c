@@ -203,8 +203,10 @@ static int best_supported_path(void)
  * arrives from the layer before and BLIS's copy of it costs more than in
  * a repeated product (BENCHMARKS.md, "Products read in place up to K =
  * 128"): K8/h128 steps 4.8 % faster than with the bounds of 64 and 128,
- * K16/h256 unchanged. Past N = 2048 B no longer stays in cache between
- * rows of tiles, and with the 256-wide middle layers packing holds its own. */
+ * K16/h256 unchanged. With the 256-wide middle layers packing holds its
+ * own. The bound on N dates from when the kernel went strip by strip and
+ * a long N wrote C in short scattered runs; whole-batch products (N =
+ * 12544) have not been measured with its row order and stay with BLIS. */
 #define UNPACKED_K_AVX512 128
 #define UNPACKED_FEW_ROWS_AVX512 40
 #define UNPACKED_FEW_ROWS_K_AVX512 256
