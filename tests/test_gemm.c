@@ -209,8 +209,9 @@ static void few_columns(uint64_t seed)
  * convolution, a 128-wide middle layer) or few rows (the last convolution,
  * the first's input gradient) against a long row-major B, which the AVX2
  * and AVX-512 paths compute without packing, their 16-column strips split
- * between threads. Every row-block edge (M mod 6, M mod 14) and column
- * edge (N mod 16) occurs, and K past the AVX-512 copy of A's 8-column
+ * between threads. Every row-block edge (M mod 6, M mod 12) and column
+ * edge (N mod 16, N mod 32: a tile of one vector or of one and a part)
+ * occurs, and K past the AVX-512 copy of A's 8-column
  * transposes. */
 static void unpacked(uint64_t seed)
 {
@@ -484,6 +485,7 @@ START_TEST(test_packing_kernels)
     if (fg_gemm_path_supported(FG_GEMM_AVX512)) {
         check_pack(fg_spack_14_avx512, FG_AVX512_MR);
         check_pack(fg_spack_16_avx512, FG_AVX512_NR);
+        check_pack(fg_spack_12_avx512, FG_AVX512_UNPACKED_MR);
     }
 }
 END_TEST

@@ -56,6 +56,11 @@ AVX512 void fg_spack_14_avx512(FG_SPACK_ARGS)
     pack(MR, cdim, n, n_max, *kappa, a, inca, lda, p, ldp);
 }
 
+AVX512 void fg_spack_12_avx512(FG_SPACK_ARGS)
+{
+    pack(FG_AVX512_UNPACKED_MR, cdim, n, n_max, *kappa, a, inca, lda, p, ldp);
+}
+
 AVX512 void fg_spack_16_avx512(FG_SPACK_ARGS)
 {
     pack(NR, cdim, n, n_max, *kappa, a, inca, lda, p, ldp);

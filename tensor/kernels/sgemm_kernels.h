@@ -45,6 +45,8 @@ extern _Thread_local fg_ukr_epilogue fg_sgemm_avx512_epilogue;
 void fg_sgemm_ukr_avx512_t(FG_SGEMM_UKR_ARGS);
 void fg_spack_14_avx512(FG_SPACK_ARGS);
 void fg_spack_16_avx512(FG_SPACK_ARGS);
+/* Panels of 12 rows of A for the unpacked kernel's 12 x 32 tiles. */
+void fg_spack_12_avx512(FG_SPACK_ARGS);
 
 /* AVX2 + FMA: 6 x 16 (two ymm of B, 6 broadcasts of A). */
 enum { FG_AVX2_MR = 6, FG_AVX2_NR = 16 };
@@ -68,9 +70,11 @@ void fg_sgemm_unpacked_avx512(int M, int N, int K, float alpha, const float *A, 
                               long cs_a, const float *B, long rs_b, float beta, float *C,
                               long rs_c, int j0, int j1, float *packed_a,
                               const fg_row_affine *ep);
+enum { FG_AVX512_UNPACKED_MR = 12, FG_AVX512_UNPACKED_NR = 32 };
 static inline size_t fg_sgemm_unpacked_avx512_pack_floats(int M, int K)
 {
-    return (size_t)((M + FG_AVX512_MR - 1) / FG_AVX512_MR) * FG_AVX512_MR * (size_t)K;
+    return (size_t)((M + FG_AVX512_UNPACKED_MR - 1) / FG_AVX512_UNPACKED_MR) *
+           FG_AVX512_UNPACKED_MR * (size_t)K;
 }
 
 /* C = alpha A B^T + beta C, A (M x K) and B (N x K) with unit stride along
