@@ -196,18 +196,20 @@ static int best_supported_path(void)
 
 #define UNPACKED_BOUND 48
 /* On AVX-512, a convolution chain's products on a chunk (N = 784 columns)
- * read B in place faster than BLIS packs it when K is at most 128 (the
- * first convolution's 9 Ci, the middle layer of a 128-wide network) or
- * when few rows (the last convolution's, or the first's input gradient)
- * meet a K of at most 256. Measured on whole training steps, where B
- * arrives from the layer before and BLIS's copy of it costs more than in
- * a repeated product (BENCHMARKS.md, "Products read in place up to K =
- * 128"): K8/h128 steps 4.8 % faster than with the bounds of 64 and 128,
- * K16/h256 unchanged. With the 256-wide middle layers packing holds its
- * own. The bound on N dates from when the kernel went strip by strip and
- * a long N wrote C in short scattered runs; whole-batch products (N =
- * 12544) have not been measured with its row order and stay with BLIS. */
-#define UNPACKED_K_AVX512 128
+ * read B in place faster than BLIS packs it when K is at most 256 (the
+ * first convolution's 9 Ci, the middle layer of a 128- or 256-wide
+ * network) or when few rows (the last convolution's, or the first's input
+ * gradient) meet a K of at most 256. Measured on whole training steps and
+ * sampling passes, where B arrives from the layer before and BLIS's copy
+ * of it costs more than in a repeated product (BENCHMARKS.md, "Products
+ * read in place up to K = 128" and "A 12 x 32 tile"): with the 14 x 16
+ * tile, a bound of 128 made K8/h128 steps 4.8 % faster than 64 and left
+ * K16/h256 unchanged; with the 12 x 32 tile, 256 samples K16/h256 12-19 %
+ * faster than 128 and trains it 0-5 % faster, K8/h128 unchanged. The
+ * bound on N dates from when the kernel went strip by strip and a long N
+ * wrote C in short scattered runs; lifting it changed neither K8 nor K16
+ * with the row order (same section). */
+#define UNPACKED_K_AVX512 256
 #define UNPACKED_FEW_ROWS_AVX512 40
 #define UNPACKED_FEW_ROWS_K_AVX512 256
 #define UNPACKED_MAX_N_AVX512 2048
