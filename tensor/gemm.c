@@ -195,24 +195,21 @@ static int best_supported_path(void)
 }
 
 #define UNPACKED_BOUND 48
-/* On AVX-512, a convolution chain's products on a chunk (N = 784 columns)
- * read B in place faster than BLIS packs it when K is at most 256 (the
- * first convolution's 9 Ci, the middle layer of a 128- or 256-wide
- * network) or when few rows (the last convolution's, or the first's input
- * gradient) meet a K of at most 256. Measured on whole training steps and
+/* On AVX-512, products read B in place faster than BLIS packs it when K is
+ * at most 256: a convolution chain's products on a chunk (N = 784
+ * columns; the first convolution's 9 Ci, the middle layer of a 128- or
+ * 256-wide network, the last convolution's few rows) and the same layers
+ * over a whole batch (N = 12544). Measured on whole training steps and
  * sampling passes, where B arrives from the layer before and BLIS's copy
  * of it costs more than in a repeated product (BENCHMARKS.md, "Products
  * read in place up to K = 128" and "A 12 x 32 tile"): with the 14 x 16
  * tile, a bound of 128 made K8/h128 steps 4.8 % faster than 64 and left
  * K16/h256 unchanged; with the 12 x 32 tile, 256 samples K16/h256 12-19 %
- * faster than 128 and trains it 0-5 % faster, K8/h128 unchanged. The
- * bound on N dates from when the kernel went strip by strip and a long N
- * wrote C in short scattered runs; lifting it changed neither K8 nor K16
- * with the row order (same section). */
+ * faster than 128 and trains it 0-5 % faster, K8/h128 unchanged. Whole-
+ * batch products, which the kernel once wrote in short scattered runs of
+ * C, now run 1.0-1.9x as fast as BLIS's packed ones (bench_gemm, same
+ * section). */
 #define UNPACKED_K_AVX512 256
-#define UNPACKED_FEW_ROWS_AVX512 40
-#define UNPACKED_FEW_ROWS_K_AVX512 256
-#define UNPACKED_MAX_N_AVX512 2048
 /* The dot-product kernel (sgemm_dot_avx512.c) against BLIS's transposing
  * packs, on one thread (bench_gemm --only dW; the same section): 1.6-2.5x
  * as fast when one side of C is narrow (dW 256x18, 128x36, 4x2304 over
@@ -428,9 +425,7 @@ static int unpacked_pays(int path, int M, int N, int K, inc_t cb, inc_t ccs)
     if (N < 16 || cb != 1 || ccs != 1)
         return 0;
     if (path == FG_GEMM_AVX512)
-        return N <= UNPACKED_MAX_N_AVX512 && unpacked_k_avx512 > 0 &&
-               (K <= unpacked_k_avx512 ||
-                (M <= UNPACKED_FEW_ROWS_AVX512 && K <= UNPACKED_FEW_ROWS_K_AVX512));
+        return unpacked_k_avx512 > 0 && K <= unpacked_k_avx512;
     if (path != FG_GEMM_BLIS && path != FG_GEMM_AVX2)
         return 0;
     return K <= unpacked_bound ||
