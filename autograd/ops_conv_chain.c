@@ -248,7 +248,7 @@ static fg_row_affine stage_epilogue(const chain *c, int s)
 /* Stage s of a chunk from in into out; ep (or NULL), a convolution's
  * epilogue. */
 static void stage_forward(const chain *c, int s, int n0, int nc, const float *in, float *out,
-                          float *work, const fg_row_affine *ep)
+                          float *work, const fg_conv_cm_weights *ready, const fg_row_affine *ep)
 {
     const fg_chain_stage *st = &c->st[s];
     const int Ci = c->ch[s], Co = c->ch[s + 1];
@@ -257,7 +257,7 @@ static void stage_forward(const chain *c, int s, int n0, int nc, const float *in
     case FG_CHAIN_CONV:
         fg_conv_cm_forward_work(nc, Ci, c->H, c->W, Co, st->weight->t.shape[2], in,
                                 st->weight->t.data, weight_row(st),
-                                st->bias ? st->bias->t.data : NULL, out, nc, work, ep);
+                                st->bias ? st->bias->t.data : NULL, out, nc, work, ready, ep);
         if (st->cond) {
             /* the convolution's work is free again */
             condition_taps(c, s, n0, nc, work);
@@ -282,7 +282,8 @@ static void stage_forward(const chain *c, int s, int n0, int nc, const float *in
 /* Chunk j from x through every stage into y. The stages write into the
  * kept boundary where there is one, else into whichever of a and b does
  * not hold the stage's input. */
-static void forward_chunk(const chain *c, int j, float *a, float *b, float *work)
+static void forward_chunk(const chain *c, int j, float *a, float *b, float *work,
+                          const fg_conv_cm_weights *ready)
 {
     int n0, nc;
     chunk_range(c, j, &n0, &nc);
@@ -295,7 +296,7 @@ static void forward_chunk(const chain *c, int j, float *a, float *b, float *work
         float *kept = c->keep[last + 1];
         float *out = kept ? kept + (size_t)n0 * c->ch[last + 1] * P : in == a ? b : a;
         const fg_row_affine ep = fused ? stage_epilogue(c, last) : (fg_row_affine){0};
-        stage_forward(c, s, n0, nc, in, out, work, fused ? &ep : NULL);
+        stage_forward(c, s, n0, nc, in, out, work, &ready[s], fused ? &ep : NULL);
         in = out;
         s = last;
     }
@@ -344,6 +345,25 @@ static int team_size(const chain *c)
     return t < c->n_chunks ? t : c->n_chunks;
 }
 
+/* Each convolution's weights made ready once for all chunks: without it
+ * every chunk copied them into panels (and a narrow one rearranged them)
+ * again, about 4 % of a sampling pass (BENCHMARKS.md, "A 12 x 32 tile"). */
+static fg_conv_cm_weights *prepare_weights(const chain *c, fg_arena *scratch)
+{
+    fg_conv_cm_weights *ready = fg_arena_alloc(scratch, (size_t)c->n * sizeof *ready);
+    for (int s = 0; s < c->n; s++) {
+        const fg_chain_stage *st = &c->st[s];
+        if (st->kind != FG_CHAIN_CONV)
+            continue;
+        const int k = st->weight->t.shape[2];
+        const size_t n = fg_conv_cm_prepare_floats(c->ch[s], c->ch[s + 1], k);
+        float *buf = n ? fg_arena_alloc(scratch, n * sizeof(float)) : NULL;
+        fg_conv_cm_prepare(c->ch[s], c->ch[s + 1], k, st->weight->t.data, weight_row(st), buf,
+                           &ready[s]);
+    }
+    return ready;
+}
+
 static void run_forward(chain *c, fg_arena *scratch)
 {
     const int T = team_size(c);
@@ -352,13 +372,14 @@ static void run_forward(chain *c, fg_arena *scratch)
      * the arena is not thread-safe, and taking them here lets every step
      * reuse the same pages. */
     float *bufs = fg_arena_alloc(scratch, (size_t)threads() * (2 * nb + nw) * sizeof(float));
+    const fg_conv_cm_weights *ready = prepare_weights(c, scratch);
     const int serial = T == 1 ? fg_serial_begin() : 0;
     #pragma omp parallel num_threads(T)
     {
         float *a = bufs + (size_t)omp_get_thread_num() * (2 * nb + nw);
         #pragma omp for schedule(static)
         for (int j = 0; j < c->n_chunks; j++)
-            forward_chunk(c, j, a, a + nb, a + 2 * nb);
+            forward_chunk(c, j, a, a + nb, a + 2 * nb, ready);
     }
     if (T == 1)
         fg_serial_end(serial);

@@ -196,24 +196,63 @@ size_t fg_conv_cm_work_floats(int run, int Ci, int H, int W, int Co, int k)
 /* The cores below take their column matrices in `work`, sized by
  * fg_conv_cm_work_floats for runs of `run` images, so that a caller that
  * runs many of them side by side (one per thread) can hand each its own. */
+size_t fg_conv_cm_prepare_floats(int Ci, int Co, int k)
+{
+    const int kk = k * k;
+    if (k > 1 && narrow(Ci, Co, k))
+        return (size_t)Co * kk * Ci + fg_gemm_prepared_floats(Co * kk, Ci);
+    return fg_gemm_prepared_floats(Co, Ci * kk);
+}
+
+void fg_conv_cm_prepare(int Ci, int Co, int k, const float *w, int ldw, float *buf,
+                        fg_conv_cm_weights *out)
+{
+    const int kk = k * k;
+    if (k > 1 && narrow(Ci, Co, k)) {
+        FG_CHECK(ldw == Ci * kk, "conv2d_cm_prepare", "a narrow convolution's weights must "
+                 "be contiguous (row stride %d, not %d)", Ci * kk, ldw);
+        const int R = Co * kk;
+        float *wr = buf;
+        fg_conv_flip_weights(Co, Ci, kk, w, wr);
+        out->wr = wr;
+        out->a = fg_gemm_prepare_a(0, R, Ci, wr, Ci, buf + (size_t)R * Ci);
+    } else {
+        out->wr = NULL;
+        out->a = fg_gemm_prepare_a(0, Co, Ci * kk, w, ldw, buf);
+    }
+}
+
+/* C = ep(op(A) B) for the forward products, from pw's prepared op(A) when
+ * there is one. */
+static void forward_product(const fg_conv_cm_weights *pw, int M, int N, int K, const float *a,
+                            long lda, const float *b, long ldb, float *c, long ldc,
+                            const fg_row_affine *ep)
+{
+    if (pw)
+        fg_gemm_row_affine_prepared(&pw->a, N, 1.0f, b, ldb, 0.0f, c, ldc, ep);
+    else
+        fg_gemm_row_affine(0, M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, ldc, ep);
+}
+
 void fg_conv_cm_forward_work(int N, int Ci, int H, int W, int Co, int k, const float *x,
                              const float *w, int ldw, const float *bias, float *y, int run,
-                             float *work, const fg_row_affine *ep)
+                             float *work, const fg_conv_cm_weights *pw,
+                             const fg_row_affine *ep)
 {
     const int P = H * W, NP = N * P, kk = k * k;
     /* The products apply ep as they store their output, unless a bias
      * must come first. */
     const fg_row_affine *ep_gemm = bias ? NULL : ep;
     if (k == 1) {
-        fg_gemm_row_affine(0, Co, NP, Ci, 1.0f, w, ldw, x, NP, 0.0f, y, NP, ep_gemm);
+        forward_product(pw, Co, NP, Ci, w, ldw, x, NP, y, NP, ep_gemm);
     } else if (!narrow(Ci, Co, k)) {
         const int K = Ci * kk;
         float *col = work;
         for (int n0 = 0; n0 < N; n0 += run) {
             const int nc = N - n0 < run ? N - n0 : run;
             TIMED_COLUMNS("im2col", im2col_run(Ci, N, H, W, k, n0, nc, x, col));
-            fg_gemm_row_affine(0, Co, nc * P, K, 1.0f, w, ldw, col, nc * P, 0.0f,
-                               y + (size_t)n0 * P, NP, ep_gemm);
+            forward_product(pw, Co, nc * P, K, w, ldw, col, nc * P, y + (size_t)n0 * P, NP,
+                            ep_gemm);
         }
     } else {
         FG_CHECK(ldw == Ci * kk, "conv2d_cm_forward", "a narrow convolution's weights must be "
@@ -221,12 +260,13 @@ void fg_conv_cm_forward_work(int N, int Ci, int H, int W, int Co, int k, const f
         /* Z (Co k k, run P) = Wr . x, then its rows shifted into y. */
         const int R = Co * kk;
         float *wr = work, *z = work + (size_t)R * Ci;
-        fg_conv_flip_weights(Co, Ci, kk, w, wr);
+        if (!pw)
+            fg_conv_flip_weights(Co, Ci, kk, w, wr);
         memset(y, 0, (size_t)Co * NP * sizeof(float));
         for (int n0 = 0; n0 < N; n0 += run) {
             const int nc = N - n0 < run ? N - n0 : run;
-            fg_gemm_ex(0, 0, R, nc * P, Ci, 1.0f, wr, Ci, 1, x + (size_t)n0 * P, NP, 1, 0.0f,
-                       z, (long)nc * P, 1);
+            forward_product(pw, R, nc * P, Ci, wr, Ci, x + (size_t)n0 * P, NP, z,
+                            (long)nc * P, NULL);
             TIMED_COLUMNS("col2im", col2im_run(Co, N, H, W, k, n0, nc, z, y));
         }
         ep_gemm = NULL;   /* y was summed from shifted rows: ep comes after */
@@ -335,7 +375,8 @@ void fg_conv2d_cm_forward(int N, int Ci, int H, int W, int Co, int k,
     check("conv2d_cm_forward", N, Ci, H, W, Co, k);
     int run;
     float *work = work_get(scratch, N, Ci, H, W, Co, k, &run);
-    fg_conv_cm_forward_work(N, Ci, H, W, Co, k, x, w, Ci * k * k, bias, y, run, work, NULL);
+    fg_conv_cm_forward_work(N, Ci, H, W, Co, k, x, w, Ci * k * k, bias, y, run, work, NULL,
+                            NULL);
     work_release(scratch, work);
 }
 

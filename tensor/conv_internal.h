@@ -72,10 +72,24 @@ FG_HIDDEN void fg_conv_narrow_backward_weight(int N, int Ci, int H, int W, int C
  * NULL) to each output channel after the bias, as its products store
  * their output where they can (fg_gemm_row_affine). */
 FG_HIDDEN size_t fg_conv_cm_work_floats(int run, int Ci, int H, int W, int Co, int k);
+/* A convolution's weights made ready once for the forward products of many
+ * runs of images (a chain's chunks): for a narrow convolution its taps'
+ * rows (fg_conv_flip_weights), and the product's op(A) prepared
+ * (fg_gemm_prepare_a) in buf of fg_conv_cm_prepare_floats floats. Valid
+ * while w is unchanged. */
+typedef struct fg_conv_cm_weights {
+    const float *wr;         /* narrow: the taps' rows, else NULL */
+    fg_gemm_prepared a;
+} fg_conv_cm_weights;
+FG_HIDDEN size_t fg_conv_cm_prepare_floats(int Ci, int Co, int k);
+FG_HIDDEN void fg_conv_cm_prepare(int Ci, int Co, int k, const float *w, int ldw, float *buf,
+                                  fg_conv_cm_weights *out);
+/* pw (or NULL): w made ready by fg_conv_cm_prepare, the same Ci, Co, k, w
+ * and ldw; the result is the same to the bit either way. */
 FG_HIDDEN void fg_conv_cm_forward_work(int N, int Ci, int H, int W, int Co, int k,
                                        const float *x, const float *w, int ldw,
                                        const float *bias, float *y, int run, float *work,
-                                       const fg_row_affine *ep);
+                                       const fg_conv_cm_weights *pw, const fg_row_affine *ep);
 FG_HIDDEN void fg_conv_cm_backward_input_work(int N, int Ci, int H, int W, int Co, int k,
                                               const float *dy, const float *w, int ldw,
                                               float *dx, int accumulate, int run, float *work);

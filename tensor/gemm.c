@@ -469,12 +469,14 @@ static void gemm_dot(int M, int N, int K, float alpha, const float *A, inc_t ra,
 /* One thread's columns [j0, j1) of the unpacked product. */
 static void unpacked_columns(int path, int M, int N, int K, float alpha, const float *A,
                              inc_t ra, inc_t ca, const float *B, inc_t rb, float beta, float *C,
-                             inc_t rs_c, int j0, int j1, const fg_row_affine *ep)
+                             inc_t rs_c, int j0, int j1, const float *panels,
+                             const fg_row_affine *ep)
 {
     if (path == FG_GEMM_AVX512) {
-        fg_sgemm_unpacked_avx512(M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, j0, j1,
-                                 packed_a_buffer(fg_sgemm_unpacked_avx512_pack_floats(M, K)),
-                                 ep);
+        float *pa = panels ? (float *)panels
+                           : packed_a_buffer(fg_sgemm_unpacked_avx512_pack_floats(M, K));
+        fg_sgemm_unpacked_avx512(M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, j0, j1, pa,
+                                 panels != NULL, ep);
     } else {
         fg_sgemm_unpacked_avx2(M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, j0, j1);
         if (ep)
@@ -486,13 +488,14 @@ static void unpacked_columns(int path, int M, int N, int K, float alpha, const f
  * is large enough to pay for them. */
 static void gemm_unpacked(int path, int M, int N, int K, float alpha, const float *A, inc_t ra,
                           inc_t ca, const float *B, inc_t rb, float beta, float *C, inc_t rs_c,
-                          int threads, const fg_row_affine *ep)
+                          int threads, const float *panels, const fg_row_affine *ep)
 {
     const int strips = (N + 15) / 16;
     if (threads > strips)
         threads = strips;
     if (threads <= 1) {
-        unpacked_columns(path, M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, 0, N, ep);
+        unpacked_columns(path, M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, 0, N, panels,
+                         ep);
         return;
     }
     #pragma omp parallel num_threads(threads)
@@ -502,7 +505,7 @@ static void gemm_unpacked(int path, int M, int N, int K, float alpha, const floa
         const int j1 = s1 * 16 < N ? s1 * 16 : N;
         if (s1 > s0)
             unpacked_columns(path, M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, s0 * 16, j1,
-                             ep);
+                             panels, ep);
     }
 }
 
@@ -518,11 +521,13 @@ void fg_row_affine_apply(int M, int N, float *C, long ldc, const fg_row_affine *
 }
 
 /* fg_gemm_ex, with ep (or NULL) applied to C's rows; C row-stored when ep
- * is given. */
+ * is given. panels (or NULL): op(A) already in the unpacked AVX-512
+ * kernel's panels, for when that kernel runs the product. */
 static void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
                  const float *A, long rs_a, long cs_a,
                  const float *B, long rs_b, long cs_b, float beta,
-                 float *C, long rs_c, long cs_c, const fg_row_affine *ep)
+                 float *C, long rs_c, long cs_c, const float *panels,
+                 const fg_row_affine *ep)
 {
     if (M < 0 || N < 0 || K < 0)
         fg_fatal("gemm", "negative size M=%d N=%d K=%d", M, N, K);
@@ -541,6 +546,8 @@ static void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
     normalize_strides(M, N, &crs, &ccs);
 
     int path = fg_gemm_get_path();
+    if (path != FG_GEMM_AVX512)
+        panels = NULL;
     /* Below about a million multiply-adds (tens of microseconds) waking and
      * synchronizing a second thread costs more than it saves, and on a
      * loaded machine its barrier spins dominate: small products run on the
@@ -566,7 +573,8 @@ static void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
         }
         if (unpacked_pays(path, M, N, K, cb, ccs)) {
             double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
-            gemm_unpacked(path, M, N, K, alpha, A, ra, ca, B, rb, beta, C, crs, threads, ep);
+            gemm_unpacked(path, M, N, K, alpha, A, ra, ca, B, rb, beta, C, crs, threads, panels,
+                          ep);
             if (t0 != 0.0)
                 fg_profile_add_shared("kernel:gemm", fg_profile_now() - t0);
             return;
@@ -637,14 +645,42 @@ void fg_gemm_ex(int trans_a, int trans_b, int M, int N, int K, float alpha,
                 float *C, long rs_c, long cs_c)
 {
     gemm(trans_a, trans_b, M, N, K, alpha, A, rs_a, cs_a, B, rs_b, cs_b, beta, C, rs_c, cs_c,
-         NULL);
+         NULL, NULL);
 }
 
 void fg_gemm_row_affine(int trans_a, int M, int N, int K, float alpha, const float *A,
                         long lda, const float *B, long ldb, float beta, float *C, long ldc,
                         const fg_row_affine *ep)
 {
-    gemm(trans_a, 0, M, N, K, alpha, A, lda, 1, B, ldb, 1, beta, C, ldc, 1, ep);
+    gemm(trans_a, 0, M, N, K, alpha, A, lda, 1, B, ldb, 1, beta, C, ldc, 1, NULL, ep);
+}
+
+size_t fg_gemm_prepared_floats(int M, int K)
+{
+    if (fg_gemm_get_path() != FG_GEMM_AVX512 || unpacked_k_avx512 <= 0 || K > unpacked_k_avx512)
+        return 0;
+    return fg_sgemm_unpacked_avx512_pack_floats(M, K);
+}
+
+fg_gemm_prepared fg_gemm_prepare_a(int trans_a, int M, int K, const float *A, long lda,
+                                   float *buf)
+{
+    fg_gemm_prepared a = {trans_a, M, K, fg_gemm_get_path(), A, lda, NULL};
+    if (buf && fg_gemm_prepared_floats(M, K) > 0) {
+        fg_sgemm_unpacked_avx512_pack(M, K, A, trans_a ? 1 : lda, trans_a ? lda : 1, buf);
+        a.panels = buf;
+    }
+    return a;
+}
+
+void fg_gemm_row_affine_prepared(const fg_gemm_prepared *a, int N, float alpha, const float *B,
+                                 long ldb, float beta, float *C, long ldc,
+                                 const fg_row_affine *ep)
+{
+    /* Panels made for another path (the path changed since) are not used. */
+    const float *panels = a->path == fg_gemm_get_path() ? a->panels : NULL;
+    gemm(a->trans_a, 0, a->M, N, a->K, alpha, a->A, a->lda, 1, B, ldb, 1, beta, C, ldc, 1,
+         panels, ep);
 }
 
 void fg_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,

@@ -41,6 +41,28 @@ void fg_gemm_path_blocks(int path, int blocks[5]);
 void fg_gemm_row_affine(int trans_a, int M, int N, int K, float alpha, const float *A,
                         long lda, const float *B, long ldb, float beta, float *C, long ldc,
                         const fg_row_affine *ep);
+/* op(A) copied once for the many products that share it (a layer's
+ * weights over the chunks of a batch). Where a product would copy op(A)
+ * into panels itself (the AVX-512 kernel that reads B in place, K up to
+ * its bound), fg_gemm_prepare_a makes those panels in buf, of
+ * fg_gemm_prepared_floats(M, K) floats (0: nothing to prepare; buf may
+ * then be NULL), and fg_gemm_row_affine_prepared skips the copy. Other
+ * products read A itself. The panels hold op(A) as it was when prepared:
+ * they are for products run before A changes. */
+typedef struct fg_gemm_prepared {
+    int trans_a, M, K, path;
+    const float *A;
+    long lda;
+    const float *panels;   /* NULL: none */
+} fg_gemm_prepared;
+size_t fg_gemm_prepared_floats(int M, int K);
+fg_gemm_prepared fg_gemm_prepare_a(int trans_a, int M, int K, const float *A, long lda,
+                                   float *buf);
+/* fg_gemm_row_affine(a->trans_a, a->M, N, a->K, alpha, a->A, a->lda, ...). */
+void fg_gemm_row_affine_prepared(const fg_gemm_prepared *a, int N, float alpha, const float *B,
+                                 long ldb, float beta, float *C, long ldc,
+                                 const fg_row_affine *ep);
+
 /* ep as a pass over the M x N matrix C (row stride ldc). */
 void fg_row_affine_apply(int M, int N, float *C, long ldc, const fg_row_affine *ep);
 

@@ -252,7 +252,10 @@ static void dot_products(uint64_t seed)
  * kernel; BLIS's microkernel on one thread with K within one cache block)
  * and as a pass after the product elsewhere (other paths, two threads, K
  * beyond KC): every way must give exactly fg_gemm_ex followed by
- * fg_row_affine_apply, and that within rounding of a double reference. */
+ * fg_row_affine_apply, and that within rounding of a double reference.
+ * The same product from op(A) prepared beforehand (fg_gemm_prepare_a,
+ * its panels made where the AVX-512 kernel that reads B in place would
+ * make them) must give the same bits again. */
 static int row_affine_case(int ta, int M, int N, int K, float alpha, float beta, int relu,
                            uint64_t seed, char *why, size_t whylen)
 {
@@ -276,7 +279,22 @@ static int row_affine_case(int ta, int M, int N, int K, float alpha, float beta,
     fg_gemm_row_affine(ta, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, &ep);
     fg_gemm_ex(ta, 0, M, N, K, alpha, A, lda, 1, B, ldb, 1, beta, R, ldc, 1);
     fg_row_affine_apply(M, N, R, ldc, &ep);
+    float *Q = malloc(nc * sizeof(float));
+    const size_t np = fg_gemm_prepared_floats(M, K);
+    float *panels = np ? malloc(np * sizeof(float)) : NULL;
+    ck_assert(Q && (panels || !np));
+    memcpy(Q, old, nc * sizeof(float));
+    const fg_gemm_prepared pa = fg_gemm_prepare_a(ta, M, K, A, lda, panels);
+    ck_assert(pa.panels == panels);
+    fg_gemm_row_affine_prepared(&pa, N, alpha, B, ldb, beta, Q, ldc, &ep);
     int bad = 0;
+    for (size_t e = 0; e < nc && !bad; e++)
+        if (memcmp(&C[e], &Q[e], sizeof C[e]) != 0) {
+            bad = 1;
+            snprintf(why, whylen, "C[%zu] = %.9g, from prepared panels %.9g", e, C[e], Q[e]);
+        }
+    free(Q);
+    free(panels);
     for (int i = 0; i < M && !bad; i++)
         for (int j = 0; j < N && !bad; j++) {
             const size_t e = (size_t)i * ldc + j;
@@ -319,6 +337,10 @@ static void row_affine(void)
     const int mnk[][3] = {{256, 784, 256}, {37, 1001, 18}, {130, 300, b[3] + 17},
                           {20, 7, 9}, {45, 130, 200}, {4, 64, 300}};
     uint64_t s = 77;
+    /* The AVX-512 path prepares panels for the products that read B in
+     * place (K up to 256): these cases must reach them. */
+    if (fg_gemm_get_path() == FG_GEMM_AVX512)
+        ck_assert(fg_gemm_prepared_floats(37, 18) > 0 && fg_gemm_prepared_floats(256, 256) > 0);
     for (int i = 0; i < (int)(sizeof mnk / sizeof mnk[0]); i++)
         for (int v = 0; v < 4; v++) {
             const int ta = v & 1, relu = (v >> 1) & 1;

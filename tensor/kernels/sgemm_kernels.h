@@ -64,12 +64,15 @@ void fg_sgemm_unpacked_avx2(int M, int N, int K, float alpha, const float *A, lo
 
 /* The same on AVX-512 for products whose B is worth reading in place
  * (sgemm_unpacked_avx512.c): op(A) is first copied into packed_a, room for
- * fg_sgemm_unpacked_avx512_pack_floats(M, K) floats. ep (or NULL) applies
- * to the rows as they are stored. */
+ * fg_sgemm_unpacked_avx512_pack_floats(M, K) floats, unless a_is_packed
+ * says that packed_a already holds it (fg_sgemm_unpacked_avx512_pack).
+ * ep (or NULL) applies to the rows as they are stored. */
 void fg_sgemm_unpacked_avx512(int M, int N, int K, float alpha, const float *A, long rs_a,
                               long cs_a, const float *B, long rs_b, float beta, float *C,
-                              long rs_c, int j0, int j1, float *packed_a,
+                              long rs_c, int j0, int j1, float *packed_a, int a_is_packed,
                               const fg_row_affine *ep);
+void fg_sgemm_unpacked_avx512_pack(int M, int K, const float *A, long rs_a, long cs_a,
+                                   float *packed_a);
 enum { FG_AVX512_UNPACKED_MR = 12, FG_AVX512_UNPACKED_NR = 32 };
 static inline size_t fg_sgemm_unpacked_avx512_pack_floats(int M, int K)
 {

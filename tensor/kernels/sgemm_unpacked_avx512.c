@@ -32,7 +32,8 @@ enum { MR = FG_AVX512_UNPACKED_MR, NR = FG_AVX512_UNPACKED_NR, HALF = NR / 2 };
  * zeros past M: the panels BLIS's packing makes, copied by the same
  * vector packing kernel (sgemm_avx512.c, 8 x 8 transposes for row-stored
  * A) rather than one value at a time. */
-INLINE void pack_a(int M, int K, const float *A, long rs_a, long cs_a, float *pa)
+void fg_sgemm_unpacked_avx512_pack(int M, int K, const float *A, long rs_a, long cs_a,
+                                   float *pa)
 {
     float one = 1.0f;
     for (int i0 = 0; i0 < M; i0 += MR, pa += (long)MR * K)
@@ -126,10 +127,11 @@ INLINE AVX512 void tile_row(const int rows, int m, int j0, int j1, int K, float 
 AVX512 void fg_sgemm_unpacked_avx512(int M, int N, int K, float alpha, const float *A,
                                      long rs_a, long cs_a, const float *B, long rs_b,
                                      float beta, float *C, long rs_c, int j0, int j1,
-                                     float *packed_a, const fg_row_affine *ep)
+                                     float *packed_a, int a_is_packed, const fg_row_affine *ep)
 {
     (void)N; /* the tiles stop at j1 <= N */
-    pack_a(M, K, A, rs_a, cs_a, packed_a);
+    if (!a_is_packed)
+        fg_sgemm_unpacked_avx512_pack(M, K, A, rs_a, cs_a, packed_a);
     long width = BLOCK_B_FLOATS / (K > 0 ? K : 1) / NR * NR;
     if (width < NR)
         width = NR;
