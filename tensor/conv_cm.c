@@ -193,9 +193,6 @@ size_t fg_conv_cm_work_floats(int run, int Ci, int H, int W, int Co, int k)
     return (size_t)Co * kk * Ci + (size_t)Co * kk * run * P;
 }
 
-/* The cores below take their column matrices in `work`, sized by
- * fg_conv_cm_work_floats for runs of `run` images, so that a caller that
- * runs many of them side by side (one per thread) can hand each its own. */
 size_t fg_conv_cm_prepare_floats(int Ci, int Co, int k)
 {
     const int kk = k * k;
@@ -214,10 +211,8 @@ void fg_conv_cm_prepare(int Ci, int Co, int k, const float *w, int ldw, float *b
         const int R = Co * kk;
         float *wr = buf;
         fg_conv_flip_weights(Co, Ci, kk, w, wr);
-        out->wr = wr;
         out->a = fg_gemm_prepare_a(0, R, Ci, wr, Ci, buf + (size_t)R * Ci);
     } else {
-        out->wr = NULL;
         out->a = fg_gemm_prepare_a(0, Co, Ci * kk, w, ldw, buf);
     }
 }
@@ -234,6 +229,9 @@ static void forward_product(const fg_conv_cm_weights *pw, int M, int N, int K, c
         fg_gemm_row_affine(0, M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, ldc, ep);
 }
 
+/* The cores below take their column matrices in `work`, sized by
+ * fg_conv_cm_work_floats for runs of `run` images, so that a caller that
+ * runs many of them side by side (one per thread) can hand each its own. */
 void fg_conv_cm_forward_work(int N, int Ci, int H, int W, int Co, int k, const float *x,
                              const float *w, int ldw, const float *bias, float *y, int run,
                              float *work, const fg_conv_cm_weights *pw,

@@ -73,13 +73,12 @@ FG_HIDDEN void fg_conv_narrow_backward_weight(int N, int Ci, int H, int W, int C
  * their output where they can (fg_gemm_row_affine). */
 FG_HIDDEN size_t fg_conv_cm_work_floats(int run, int Ci, int H, int W, int Co, int k);
 /* A convolution's weights made ready once for the forward products of many
- * runs of images (a chain's chunks): for a narrow convolution its taps'
- * rows (fg_conv_flip_weights), and the product's op(A) prepared
- * (fg_gemm_prepare_a) in buf of fg_conv_cm_prepare_floats floats. Valid
- * while w is unchanged. */
+ * runs of images (a chain's chunks): the product's op(A) prepared
+ * (fg_gemm_prepare_a), for a narrow convolution from its taps' rows
+ * (fg_conv_flip_weights), both in buf of fg_conv_cm_prepare_floats floats.
+ * Valid while w is unchanged. */
 typedef struct fg_conv_cm_weights {
-    const float *wr;         /* narrow: the taps' rows, else NULL */
-    fg_gemm_prepared a;
+    fg_gemm_prepared a;      /* op(A): w, or the taps' rows in buf */
 } fg_conv_cm_weights;
 FG_HIDDEN size_t fg_conv_cm_prepare_floats(int Ci, int Co, int k);
 FG_HIDDEN void fg_conv_cm_prepare(int Ci, int Co, int k, const float *w, int ldw, float *buf,
