@@ -211,8 +211,7 @@ static void few_columns(uint64_t seed)
  * and AVX-512 paths compute without packing, their 16-column strips split
  * between threads. Every row-block edge (M mod 6, M mod 12) and column
  * edge (N mod 16, N mod 32: a tile of one vector or of one and a part)
- * occurs, and K past the AVX-512 copy of A's 8-column
- * transposes. */
+ * occurs, and K past the AVX-512 copy of A's 8-column transposes. */
 static void unpacked(uint64_t seed)
 {
     uint64_t s = seed;

@@ -46,8 +46,8 @@ void fg_sgemm_unpacked_avx512_pack(int M, int K, const float *A, long rs_a, long
  * inside C) and `halves` vectors of 16 columns (1 or 2), of which those in
  * mask0 and mask1 are inside C. Two vectors of B per k share each
  * broadcast of A: 14 loads feed 24 FMAs, where a 14 x 16 tile needs 15
- * loads for 14 (in L1, 0.88 against 0.80 of the FMA peak on Sapphire
- * Rapids; BENCHMARKS.md, "A 12 x 32 tile"). */
+ * loads for 14 (in L1 on Sapphire Rapids, 0.82 against 0.77 of a loop of
+ * register FMAs; BENCHMARKS.md, "A 12 x 32 tile"). */
 INLINE AVX512 void tile(const int rows, const int halves, int m, int K, float alpha,
                         const float *pa, const float *b, long rs_b, float beta, float *c,
                         long rs_c, __mmask16 mask0, __mmask16 mask1, const float *ep_bias,
