@@ -248,7 +248,7 @@ static fg_row_affine stage_epilogue(const chain *c, int s)
 /* Stage s of a chunk from in into out; ep (or NULL), a convolution's
  * epilogue. */
 static void stage_forward(const chain *c, int s, int n0, int nc, const float *in, float *out,
-                          float *work, const fg_conv_cm_weights *ready, const fg_row_affine *ep)
+                          float *work, const fg_gemm_prepared *ready, const fg_row_affine *ep)
 {
     const fg_chain_stage *st = &c->st[s];
     const int Ci = c->ch[s], Co = c->ch[s + 1];
@@ -283,7 +283,7 @@ static void stage_forward(const chain *c, int s, int n0, int nc, const float *in
  * kept boundary where there is one, else into whichever of a and b does
  * not hold the stage's input. */
 static void forward_chunk(const chain *c, int j, float *a, float *b, float *work,
-                          const fg_conv_cm_weights *ready)
+                          const fg_gemm_prepared *ready)
 {
     int n0, nc;
     chunk_range(c, j, &n0, &nc);
@@ -348,9 +348,9 @@ static int team_size(const chain *c)
 /* Each convolution's weights made ready once for all chunks: without it
  * every chunk copied them into panels (and a narrow one rearranged them)
  * again, about 4 % of a sampling pass (BENCHMARKS.md, "A 12 x 32 tile"). */
-static fg_conv_cm_weights *prepare_weights(const chain *c, fg_arena *scratch)
+static fg_gemm_prepared *prepare_weights(const chain *c, fg_arena *scratch)
 {
-    fg_conv_cm_weights *ready = fg_arena_alloc(scratch, (size_t)c->n * sizeof *ready);
+    fg_gemm_prepared *ready = fg_arena_alloc(scratch, (size_t)c->n * sizeof *ready);
     for (int s = 0; s < c->n; s++) {
         const fg_chain_stage *st = &c->st[s];
         if (st->kind != FG_CHAIN_CONV)
@@ -358,8 +358,8 @@ static fg_conv_cm_weights *prepare_weights(const chain *c, fg_arena *scratch)
         const int k = st->weight->t.shape[2];
         const size_t n = fg_conv_cm_prepare_floats(c->ch[s], c->ch[s + 1], k);
         float *buf = n ? fg_arena_alloc(scratch, n * sizeof(float)) : NULL;
-        fg_conv_cm_prepare(c->ch[s], c->ch[s + 1], k, st->weight->t.data, weight_row(st), buf,
-                           &ready[s]);
+        ready[s] = fg_conv_cm_prepare(c->ch[s], c->ch[s + 1], k, st->weight->t.data,
+                                      weight_row(st), buf);
     }
     return ready;
 }
@@ -372,7 +372,7 @@ static void run_forward(chain *c, fg_arena *scratch)
      * the arena is not thread-safe, and taking them here lets every step
      * reuse the same pages. */
     float *bufs = fg_arena_alloc(scratch, (size_t)threads() * (2 * nb + nw) * sizeof(float));
-    const fg_conv_cm_weights *ready = prepare_weights(c, scratch);
+    const fg_gemm_prepared *ready = prepare_weights(c, scratch);
     const int serial = T == 1 ? fg_serial_begin() : 0;
     #pragma omp parallel num_threads(T)
     {

@@ -201,8 +201,7 @@ size_t fg_conv_cm_prepare_floats(int Ci, int Co, int k)
     return fg_gemm_prepared_floats(Co, Ci * kk);
 }
 
-void fg_conv_cm_prepare(int Ci, int Co, int k, const float *w, int ldw, float *buf,
-                        fg_conv_cm_weights *out)
+fg_gemm_prepared fg_conv_cm_prepare(int Ci, int Co, int k, const float *w, int ldw, float *buf)
 {
     const int kk = k * k;
     if (k > 1 && narrow(Ci, Co, k)) {
@@ -211,20 +210,19 @@ void fg_conv_cm_prepare(int Ci, int Co, int k, const float *w, int ldw, float *b
         const int R = Co * kk;
         float *wr = buf;
         fg_conv_flip_weights(Co, Ci, kk, w, wr);
-        out->a = fg_gemm_prepare_a(0, R, Ci, wr, Ci, buf + (size_t)R * Ci);
-    } else {
-        out->a = fg_gemm_prepare_a(0, Co, Ci * kk, w, ldw, buf);
+        return fg_gemm_prepare_a(0, R, Ci, wr, Ci, buf + (size_t)R * Ci);
     }
+    return fg_gemm_prepare_a(0, Co, Ci * kk, w, ldw, buf);
 }
 
 /* C = ep(op(A) B) for the forward products, from pw's prepared op(A) when
  * there is one. */
-static void forward_product(const fg_conv_cm_weights *pw, int M, int N, int K, const float *a,
+static void forward_product(const fg_gemm_prepared *pw, int M, int N, int K, const float *a,
                             long lda, const float *b, long ldb, float *c, long ldc,
                             const fg_row_affine *ep)
 {
     if (pw)
-        fg_gemm_row_affine_prepared(&pw->a, N, 1.0f, b, ldb, 0.0f, c, ldc, ep);
+        fg_gemm_row_affine_prepared(pw, N, 1.0f, b, ldb, 0.0f, c, ldc, ep);
     else
         fg_gemm_row_affine(0, M, N, K, 1.0f, a, lda, b, ldb, 0.0f, c, ldc, ep);
 }
@@ -234,7 +232,7 @@ static void forward_product(const fg_conv_cm_weights *pw, int M, int N, int K, c
  * runs many of them side by side (one per thread) can hand each its own. */
 void fg_conv_cm_forward_work(int N, int Ci, int H, int W, int Co, int k, const float *x,
                              const float *w, int ldw, const float *bias, float *y, int run,
-                             float *work, const fg_conv_cm_weights *pw,
+                             float *work, const fg_gemm_prepared *pw,
                              const fg_row_affine *ep)
 {
     const int P = H * W, NP = N * P, kk = k * k;

@@ -77,18 +77,15 @@ FG_HIDDEN size_t fg_conv_cm_work_floats(int run, int Ci, int H, int W, int Co, i
  * (fg_gemm_prepare_a), for a narrow convolution from its taps' rows
  * (fg_conv_flip_weights), both in buf of fg_conv_cm_prepare_floats floats.
  * Valid while w is unchanged. */
-typedef struct fg_conv_cm_weights {
-    fg_gemm_prepared a;      /* op(A): w, or the taps' rows in buf */
-} fg_conv_cm_weights;
 FG_HIDDEN size_t fg_conv_cm_prepare_floats(int Ci, int Co, int k);
-FG_HIDDEN void fg_conv_cm_prepare(int Ci, int Co, int k, const float *w, int ldw, float *buf,
-                                  fg_conv_cm_weights *out);
+FG_HIDDEN fg_gemm_prepared fg_conv_cm_prepare(int Ci, int Co, int k, const float *w, int ldw,
+                                              float *buf);
 /* pw (or NULL): w made ready by fg_conv_cm_prepare, the same Ci, Co, k, w
  * and ldw; the result is the same to the bit either way. */
 FG_HIDDEN void fg_conv_cm_forward_work(int N, int Ci, int H, int W, int Co, int k,
                                        const float *x, const float *w, int ldw,
                                        const float *bias, float *y, int run, float *work,
-                                       const fg_conv_cm_weights *pw, const fg_row_affine *ep);
+                                       const fg_gemm_prepared *pw, const fg_row_affine *ep);
 FG_HIDDEN void fg_conv_cm_backward_input_work(int N, int Ci, int H, int W, int Co, int k,
                                               const float *dy, const float *w, int ldw,
                                               float *dx, int accumulate, int run, float *work);

@@ -475,7 +475,7 @@ static void unpacked_columns(int path, int M, int N, int K, float alpha, const f
     if (path == FG_GEMM_AVX512) {
         float *pa = panels ? (float *)panels
                            : packed_a_buffer(fg_sgemm_unpacked_avx512_pack_floats(M, K));
-        fg_sgemm_unpacked_avx512(M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, j0, j1, pa,
+        fg_sgemm_unpacked_avx512(M, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, j0, j1, pa,
                                  panels != NULL, ep);
     } else {
         fg_sgemm_unpacked_avx2(M, N, K, alpha, A, ra, ca, B, rb, beta, C, rs_c, j0, j1);
@@ -546,8 +546,6 @@ static void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
     normalize_strides(M, N, &crs, &ccs);
 
     int path = fg_gemm_get_path();
-    if (path != FG_GEMM_AVX512)
-        panels = NULL;
     /* Below about a million multiply-adds (tens of microseconds) waking and
      * synchronizing a second thread costs more than it saves, and on a
      * loaded machine its barrier spins dominate: small products run on the

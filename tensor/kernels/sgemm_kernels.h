@@ -67,7 +67,7 @@ void fg_sgemm_unpacked_avx2(int M, int N, int K, float alpha, const float *A, lo
  * fg_sgemm_unpacked_avx512_pack_floats(M, K) floats, unless a_is_packed
  * says that packed_a already holds it (fg_sgemm_unpacked_avx512_pack).
  * ep (or NULL) applies to the rows as they are stored. */
-void fg_sgemm_unpacked_avx512(int M, int N, int K, float alpha, const float *A, long rs_a,
+void fg_sgemm_unpacked_avx512(int M, int K, float alpha, const float *A, long rs_a,
                               long cs_a, const float *B, long rs_b, float beta, float *C,
                               long rs_c, int j0, int j1, float *packed_a, int a_is_packed,
                               const fg_row_affine *ep);

@@ -124,12 +124,11 @@ INLINE AVX512 void tile_row(const int rows, int m, int j0, int j1, int K, float 
  * there while A's panels and C's rows pass through. */
 #define BLOCK_B_FLOATS (1L << 17)
 
-AVX512 void fg_sgemm_unpacked_avx512(int M, int N, int K, float alpha, const float *A,
+AVX512 void fg_sgemm_unpacked_avx512(int M, int K, float alpha, const float *A,
                                      long rs_a, long cs_a, const float *B, long rs_b,
                                      float beta, float *C, long rs_c, int j0, int j1,
                                      float *packed_a, int a_is_packed, const fg_row_affine *ep)
 {
-    (void)N; /* the tiles stop at j1 <= N */
     if (!a_is_packed)
         fg_sgemm_unpacked_avx512_pack(M, K, A, rs_a, cs_a, packed_a);
     long width = BLOCK_B_FLOATS / (K > 0 ? K : 1) / NR * NR;
