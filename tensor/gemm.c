@@ -48,6 +48,10 @@ static int unpacked_bound;
 /* On the AVX-512 path: the longest K read in place whatever the rows;
  * FLOWGRAD_GEMM_UNPACKED_K overrides it, and 0 turns the kernel off. */
 static int unpacked_k_avx512;
+/* On the AVX-512 path: the cache blocks of the packed 12 x 32 product;
+ * kc 0 leaves its products to BLIS. FLOWGRAD_GEMM_PACKED=KC,NC overrides
+ * them, and 0 turns it off. */
+static fg_packed_blocks packed_blocks;
 /* On the AVX-512 path: the shortest K of a dot-product kernel's product. */
 static int dot_min_k;
 /* Contexts with the transposed kernel, for products with a small N. */
@@ -217,6 +221,9 @@ static int best_supported_path(void)
  * tile reuses each load more. */
 #define DOT_MIN_K 256
 #define DOT_NARROW 64
+/* The packed 12 x 32 product's blocks: kc x nc of B (1 MiB) stays in L2. */
+#define PACKED_KC 256
+#define PACKED_NC 1024
 
 static void build_contexts(void)
 {
@@ -233,6 +240,14 @@ static void build_contexts(void)
     u = getenv("FLOWGRAD_GEMM_UNPACKED_K");
     if (u && *u)
         unpacked_k_avx512 = atoi(u) > 0 ? atoi(u) : 0;
+    packed_blocks = (fg_packed_blocks){PACKED_KC, PACKED_NC};
+    u = getenv("FLOWGRAD_GEMM_PACKED");
+    if (u && *u) {
+        int kc = 0, nc = PACKED_NC;
+        if (sscanf(u, "%d,%d", &kc, &nc) < 1 || kc <= 0 || nc <= 0)
+            kc = 0;
+        packed_blocks = (fg_packed_blocks){kc, round_up(nc, FG_AVX512_UNPACKED_NR)};
+    }
     dot_min_k = DOT_MIN_K;
     u = getenv("FLOWGRAD_GEMM_DOT_K");
     if (u && *u)
@@ -353,8 +368,8 @@ static int swap_pays(int path, int M, int N, int K)
  * touch no new pages, and freed when the thread ends: the transposed
  * product's result and the unpacked AVX-512 product's copy of A. */
 typedef struct {
-    float *swap, *packed_a;
-    size_t swap_cap, packed_a_cap;
+    float *swap, *packed_a, *packed_b;
+    size_t swap_cap, packed_a_cap, packed_b_cap;
 } thread_bufs;
 
 static pthread_key_t bufs_key;
@@ -365,6 +380,7 @@ static void thread_bufs_free(void *p)
     thread_bufs *b = p;
     free(b->swap);
     free(b->packed_a);
+    free(b->packed_b);
     free(b);
 }
 
@@ -407,6 +423,12 @@ static float *packed_a_buffer(size_t count)
     return grow(&b->packed_a, &b->packed_a_cap, count, "a copy of a product's A");
 }
 
+static float *packed_b_buffer(size_t count)
+{
+    thread_bufs *b = my_bufs();
+    return grow(&b->packed_b, &b->packed_b_cap, count, "a copy of a product's B");
+}
+
 #define GEMM_SERIAL_WORK (1 << 20)
 
 /* B of at most this many floats (1 MiB, one core's L2 here) stays in cache
@@ -440,6 +462,48 @@ static int dot_pays(int path, int M, int N, int K, inc_t ca, inc_t rb)
 {
     return path == FG_GEMM_AVX512 && ca == 1 && rb == 1 && dot_min_k > 0 && K >= dot_min_k &&
            (M <= DOT_NARROW || N <= DOT_NARROW);
+}
+
+/* Whether op(A) op(B) goes to the packed 12 x 32 product: on the AVX-512
+ * path, for row-stored C of 16 columns or more that the kernels above do
+ * not take. */
+static int packed_pays(int path, int N, inc_t ccs)
+{
+    return path == FG_GEMM_AVX512 && packed_blocks.kc > 0 && ccs == 1 && N >= 16;
+}
+
+static void gemm_packed(int M, int N, int K, float alpha, const float *A, inc_t ra, inc_t ca,
+                        const float *B, inc_t rb, inc_t cb, float beta, float *C, inc_t rs_c,
+                        int threads, const fg_row_affine *ep)
+{
+    float *pa = packed_a_buffer(fg_sgemm_packed_avx512_a_floats(&packed_blocks, M, K));
+    float *pb = packed_b_buffer(fg_sgemm_packed_avx512_b_floats(&packed_blocks, N, K));
+    fg_sgemm_packed_avx512(&packed_blocks, M, N, K, alpha, A, ra, ca, B, rb, cb, beta, C, rs_c,
+                           threads, pa, pb, ep);
+}
+
+/* Which kernel runs op(A) op(B): the first of the dot-product kernel, the
+ * unpacked one and the packed one that takes it, else BLIS. */
+static int route(int path, int M, int N, int K, inc_t ca, inc_t rb, inc_t cb, inc_t ccs)
+{
+    if (dot_pays(path, M, N, K, ca, rb))
+        return FG_GEMM_ROUTE_DOT;
+    if (unpacked_pays(path, M, N, K, cb, ccs))
+        return FG_GEMM_ROUTE_UNPACKED;
+    if (packed_pays(path, N, ccs))
+        return FG_GEMM_ROUTE_PACKED;
+    return FG_GEMM_ROUTE_BLIS;
+}
+
+int fg_gemm_route(int trans_a, int trans_b, int M, int N, int K, long rs_a, long cs_a,
+                  long rs_b, long cs_b, long rs_c, long cs_c)
+{
+    inc_t ars = rs_a, acs = cs_a, brs = rs_b, bcs = cs_b, crs = rs_c, ccs = cs_c;
+    normalize_strides(trans_a ? K : M, trans_a ? M : K, &ars, &acs);
+    normalize_strides(trans_b ? N : K, trans_b ? K : N, &brs, &bcs);
+    normalize_strides(M, N, &crs, &ccs);
+    return route(fg_gemm_get_path(), M, N, K, trans_a ? ars : acs, trans_b ? bcs : brs,
+                 trans_b ? brs : bcs, ccs);
 }
 
 /* The dot-product kernel, its rows split between threads in blocks of 4. */
@@ -556,27 +620,25 @@ static void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
      * product runs on the calling thread. */
     int split_by_caller = fg_in_serial();
     int threads = work < GEMM_SERIAL_WORK || split_by_caller ? 1 : fg_get_threads();
-    {
-        /* op(A) (i, k) at A + i ra + k ca; op(B) likewise */
-        inc_t ra = trans_a ? acs : ars, ca = trans_a ? ars : acs;
-        inc_t rb = trans_b ? bcs : brs, cb = trans_b ? brs : bcs;
-        if (dot_pays(path, M, N, K, ca, rb)) {
-            double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
+    /* op(A) (i, k) at A + i ra + k ca; op(B) likewise */
+    const inc_t ra = trans_a ? acs : ars, ca = trans_a ? ars : acs;
+    const inc_t rb = trans_b ? bcs : brs, cb = trans_b ? brs : bcs;
+    const int r = route(path, M, N, K, ca, rb, cb, ccs);
+    if (r != FG_GEMM_ROUTE_BLIS) {
+        double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
+        if (r == FG_GEMM_ROUTE_DOT) {
             gemm_dot(M, N, K, alpha, A, ra, B, cb, beta, C, crs, ccs, threads);
             if (ep)
                 fg_row_affine_apply(M, N, C, rs_c, ep);
-            if (t0 != 0.0)
-                fg_profile_add_shared("kernel:gemm", fg_profile_now() - t0);
-            return;
-        }
-        if (unpacked_pays(path, M, N, K, cb, ccs)) {
-            double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
+        } else if (r == FG_GEMM_ROUTE_UNPACKED) {
             gemm_unpacked(path, M, N, K, alpha, A, ra, ca, B, rb, beta, C, crs, threads, panels,
                           ep);
-            if (t0 != 0.0)
-                fg_profile_add_shared("kernel:gemm", fg_profile_now() - t0);
-            return;
+        } else {
+            gemm_packed(M, N, K, alpha, A, ra, ca, B, rb, cb, beta, C, crs, threads, ep);
         }
+        if (t0 != 0.0)
+            fg_profile_add_shared("kernel:gemm", fg_profile_now() - t0);
+        return;
     }
     int swapped = swap_pays(path, M, N, K);
     float *c_out = C;

@@ -27,6 +27,20 @@ const char *fg_gemm_path_name(int path);
 /* FG_GEMM_AUTO for "auto", -2 for an unknown name. */
 int fg_gemm_path_from_name(const char *name);
 
+/* Which kernel fg_gemm_ex gives a product on the current path (the same
+ * arguments): on AVX-512 a weight gradient with a narrow side goes to the
+ * dot-product kernel, a K up to 256 read in place to the unpacked one,
+ * other products with row-stored C to the packed 12 x 32 one; the rest,
+ * and every product on other paths but the unpacked AVX2 ones, to BLIS. */
+enum fg_gemm_route {
+    FG_GEMM_ROUTE_BLIS,
+    FG_GEMM_ROUTE_DOT,
+    FG_GEMM_ROUTE_UNPACKED,
+    FG_GEMM_ROUTE_PACKED
+};
+int fg_gemm_route(int trans_a, int trans_b, int M, int N, int K, long rs_a, long cs_a,
+                  long rs_b, long cs_b, long rs_c, long cs_c);
+
 /* The register and cache blocks of a path's context (MR, NR, MC, KC, NC). */
 void fg_gemm_path_blocks(int path, int blocks[5]);
 

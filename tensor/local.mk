@@ -33,6 +33,7 @@ libflowgrad_core_la_SOURCES += tensor/gemm_internal.h \
 	tensor/kernels/transpose8.h tensor/kernels/lanes_avx2.h \
 	tensor/kernels/sgemm_scalar.c tensor/kernels/sgemm_avx2.c tensor/kernels/sgemm_unpacked_avx2.c \
 	tensor/kernels/sgemm_avx512.c tensor/kernels/sgemm_unpacked_avx512.c \
+	tensor/kernels/tile_12x32_avx512.h tensor/kernels/sgemm_packed_avx512.c \
 	tensor/kernels/sgemm_dot_avx512.c
 
 check_PROGRAMS += tests/test_gemm

@@ -74,7 +74,7 @@ typedef struct {
 } gemm_case;
 
 /* Runs one case and returns the number of wrong elements (0 on success). */
-static int run_case(const gemm_case *g, uint64_t seed, char *why, size_t whylen)
+static int run_case(const gemm_case *g, uint64_t seed, char *why, size_t whylen, int *route)
 {
     uint64_t s = seed;
     mat A = mat_alloc(g->ta ? g->K : g->M, g->ta ? g->M : g->K, g->la);
@@ -88,6 +88,7 @@ static int run_case(const gemm_case *g, uint64_t seed, char *why, size_t whylen)
 
     fg_gemm_ex(g->ta, g->tb, g->M, g->N, g->K, g->alpha, A.buf, A.rs, A.cs,
                B.buf, B.rs, B.cs, g->beta, C.buf, C.rs, C.cs);
+    *route = fg_gemm_route(g->ta, g->tb, g->M, g->N, g->K, A.rs, A.cs, B.rs, B.cs, C.rs, C.cs);
 
     int bad = 0;
     for (int i = 0; i < g->M; i++)
@@ -128,16 +129,19 @@ static int run_case(const gemm_case *g, uint64_t seed, char *why, size_t whylen)
     return bad;
 }
 
-static void check_case(const gemm_case *g, uint64_t seed)
+/* Returns the route fg_gemm_ex gave the case. */
+static int check_case(const gemm_case *g, uint64_t seed)
 {
     char why[160] = "";
-    int bad = run_case(g, seed, why, sizeof why);
+    int route = -1;
+    int bad = run_case(g, seed, why, sizeof why, &route);
     ck_assert_msg(bad == 0,
                   "path %s threads %d: ta=%d tb=%d M=%d N=%d K=%d layouts %d%d%d "
                   "alpha=%g beta=%g: %d wrong, first %s",
                   fg_gemm_path_name(fg_gemm_get_path()), fg_get_threads(), g->ta,
                   g->tb, g->M, g->N, g->K, g->la, g->lb, g->lc, g->alpha, g->beta,
                   bad, why);
+    return route;
 }
 
 static const float alphas[] = {1.0f, -0.75f, 2.5f};
@@ -246,6 +250,39 @@ static void dot_products(uint64_t seed)
         }
 }
 
+/* Products the AVX-512 path packs into its 12 x 32 tiles: K in several
+ * blocks of 256 with a short last one, columns in blocks of 1024 with a
+ * short last one, B stored along K (a weight gradient with two wide
+ * sides), row counts that end mid-tile, and both ways of splitting the
+ * work between threads (rows when each thread gets 8 row panels, columns
+ * otherwise). On that path none goes to BLIS, and most reach the packed
+ * kernel (the others a dot-product or unpacked one). */
+static void packed(uint64_t seed)
+{
+    uint64_t s = seed;
+    int reached = 0;
+    const int mnk[][3] = {{200, 1100, 600}, {13, 1060, 520}, {45, 70, 1300}, {20, 17, 300},
+                          {4, 2100, 300}, {31, 45, 29}};
+    for (int i = 0; i < (int)(sizeof mnk / sizeof mnk[0]); i++)
+        for (int t = 0; t < 4; t++) {
+            /* the largest shape in two of the four transpose cases */
+            if (i == 0 && (t == 1 || t == 2))
+                continue;
+            const int ta = t & 1, tb = t >> 1 || i == 5, ab = (int)(next_u32(&s) % 3);
+            gemm_case g = {ta, tb, mnk[i][0], mnk[i][1], mnk[i][2],
+                           (int)(next_u32(&s) % NLAYOUTS), (int)(next_u32(&s) % NLAYOUTS),
+                           ROW_MAJOR, alphas[ab], betas[(ab + t + i) % 3]};
+            const int r = check_case(&g, next_u32(&s));
+            if (fg_gemm_get_path() == FG_GEMM_AVX512) {
+                ck_assert_msg(r != FG_GEMM_ROUTE_BLIS, "M=%d N=%d K=%d ta=%d tb=%d went to BLIS",
+                              g.M, g.N, g.K, ta, tb);
+                reached += r == FG_GEMM_ROUTE_PACKED;
+            }
+        }
+    if (fg_gemm_get_path() == FG_GEMM_AVX512)
+        ck_assert_int_ge(reached, 16);
+}
+
 /* fg_gemm_row_affine: C = ep(alpha op(A) B + beta C), row-stored B and C.
  * The epilogue runs inside the AVX-512 kernels where it can (the unpacked
  * kernel; BLIS's microkernel on one thread with K within one cache block)
@@ -330,11 +367,14 @@ static void row_affine(void)
 {
     int b[5];
     fg_gemm_path_blocks(fg_gemm_get_path(), b);
-    /* the middle layer of a 256-wide network on a chunk (BLIS's kernel), a
-     * first layer (unpacked), K past one cache block, a narrow product,
-     * rows that end mid-tile */
+    /* the middle layer of a 256-wide network on a chunk, a first layer
+     * (both read in place), K past one cache block, a narrow product, rows
+     * that end mid-tile; on AVX-512, packed products whose epilogue comes
+     * with their last block of K, their work split between threads by
+     * rows (200 x 40) and by columns (13 x 1060, two blocks of them) */
     const int mnk[][3] = {{256, 784, 256}, {37, 1001, 18}, {130, 300, b[3] + 17},
-                          {20, 7, 9}, {45, 130, 200}, {4, 64, 300}};
+                          {20, 7, 9}, {45, 130, 200}, {4, 64, 300}, {200, 40, 300},
+                          {13, 1060, 520}};
     uint64_t s = 77;
     /* The AVX-512 path prepares panels for the products that read B in
      * place (K up to 256): these cases must reach them. */
@@ -376,6 +416,7 @@ static void all_paths(int threads)
             few_columns(3000 + p);
             unpacked(4000 + p);
             dot_products(5000 + p);
+            packed(6000 + p);
             row_affine();
         }
     fg_gemm_set_path(FG_GEMM_AUTO);
@@ -440,7 +481,8 @@ static void *concurrent_worker(void *arg)
                        sizes[next_u32(&s) % NSIZES], ROW_MAJOR, COL_MAJOR,
                        (int)(next_u32(&s) % NLAYOUTS), 1.5f, r % 2 ? 0.0f : -1.0f};
         char why[160];
-        failures += run_case(&g, next_u32(&s), why, sizeof why) != 0;
+        int route;
+        failures += run_case(&g, next_u32(&s), why, sizeof why, &route) != 0;
     }
     return (void *)failures;
 }

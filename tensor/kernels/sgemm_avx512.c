@@ -13,6 +13,14 @@ enum { MR = FG_AVX512_MR, NR = FG_AVX512_NR };
 
 _Thread_local fg_ukr_epilogue fg_sgemm_avx512_epilogue;
 
+/* A row-stored panel is read as cdim rows side by side, each a short run
+ * when K comes in blocks: the prefetchers do not keep up with that many
+ * streams. Asking for each row's line two lines ahead made the packing of
+ * dW 256x256x12544 fast enough for the product to go from 0.95-0.99 to
+ * 1.00-1.03 of OpenBLAS on one thread (distances of 16-48 floats alike, 64
+ * and more worse; BENCHMARKS.md, "A packed 12 x 32 product"). */
+enum { PACK_PREFETCH = 32 };
+
 static inline AVX512 __attribute__((always_inline))
 void pack(int width, dim_t cdim, dim_t n, dim_t n_max, float kappa,
           const float *a, inc_t inca, inc_t lda, float *p, inc_t ldp)
@@ -31,6 +39,9 @@ void pack(int width, dim_t cdim, dim_t n, dim_t n_max, float kappa,
         dim_t l = 0;
         for (; l + 8 <= n; l += 8) {
             __m256 lo[8], hi[8];
+            if ((l & 15) == 0) /* once per line */
+                for (dim_t i = 0; i < cdim; i++)
+                    _mm_prefetch((const char *)(a + i * inca + l + PACK_PREFETCH), _MM_HINT_T0);
             fg_load_transpose8(a, inca, l, 0, cdim, lo);
             if (cdim > 8)
                 fg_load_transpose8(a, inca, l, 8, cdim, hi);

@@ -80,6 +80,30 @@ static inline size_t fg_sgemm_unpacked_avx512_pack_floats(int M, int K)
            FG_AVX512_UNPACKED_MR * (size_t)K;
 }
 
+/* The same tiles with op(A) and op(B) (any strides) both packed, for a K
+ * longer than the unpacked kernel takes or a B stored along K
+ * (sgemm_packed_avx512.c): K in blocks of kc, columns in blocks of nc (a
+ * multiple of 32). pa has room for fg_sgemm_packed_avx512_a_floats floats,
+ * pb for fg_sgemm_packed_avx512_b_floats; threads (at most) share them.
+ * C is row-stored; ep (or NULL) applies to its rows. */
+typedef struct fg_packed_blocks {
+    int kc, nc;
+} fg_packed_blocks;
+void fg_sgemm_packed_avx512(const fg_packed_blocks *blocks, int M, int N, int K, float alpha,
+                            const float *A, long rs_a, long cs_a, const float *B, long rs_b,
+                            long cs_b, float beta, float *C, long rs_c, int threads, float *pa,
+                            float *pb, const fg_row_affine *ep);
+static inline size_t fg_sgemm_packed_avx512_a_floats(const fg_packed_blocks *blocks, int M, int K)
+{
+    return fg_sgemm_unpacked_avx512_pack_floats(M, K < blocks->kc ? K : blocks->kc);
+}
+static inline size_t fg_sgemm_packed_avx512_b_floats(const fg_packed_blocks *blocks, int N, int K)
+{
+    const int nc = N < blocks->nc ? N : blocks->nc;
+    return (size_t)((nc + FG_AVX512_UNPACKED_NR - 1) / FG_AVX512_UNPACKED_NR) *
+           FG_AVX512_UNPACKED_NR * (size_t)(K < blocks->kc ? K : blocks->kc);
+}
+
 /* C = alpha A B^T + beta C, A (M x K) and B (N x K) with unit stride along
  * K, as dot products along K without packing (sgemm_dot_avx512.c). */
 void fg_sgemm_dot_avx512(int M, int N, int K, float alpha, const float *A, long lda,
