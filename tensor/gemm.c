@@ -435,6 +435,16 @@ static float *packed_b_buffer(size_t count)
  * while the unpacked kernel reads its strips. */
 #define UNPACKED_CACHED_B ((size_t)1 << 18)
 
+/* On AVX-512, a B beyond this many floats (2 MiB, more than the L2 of
+ * the smaller AVX-512 cores) read in place by many rows of A over a long K
+ * (both at least PACKED_MIN_SIDE) is packed instead: the whole-batch
+ * products of a 256-wide layer (256 x 12544 x 256) ran at 0.86-0.89 of
+ * OpenBLAS read in place, 1.01-1.09 packed, on one thread. Narrower
+ * products, and the chunks of 784 columns Glow runs, are faster in place
+ * (BENCHMARKS.md, "A packed 12 x 32 product"). */
+#define UNPACKED_CACHED_B_AVX512 ((size_t)1 << 19)
+#define PACKED_MIN_SIDE 192
+
 /* Whether op(A) op(B) goes to the unpacked kernel: on the AVX2 paths (BLIS's
  * own context on an AVX2 CPU, or ours), when op(B) and C have unit column
  * stride (rows are vectors), for a short inner dimension, or for few rows
@@ -447,7 +457,9 @@ static int unpacked_pays(int path, int M, int N, int K, inc_t cb, inc_t ccs)
     if (N < 16 || cb != 1 || ccs != 1)
         return 0;
     if (path == FG_GEMM_AVX512)
-        return unpacked_k_avx512 > 0 && K <= unpacked_k_avx512;
+        return unpacked_k_avx512 > 0 && K <= unpacked_k_avx512 &&
+               !(M >= PACKED_MIN_SIDE && K >= PACKED_MIN_SIDE &&
+                 (size_t)K * (size_t)N > UNPACKED_CACHED_B_AVX512);
     if (path != FG_GEMM_BLIS && path != FG_GEMM_AVX2)
         return 0;
     return K <= unpacked_bound ||

@@ -279,8 +279,17 @@ static void packed(uint64_t seed)
                 reached += r == FG_GEMM_ROUTE_PACKED;
             }
         }
-    if (fg_gemm_get_path() == FG_GEMM_AVX512)
+    if (fg_gemm_get_path() == FG_GEMM_AVX512) {
         ck_assert_int_ge(reached, 16);
+        /* K = 256 is read in place on a chunk (B in L2), packed over a
+         * whole batch of a wide layer, read in place again for few rows */
+        ck_assert_int_eq(fg_gemm_route(0, 0, 256, 784, 256, 256, 1, 784, 1, 784, 1),
+                         FG_GEMM_ROUTE_UNPACKED);
+        ck_assert_int_eq(fg_gemm_route(0, 0, 256, 12544, 256, 256, 1, 12544, 1, 12544, 1),
+                         FG_GEMM_ROUTE_PACKED);
+        ck_assert_int_eq(fg_gemm_route(1, 0, 18, 12544, 256, 18, 1, 12544, 1, 12544, 1),
+                         FG_GEMM_ROUTE_UNPACKED);
+    }
 }
 
 /* fg_gemm_row_affine: C = ep(alpha op(A) B + beta C), row-stored B and C.
