@@ -218,15 +218,19 @@ int main(int argc, char **argv)
     double flops = fg_model_spec_flops(&cfg->model);
 
     printf("{\"peer\": \"flowgrad\", \"K\": %d, \"L\": %d, \"hidden\": %d, \"coupling\": \"%s\", "
-           "\"permutation\": \"%s\", \"lu\": %s, \"memory\": \"%s\", \"batch\": %d, \"threads\": %d, \"steps\": %d, "
-           "\"train_step_s\": %.6f, \"train_img_per_s\": %.3f, \"train_gflop_per_s\": %.2f, "
-           "\"forward_gflop_per_image\": %.5f, \"loss_first\": %.6f, \"loss_last\": %.6f",
+           "\"permutation\": \"%s\", \"lu\": %s, \"memory\": \"%s\", \"batch\": %d, \"threads\": %d, \"steps\": %d",
            o.K, o.L, o.hidden, o.coupling, o.permutation, o.lu ? "true" : "false",
-           fg_memory_mode_name(memory), o.batch,
-           o.threads, o.steps + untimed, train_s, o.batch / train_s,
-           /* a training step is a forward and a backward of about twice
-            * its cost, as in the yardstick's flops.py */
-           3.0 * flops * o.batch / train_s / 1e9, flops / 1e9, loss_first, loss_last);
+           fg_memory_mode_name(memory), o.batch, o.threads, o.steps + untimed);
+    if (o.steps > 0)
+        printf(", \"train_step_s\": %.6f, \"train_img_per_s\": %.3f, \"train_gflop_per_s\": %.2f",
+               train_s, o.batch / train_s,
+               /* a training step is a forward and a backward of about
+                * twice its cost, as in the yardstick's flops.py */
+               3.0 * flops * o.batch / train_s / 1e9);
+    else /* --steps 0 (sampling alone): no step was timed */
+        printf(", \"train_step_s\": null, \"train_img_per_s\": null, \"train_gflop_per_s\": null");
+    printf(", \"forward_gflop_per_image\": %.5f, \"loss_first\": %.6f, \"loss_last\": %.6f",
+           flops / 1e9, loss_first, loss_last);
     printf(", \"batch_parts\": %d, \"page_faults_per_step\": %.1f", parts, faults_per_step);
     if (fg_profile_enabled() && o.steps > 0) {
         double wall = train_s * o.steps;

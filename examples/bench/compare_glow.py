@@ -43,6 +43,8 @@ def main():
     ap.add_argument("--only", default="", help="run only configurations whose name contains this")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    if a.steps < 1 or a.pairs < 1:
+        ap.error("--steps and --pairs must be at least 1: the comparison times training")
     if not os.path.exists(a.torch):
         sys.exit(f"compare_glow: the yardstick {a.torch} is missing (pass --torch PATH)")
     common = ["--batch", str(a.batch), "--threads", str(a.threads), "--steps", str(a.steps),
