@@ -2,11 +2,13 @@
  * fg_gemm_ex so that every caller gets the tuned BLIS context.
  *
  * Debian's BLIS 0.9.0 falls back to its generic configuration on CPUs it does
- * not know (e.g. AMD Zen 5), a sixth of the machine's speed. BLIS still owns
- * packing, cache blocking and threading; we hand it a copy of its native
- * context in which our microkernels and packing kernels replace the generic
- * ones. Each copy is built once and never changed, so concurrent callers may
- * share it. */
+ * not know (e.g. AMD Zen 5), a sixth of the machine's speed. Where BLIS runs
+ * a product it owns packing, cache blocking and threading; we hand it a copy
+ * of its native context in which our microkernels and packing kernels
+ * replace the generic ones. Each copy is built once and never changed, so
+ * concurrent callers may share it. On AVX-512, products with row-stored C
+ * go to our own kernels instead (route() below): BLIS has no packing
+ * kernel for the 32-column panels of our faster tile. */
 #include "tensor/tensor.h"
 #include "tensor/gemm_internal.h"
 #include "tensor/kernels/sgemm_kernels.h"
@@ -217,8 +219,9 @@ static int best_supported_path(void)
 /* The dot-product kernel (sgemm_dot_avx512.c) against BLIS's transposing
  * packs, on one thread (bench_gemm --only dW; the same section): 1.6-2.5x
  * as fast when one side of C is narrow (dW 256x18, 128x36, 4x2304 over
- * 12544 pixels), 13 % slower for 256x256, where the packed kernel's 14 x 16
- * tile reuses each load more. */
+ * 12544 pixels), 13 % slower for 256x256, where a packed tile reuses each
+ * load more (BLIS's 14 x 16 then; the packed 12 x 32 product takes such
+ * gradients now). */
 #define DOT_MIN_K 256
 #define DOT_NARROW 64
 /* The packed 12 x 32 product's blocks: kc x nc of B (1 MiB) stays in L2. */
