@@ -47,7 +47,8 @@ static cntx_t contexts[FG_GEMM_NPATHS];
  * BLIS's packing on AVX2 paths (fg_sgemm_unpacked_avx2); 0: never.
  * FLOWGRAD_GEMM_UNPACKED overrides it, for the sweep in BENCHMARKS.md. */
 static int unpacked_bound;
-/* On the AVX-512 path: the longest K read in place whatever the rows;
+/* On the AVX-512 path: the longest K read in place (unless B is large
+ * and many rows read it, UNPACKED_CACHED_B_AVX512 below);
  * FLOWGRAD_GEMM_UNPACKED_K overrides it, and 0 turns the kernel off. */
 static int unpacked_k_avx512;
 /* On the AVX-512 path: the cache blocks of the packed 12 x 32 product;

@@ -29,8 +29,9 @@ int fg_gemm_path_from_name(const char *name);
 
 /* Which kernel fg_gemm_ex gives a product on the current path (the same
  * arguments): on AVX-512 a weight gradient with a narrow side goes to the
- * dot-product kernel, a K up to 256 read in place to the unpacked one,
- * other products with row-stored C to the packed 12 x 32 one; the rest,
+ * dot-product kernel, a K up to 256 to the unpacked one that reads B in
+ * place (unless B is large and many rows read it), other products with
+ * row-stored C to the packed 12 x 32 one; the rest,
  * and every product on other paths but the unpacked AVX2 ones, to BLIS. */
 enum fg_gemm_route {
     FG_GEMM_ROUTE_BLIS,

@@ -13,8 +13,8 @@
  * own rows of C, or its own columns when there are few rows.
  *
  * In products that BLIS ran before, on one thread of the Sapphire Rapids
- * VM: 2048^3 from 0.82 to 1.00 of OpenBLAS, dW 256x256x12544 from 0.87 to
- * 1.00-1.03 (BENCHMARKS.md, "A packed 12 x 32 product"). */
+ * VM: 2048^3 from 0.82 to 1.00-1.03 of OpenBLAS, dW 256x256x12544 from
+ * 0.87 to 0.97-1.03 (BENCHMARKS.md, "A packed 12 x 32 product"). */
 #include "tensor/kernels/tile_12x32_avx512.h"
 
 #include <omp.h>

@@ -39,9 +39,10 @@ void fg_sgemm_unpacked_avx512_pack(int M, int K, const float *A, long rs_a, long
 #define BLOCK_B_FLOATS (1L << 17)
 
 FG_TILE_AVX512 void fg_sgemm_unpacked_avx512(int M, int K, float alpha, const float *A,
-                                     long rs_a, long cs_a, const float *B, long rs_b,
-                                     float beta, float *C, long rs_c, int j0, int j1,
-                                     float *packed_a, int a_is_packed, const fg_row_affine *ep)
+                                             long rs_a, long cs_a, const float *B, long rs_b,
+                                             float beta, float *C, long rs_c, int j0, int j1,
+                                             float *packed_a, int a_is_packed,
+                                             const fg_row_affine *ep)
 {
     if (!a_is_packed)
         fg_sgemm_unpacked_avx512_pack(M, K, A, rs_a, cs_a, packed_a);
