@@ -687,19 +687,10 @@ static void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
         bli_rntm_disable_l3_sup(&rntm);
     double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
     float beta_run = swapped ? 0.0f : beta;
-    /* The microkernel applies ep when it runs on this thread (the epilogue
-     * is this thread's), on C as given, and writes each tile once (K
-     * within one cache block). */
-    const int ep_in_kernel = ep && path == FG_GEMM_AVX512 && threads == 1 && !swapped &&
-                             !transposed && ccs == 1 && K <= blocks[path][3];
-    if (ep_in_kernel)
-        fg_sgemm_avx512_epilogue = (fg_ukr_epilogue){ep, C, crs, K};
     bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                  trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                  M, N, K, &alpha, (float *)A, ars, acs, (float *)B, brs, bcs,
                  &beta_run, C, crs, ccs, cx, &rntm);
-    if (ep_in_kernel)
-        fg_sgemm_avx512_epilogue = (fg_ukr_epilogue){0};
     if (swapped) {
         /* C (N x M now) gets T^T; beta 0 never reads C. */
         for (int i = 0; i < N; i++)
@@ -709,7 +700,7 @@ static void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
                 *c = beta == 0.0f ? t : t + beta * *c;
             }
     }
-    if (ep && !ep_in_kernel)
+    if (ep)
         fg_row_affine_apply(swapped ? N : M, swapped ? M : N, c_out, rs_c, ep);
     if (t0 != 0.0)  /* wall time: a share of the region when threads split it */
         fg_profile_add_shared("kernel:gemm", fg_profile_now() - t0);

@@ -49,10 +49,10 @@ void fg_gemm_path_blocks(int path, int blocks[5]);
 
 /* C = ep(alpha op(A) B + beta C): fg_gemm_ex with B and C row-stored (unit
  * column stride) and ep applied to every row as it is stored; ep NULL is
- * fg_gemm_ex. Where the kernel cannot apply ep (another path, a product
- * split between threads inside BLIS, K beyond one cache block) it runs
- * as a pass over C after the product, with the same arithmetic, so the
- * result does not depend on which one ran. */
+ * fg_gemm_ex. Our AVX-512 kernels that read B in place or pack it apply
+ * ep as they store; elsewhere (other paths, BLIS, the dot-product kernel)
+ * it runs as a pass over C after the product, with the same arithmetic,
+ * so the result does not depend on which one ran. */
 void fg_gemm_row_affine(int trans_a, int M, int N, int K, float alpha, const float *A,
                         long lda, const float *B, long ldb, float beta, float *C, long ldc,
                         const fg_row_affine *ep);

@@ -293,10 +293,10 @@ static void packed(uint64_t seed)
 }
 
 /* fg_gemm_row_affine: C = ep(alpha op(A) B + beta C), row-stored B and C.
- * The epilogue runs inside the AVX-512 kernels where it can (the unpacked
- * kernel; BLIS's microkernel on one thread with K within one cache block)
- * and as a pass after the product elsewhere (other paths, two threads, K
- * beyond KC): every way must give exactly fg_gemm_ex followed by
+ * The epilogue runs inside the AVX-512 kernels where it can (the one
+ * that reads B in place, the packed one with its last block of K) and as
+ * a pass after the product elsewhere (other paths, BLIS, the dot-product
+ * kernel): every way must give exactly fg_gemm_ex followed by
  * fg_row_affine_apply, and that within rounding of a double reference.
  * The same product from op(A) prepared beforehand (fg_gemm_prepare_a,
  * its panels made where the AVX-512 kernel that reads B in place would

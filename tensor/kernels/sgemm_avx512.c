@@ -5,13 +5,10 @@
 
 #include <immintrin.h>
 
-#include "tensor/kernels/row_affine_avx512.h"
 
 #define AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
 
 enum { MR = FG_AVX512_MR, NR = FG_AVX512_NR };
-
-_Thread_local fg_ukr_epilogue fg_sgemm_avx512_epilogue;
 
 /* A row-stored panel is read as cdim rows side by side, each a short run
  * when K comes in blocks: the prefetchers do not keep up with that many
@@ -94,8 +91,7 @@ AVX512 void fg_spack_16_avx512(FG_SPACK_ARGS)
     X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
 
 static inline AVX512 __attribute__((always_inline))
-void kernel(const int rows, const float *ep_bias, const float *ep_scale, int ep_relu,
-            FG_SGEMM_UKR_ARGS)
+void kernel(const int rows, FG_SGEMM_UKR_ARGS)
 {
 #define ZERO(i) __m512 c##i = _mm512_setzero_ps();
     FOR_ROWS(ZERO)
@@ -125,15 +121,10 @@ void kernel(const int rows, const float *ep_bias, const float *ep_scale, int ep_
     if (cs_c == 1) {
         const __mmask16 nmask = n >= NR ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
         const __m512 betav = _mm512_set1_ps(beta_s);
-#define EPILOGUE(i, v)                                                       \
-        if (ep_bias)                                                         \
-            v = fg_row_affine_v16(v, ep_bias[i], ep_scale[i], ep_relu);
         if (beta_s == 0.0f) {
 #define STORE0(i)                                                            \
     if ((i) < m) {                                                           \
-        __m512 v = _mm512_mul_ps(c##i, alphav);                              \
-        EPILOGUE(i, v)                                                       \
-        _mm512_mask_storeu_ps(c + (i) * rs_c, nmask, v);                     \
+        _mm512_mask_storeu_ps(c + (i) * rs_c, nmask, _mm512_mul_ps(c##i, alphav)); \
     }
             FOR_ROWS(STORE0)
 #undef STORE0
@@ -143,13 +134,11 @@ void kernel(const int rows, const float *ep_bias, const float *ep_scale, int ep_
         float *cr = c + (i) * rs_c;                                          \
         __m512 old = _mm512_maskz_loadu_ps(nmask, cr);                       \
         __m512 v = _mm512_fmadd_ps(old, betav, _mm512_mul_ps(c##i, alphav)); \
-        EPILOGUE(i, v)                                                       \
         _mm512_mask_storeu_ps(cr, nmask, v);                                 \
     }
             FOR_ROWS(STOREB)
 #undef STOREB
         }
-#undef EPILOGUE
     } else {
         float t[MR * NR];
 #define SPILL(i) _mm512_storeu_ps(t + (i) * NR, c##i);
@@ -161,16 +150,7 @@ void kernel(const int rows, const float *ep_bias, const float *ep_scale, int ep_
 
 AVX512 void fg_sgemm_ukr_avx512(FG_SGEMM_UKR_ARGS)
 {
-    const float *eb = NULL, *es = NULL;
-    int er = 0;
-    const fg_ukr_epilogue *e = &fg_sgemm_avx512_epilogue;
-    if (e->ep && k == e->k && cs_c == 1) {
-        const long row = (long)((c - e->c0) / e->rs_c);
-        eb = e->ep->bias + row;
-        es = e->ep->scale + row;
-        er = e->ep->relu;
-    }
-#define CALL(rows) kernel(rows, eb, es, er, m, n, k, alpha, a, b, beta, c, rs_c, cs_c, aux, cntx)
+#define CALL(rows) kernel(rows, m, n, k, alpha, a, b, beta, c, rs_c, cs_c, aux, cntx)
     if (m <= 4)
         CALL(4);
     else if (m <= 8)

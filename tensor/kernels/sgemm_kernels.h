@@ -29,18 +29,6 @@
 /* AVX-512: 14 x 16 (one zmm of B, 14 broadcasts of A). */
 enum { FG_AVX512_MR = 14, FG_AVX512_NR = 16 };
 void fg_sgemm_ukr_avx512(FG_SGEMM_UKR_ARGS);
-/* A row epilogue for the AVX-512 microkernel while BLIS runs one product
- * on the calling thread: BLIS's interface carries none, so fg_gemm_row_affine
- * sets it for the call. The kernel applies ep to its tile (rows found
- * from c's distance to c0) when it runs the product's whole inner
- * dimension k, i.e. writes the final values. */
-typedef struct fg_ukr_epilogue {
-    const fg_row_affine *ep;   /* NULL: none */
-    const float *c0;
-    inc_t rs_c;
-    dim_t k;
-} fg_ukr_epilogue;
-extern _Thread_local fg_ukr_epilogue fg_sgemm_avx512_epilogue;
 /* The same kernel as a 16 x 14 tile with columns of C in vectors. */
 void fg_sgemm_ukr_avx512_t(FG_SGEMM_UKR_ARGS);
 void fg_spack_14_avx512(FG_SPACK_ARGS);
