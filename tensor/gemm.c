@@ -57,6 +57,10 @@ static int unpacked_k_avx512;
 static fg_packed_blocks packed_blocks;
 /* On the AVX-512 path: the shortest K of a dot-product kernel's product. */
 static int dot_min_k;
+/* On the AVX-512 path of a CPU with AMX: the shortest K of a product run
+ * in bfloat16 pieces on the tile units (sgemm_amx_bf16x6.c); 0: never.
+ * FLOWGRAD_GEMM_AMX=0 turns them off. */
+static _Atomic int amx_min_k;
 /* Contexts with the transposed kernel, for products with a small N. */
 static cntx_t contexts_t[FG_GEMM_NPATHS];
 static int blocks[FG_GEMM_NPATHS][5];
@@ -228,6 +232,11 @@ static int best_supported_path(void)
 /* The packed 12 x 32 product's blocks: kc x nc of B (1 MiB) stays in L2. */
 #define PACKED_KC 256
 #define PACKED_NC 1024
+/* AMX products from this K (below it the padding of K to 32 costs more
+ * than the tiles save; BENCHMARKS.md, "fp32 products on AMX"). */
+#define AMX_MIN_K 64
+#define AMX_MIN_M 96
+#define AMX_MAX_M 512
 
 static void build_contexts(void)
 {
@@ -256,6 +265,10 @@ static void build_contexts(void)
     u = getenv("FLOWGRAD_GEMM_DOT_K");
     if (u && *u)
         dot_min_k = atoi(u) > 0 ? atoi(u) : 0;
+    amx_min_k = fg_amx_bf16_usable() ? AMX_MIN_K : 0;
+    u = getenv("FLOWGRAD_GEMM_AMX");
+    if (u && !strcmp(u, "0"))
+        amx_min_k = 0;
     const char *s = getenv("FLOWGRAD_GEMM_KERNEL");
     if (s && *s) {
         int p = fg_gemm_path_from_name(s);
@@ -265,6 +278,19 @@ static void build_contexts(void)
             fprintf(stderr, "flowgrad: FLOWGRAD_GEMM_KERNEL=%s is not available "
                             "here, using %s\n", s, kernel_sets[default_path].name);
     }
+}
+
+int fg_gemm_set_amx(int on)
+{
+    pthread_once(&contexts_once, build_contexts);
+    atomic_store(&amx_min_k, on && fg_amx_bf16_usable() ? AMX_MIN_K : 0);
+    return atomic_load(&amx_min_k) > 0;
+}
+
+int fg_gemm_amx_on(void)
+{
+    pthread_once(&contexts_once, build_contexts);
+    return atomic_load(&amx_min_k) > 0;
 }
 
 int fg_gemm_best_path(void)
@@ -498,10 +524,47 @@ static void gemm_packed(int M, int N, int K, float alpha, const float *A, inc_t 
                            threads, pa, pb, ep);
 }
 
-/* Which kernel runs op(A) op(B): the first of the dot-product kernel, the
- * unpacked one and the packed one that takes it, else BLIS. */
+/* Whether op(A) op(B) goes to the AMX product: on the AVX-512 path of a
+ * CPU with AMX, for A, B and C all row-stored (a layer's forward product;
+ * its gradients read A or B along K), K of at least amx_min_k and a C of
+ * whole tiles or more. */
+static int amx_pays(int path, int M, int N, int K, inc_t ca, inc_t cb, inc_t ccs)
+{
+    const int min_k = atomic_load_explicit(&amx_min_k, memory_order_relaxed);
+    return path == FG_GEMM_AVX512 && min_k > 0 && K >= min_k && K <= FG_AMX_KC &&
+           ca == 1 && cb == 1 && ccs == 1 && M >= AMX_MIN_M && M <= AMX_MAX_M && N >= 32;
+}
+
+/* The AMX product, its columns split between threads in blocks of 32;
+ * each thread splits its own copy of A. */
+static void gemm_amx(int M, int N, int K, float alpha, const float *A, inc_t ra, const float *B,
+                     inc_t rb, float beta, float *C, inc_t rs_c, int threads,
+                     const fg_row_affine *ep)
+{
+    const int blocks32 = (N + 31) / 32;
+    if (threads > blocks32)
+        threads = blocks32;
+    #pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        const int b0 = (int)((long)blocks32 * t / T), b1 = (int)((long)blocks32 * (t + 1) / T);
+        const int j0 = b0 * 32, j1 = b1 * 32 < N ? b1 * 32 : N;
+        if (j1 > j0) {
+            const size_t fa = (fg_sgemm_amx_a_bytes(M, K) + 3) / 4;
+            const size_t fb = (fg_sgemm_amx_b_bytes(j1 - j0, K) + 3) / 4;
+            fg_sgemm_amx_bf16x6(M, K, alpha, A, ra, B, rb, beta, C, rs_c, j0, j1,
+                                packed_a_buffer(fa), packed_b_buffer(fb), ep);
+        }
+    }
+}
+
+/* Which kernel runs op(A) op(B): the first of the AMX product, the
+ * dot-product kernel, the unpacked one and the packed one that takes it,
+ * else BLIS. */
 static int route(int path, int M, int N, int K, inc_t ca, inc_t rb, inc_t cb, inc_t ccs)
 {
+    if (amx_pays(path, M, N, K, ca, cb, ccs))
+        return FG_GEMM_ROUTE_AMX;
     if (dot_pays(path, M, N, K, ca, rb))
         return FG_GEMM_ROUTE_DOT;
     if (unpacked_pays(path, M, N, K, cb, ccs))
@@ -642,7 +705,9 @@ static void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
     const int r = route(path, M, N, K, ca, rb, cb, ccs);
     if (r != FG_GEMM_ROUTE_BLIS) {
         double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
-        if (r == FG_GEMM_ROUTE_DOT) {
+        if (r == FG_GEMM_ROUTE_AMX) {
+            gemm_amx(M, N, K, alpha, A, ra, B, rb, beta, C, crs, threads, ep);
+        } else if (r == FG_GEMM_ROUTE_DOT) {
             gemm_dot(M, N, K, alpha, A, ra, B, cb, beta, C, crs, ccs, threads);
             if (ep)
                 fg_row_affine_apply(M, N, C, rs_c, ep);

@@ -32,15 +32,26 @@ int fg_gemm_path_from_name(const char *name);
  * dot-product kernel, a K up to 256 to the unpacked one that reads B in
  * place (unless B is large and many rows read it), other products with
  * row-stored C to the packed 12 x 32 one; the rest,
- * and every product on other paths but the unpacked AVX2 ones, to BLIS. */
+ * and every product on other paths but the unpacked AVX2 ones, to BLIS.
+ * Before all of these, where AMX is on, a product with A, B and C
+ * row-stored, 96 to 512 rows and K from 64 to 256 goes to the AMX tile
+ * units (a wide layer's forward product). */
 enum fg_gemm_route {
     FG_GEMM_ROUTE_BLIS,
     FG_GEMM_ROUTE_DOT,
     FG_GEMM_ROUTE_UNPACKED,
-    FG_GEMM_ROUTE_PACKED
+    FG_GEMM_ROUTE_PACKED,
+    FG_GEMM_ROUTE_AMX
 };
 int fg_gemm_route(int trans_a, int trans_b, int M, int N, int K, long rs_a, long cs_a,
                   long rs_b, long cs_b, long rs_c, long cs_c);
+
+/* Whether products go to the AMX tile units where the route allows
+ * (FG_GEMM_ROUTE_AMX): on by default where the CPU and the kernel have
+ * them, off with FLOWGRAD_GEMM_AMX=0. fg_gemm_set_amx turns it on (where
+ * available) or off for every later call and returns whether it is on. */
+int fg_gemm_set_amx(int on);
+int fg_gemm_amx_on(void);
 
 /* The register and cache blocks of a path's context (MR, NR, MC, KC, NC). */
 void fg_gemm_path_blocks(int path, int blocks[5]);

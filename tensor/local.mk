@@ -34,7 +34,7 @@ libflowgrad_core_la_SOURCES += tensor/gemm_internal.h \
 	tensor/kernels/sgemm_scalar.c tensor/kernels/sgemm_avx2.c tensor/kernels/sgemm_unpacked_avx2.c \
 	tensor/kernels/sgemm_avx512.c tensor/kernels/sgemm_unpacked_avx512.c \
 	tensor/kernels/tile_12x32_avx512.h tensor/kernels/sgemm_packed_avx512.c \
-	tensor/kernels/sgemm_dot_avx512.c
+	tensor/kernels/sgemm_dot_avx512.c tensor/kernels/sgemm_amx_bf16x6.c
 
 check_PROGRAMS += tests/test_gemm
 TESTS += tests/test_gemm

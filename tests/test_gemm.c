@@ -2,8 +2,9 @@
  * double: odd sizes, all transposes, the unpacked products, weight gradients as dot
  * products, alpha/beta (beta = 0 over NaN), row-,
  * column-major and general strides, BLIS threads 1 and 2, two
- * application threads sharing the contexts, and the per-row epilogue of
- * fg_gemm_row_affine. */
+ * application threads sharing the contexts, the per-row epilogue of
+ * fg_gemm_row_affine, and the products on AMX tile units where the CPU
+ * has them. */
 #include "check_main.h"
 #include "tensor/tensor.h"
 #include "tensor/gemm_internal.h"
@@ -292,6 +293,88 @@ static void packed(uint64_t seed)
     }
 }
 
+/* Products on the AMX tile units, where this CPU has them: the shapes of
+ * a wide layer's forward product with rows, columns and K that end inside
+ * a tile (16 rows, 16 or 32 columns, 32 values of K), every alpha and
+ * beta (beta 0 over NaN). The fp32 tolerance of run_case holds: the
+ * three bfloat16 pieces of each operand carry all its bits, and the
+ * products left out are below 2^-21 of each term. */
+static void amx_products(uint64_t seed)
+{
+    uint64_t s = seed;
+    const int mnk[][3] = {{256, 784, 256}, {100, 33, 64}, {130, 50, 70}, {96, 1001, 200},
+                          {512, 97, 129}, {111, 40, 256}, {127, 95, 255}};
+    for (int i = 0; i < (int)(sizeof mnk / sizeof mnk[0]); i++)
+        for (int ab = 0; ab < 3; ab++) {
+            gemm_case g = {0, 0, mnk[i][0], mnk[i][1], mnk[i][2], ROW_MAJOR, ROW_MAJOR,
+                           ROW_MAJOR, alphas[ab], betas[(ab + i) % 3]};
+            ck_assert_int_eq(check_case(&g, next_u32(&s)), FG_GEMM_ROUTE_AMX);
+        }
+    /* the bounds of the route */
+    ck_assert_int_ne(fg_gemm_route(0, 0, 95, 784, 256, 256, 1, 784, 1, 784, 1),
+                     FG_GEMM_ROUTE_AMX);
+    ck_assert_int_ne(fg_gemm_route(0, 0, 513, 784, 256, 256, 1, 784, 1, 784, 1),
+                     FG_GEMM_ROUTE_AMX);
+    ck_assert_int_ne(fg_gemm_route(0, 0, 256, 784, 63, 63, 1, 784, 1, 784, 1),
+                     FG_GEMM_ROUTE_AMX);
+    ck_assert_int_ne(fg_gemm_route(0, 0, 256, 784, 257, 257, 1, 784, 1, 784, 1),
+                     FG_GEMM_ROUTE_AMX);
+    ck_assert_int_ne(fg_gemm_route(1, 0, 256, 784, 256, 256, 1, 784, 1, 784, 1),
+                     FG_GEMM_ROUTE_AMX);
+    ck_assert_int_ne(fg_gemm_route(0, 1, 256, 784, 256, 256, 1, 256, 1, 784, 1),
+                     FG_GEMM_ROUTE_AMX);
+}
+
+/* The AMX kernel itself on what the route does not send it: K in several
+ * blocks (the epilogue with the last, beta with the first) and a range
+ * of columns that starts past 0, the columns outside it left alone. */
+static void amx_kernel_blocks(void)
+{
+    uint64_t s = 99;
+    const int M = 45, N = 150, K = 2 * FG_AMX_KC + 77, j0 = 32, j1 = 131;
+    const long lda = K + 1, ldb = N + 3, ldc = N + 2;
+    float *A = malloc((size_t)M * lda * sizeof(float));
+    float *B = malloc((size_t)K * ldb * sizeof(float));
+    float *C = malloc((size_t)M * ldc * sizeof(float));
+    float *old = malloc((size_t)M * ldc * sizeof(float));
+    float bias[45], scale[45];
+    void *pa = malloc(fg_sgemm_amx_a_bytes(M, K)), *pb = malloc(fg_sgemm_amx_b_bytes(j1 - j0, K));
+    ck_assert(A && B && C && old && pa && pb);
+    for (long e = 0; e < (long)M * lda; e++) A[e] = uniform(&s);
+    for (long e = 0; e < (long)K * ldb; e++) B[e] = uniform(&s);
+    for (long e = 0; e < (long)M * ldc; e++) C[e] = old[e] = uniform(&s);
+    for (int i = 0; i < M; i++) {
+        bias[i] = 0.5f * uniform(&s);
+        scale[i] = 1.25f + uniform(&s);
+    }
+    const fg_row_affine ep = {bias, scale, 1};
+    const float alpha = -0.75f, beta = 0.5f;
+    fg_sgemm_amx_bf16x6(M, K, alpha, A, lda, B, ldb, beta, C, ldc, j0, j1, pa, pb, &ep);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            const long e = (long)i * ldc + j;
+            if (j < j0 || j >= j1) {
+                ck_assert_msg(C[e] == old[e], "C[%d,%d] outside the columns changed", i, j);
+                continue;
+            }
+            double sum = 0, mag = 0;
+            for (int k = 0; k < K; k++) {
+                const double p = (double)A[(long)i * lda + k] * B[(long)k * ldb + j];
+                sum += p;
+                mag += fabs(p);
+            }
+            double ref = ((double)alpha * sum + (double)beta * old[e] + bias[i]) * scale[i];
+            if (!(ref > 0.0))
+                ref = 0.0;
+            const double tol = 4.0 * (K + 4) * FLT_EPSILON *
+                               (fabs(alpha) * mag + fabs(beta * old[e]) + fabs(bias[i])) *
+                               scale[i];
+            ck_assert_msg(fabs(C[e] - ref) <= tol, "C[%d,%d] = %.9g, reference %.9g", i, j,
+                          C[e], ref);
+        }
+    free(A); free(B); free(C); free(old); free(pa); free(pb);
+}
+
 /* fg_gemm_row_affine: C = ep(alpha op(A) B + beta C), row-stored B and C.
  * The epilogue runs inside the AVX-512 kernels where it can (the one
  * that reads B in place, the packed one with its last block of K) and as
@@ -414,10 +497,13 @@ static int use_path(int p)
     return 1;
 }
 
+/* Every path with AMX off, where the routes above hold; then, where the
+ * CPU has AMX, the AVX-512 path again with it on. */
 static void all_paths(int threads)
 {
-    int saved = fg_get_threads();
+    const int saved = fg_get_threads(), saved_amx = fg_gemm_amx_on();
     fg_set_threads(threads);
+    fg_gemm_set_amx(0);
     for (int p = 0; p < FG_GEMM_NPATHS; p++)
         if (use_path(p)) {
             sweep(1000 + p);
@@ -428,6 +514,16 @@ static void all_paths(int threads)
             packed(6000 + p);
             row_affine();
         }
+    if (fg_gemm_path_supported(FG_GEMM_AVX512) && fg_gemm_set_amx(1)) {
+        use_path(FG_GEMM_AVX512);
+        amx_products(7000);
+        amx_kernel_blocks();
+        unpacked(7100);
+        row_affine();
+    } else {
+        fprintf(stderr, "test_gemm: this CPU has no AMX, its products skipped\n");
+    }
+    fg_gemm_set_amx(saved_amx);
     fg_gemm_set_path(FG_GEMM_AUTO);
     fg_set_threads(saved);
 }

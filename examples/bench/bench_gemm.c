@@ -189,14 +189,15 @@ int main(int argc, char **argv)
     if (json)
         printf("{\"threads\": %d, \"reps\": %d, \"kernel\": \"%s\", \"blocks\": "
                "{\"MR\": %d, \"NR\": %d, \"MC\": %d, \"KC\": %d, \"NC\": %d}, "
-               "\"blis_arch\": \"%s\", \"results\": [",
+               "\"amx\": %s, \"blis_arch\": \"%s\", \"results\": [",
                threads, reps, fg_gemm_path_name(path), blk[0], blk[1], blk[2], blk[3],
-               blk[4], bli_arch_string(bli_arch_query_id()));
+               blk[4], fg_gemm_amx_on() ? "true" : "false",
+               bli_arch_string(bli_arch_query_id()));
     else {
         printf("threads %d, reps %d (median GFLOP/s), flowgrad kernel %s "
-               "MRxNR %dx%d MC %d KC %d NC %d, BLIS native config %s\n",
+               "MRxNR %dx%d MC %d KC %d NC %d, AMX %s, BLIS native config %s\n",
                threads, reps, fg_gemm_path_name(path), blk[0], blk[1], blk[2], blk[3],
-               blk[4], bli_arch_string(bli_arch_query_id()));
+               blk[4], fg_gemm_amx_on() ? "on" : "off", bli_arch_string(bli_arch_query_id()));
         printf("%-26s %12s %10s %10s %10s\n", "shape (MxNxK)", impl_names[0],
                impl_names[1], nimpls > 2 ? impl_names[2] : "-", "ours/obl");
     }

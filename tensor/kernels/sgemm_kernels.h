@@ -97,6 +97,26 @@ static inline size_t fg_sgemm_packed_avx512_b_floats(const fg_packed_blocks *blo
 void fg_sgemm_dot_avx512(int M, int N, int K, float alpha, const float *A, long lda,
                          const float *B, long ldb, float beta, float *C, long rs_c, long cs_c);
 
+/* C = alpha A B + beta C on columns [j0, j1) in fp32 through the AMX
+ * bfloat16 tile units, each operand split into three pieces
+ * (sgemm_amx_bf16x6.c): A, B and C row-stored. K in blocks of FG_AMX_KC,
+ * columns in blocks of FG_AMX_NC; pa_buf has room for
+ * fg_sgemm_amx_a_bytes(M, K) bytes, pb_buf for fg_sgemm_amx_b_bytes(N, K)
+ * (N the columns of this call). Only where fg_amx_bf16_usable(), which
+ * asks the kernel for the tile state once. ep (or NULL) applies to the
+ * rows as they are stored. */
+/* K in blocks of 256 (the route sends no longer K); columns in blocks of
+ * 64, split just before their products: on one thread 256 x 784 x 256
+ * ran at 206-217 GFLOP/s with blocks of 160 to 1024 columns, 240 and 247
+ * with 128 and 64, 237 with 32 (BENCHMARKS.md, "fp32 products on AMX"). */
+enum { FG_AMX_KC = 256, FG_AMX_NC = 64 };
+int fg_amx_bf16_usable(void);
+size_t fg_sgemm_amx_a_bytes(int M, int K);
+size_t fg_sgemm_amx_b_bytes(int N, int K);
+void fg_sgemm_amx_bf16x6(int M, int K, float alpha, const float *A, long rs_a,
+                         const float *B, long rs_b, float beta, float *C, long rs_c, int j0,
+                         int j1, void *pa_buf, void *pb_buf, const fg_row_affine *ep);
+
 /* Portable C for any x86-64 (the compiler may use SSE2). */
 enum { FG_SCALAR_MR = 4, FG_SCALAR_NR = 8 };
 void fg_sgemm_ukr_scalar(FG_SGEMM_UKR_ARGS);
