@@ -525,21 +525,29 @@ static void gemm_packed(int M, int N, int K, float alpha, const float *A, inc_t 
 }
 
 /* Whether op(A) op(B) goes to the AMX product: on the AVX-512 path of a
- * CPU with AMX, for A, B and C all row-stored (a layer's forward product;
- * its gradients read A or B along K), K of at least amx_min_k and a C of
- * whole tiles or more. */
-static int amx_pays(int path, int M, int N, int K, inc_t ca, inc_t cb, inc_t ccs)
+ * CPU with AMX, for row-stored C, op(A) and op(B) each with a unit
+ * stride one way or the other (a layer's product and both its
+ * gradients), K of at least amx_min_k and 96 to 512 rows. Measured on one
+ * thread against our fp32 kernels: 1.2-1.4x for the products of a
+ * 256-wide layer on a chunk or a whole batch, 1.05-1.1x for a 128-wide
+ * one's, 1.3x for 256 x 2048 x 2048; slower for fewer rows, where
+ * splitting B costs more than the rows save (36 x 784 x 256 at 0.7x), and
+ * for 2048^3 (0.7x), whose split A no longer stays in L2 (BENCHMARKS.md,
+ * "fp32 products on AMX"). */
+static int amx_pays(int path, int M, int N, int K, inc_t ra, inc_t ca, inc_t rb, inc_t cb,
+                    inc_t ccs)
 {
     const int min_k = atomic_load_explicit(&amx_min_k, memory_order_relaxed);
-    return path == FG_GEMM_AVX512 && min_k > 0 && K >= min_k && K <= FG_AMX_KC &&
-           ca == 1 && cb == 1 && ccs == 1 && M >= AMX_MIN_M && M <= AMX_MAX_M && N >= 32;
+    return path == FG_GEMM_AVX512 && min_k > 0 && K >= min_k &&
+           (ca == 1 || ra == 1) && (cb == 1 || rb == 1) && ccs == 1 && M >= AMX_MIN_M &&
+           M <= AMX_MAX_M && N >= 32;
 }
 
 /* The AMX product, its columns split between threads in blocks of 32;
  * each thread splits its own copy of A. */
-static void gemm_amx(int M, int N, int K, float alpha, const float *A, inc_t ra, const float *B,
-                     inc_t rb, float beta, float *C, inc_t rs_c, int threads,
-                     const fg_row_affine *ep)
+static void gemm_amx(int M, int N, int K, float alpha, const float *A, inc_t ra, inc_t ca,
+                     const float *B, inc_t rb, inc_t cb, float beta, float *C, inc_t rs_c,
+                     int threads, const fg_row_affine *ep)
 {
     const int blocks32 = (N + 31) / 32;
     if (threads > blocks32)
@@ -552,7 +560,7 @@ static void gemm_amx(int M, int N, int K, float alpha, const float *A, inc_t ra,
         if (j1 > j0) {
             const size_t fa = (fg_sgemm_amx_a_bytes(M, K) + 3) / 4;
             const size_t fb = (fg_sgemm_amx_b_bytes(j1 - j0, K) + 3) / 4;
-            fg_sgemm_amx_bf16x6(M, K, alpha, A, ra, B, rb, beta, C, rs_c, j0, j1,
+            fg_sgemm_amx_bf16x6(M, K, alpha, A, ra, ca, B, rb, cb, beta, C, rs_c, j0, j1,
                                 packed_a_buffer(fa), packed_b_buffer(fb), ep);
         }
     }
@@ -561,9 +569,10 @@ static void gemm_amx(int M, int N, int K, float alpha, const float *A, inc_t ra,
 /* Which kernel runs op(A) op(B): the first of the AMX product, the
  * dot-product kernel, the unpacked one and the packed one that takes it,
  * else BLIS. */
-static int route(int path, int M, int N, int K, inc_t ca, inc_t rb, inc_t cb, inc_t ccs)
+static int route(int path, int M, int N, int K, inc_t ra, inc_t ca, inc_t rb, inc_t cb,
+                 inc_t ccs)
 {
-    if (amx_pays(path, M, N, K, ca, cb, ccs))
+    if (amx_pays(path, M, N, K, ra, ca, rb, cb, ccs))
         return FG_GEMM_ROUTE_AMX;
     if (dot_pays(path, M, N, K, ca, rb))
         return FG_GEMM_ROUTE_DOT;
@@ -581,8 +590,8 @@ int fg_gemm_route(int trans_a, int trans_b, int M, int N, int K, long rs_a, long
     normalize_strides(trans_a ? K : M, trans_a ? M : K, &ars, &acs);
     normalize_strides(trans_b ? N : K, trans_b ? K : N, &brs, &bcs);
     normalize_strides(M, N, &crs, &ccs);
-    return route(fg_gemm_get_path(), M, N, K, trans_a ? ars : acs, trans_b ? bcs : brs,
-                 trans_b ? brs : bcs, ccs);
+    return route(fg_gemm_get_path(), M, N, K, trans_a ? acs : ars, trans_a ? ars : acs,
+                 trans_b ? bcs : brs, trans_b ? brs : bcs, ccs);
 }
 
 /* The dot-product kernel, its rows split between threads in blocks of 4. */
@@ -702,11 +711,11 @@ static void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
     /* op(A) (i, k) at A + i ra + k ca; op(B) likewise */
     const inc_t ra = trans_a ? acs : ars, ca = trans_a ? ars : acs;
     const inc_t rb = trans_b ? bcs : brs, cb = trans_b ? brs : bcs;
-    const int r = route(path, M, N, K, ca, rb, cb, ccs);
+    const int r = route(path, M, N, K, ra, ca, rb, cb, ccs);
     if (r != FG_GEMM_ROUTE_BLIS) {
         double t0 = fg_profile_enabled() ? fg_profile_now() : 0.0;
         if (r == FG_GEMM_ROUTE_AMX) {
-            gemm_amx(M, N, K, alpha, A, ra, B, rb, beta, C, crs, threads, ep);
+            gemm_amx(M, N, K, alpha, A, ra, ca, B, rb, cb, beta, C, crs, threads, ep);
         } else if (r == FG_GEMM_ROUTE_DOT) {
             gemm_dot(M, N, K, alpha, A, ra, B, cb, beta, C, crs, ccs, threads);
             if (ep)

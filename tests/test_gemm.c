@@ -294,40 +294,48 @@ static void packed(uint64_t seed)
 }
 
 /* Products on the AMX tile units, where this CPU has them: the shapes of
- * a wide layer's forward product with rows, columns and K that end inside
- * a tile (16 rows, 16 or 32 columns, 32 values of K), every alpha and
- * beta (beta 0 over NaN). The fp32 tolerance of run_case holds: the
- * three bfloat16 pieces of each operand carry all its bits, and the
- * products left out are below 2^-21 of each term. */
+ * a wide layer's product and its two gradients (A or B stored along the
+ * other dimension, K over several blocks of 256) with rows, columns and K
+ * that end inside a tile (16 rows, 16 or 32 columns, 32 values of K),
+ * every alpha and beta (beta 0 over NaN). The fp32 tolerance of run_case
+ * holds: the three bfloat16 pieces of each operand carry all its bits,
+ * and the products left out are below 2^-21 of each term. */
 static void amx_products(uint64_t seed)
 {
     uint64_t s = seed;
     const int mnk[][3] = {{256, 784, 256}, {100, 33, 64}, {130, 50, 70}, {96, 1001, 200},
-                          {512, 97, 129}, {111, 40, 256}, {127, 95, 255}};
+                          {512, 97, 129}, {111, 40, 600}, {127, 95, 255}, {200, 130, 1100}};
     for (int i = 0; i < (int)(sizeof mnk / sizeof mnk[0]); i++)
-        for (int ab = 0; ab < 3; ab++) {
-            gemm_case g = {0, 0, mnk[i][0], mnk[i][1], mnk[i][2], ROW_MAJOR, ROW_MAJOR,
-                           ROW_MAJOR, alphas[ab], betas[(ab + i) % 3]};
+        for (int t = 0; t < 4; t++) {
+            const int ta = t & 1, tb = t >> 1, ab = (int)(next_u32(&s) % 3);
+            /* op(A) along K (split as it is) when ta and A's layout
+             * agree, else along its rows (copied transposed); op(B) the
+             * same way round: every shape has both */
+            gemm_case g = {ta, tb, mnk[i][0], mnk[i][1], mnk[i][2],
+                           i % 2 ? COL_MAJOR : ROW_MAJOR, (i / 2) % 2 ? COL_MAJOR : ROW_MAJOR,
+                           ROW_MAJOR, alphas[ab], betas[(ab + i + t) % 3]};
             ck_assert_int_eq(check_case(&g, next_u32(&s)), FG_GEMM_ROUTE_AMX);
         }
-    /* the bounds of the route */
+    /* the bounds of the route: rows, K, C's layout, an operand with no
+     * unit stride */
     ck_assert_int_ne(fg_gemm_route(0, 0, 95, 784, 256, 256, 1, 784, 1, 784, 1),
                      FG_GEMM_ROUTE_AMX);
     ck_assert_int_ne(fg_gemm_route(0, 0, 513, 784, 256, 256, 1, 784, 1, 784, 1),
                      FG_GEMM_ROUTE_AMX);
     ck_assert_int_ne(fg_gemm_route(0, 0, 256, 784, 63, 63, 1, 784, 1, 784, 1),
                      FG_GEMM_ROUTE_AMX);
-    ck_assert_int_ne(fg_gemm_route(0, 0, 256, 784, 257, 257, 1, 784, 1, 784, 1),
+    ck_assert_int_ne(fg_gemm_route(0, 0, 256, 784, 256, 256, 1, 784, 1, 1, 256),
                      FG_GEMM_ROUTE_AMX);
-    ck_assert_int_ne(fg_gemm_route(1, 0, 256, 784, 256, 256, 1, 784, 1, 784, 1),
+    ck_assert_int_ne(fg_gemm_route(0, 0, 256, 784, 256, 512, 2, 784, 1, 784, 1),
                      FG_GEMM_ROUTE_AMX);
-    ck_assert_int_ne(fg_gemm_route(0, 1, 256, 784, 256, 256, 1, 256, 1, 784, 1),
-                     FG_GEMM_ROUTE_AMX);
+    gemm_case g = {0, 0, 130, 70, 90, GENERAL, ROW_MAJOR, ROW_MAJOR, 1.0f, 0.0f};
+    ck_assert_int_ne(check_case(&g, next_u32(&s)), FG_GEMM_ROUTE_AMX);
 }
 
-/* The AMX kernel itself on what the route does not send it: K in several
- * blocks (the epilogue with the last, beta with the first) and a range
- * of columns that starts past 0, the columns outside it left alone. */
+/* The AMX kernel itself with what the routes do not give it: an
+ * epilogue over K in several blocks (the epilogue with the last, beta
+ * with the first) and a range of columns that starts past 0, the columns
+ * outside it left alone. */
 static void amx_kernel_blocks(void)
 {
     uint64_t s = 99;
@@ -349,7 +357,7 @@ static void amx_kernel_blocks(void)
     }
     const fg_row_affine ep = {bias, scale, 1};
     const float alpha = -0.75f, beta = 0.5f;
-    fg_sgemm_amx_bf16x6(M, K, alpha, A, lda, B, ldb, beta, C, ldc, j0, j1, pa, pb, &ep);
+    fg_sgemm_amx_bf16x6(M, K, alpha, A, lda, 1, B, ldb, 1, beta, C, ldc, j0, j1, pa, pb, &ep);
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
             const long e = (long)i * ldc + j;

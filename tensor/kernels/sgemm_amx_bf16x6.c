@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "tensor/kernels/row_affine_avx512.h"
+#include "tensor/kernels/transpose8.h"
 
 #define AMX_TARGET                                                                         \
     __attribute__((target("amx-tile,amx-bf16,avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
@@ -98,17 +99,49 @@ static void *align64(void *p)
     return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
 }
 
+/* The pieces, and after them room for a row-major fp32 copy of a block
+ * (an operand stored along the other dimension is transposed into it). */
 size_t fg_sgemm_amx_a_bytes(int M, int K)
 {
-    return 64 + PIECES * 2 *
-           a_piece_halves(round_up(M, TILE_ROWS), round_up(K < FG_AMX_KC ? K : FG_AMX_KC, TILE_K));
+    const int kc = K < FG_AMX_KC ? K : FG_AMX_KC;
+    return 64 + PIECES * 2 * a_piece_halves(round_up(M, TILE_ROWS), round_up(kc, TILE_K)) +
+           (size_t)M * kc * sizeof(float);
 }
 
 size_t fg_sgemm_amx_b_bytes(int N, int K)
 {
-    return 64 + PIECES * 2 *
-           b_piece_halves(round_up(K < FG_AMX_KC ? K : FG_AMX_KC, TILE_K),
-                          round_up(N < FG_AMX_NC ? N : FG_AMX_NC, TILE_ROWS));
+    const int kc = K < FG_AMX_KC ? K : FG_AMX_KC, nc = N < FG_AMX_NC ? N : FG_AMX_NC;
+    return 64 + PIECES * 2 * b_piece_halves(round_up(kc, TILE_K), round_up(nc, TILE_ROWS)) +
+           (size_t)kc * nc * sizeof(float);
+}
+
+/* dst (rows x cols, row stride ld) = the block whose element (r, c) lies
+ * at src[r rs + c cs]. Where rs is 1 (a matrix stored along the other
+ * dimension: a transposed weight, a weight gradient's input) 8 x 8
+ * blocks are loaded along r and transposed in registers. */
+static AMX_TARGET void copy_rows(int rows, int cols, const float *src, long rs, long cs,
+                                 float *dst, long ld)
+{
+    int r0 = 0;
+    if (rs == 1) {
+        for (; r0 + 8 <= rows; r0 += 8) {
+            int c0 = 0;
+            for (; c0 + 8 <= cols; c0 += 8) {
+                __m256 v[8];
+                for (int j = 0; j < 8; j++)
+                    v[j] = _mm256_loadu_ps(src + (long)(c0 + j) * cs + r0);
+                fg_transpose8(v);
+                for (int i = 0; i < 8; i++)
+                    _mm256_storeu_ps(dst + (long)(r0 + i) * ld + c0, v[i]);
+            }
+            for (; c0 < cols; c0++)
+                for (int i = 0; i < 8; i++)
+                    dst[(long)(r0 + i) * ld + c0] = src[(long)c0 * cs + r0 + i];
+        }
+    }
+    for (int r = r0; r < rows; r++)
+        for (int c = 0; c < cols; c++)
+            dst[(long)r * ld + c] = src[(long)r * rs + (long)c * cs];
 }
 
 /* x as three pieces, each a bfloat16 in the upper half of its lane and
@@ -275,9 +308,9 @@ struct tile_config {
 };
 
 AMX_TARGET void fg_sgemm_amx_bf16x6(int M, int K, float alpha, const float *A, long rs_a,
-                                    const float *B, long rs_b, float beta, float *C,
-                                    long rs_c, int j0, int j1, void *pa_buf, void *pb_buf,
-                                    const fg_row_affine *ep)
+                                    long cs_a, const float *B, long rs_b, long cs_b,
+                                    float beta, float *C, long rs_c, int j0, int j1,
+                                    void *pa_buf, void *pb_buf, const fg_row_affine *ep)
 {
     struct tile_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -288,24 +321,39 @@ AMX_TARGET void fg_sgemm_amx_bf16x6(int M, int K, float alpha, const float *A, l
     }
     _tile_loadconfig(&cfg);
     uint16_t *pa = align64(pa_buf), *pb = align64(pb_buf);
+    const int Mp = round_up(M, TILE_ROWS), kc_max = K < FG_AMX_KC ? K : FG_AMX_KC;
+    const int nc_max = j1 - j0 < FG_AMX_NC ? j1 - j0 : FG_AMX_NC;
+    float *a_rows = (float *)(pa + PIECES * a_piece_halves(Mp, round_up(kc_max, TILE_K)));
+    float *b_rows = (float *)(pb + PIECES * b_piece_halves(round_up(kc_max, TILE_K),
+                                                           round_up(nc_max, TILE_ROWS)));
     /* Two results in turn: a block's tiles are stored to one while the
      * block before goes to C from the other, whose tile stores are long
      * done (128 x 784 x 128 ran 0-7 % faster than reading each block back
      * at once; 256 x 784 x 256 the same within noise). */
     float s[2][BLOCK * BLOCK] __attribute__((aligned(64)));
     pending_block prev = {0};
-    const int Mp = round_up(M, TILE_ROWS);
     for (int pc = 0; pc < K; pc += FG_AMX_KC) {
         const int kc = K - pc < FG_AMX_KC ? K - pc : FG_AMX_KC, kcp = round_up(kc, TILE_K);
         const float beta_p = pc == 0 ? beta : 1.0f;
         const fg_row_affine *ep_p = pc + kc == K ? ep : NULL;
-        pack_a(M, Mp, kc, kcp, A + pc, rs_a, pa);
+        if (cs_a == 1) {
+            pack_a(M, Mp, kc, kcp, A + (long)pc * cs_a, rs_a, pa);
+        } else {
+            copy_rows(M, kc, A + (long)pc * cs_a, rs_a, cs_a, a_rows, kc);
+            pack_a(M, Mp, kc, kcp, a_rows, kc, pa);
+        }
         const size_t a_piece = a_piece_halves(Mp, kcp);
         for (int jc = j0; jc < j1; jc += FG_AMX_NC) {
             const int nc = j1 - jc < FG_AMX_NC ? j1 - jc : FG_AMX_NC;
             const int ncp = round_up(nc, TILE_ROWS);
             const size_t b_piece = b_piece_halves(kcp, ncp);
-            pack_b(kc, kcp, nc, ncp, B + (long)pc * rs_b + jc, rs_b, pb);
+            const float *b_block = B + (long)pc * rs_b + (long)jc * cs_b;
+            if (cs_b == 1) {
+                pack_b(kc, kcp, nc, ncp, b_block, rs_b, pb);
+            } else {
+                copy_rows(kc, nc, b_block, rs_b, cs_b, b_rows, nc);
+                pack_b(kc, kcp, nc, ncp, b_rows, nc, pb);
+            }
             /* column blocks outer: a block's B (kcp x 32 x 3 pieces, 48 KiB)
              * stays near while A's blocks pass along it */
             int which = 0;

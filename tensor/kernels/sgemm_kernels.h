@@ -97,9 +97,11 @@ static inline size_t fg_sgemm_packed_avx512_b_floats(const fg_packed_blocks *blo
 void fg_sgemm_dot_avx512(int M, int N, int K, float alpha, const float *A, long lda,
                          const float *B, long ldb, float beta, float *C, long rs_c, long cs_c);
 
-/* C = alpha A B + beta C on columns [j0, j1) in fp32 through the AMX
- * bfloat16 tile units, each operand split into three pieces
- * (sgemm_amx_bf16x6.c): A, B and C row-stored. K in blocks of FG_AMX_KC,
+/* C = alpha op(A) op(B) + beta C on columns [j0, j1) in fp32 through the
+ * AMX bfloat16 tile units, each operand split into three pieces
+ * (sgemm_amx_bf16x6.c): op(A) (i, k) at A[i rs_a + k cs_a], op(B) (k, j)
+ * at B[k rs_b + j cs_b], either with one stride 1 (the other way round
+ * costs a transposing copy of each block), C row-stored. K in blocks of FG_AMX_KC,
  * columns in blocks of FG_AMX_NC; pa_buf has room for
  * fg_sgemm_amx_a_bytes(M, K) bytes, pb_buf for fg_sgemm_amx_b_bytes(N, K)
  * (N the columns of this call). Only where fg_amx_bf16_usable(), which
@@ -113,9 +115,9 @@ enum { FG_AMX_KC = 256, FG_AMX_NC = 64 };
 int fg_amx_bf16_usable(void);
 size_t fg_sgemm_amx_a_bytes(int M, int K);
 size_t fg_sgemm_amx_b_bytes(int N, int K);
-void fg_sgemm_amx_bf16x6(int M, int K, float alpha, const float *A, long rs_a,
-                         const float *B, long rs_b, float beta, float *C, long rs_c, int j0,
-                         int j1, void *pa_buf, void *pb_buf, const fg_row_affine *ep);
+void fg_sgemm_amx_bf16x6(int M, int K, float alpha, const float *A, long rs_a, long cs_a,
+                         const float *B, long rs_b, long cs_b, float beta, float *C, long rs_c,
+                         int j0, int j1, void *pa_buf, void *pb_buf, const fg_row_affine *ep);
 
 /* Portable C for any x86-64 (the compiler may use SSE2). */
 enum { FG_SCALAR_MR = 4, FG_SCALAR_NR = 8 };
