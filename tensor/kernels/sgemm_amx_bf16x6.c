@@ -144,17 +144,40 @@ static AMX_TARGET void copy_rows(int rows, int cols, const float *src, long rs, 
             dst[(long)r * ld + c] = src[(long)r * rs + (long)c * cs];
 }
 
-/* x as three pieces, each a bfloat16 in the upper half of its lane and
- * zeros below: x - p0 and its remainder are exact in fp32, because each
- * piece is the leading bits of what is left. */
+/* x as three fp32 values whose upper halves are its three bfloat16
+ * pieces: x itself, r = x - p0 and s = r - p1, where p0 and p1 are x
+ * and r cut to their upper halves. Each difference is exact in fp32, as
+ * each piece is the leading bits of what is left, and s has at most 8
+ * significant bits, all in its upper half. */
 AMX_INLINE AMX_TARGET void split3(__m512 x, __m512i p[PIECES])
 {
     const __m512i upper = _mm512_set1_epi32((int)0xFFFF0000u);
-    p[0] = _mm512_and_si512(_mm512_castps_si512(x), upper);
-    const __m512 r = _mm512_sub_ps(x, _mm512_castsi512_ps(p[0]));
-    p[1] = _mm512_and_si512(_mm512_castps_si512(r), upper);
-    const __m512 s = _mm512_sub_ps(r, _mm512_castsi512_ps(p[1]));
-    p[2] = _mm512_and_si512(_mm512_castps_si512(s), upper);
+    const __m512 r = _mm512_sub_ps(x, _mm512_castsi512_ps(
+                                          _mm512_and_si512(_mm512_castps_si512(x), upper)));
+    const __m512 s = _mm512_sub_ps(r, _mm512_castsi512_ps(
+                                          _mm512_and_si512(_mm512_castps_si512(r), upper)));
+    p[0] = _mm512_castps_si512(x);
+    p[1] = _mm512_castps_si512(r);
+    p[2] = _mm512_castps_si512(s);
+}
+
+/* The upper halves of lo's 16 lanes then hi's: 32 bfloat16 in order. */
+AMX_INLINE AMX_TARGET __m512i upper_halves(__m512i lo, __m512i hi)
+{
+    const __m512i odd = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37,
+                                         35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9,
+                                         7, 5, 3, 1);
+    return _mm512_permutex2var_epi16(lo, odd, hi);
+}
+
+/* The upper halves of a's and b's lanes interleaved, a's below: 16 words,
+ * each holding rows 2r and 2r + 1 of one column as the B tiles want. */
+AMX_INLINE AMX_TARGET __m512i interleaved_upper_halves(__m512i a, __m512i b)
+{
+    const __m512i pairs = _mm512_set_epi16(63, 31, 61, 29, 59, 27, 57, 25, 55, 23, 53, 21, 51,
+                                           19, 49, 17, 47, 15, 45, 13, 43, 11, 41, 9, 39, 7, 37,
+                                           5, 35, 3, 33, 1);
+    return _mm512_permutex2var_epi16(a, pairs, b);
 }
 
 static __mmask16 lanes(int n)
@@ -173,15 +196,17 @@ static AMX_TARGET void pack_a(int M, int Mp, int kc, int kcp, const float *A, lo
     for (int i = 0; i < Mp; i++) {
         const float *row = A + (long)i * rs_a;
         uint16_t *dst = pa + ((size_t)(i / TILE_ROWS) * steps * TILE_ROWS + i % TILE_ROWS) * TILE_K;
-        for (int k = 0; k < kcp; k += 16) {
-            const __m512 x = i < M ? _mm512_maskz_loadu_ps(lanes(kc - k), row + k)
-                                   : _mm512_setzero_ps();
-            __m512i p[PIECES];
-            split3(x, p);
-            uint16_t *d = dst + (size_t)(k / TILE_K) * TILE_HALVES + k % TILE_K;
+        for (int k = 0; k < kcp; k += TILE_K) {
+            const __m512 x0 = i < M ? _mm512_maskz_loadu_ps(lanes(kc - k), row + k)
+                                    : _mm512_setzero_ps();
+            const __m512 x1 = i < M ? _mm512_maskz_loadu_ps(lanes(kc - k - 16), row + k + 16)
+                                    : _mm512_setzero_ps();
+            __m512i p0[PIECES], p1[PIECES];
+            split3(x0, p0);
+            split3(x1, p1);
+            uint16_t *d = dst + (size_t)(k / TILE_K) * TILE_HALVES;
             for (int q = 0; q < PIECES; q++)
-                _mm256_storeu_si256((__m256i *)(d + q * piece),
-                                    _mm512_cvtepi32_epi16(_mm512_srli_epi32(p[q], 16)));
+                _mm512_storeu_si512(d + q * piece, upper_halves(p0[q], p1[q]));
         }
     }
 }
@@ -209,8 +234,7 @@ static AMX_TARGET void pack_b(int kc, int kcp, int nc, int ncp, const float *B, 
             split3(x1, p1);
             uint32_t *d = dst + (size_t)(j / 16) * steps * TILE_HALVES / 2;
             for (int q = 0; q < PIECES; q++)
-                _mm512_storeu_si512(d + q * piece,
-                                    _mm512_or_si512(p1[q], _mm512_srli_epi32(p0[q], 16)));
+                _mm512_storeu_si512(d + q * piece, interleaved_upper_halves(p0[q], p1[q]));
         }
     }
 }
