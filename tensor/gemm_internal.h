@@ -33,9 +33,10 @@ int fg_gemm_path_from_name(const char *name);
  * place (unless B is large and many rows read it), other products with
  * row-stored C to the packed 12 x 32 one; the rest,
  * and every product on other paths but the unpacked AVX2 ones, to BLIS.
- * Before all of these, where AMX is on, a product with A, B and C
- * row-stored, 96 to 512 rows and K from 64 to 256 goes to the AMX tile
- * units (a wide layer's forward product). */
+ * Where AMX is on, a product that the dot-product kernel does not take,
+ * with row-stored C, op(A) and op(B) each with a unit stride, 96 to 512
+ * rows and K from 64 goes to the AMX tile units instead (a wide layer's
+ * products and gradients). */
 enum fg_gemm_route {
     FG_GEMM_ROUTE_BLIS,
     FG_GEMM_ROUTE_DOT,

@@ -304,7 +304,7 @@ static void amx_products(uint64_t seed)
 {
     uint64_t s = seed;
     const int mnk[][3] = {{256, 784, 256}, {100, 33, 64}, {130, 50, 70}, {96, 1001, 200},
-                          {512, 97, 129}, {111, 40, 600}, {127, 95, 255}, {200, 130, 1100}};
+                          {512, 97, 129}, {111, 70, 600}, {127, 95, 255}, {200, 130, 1100}};
     for (int i = 0; i < (int)(sizeof mnk / sizeof mnk[0]); i++)
         for (int t = 0; t < 4; t++) {
             const int ta = t & 1, tb = t >> 1, ab = (int)(next_u32(&s) % 3);
@@ -317,7 +317,8 @@ static void amx_products(uint64_t seed)
             ck_assert_int_eq(check_case(&g, next_u32(&s)), FG_GEMM_ROUTE_AMX);
         }
     /* the bounds of the route: rows, K, C's layout, an operand with no
-     * unit stride */
+     * unit stride, and a narrow weight gradient, which the dot-product
+     * kernel keeps */
     ck_assert_int_ne(fg_gemm_route(0, 0, 95, 784, 256, 256, 1, 784, 1, 784, 1),
                      FG_GEMM_ROUTE_AMX);
     ck_assert_int_ne(fg_gemm_route(0, 0, 513, 784, 256, 256, 1, 784, 1, 784, 1),
@@ -330,6 +331,8 @@ static void amx_products(uint64_t seed)
                      FG_GEMM_ROUTE_AMX);
     gemm_case g = {0, 0, 130, 70, 90, GENERAL, ROW_MAJOR, ROW_MAJOR, 1.0f, 0.0f};
     ck_assert_int_ne(check_case(&g, next_u32(&s)), FG_GEMM_ROUTE_AMX);
+    ck_assert_int_eq(fg_gemm_route(0, 1, 128, 36, 12544, 12544, 1, 12544, 1, 36, 1),
+                     FG_GEMM_ROUTE_DOT);
 }
 
 /* The AMX kernel itself with what the routes do not give it: an
