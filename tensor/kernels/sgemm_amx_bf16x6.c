@@ -12,8 +12,8 @@
  * One tile product (16 x 32 by 32 x 16) is 8192 multiply-adds, and a
  * Sapphire Rapids core runs 2.3-2.9 TFLOP/s of them in a loop against
  * 0.21 of fp32 FMAs: six products per fp32 one, with the splitting and
- * packing, still make a wide layer's product about 1.6x as fast as our
- * fp32 tiles (BENCHMARKS.md, "fp32 products on AMX").
+ * packing, still make a wide layer's products 1.25-1.45x as fast as
+ * our fp32 tiles (BENCHMARKS.md, "fp32 products on AMX").
  *
  * What differs from fp32 beyond rounding: the units treat bfloat16
  * subnormals as zero, so values below about 2^-110 in magnitude lose
@@ -72,15 +72,19 @@ static int round_up(int x, int m)
 }
 
 /* Each operand is stored as its tiles, each 16 rows of 64 bytes in one
- * contiguous KiB, which the tile loads read as one run. With tiles read
- * out of whole packed rows instead (a stride of 512 bytes for A, 2 KiB
- * for B), 256 x 784 x 256 ran at 0.8 of this layout's speed. */
+ * contiguous KiB, which the tile loads read as one run. Before the
+ * buffers were aligned (below), tiles read out of whole packed rows (a
+ * stride of 512 bytes for A, 2 KiB for B) ran 256 x 784 x 256 at 95-110
+ * GFLOP/s, this layout at 123-128. */
 enum { TILE_HALVES = TILE_ROWS * TILE_K }; /* bfloat16 in a tile */
 
 /* The pieces of an operand lie this far apart (in bfloat16). Their sizes
  * are multiples of 4 KiB, and the packing's stores to three places a
- * multiple of 4 KiB apart alias in the L1; 17 cache lines of padding
- * took 256 x 784 x 256 from 186 to 206 GFLOP/s. */
+ * multiple of 4 KiB apart alias in the L1. 17 cache lines of padding,
+ * on one thread, alternating: the input gradient of a 256-wide layer's
+ * chunk (dX 256 x 784 x 256) from 184-186 to 195-199 GFLOP/s, its weight
+ * gradient (256 x 256 x 784) from 152-164 to 169-172, the forward product
+ * the same within noise. */
 static size_t a_piece_halves(int Mp, int kcp)
 {
     return (size_t)Mp * kcp + 17 * 32;
@@ -92,8 +96,8 @@ static size_t b_piece_halves(int kcp, int ncp)
 }
 
 /* Tile rows on cache lines: in a buffer aligned to 16 bytes (malloc's)
- * each 64-byte row spans two lines, and the product ran at 0.6 of the
- * speed it has aligned. The buffers have 64 bytes to spare for this. */
+ * each 64-byte row spans two lines: 256 x 784 x 256 ran at 123-128
+ * GFLOP/s, aligned at 209-210. The buffers have 64 bytes to spare. */
 static void *align64(void *p)
 {
     return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63);

@@ -109,8 +109,9 @@ void fg_sgemm_dot_avx512(int M, int N, int K, float alpha, const float *A, long 
  * rows as they are stored. */
 /* K in blocks of 256 (the route sends no longer K); columns in blocks of
  * 64, split just before their products: on one thread 256 x 784 x 256
- * ran at 206-217 GFLOP/s with blocks of 160 to 1024 columns, 240 and 247
- * with 128 and 64, 237 with 32 (BENCHMARKS.md, "fp32 products on AMX"). */
+ * ran at 198-220 GFLOP/s with blocks of 160 to 1024 columns, 239-240 with
+ * 128, 244-249 with 64, 236-238 with 32 (BENCHMARKS.md, "fp32 products
+ * on AMX"). */
 enum { FG_AMX_KC = 256, FG_AMX_NC = 64 };
 int fg_amx_bf16_usable(void);
 size_t fg_sgemm_amx_a_bytes(int M, int K);
