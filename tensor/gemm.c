@@ -232,8 +232,10 @@ static int best_supported_path(void)
 /* The packed 12 x 32 product's blocks: kc x nc of B (1 MiB) stays in L2. */
 #define PACKED_KC 256
 #define PACKED_NC 1024
-/* AMX products from this K (below it the padding of K to 32 costs more
- * than the tiles save; BENCHMARKS.md, "fp32 products on AMX"). */
+/* AMX products from this K. A first layer's K of 18 or 36, padded to 32
+ * or 64 on the tiles, ran there at 0.83-0.95x our fp32 kernels' speed
+ * (256 and 128 rows by 784 columns), K = 48 at 1.15x, 64 at 1.4x (a test
+ * program calling fg_gemm on one thread, two rounds; load average 1.0). */
 #define AMX_MIN_K 64
 #define AMX_MIN_M 96
 #define AMX_MAX_M 512
@@ -527,13 +529,13 @@ static void gemm_packed(int M, int N, int K, float alpha, const float *A, inc_t 
 /* Whether op(A) op(B) goes to the AMX product: on the AVX-512 path of a
  * CPU with AMX, for row-stored C, op(A) and op(B) each with a unit
  * stride one way or the other (a layer's product and both its
- * gradients), K of at least amx_min_k and 96 to 512 rows. Measured on one
- * thread against our fp32 kernels: 1.2-1.4x for the products of a
- * 256-wide layer on a chunk or a whole batch, 1.05-1.1x for a 128-wide
- * one's, 1.3x for 256 x 2048 x 2048; slower for fewer rows, where
- * splitting B costs more than the rows save (36 x 784 x 256 at 0.7x), and
- * for 2048^3 (0.7x), whose split A no longer stays in L2 (BENCHMARKS.md,
- * "fp32 products on AMX"). */
+ * gradients), K of at least amx_min_k and 96 to 512 rows. On one thread
+ * against our fp32 kernels (bench_gemm; BENCHMARKS.md, "fp32 products on
+ * AMX"): 1.25-1.45x for the products of a 256-wide layer on a chunk or a
+ * whole batch, 0.98-1.3x for a 128-wide one's; in a test program, 1.3x
+ * for 256 x 2048 x 2048, but slower with fewer rows, where splitting B
+ * costs more than the rows save (36 x 784 x 256 at 0.7x), and for 2048^3
+ * (0.7x; its split A, 3 MiB for each block of K, is larger than L2). */
 static int amx_pays(int path, int M, int N, int K, inc_t ra, inc_t ca, inc_t rb, inc_t cb,
                     inc_t ccs)
 {

@@ -100,16 +100,16 @@ void fg_sgemm_dot_avx512(int M, int N, int K, float alpha, const float *A, long 
 /* C = alpha op(A) op(B) + beta C on columns [j0, j1) in fp32 through the
  * AMX bfloat16 tile units, each operand split into three pieces
  * (sgemm_amx_bf16x6.c): op(A) (i, k) at A[i rs_a + k cs_a], op(B) (k, j)
- * at B[k rs_b + j cs_b], either with one stride 1 (the other way round
- * costs a transposing copy of each block), C row-stored. K in blocks of FG_AMX_KC,
- * columns in blocks of FG_AMX_NC; pa_buf has room for
- * fg_sgemm_amx_a_bytes(M, K) bytes, pb_buf for fg_sgemm_amx_b_bytes(N, K)
- * (N the columns of this call). Only where fg_amx_bf16_usable(), which
- * asks the kernel for the tile state once. ep (or NULL) applies to the
- * rows as they are stored. */
-/* K in blocks of 256 (the route sends no longer K); columns in blocks of
- * 64, split just before their products: on one thread 256 x 784 x 256
- * ran at 198-220 GFLOP/s with blocks of 160 to 1024 columns, 239-240 with
+ * at B[k rs_b + j cs_b], each with one stride 1 (the other way round
+ * costs a transposing copy of each block), C row-stored. pa_buf has room
+ * for fg_sgemm_amx_a_bytes(M, K) bytes, pb_buf for
+ * fg_sgemm_amx_b_bytes(N, K) (N the columns of this call). Only where
+ * fg_amx_bf16_usable(), which asks the kernel for the tile state once.
+ * ep (or NULL) applies to the rows as they are stored.
+ *
+ * K goes in blocks of FG_AMX_KC, the columns in blocks of FG_AMX_NC,
+ * split just before their products: on one thread 256 x 784 x 256 ran
+ * at 198-220 GFLOP/s with blocks of 160 to 1024 columns, 239-240 with
  * 128, 244-249 with 64, 236-238 with 32 (BENCHMARKS.md, "fp32 products
  * on AMX"). */
 enum { FG_AMX_KC = 256, FG_AMX_NC = 64 };
