@@ -30,7 +30,7 @@ tests_test_arena_trace_LDADD = $(FG_TEST_INTERNAL_LIBS)
 # GEMM: the entry point and the microkernels it registers into BLIS.
 libflowgrad_core_la_SOURCES += tensor/gemm_internal.h \
 	tensor/kernels/sgemm_kernels.h tensor/kernels/row_affine.h tensor/kernels/row_affine_avx512.h \
-	tensor/kernels/transpose8.h tensor/kernels/lanes_avx2.h \
+	tensor/kernels/transpose8.h tensor/kernels/lanes_avx2.h tensor/kernels/lanes_avx512.h \
 	tensor/kernels/sgemm_scalar.c tensor/kernels/sgemm_avx2.c tensor/kernels/sgemm_unpacked_avx2.c \
 	tensor/kernels/sgemm_avx512.c tensor/kernels/sgemm_unpacked_avx512.c \
 	tensor/kernels/tile_12x32_avx512.h tensor/kernels/sgemm_packed_avx512.c \

@@ -14,4 +14,20 @@ fg_row_affine_v16(__m512 v, float b, float s, int relu)
     return relu ? _mm512_max_ps(y, _mm512_setzero_ps()) : y;
 }
 
+/* Row i's 16 columns at c (those in mask) become ep(alpha acc + beta C),
+ * as every AVX-512 kernel stores its result: alpha v, then beta C added
+ * by one FMA (C not read when beta is 0, so NaN there never comes
+ * through), then the row's affine map (ep_bias NULL: none). */
+static inline __attribute__((always_inline, target("avx512f"))) void
+fg_store_row16(float *c, __mmask16 mask, __m512 acc, __m512 alpha, float beta, __m512 beta_v,
+               const float *ep_bias, const float *ep_scale, int ep_relu, int i)
+{
+    __m512 v = _mm512_mul_ps(acc, alpha);
+    if (beta != 0.0f)
+        v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, c), beta_v, v);
+    if (ep_bias)
+        v = fg_row_affine_v16(v, ep_bias[i], ep_scale[i], ep_relu);
+    _mm512_mask_storeu_ps(c, mask, v);
+}
+
 #endif

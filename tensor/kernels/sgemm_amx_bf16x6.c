@@ -29,6 +29,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "tensor/kernels/lanes_avx512.h"
 #include "tensor/kernels/row_affine_avx512.h"
 #include "tensor/kernels/transpose8.h"
 
@@ -184,11 +185,6 @@ AMX_INLINE AMX_TARGET __m512i interleaved_upper_halves(__m512i a, __m512i b)
     return _mm512_permutex2var_epi16(a, pairs, b);
 }
 
-static __mmask16 lanes(int n)
-{
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1);
-}
-
 /* Rows [0, M) and columns [0, kc) of A (row stride rs_a, unit column
  * stride) as PIECES sets of Mp / 16 x kcp / 32 tiles, rows and columns
  * past A's zero; the tile of rows 16 t and K step s at (t kcp / 32 + s) 512. */
@@ -201,9 +197,10 @@ static AMX_TARGET void pack_a(int M, int Mp, int kc, int kcp, const float *A, lo
         const float *row = A + (long)i * rs_a;
         uint16_t *dst = pa + ((size_t)(i / TILE_ROWS) * steps * TILE_ROWS + i % TILE_ROWS) * TILE_K;
         for (int k = 0; k < kcp; k += TILE_K) {
-            const __m512 x0 = i < M ? _mm512_maskz_loadu_ps(lanes(kc - k), row + k)
+            const __m512 x0 = i < M ? _mm512_maskz_loadu_ps(fg_lanes_mask16(kc - k), row + k)
                                     : _mm512_setzero_ps();
-            const __m512 x1 = i < M ? _mm512_maskz_loadu_ps(lanes(kc - k - 16), row + k + 16)
+            const __m512 x1 = i < M ? _mm512_maskz_loadu_ps(fg_lanes_mask16(kc - k - 16),
+                                                            row + k + 16)
                                     : _mm512_setzero_ps();
             __m512i p0[PIECES], p1[PIECES];
             split3(x0, p0);
@@ -229,7 +226,7 @@ static AMX_TARGET void pack_b(int kc, int kcp, int nc, int ncp, const float *B, 
         const float *r0 = B + (long)k * rs_b, *r1 = r0 + rs_b;
         uint32_t *dst = (uint32_t *)pb + ((size_t)(k / TILE_K) * TILE_ROWS + (k % TILE_K) / 2) * 16;
         for (int j = 0; j < ncp; j += 16) {
-            const __mmask16 m = lanes(nc - j);
+            const __mmask16 m = fg_lanes_mask16(nc - j);
             const __m512 x0 = k < kc ? _mm512_maskz_loadu_ps(m, r0 + j) : _mm512_setzero_ps();
             const __m512 x1 = k + 1 < kc ? _mm512_maskz_loadu_ps(m, r1 + j)
                                          : _mm512_setzero_ps();
@@ -291,24 +288,18 @@ AMX_INLINE AMX_TARGET void block(const int rows2, const int cols2, int kcp, size
         _tile_stored(3, s + TILE_ROWS * BLOCK + TILE_ROWS, BLOCK * 4);
 }
 
-/* C's m x n block at c = ep(alpha s + beta C), as the fp32 tiles store
- * (tile_12x32_avx512.h): C is not read when beta is 0. */
+/* C's m x n block at c = ep(alpha s + beta C), by the rule of every
+ * AVX-512 kernel's store (fg_store_row16). */
 static AMX_TARGET void store(int m, int n, const float *s, float alpha, float beta, float *c,
                              long rs_c, const float *ep_bias, const float *ep_scale,
                              int ep_relu)
 {
     const __m512 al = _mm512_set1_ps(alpha), be = _mm512_set1_ps(beta);
     for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j += 16) {
-            const __mmask16 mask = lanes(n - j);
-            float *cr = c + (long)i * rs_c + j;
-            __m512 v = _mm512_mul_ps(_mm512_loadu_ps(s + i * BLOCK + j), al);
-            if (beta != 0.0f)
-                v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, cr), be, v);
-            if (ep_bias)
-                v = fg_row_affine_v16(v, ep_bias[i], ep_scale[i], ep_relu);
-            _mm512_mask_storeu_ps(cr, mask, v);
-        }
+        for (int j = 0; j < n; j += 16)
+            fg_store_row16(c + (long)i * rs_c + j, fg_lanes_mask16(n - j),
+                           _mm512_loadu_ps(s + i * BLOCK + j), al, beta, be, ep_bias, ep_scale,
+                           ep_relu, i);
 }
 
 /* A block whose tiles are stored, to be written to C (m 0: none). */

@@ -5,7 +5,6 @@
 
 #include <immintrin.h>
 
-
 #define AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
 
 enum { MR = FG_AVX512_MR, NR = FG_AVX512_NR };

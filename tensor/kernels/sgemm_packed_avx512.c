@@ -43,7 +43,7 @@ static FG_TILE_AVX512 void pack_b(int p0, int p1, int kc, int cols, const float 
                 _mm512_storeu_ps(dst + (long)(j / NR) * kc * NR + j % NR,
                                  _mm512_loadu_ps(row + j));
             if (j < j1) {
-                const __mmask16 m = fg_tile_columns_mask(j1 - j);
+                const __mmask16 m = fg_lanes_mask16(j1 - j);
                 _mm512_storeu_ps(dst + (long)(j / NR) * kc * NR + j % NR,
                                  _mm512_maskz_loadu_ps(m, row + j));
             }

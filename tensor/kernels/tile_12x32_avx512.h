@@ -9,6 +9,7 @@
 
 #include <immintrin.h>
 
+#include "tensor/kernels/lanes_avx512.h"
 #include "tensor/kernels/row_affine_avx512.h"
 
 #define FG_TILE_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
@@ -53,15 +54,8 @@ FG_TILE_INLINE FG_TILE_AVX512 void fg_tile(const int rows, const int halves, int
     }
     const __m512 al = _mm512_set1_ps(alpha), be = _mm512_set1_ps(beta);
 #define STORE_HALF(acc, i, off, mask)                                               \
-    {                                                                               \
-        float *cr = c + (long)(i) * rs_c + (off);                                   \
-        __m512 v = _mm512_mul_ps(acc, al);                                          \
-        if (beta != 0.0f) /* beta 0 never reads C, which may hold NaN */            \
-            v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, cr), be, v);            \
-        if (ep_bias)                                                                \
-            v = fg_row_affine_v16(v, ep_bias[i], ep_scale[i], ep_relu);             \
-        _mm512_mask_storeu_ps(cr, mask, v);                                         \
-    }
+    fg_store_row16(c + (long)(i) * rs_c + (off), mask, acc, al, beta, be, ep_bias, ep_scale, \
+                   ep_relu, i);
 #define STORE(i)                                                                    \
     if ((i) < rows && (i) < m) {                                                    \
         STORE_HALF(c##i, i, 0, mask0)                                               \
@@ -71,11 +65,6 @@ FG_TILE_INLINE FG_TILE_AVX512 void fg_tile(const int rows, const int halves, int
     FG_TILE_FOR_ROWS(STORE)
 #undef STORE
 #undef STORE_HALF
-}
-
-FG_TILE_INLINE __mmask16 fg_tile_columns_mask(int cols)
-{
-    return cols >= 16 ? (__mmask16)0xFFFF : cols <= 0 ? 0 : (__mmask16)((1u << cols) - 1);
 }
 
 /* Columns [j0, j1) of one row of tiles, `rows` rows (m inside C) from the
@@ -96,10 +85,10 @@ FG_TILE_INLINE FG_TILE_AVX512 void fg_tile_row(const int rows, int m, int j0, in
     const int left = j1 - j;
     if (left > FG_TILE_HALF)
         fg_tile(rows, 2, m, K, alpha, pa, b, rs_b, beta, c + j, rs_c, 0xFFFF,
-                fg_tile_columns_mask(left - FG_TILE_HALF), ep_bias, ep_scale, ep_relu);
+                fg_lanes_mask16(left - FG_TILE_HALF), ep_bias, ep_scale, ep_relu);
     else if (left > 0)
         fg_tile(rows, 1, m, K, alpha, pa, b, rs_b, beta, c + j, rs_c,
-                fg_tile_columns_mask(left), 0, ep_bias, ep_scale, ep_relu);
+                fg_lanes_mask16(left), 0, ep_bias, ep_scale, ep_relu);
 }
 
 /* Rows [i0, i1) of C (i0 a multiple of 12, i1 one or M) by columns
